@@ -1,0 +1,33 @@
+"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, scatter-add.
+
+Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels`` and
+``pfd_ref.sparse.coalesce_rows``) and parity tests (tests/test_kernels.py). The public
+functions below validate their arguments (float32 or float64, one dtype across arguments,
+C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between the
+serial and the parallel kernel; the ``@njit`` functions they call take plain arrays only.
+Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
+(used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
+Kernels are compiled on first use and cached on disk (``cache=True``);
+``compile_all()`` compiles them up front (docs/performance.md gives the times).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import embedding, mlp, scoring
+from kernels.embedding import coalesce_rows
+from kernels.mlp import mlp_scores
+from kernels.scoring import score_items, top_k_items, top_k_scores
+
+__all__ = ["coalesce_rows", "compile_all", "mlp_scores", "score_items", "top_k_items", "top_k_scores"]
+
+
+def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
+    """Compile (or load from Numba's cache) every kernel for float32 and float64, the
+    serial and the parallel variants, and the row-path MLP for each depth in
+    ``mlp_depths`` (the number of weight matrices; each depth is its own signature)."""
+    for dtype in (np.float32, np.float64):
+        scoring.warm_up(dtype)
+        mlp.warm_up(dtype, mlp_depths)
+        embedding.warm_up(dtype)

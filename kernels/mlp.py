@@ -1,0 +1,207 @@
+"""MLP forward pass for scoring: ReLU hidden layers, a linear output, optional sigmoid.
+
+Twin (readable NumPy reference): ``pfd_ref.reference_kernels.mlp_scores``.
+
+Two paths, chosen by the batch size ``n``:
+
+* ``n < BLAS_MIN_ROWS``: ``_mlp_rows``, one row at a time in plain loops. For a single row
+  the work is a vector-matrix product per layer; a Python-level ``np.matmul`` per layer
+  (and PyTorch's eager dispatch) costs more than the arithmetic, which this path avoids.
+* otherwise: BLAS GEMM (``np.matmul`` into preallocated buffers) for each layer, on
+  ``ROW_BLOCK`` rows at a time so that the hidden activations stay in cache, followed by
+  ``_bias_activate``, which adds the bias, applies the activation and counts non-finite
+  pre-activations in one pass. GEMM uses BLAS's own threads; the elementwise pass is
+  serial (it is ``1/width`` of the work, and alternating Numba's and BLAS's thread pools
+  costs more than it saves).
+
+Non-finite values: every pre-activation is checked before its ReLU (a ReLU would map
+``-inf`` to 0 and hide it). A NaN or infinity in ``x``, a weight or a bias always makes
+some pre-activation of its layer non-finite (``0 * inf`` is NaN), so the check is complete;
+the error then names the argument that holds it.
+
+Rounding: the row path sums ``b_j + x_0 W_0j + x_1 W_1j + ...`` in that order; BLAS sums in
+its own blocked order. A row's output may therefore differ in the last bits between a
+batch below and above ``BLAS_MIN_ROWS``; each call is deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kernels._common import check_float_layout, raise_nonfinite
+
+BLAS_MIN_ROWS = 8
+ROW_BLOCK = 1024
+
+ACT_RELU, ACT_LINEAR, ACT_SIGMOID = 0, 1, 2
+
+
+@njit(cache=True)
+def _sigmoid(z, one):
+    """1 / (1 + exp(-z)), without overflow for either sign of z (``one`` fixes the dtype)."""
+    if z >= 0:
+        return one / (one + np.exp(-z))
+    e = np.exp(z)
+    return e / (one + e)
+
+
+@njit(cache=True)
+def _matmul_small(h, w, y):
+    """y = h @ w for a few rows: y[r, j] = h[r, 0] w[0, j] + h[r, 1] w[1, j] + ... in order of i.
+
+    Four rows of ``w`` are applied per pass over ``y[r]`` (the sum stays in order of ``i``),
+    so ``w`` is read from L2 once and ``y`` is loaded and stored once per four rows.
+    """
+    n_in, n_out = w.shape
+    y[:] = 0
+    i = 0
+    while i + 4 <= n_in:
+        for r in range(h.shape[0]):
+            h0, h1, h2, h3 = h[r, i], h[r, i + 1], h[r, i + 2], h[r, i + 3]
+            yr = y[r]
+            for j in range(n_out):
+                yr[j] = yr[j] + h0 * w[i, j] + h1 * w[i + 1, j] + h2 * w[i + 2, j] + h3 * w[i + 3, j]
+        i += 4
+    for i in range(i, n_in):
+        for r in range(h.shape[0]):
+            hi = h[r, i]
+            yr = y[r]
+            for j in range(n_out):
+                yr[j] += hi * w[i, j]
+
+
+@njit(cache=True)
+def _bias_activate(y, b, activation):
+    """y[r, j] = act(y[r, j] + b[j]) in place; return the count of non-finite y + b."""
+    nonfinite = 0
+    one = y.dtype.type(1)
+    for r in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            v = y[r, j] + b[j]
+            nonfinite += not np.isfinite(v)
+            if activation == ACT_RELU:
+                v = v if v > 0 else 0
+            elif activation == ACT_SIGMOID:
+                v = _sigmoid(v, one)
+            y[r, j] = v
+    return nonfinite
+
+
+@njit(cache=True)
+def _mlp_rows(x, weights, biases, output_activation, out, scratch):
+    """The whole forward pass for a few rows in one call; return the non-finite count.
+
+    ``scratch`` is a flat buffer of ``2 * n * max hidden width`` elements; hidden layer l
+    writes half ``l % 2`` of it.
+    """
+    n = x.shape[0]
+    half = scratch.shape[0] // 2
+    num_layers = len(weights)
+    nonfinite = 0
+    h = x
+    for layer in range(num_layers):
+        w = weights[layer]
+        if layer == num_layers - 1:
+            y = out
+            activation = output_activation
+        else:
+            start = (layer % 2) * half
+            y = scratch[start : start + n * w.shape[1]].reshape(n, w.shape[1])
+            activation = ACT_RELU
+        _matmul_small(h, w, y)
+        nonfinite += _bias_activate(y, biases[layer], activation)
+        h = y
+    return nonfinite
+
+
+def _check_mlp(x, weights, biases):
+    """Validate and return ``(x, weights tuple, biases tuple, widest hidden layer)``.
+
+    Batch-1 scoring takes ~20 us, so the common case is checked in one tight expression per
+    layer; only a failing layer goes through ``_explain_layer`` for the message.
+    """
+    x = check_float_layout("x", x, ndims=(2,), copy=True)
+    if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
+        raise ValueError("weights: expected a list of arrays (and biases a list of the same length)")
+    if len(weights) == 0 or len(weights) != len(biases):
+        raise ValueError(f"weights: expected one or more layers and as many biases, got {len(weights)} weights and {len(biases)} biases")
+    dtype, width, hidden = x.dtype, x.shape[1], 0
+    for layer, (w, b) in enumerate(zip(weights, biases)):
+        if not (
+            isinstance(w, np.ndarray) and isinstance(b, np.ndarray)
+            and w.dtype == dtype and b.dtype == dtype
+            and w.ndim == 2 and w.shape[0] == width and b.shape == (w.shape[1],)
+            and w.flags.c_contiguous and b.flags.c_contiguous
+        ):
+            _explain_layer(layer, w, b, width, dtype)
+        width = w.shape[1]
+        if layer < len(weights) - 1:
+            hidden = max(hidden, width)
+    return x, tuple(weights), tuple(biases), hidden
+
+
+def _explain_layer(layer, w, b, width, dtype):
+    check_float_layout(f"weights[{layer}]", w, ndims=(2,), dtype=dtype)
+    check_float_layout(f"biases[{layer}]", b, ndims=(1,), dtype=dtype)
+    if w.shape[0] != width:
+        raise ValueError(f"weights[{layer}]: expected {width} input rows, got shape {w.shape}")
+    raise ValueError(f"biases[{layer}]: expected shape ({w.shape[1]},), got {b.shape}")
+
+
+def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndarray:
+    """Forward pass of an MLP for scoring.
+
+    ``h_0 = x``; ``h_{l+1} = relu(h_l @ W_l + b_l)`` for ``l < L - 1``; output
+    ``z = h_{L-1} @ W_{L-1} + b_{L-1}``, or ``sigmoid(z) = 1 / (1 + exp(-z))`` when
+    ``sigmoid``.
+
+    x : float32/float64 ``(n, i)``, copied if not C-contiguous (``n`` may be 0);
+    weights : list of L >= 1 arrays, ``W_l`` of shape ``(in_l, out_l)`` with ``in_0 = i``
+    and ``in_{l+1} = out_l``; biases : list of L arrays ``(out_l,)``. Weights and biases
+    have ``x``'s dtype and must be C-contiguous (else rejected).
+    Returns ``(n, out_{L-1})`` in ``x``'s dtype. Raises ``ValueError`` naming the argument
+    that holds a NaN or infinity, or ``x`` if a pre-activation overflowed.
+    """
+    x, weights, biases, hidden = _check_mlp(x, weights, biases)
+    n = x.shape[0]
+    out = np.empty((n, weights[-1].shape[1]), x.dtype)
+    output_activation = ACT_SIGMOID if sigmoid else ACT_LINEAR
+    if n < BLAS_MIN_ROWS:
+        scratch = np.empty(2 * n * hidden, x.dtype)
+        nonfinite = _mlp_rows(x, weights, biases, output_activation, out, scratch)
+    else:
+        nonfinite = _mlp_blas(x, weights, biases, output_activation, out)
+    if nonfinite:
+        suspects = {"x": x}
+        suspects.update({f"weights[{l}]": w for l, w in enumerate(weights)})
+        suspects.update({f"biases[{l}]": b for l, b in enumerate(biases)})
+        raise_nonfinite(suspects, "a pre-activation")
+    return out
+
+
+def _mlp_blas(x, weights, biases, output_activation, out) -> int:
+    block = min(ROW_BLOCK, x.shape[0])
+    buffers = [np.empty((block, w.shape[1]), x.dtype) for w in weights[:-1]]
+    nonfinite = 0
+    for r0 in range(0, x.shape[0], block):
+        r1 = min(r0 + block, x.shape[0])
+        h = x[r0:r1]
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            last = layer == len(weights) - 1
+            y = out[r0:r1] if last else buffers[layer][: r1 - r0]
+            np.matmul(h, w, out=y)
+            nonfinite += _bias_activate(y, b, output_activation if last else ACT_RELU)
+            h = y
+    return nonfinite
+
+
+def warm_up(dtype, depths: tuple[int, ...]) -> None:
+    """Run the kernels of this module once on tiny inputs of ``dtype`` (compiles them);
+    the row path for each number of layers in ``depths``."""
+    x = np.ones((2, 2), dtype)
+    for depth in depths:
+        weights = tuple(np.ones((2, 2), dtype) for _ in range(depth))
+        biases = tuple(np.ones(2, dtype) for _ in range(depth))
+        _mlp_rows(x, weights, biases, ACT_LINEAR, np.empty((2, 2), dtype), np.empty(8, dtype))
+    _bias_activate(x.copy(), x[0], ACT_RELU)

@@ -1,0 +1,270 @@
+"""A dataset: plain NumPy arrays plus the schema that describes them.
+
+Column layouts (``n`` rows):
+
+* categorical: int64 ids of shape ``(n,)`` in ``[0, vocab_size)``;
+* multi_categorical: ``MultiIds(values (nnz,) int64, offsets (n + 1,) int64)`` in CSR layout,
+  row ``i`` holds ``values[offsets[i]:offsets[i + 1]]`` (an empty row is allowed);
+* dense: float64 of shape ``(n, width)``, finite.
+
+Besides the columns a dataset holds ``labels`` (int8 0/1, ``(n,)``), ``user_ids`` (int64
+``(n,)``, the groups of GAUC), optionally ``day`` (int64 ``(n,)``, for time splits) and
+``weights`` (float32 or float64 ``(n,)``, non-negative). Everything is checked once, when the
+dataset is built from outside; datasets derived from a valid one (``take``, ``batches``,
+``split_by_day``) skip the checks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from pfd_ref.schema import Schema
+from pfd_ref.validation import check_float_array, check_ids, check_labels, check_offsets, check_weights
+
+FORMAT_KEY = "pfd_ref_dataset_format"
+FORMAT_VERSION = 1
+
+
+class MultiIds(NamedTuple):
+    """A multi-id column in CSR layout: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
+
+    values : int64 ``(nnz,)``; offsets : int64 ``(n + 1,)`` with ``offsets[0] == 0``,
+    non-decreasing, ``offsets[-1] == nnz``.
+    """
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.offsets) - 1
+
+    def take(self, indices: np.ndarray) -> "MultiIds":
+        """Rows ``indices`` (int64 ``(m,)``, any order, repeats allowed) as a new ``MultiIds``.
+
+        Vectorised CSR gather: with ``start_j = offsets[indices[j]]`` and
+        ``length_j = offsets[indices[j] + 1] - start_j``, the new offsets are
+        ``[0, cumsum(length)]`` and slot ``t`` of new row ``j`` reads
+        ``values[start_j + t - new_offsets[j]]``.
+        """
+        starts = self.offsets[indices]
+        lengths = self.offsets[indices + 1] - starts
+        new_offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        positions = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(starts - new_offsets[:-1], lengths)
+        return MultiIds(self.values[positions], new_offsets)
+
+
+def _check_column(name: str, spec, column, n: int):
+    """Return the column in its stored layout, or raise ``ValueError`` starting with ``columns['name']``."""
+    label = f"columns[{name!r}]"
+    if spec.kind == "multi_categorical":
+        if not isinstance(column, MultiIds):
+            raise ValueError(f"{label}: expected MultiIds(values, offsets), got {type(column).__name__}")
+        values = check_ids(f"{label}.values", column.values, spec.vocab_size)
+        offsets = check_offsets(f"{label}.offsets", column.offsets, len(values))
+        if len(offsets) != n + 1:
+            raise ValueError(f"{label}.offsets: expected length n + 1 = {n + 1}, got {len(offsets)}")
+        return MultiIds(values, offsets)
+    if not isinstance(column, np.ndarray):
+        raise ValueError(f"{label}: expected a numpy array, got {type(column).__name__}")
+    if spec.kind == "categorical":
+        ids = check_ids(label, column, spec.vocab_size)
+        if ids.shape != (n,):
+            raise ValueError(f"{label}: expected shape ({n},), got {ids.shape}")
+        return ids
+    if column.dtype != np.float64:
+        raise ValueError(f"{label}: dense columns are float64, got {column.dtype} (no silent casts)")
+    if column.shape != (n, spec.width):
+        raise ValueError(f"{label}: expected shape ({n}, {spec.width}), got {column.shape}")
+    return check_float_array(label, column)
+
+
+def _check_int_vector(name: str, x, n: int) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integers, got dtype {x.dtype}")
+    if x.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), got {x.shape}")
+    return x.astype(np.int64, copy=False)
+
+
+class Dataset:
+    """``n`` rows of columns described by ``schema``, with labels, user ids, days and weights.
+
+    Dataset(schema, columns, labels, user_ids, day=None, weights=None) checks everything and
+    raises ``ValueError`` naming the offending column or argument: a missing or extra column,
+    a wrong length, shape or dtype, an id outside ``[0, vocab_size)``, bad offsets, NaN or
+    infinity in a dense column, labels other than 0/1, a ``user_ids`` or ``day`` of the wrong
+    length. Integer arrays of any integer dtype are accepted and stored as int64; labels are
+    stored as int8; dense columns must already be float64 and weights float32 or float64.
+    """
+
+    def __init__(self, schema: Schema, columns: dict, labels, user_ids, day=None, weights=None):
+        if not isinstance(schema, Schema):
+            raise ValueError(f"schema: expected a Schema, got {type(schema).__name__}")
+        if not isinstance(columns, dict):
+            raise ValueError(f"columns: expected a dict of column name -> array, got {type(columns).__name__}")
+        missing = [name for name in schema.names if name not in columns]
+        if missing:
+            raise ValueError(f"columns: missing column(s) {missing} required by the schema")
+        extra = [name for name in columns if name not in schema]
+        if extra:
+            raise ValueError(f"columns: column(s) {extra} are not in the schema")
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise ValueError(f"labels: expected shape (n,), got {labels.shape}")
+        n = len(labels)
+        labels = check_labels("labels", labels, n).astype(np.int8)
+        checked = {spec.name: _check_column(spec.name, spec, columns[spec.name], n) for spec in schema}
+        user_ids = _check_int_vector("user_ids", user_ids, n)
+        day = None if day is None else _check_int_vector("day", day, n)
+        if weights is not None:
+            weights = check_float_array("weights", weights, ndim=1)
+            weights = check_weights("weights", weights, n, weights.dtype)
+        self._set(schema, checked, labels, user_ids, day, weights)
+
+    def _set(self, schema, columns, labels, user_ids, day, weights) -> None:
+        self.schema = schema
+        self.columns = columns
+        self.labels = labels
+        self.user_ids = user_ids
+        self.day = day
+        self.weights = weights
+
+    @classmethod
+    def _trusted(cls, schema, columns, labels, user_ids, day, weights) -> "Dataset":
+        """Build from arrays already known to be valid (derived from a checked dataset)."""
+        dataset = cls.__new__(cls)
+        dataset._set(schema, columns, labels, user_ids, day, weights)
+        return dataset
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.labels)
+
+    @property
+    def positive_rate(self) -> float:
+        """Fraction of rows with label 1 (unweighted); NaN for an empty dataset."""
+        return float(self.labels.mean()) if self.n else float("nan")
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(n={self.n}, positive_rate={self.positive_rate:.4f}, regular={[s.name for s in self.schema.regular()]}, "
+            f"privileged={[s.name for s in self.schema.privileged()]})"
+        )
+
+    def take(self, indices) -> "Dataset":
+        """Rows ``indices`` (integers in ``[0, n)``, ``(m,)``, in that order, repeats allowed)."""
+        indices = check_ids("indices", indices, self.n)
+        columns = {
+            name: column.take(indices) if isinstance(column, MultiIds) else column[indices]
+            for name, column in self.columns.items()
+        }
+        return Dataset._trusted(
+            self.schema, columns, self.labels[indices], self.user_ids[indices],
+            None if self.day is None else self.day[indices],
+            None if self.weights is None else self.weights[indices],
+        )
+
+    def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator["Dataset"]:
+        """Yield datasets of ``batch_size`` rows (the last one may be shorter) covering every row once.
+
+        Rows come in order ``0..n-1``, or in the order ``rng.permutation(n)`` when ``rng`` is
+        given (drawn once, when iteration starts), so the sequence is determined by the rng's state.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
+        order = np.arange(self.n, dtype=np.int64) if rng is None else rng.permutation(self.n)
+        for start in range(0, self.n, batch_size):
+            yield self.take(order[start:start + batch_size])
+
+    def split_by_day(self, last_train_day: int) -> tuple["Dataset", "Dataset"]:
+        """``(rows with day <= last_train_day, rows with day > last_train_day)``, each in row order.
+
+        Raises ``ValueError`` if the dataset has no ``day`` or either part would be empty.
+        """
+        if self.day is None:
+            raise ValueError("last_train_day: this dataset has no day column to split on")
+        in_train = self.day <= last_train_day
+        if in_train.all() or not in_train.any():
+            raise ValueError(
+                f"last_train_day: {last_train_day} leaves the {'test' if in_train.all() else 'training'} part empty "
+                f"(days range from {self.day.min()} to {self.day.max()})"
+            )
+        return self.take(np.flatnonzero(in_train)), self.take(np.flatnonzero(~in_train))
+
+    def with_permuted_privileged(self, rng: np.random.Generator) -> "Dataset":
+        """A copy whose privileged columns are row-permuted by one ``rng.permutation(n)``
+        (jointly, so their joint distribution is kept); every other array is the same object."""
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+        order = rng.permutation(self.n)
+        privileged = {spec.name for spec in self.schema.privileged()}
+        columns = {
+            name: (column.take(order) if isinstance(column, MultiIds) else column[order]) if name in privileged else column
+            for name, column in self.columns.items()
+        }
+        return Dataset._trusted(self.schema, columns, self.labels, self.user_ids, self.day, self.weights)
+
+    def save(self, path) -> None:
+        """Write one ``.npz`` at exactly ``path``: the schema as JSON, labels, user ids, day and
+        weights when present, and each column by its schema position (``column_{j}``, or
+        ``column_{j}_values`` and ``column_{j}_offsets`` for a multi-id column)."""
+        arrays = {
+            FORMAT_KEY: np.array(FORMAT_VERSION),
+            "schema": np.array(self.schema.to_json()),
+            "labels": self.labels,
+            "user_ids": self.user_ids,
+        }
+        if self.day is not None:
+            arrays["day"] = self.day
+        if self.weights is not None:
+            arrays["weights"] = self.weights
+        for j, spec in enumerate(self.schema):
+            column = self.columns[spec.name]
+            if isinstance(column, MultiIds):
+                arrays[f"column_{j}_values"] = column.values
+                arrays[f"column_{j}_offsets"] = column.offsets
+            else:
+                arrays[f"column_{j}"] = column
+        with open(path, "wb") as file:
+            np.savez(file, **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Dataset":
+        """Read a file written by ``save`` (bit-exact round trip), checking it like a new dataset.
+
+        Raises ``ValueError`` naming the file when it is not a pfd_ref dataset.
+        """
+        where = f"path: {os.fspath(path)!r}"
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise ValueError(f"{where} is not a pfd_ref dataset (cannot read it as .npz: {error})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where} is not a pfd_ref dataset (a .npy array, not an .npz archive)")
+        with loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+        if FORMAT_KEY not in arrays:
+            raise ValueError(f"{where} is not a pfd_ref dataset (no {FORMAT_KEY!r} entry)")
+        if int(arrays[FORMAT_KEY]) != FORMAT_VERSION:
+            raise ValueError(f"{where} has dataset format {int(arrays[FORMAT_KEY])}; this version reads {FORMAT_VERSION}")
+        try:
+            schema = Schema.from_json(str(arrays["schema"]))
+            columns = {}
+            for j, spec in enumerate(schema):
+                if spec.kind == "multi_categorical":
+                    columns[spec.name] = MultiIds(arrays[f"column_{j}_values"], arrays[f"column_{j}_offsets"])
+                else:
+                    columns[spec.name] = arrays[f"column_{j}"]
+            return cls(schema, columns, arrays["labels"], arrays["user_ids"], arrays.get("day"), arrays.get("weights"))
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{where} is not a valid pfd_ref dataset ({error})") from None

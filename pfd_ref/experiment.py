@@ -1,0 +1,115 @@
+"""Experiments: train methods over seeds, evaluate on the test split, summarise in a table.
+
+A record is one (task, method, seed) result with the keys ``task, method, seed, mode, auc,
+gauc, logloss, mean_predicted, observed_rate, train_seconds``. The summary gives, per
+method, the mean and sample standard deviation over seeds and the AUC/GAUC gain over the
+baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``).
+The pseudo-method ``teacher`` reports the ``pfd+md`` teacher's own scores: it reads
+privileged features, so it is a reference, not a servable model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfd_ref.data import Dataset
+from pfd_ref.metrics import evaluate, paired_comparison
+from pfd_ref.train import METHODS, TrainConfig, check_method, predict, train, with_seed
+
+TEACHER = "teacher"
+REPORTED_METHODS = METHODS + (TEACHER,)
+
+
+def parse_methods(methods) -> tuple[str, ...]:
+    """Check a list of method names (``teacher`` allowed); raise ValueError naming the bad one."""
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError("methods: at least one method is needed")
+    for m in methods:
+        if m != TEACHER:
+            check_method(m)
+    return methods
+
+
+def _record(task: str, method: str, config: TrainConfig, metrics: dict, seconds: float) -> dict:
+    return {"task": task, "method": method, "seed": config.seed, "mode": config.mode,
+            **{k: float(v) for k, v in metrics.items()}, "train_seconds": float(seconds)}
+
+
+def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, seeds, config: TrainConfig,
+                progress=None, on_result=None) -> list[dict]:
+    """Train every method for every seed and evaluate it on ``test_data``.
+
+    ``teacher`` needs ``pfd+md`` in the same run (its teacher is reported).
+    ``on_result(seed, result)`` is called with each ``TrainResult`` (e.g. to save the student).
+    Returns the list of records in (seed, method) order.
+    """
+    methods = parse_methods(methods)
+    if TEACHER in methods and "pfd+md" not in methods:
+        raise ValueError("methods: 'teacher' reports the pfd+md teacher; add 'pfd+md' to the methods")
+    records = []
+    for seed in seeds:
+        seeded = with_seed(config, seed)
+        for method in (m for m in methods if m != TEACHER):
+            result = train(train_data, method, seeded,
+                           progress=(lambda name, total: progress(f"{task} seed {seed} {name}", total)) if progress else None)
+            records.append(_record(task, method, seeded, _evaluate(result.student, result.params, test_data),
+                                   result.train_seconds))
+            if method == "pfd+md" and TEACHER in methods and result.teacher is not None:
+                records.append(_record(task, TEACHER, seeded, _evaluate(result.teacher, result.params, test_data),
+                                       result.train_seconds))
+            if on_result is not None:
+                on_result(seed, result)
+    return records
+
+
+def _evaluate(model, params: dict, data: Dataset) -> dict:
+    return evaluate(data.labels, predict(model, params, data), data.user_ids)
+
+
+def summarize(records: list[dict], baseline: str = "baseline") -> list[dict]:
+    """One row per (task, method): mean and std of each metric over seeds, and the paired
+    AUC and GAUC gains over ``baseline`` (nan where the baseline is absent)."""
+    rows = []
+    for task in dict.fromkeys(r["task"] for r in records):
+        task_records = [r for r in records if r["task"] == task]
+        by_method = {}
+        for r in task_records:
+            by_method.setdefault(r["method"], {})[r["seed"]] = r
+        base = by_method.get(baseline)
+        for method, by_seed in by_method.items():
+            seeds = sorted(by_seed)
+            row = {"task": task, "method": method, "n_seeds": len(seeds)}
+            for key in ("auc", "gauc", "logloss", "train_seconds"):
+                values = np.array([by_seed[s][key] for s in seeds])
+                row[key] = float(values.mean())
+                row[key + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+            for key in ("auc", "gauc"):
+                if base is not None and method != baseline and all(s in base for s in seeds):
+                    cmp = paired_comparison(np.array([by_seed[s][key] for s in seeds]),
+                                            np.array([base[s][key] for s in seeds]))
+                    row[key + "_gain"], row[key + "_gain_std"], row[key + "_p"] = cmp["mean_gain"], cmp["std_gain"], cmp["p_value"]
+                else:
+                    row[key + "_gain"] = row[key + "_gain_std"] = row[key + "_p"] = float("nan")
+            rows.append(row)
+    return rows
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text table of ``summarize`` rows for one task."""
+    header = ("method", "AUC", "GAUC", "log loss", "AUC gain vs baseline", "p", "train s")
+    lines = []
+    for r in rows:
+        gain = "" if np.isnan(r["auc_gain"]) else (f"{r['auc_gain']:+.4f}" if np.isnan(r["auc_gain_std"])
+                                                   else f"{r['auc_gain']:+.4f} ± {r['auc_gain_std']:.4f}")
+        p = "" if np.isnan(r["auc_p"]) else f"{r['auc_p']:.3f}"
+        name = r["method"] + (" (not servable)" if r["method"] == TEACHER else "")
+        lines.append((name, _pm(r["auc"], r["auc_std"], 4), _pm(r["gauc"], r["gauc_std"], 4),
+                      _pm(r["logloss"], r["logloss_std"], 4), gain, p, f"{r['train_seconds']:.1f}"))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])

@@ -1,0 +1,293 @@
+"""The two model kinds of pfd_ref, built from ``pfd_ref.layers``.
+
+* ``MLPRanker``: ``logit = MLP([e_1, ..., e_F, dense_1, ...])`` over the concatenated field
+  embeddings and dense columns of its fields (the CVR student, the CVR teachers and the
+  "stronger model" teacher of the CTR task).
+* ``TwoTower``: ``logit = <u, v> + b`` with ``u = MLP_user(x_user)`` and
+  ``v = MLP_item(x_item)`` (the inner-product pre-ranking student of the CTR task). Its
+  ``pfd`` teacher puts the privileged (user x item) fields into the user tower, see
+  docs/method.md.
+
+A model owns a parameter-name prefix and reads only the columns of its own fields
+(``feature_names``), so a student built from regular fields cannot read a privileged column.
+Every model has ``init_params(rng, dtype)``, ``forward(params, batch) -> (logits, cache)``
+and ``backward(params, cache, d_logits) -> grads``; the chain rules are in
+docs/derivations.md ("Models").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfd_ref import layers
+from pfd_ref.data import Dataset
+from pfd_ref.schema import FeatureSpec
+from pfd_ref.validation import FLOAT_DTYPES
+
+EMBEDDING_INIT_STD = 0.05
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    return dtype
+
+
+def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype) -> np.ndarray:
+    """``W ~ U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``, shape ``(fan_in, fan_out)``.
+
+    Drawn in float64 and rounded to ``dtype``, so float32 and float64 models from one seed
+    start from the same values up to rounding.
+    """
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
+
+
+class FieldEncoder:
+    """Embeds a group of fields and concatenates them into one input row per example.
+
+    ``x = [e_1, ..., e_C, dense_1, ..., dense_D]`` of shape ``(n, C * embed_dim + sum(widths))``
+    where ``e_f`` is the embedding of categorical field ``f`` (``table_f[id]``, or the
+    sum/mean of ``table_f`` over a multi-id row) and ``dense_j`` are dense columns, cast to
+    the parameters' dtype. Table ``f`` is the parameter ``table_names[f]`` of shape
+    ``(vocab_size_f, embed_dim)``; two encoders that name the same table share it.
+    """
+
+    def __init__(self, fields: tuple[FeatureSpec, ...], embed_dim: int, table_names: dict[str, str]):
+        self.fields = tuple(fields)
+        self.embed_dim = int(embed_dim)
+        self.table_names = {f.name: table_names[f.name] for f in self.fields if f.kind != "dense"}
+        self.output_dim = sum(self.embed_dim if f.kind != "dense" else f.width for f in self.fields)
+
+    def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+        """Embedding tables ``~ N(0, EMBEDDING_INIT_STD^2)``, shape ``(vocab_size, embed_dim)``."""
+        return {
+            self.table_names[f.name]: (EMBEDDING_INIT_STD * rng.standard_normal((f.vocab_size, self.embed_dim))).astype(dtype)
+            for f in self.fields
+            if f.kind != "dense"
+        }
+
+    def forward(self, params: dict, batch: Dataset, dtype: np.dtype) -> tuple[np.ndarray, list]:
+        """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache."""
+        parts, cache = [], []
+        for f in self.fields:
+            column = batch.columns[f.name]
+            if f.kind == "dense":
+                parts.append(column.astype(dtype, copy=False))
+            elif f.kind == "categorical":
+                parts.append(layers.embedding_forward(params[self.table_names[f.name]], column))
+            else:
+                parts.append(layers.pooled_embedding_forward(params[self.table_names[f.name]], column.values, column.offsets, f.pooling))
+            cache.append(column)
+        return np.concatenate(parts, axis=1), cache
+
+    def backward(self, cache: list, d_x: np.ndarray) -> dict:
+        """Split ``d_x (n, output_dim)`` by field and return the tables' row-sparse gradients."""
+        grads, start = {}, 0
+        for f, column in zip(self.fields, cache):
+            width = f.width if f.kind == "dense" else self.embed_dim
+            d_part = d_x[:, start:start + width]
+            start += width
+            if f.kind == "categorical":
+                grads[self.table_names[f.name]] = layers.embedding_backward(d_part, column, f.vocab_size)
+            elif f.kind == "multi_categorical":
+                grads[self.table_names[f.name]] = layers.pooled_embedding_backward(
+                    d_part, column.values, column.offsets, f.vocab_size, f.pooling
+                )
+        return grads
+
+
+class MLPStack:
+    """Parameters ``{prefix}.{j}.weight (in_j, out_j)`` and ``{prefix}.{j}.bias (out_j,)`` of
+    an MLP with layer sizes ``sizes = (in, h_1, ..., out)``; ReLU after all but the last layer."""
+
+    def __init__(self, prefix: str, sizes: tuple[int, ...]):
+        self.prefix = prefix
+        self.sizes = tuple(int(s) for s in sizes)
+        self.names = [(f"{prefix}.{j}.weight", f"{prefix}.{j}.bias") for j in range(len(self.sizes) - 1)]
+
+    def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+        """Glorot-uniform weights, zero biases."""
+        params = {}
+        for (w_name, b_name), fan_in, fan_out in zip(self.names, self.sizes[:-1], self.sizes[1:]):
+            params[w_name] = glorot_uniform(rng, fan_in, fan_out, dtype)
+            params[b_name] = np.zeros(fan_out, dtype=dtype)
+        return params
+
+    def forward(self, params: dict, x: np.ndarray):
+        weights = [params[w] for w, _ in self.names]
+        biases = [params[b] for _, b in self.names]
+        return layers.mlp_forward(x, weights, biases)
+
+    def backward(self, cache, d_out: np.ndarray) -> tuple[np.ndarray, dict]:
+        d_x, d_weights, d_biases = layers.mlp_backward(d_out, cache)
+        grads = {}
+        for (w_name, b_name), d_w, d_b in zip(self.names, d_weights, d_biases):
+            grads[w_name] = d_w
+            grads[b_name] = d_b
+        return d_x, grads
+
+
+def _table_names(prefix: str, fields, shared_prefix: str | None) -> dict[str, str]:
+    """Embedding-table parameter name of each categorical field: ``{prefix}.embed.{field}``,
+    or ``{shared_prefix}.embed.{field}`` for regular fields when embeddings are shared."""
+    names = {}
+    for f in fields:
+        owner = shared_prefix if (shared_prefix is not None and f.role == "regular") else prefix
+        names[f.name] = f"{owner}.embed.{f.name}"
+    return names
+
+
+def merge_grads(into: dict, grads: dict) -> dict:
+    """Add ``grads`` into ``into`` name by name (a name in both is summed: the gradient of a
+    parameter shared by two paths is the sum of the paths' gradients). Returns ``into``."""
+    for name, grad in grads.items():
+        into[name] = into[name] + grad if name in into else grad
+    return into
+
+
+class MLPRanker:
+    """``logit_i = MLP(x_i)[0]`` with ``x = FieldEncoder(fields)(batch)``.
+
+    Shapes: batch of ``n`` rows -> ``x (n, D)`` -> logits ``(n,)``; ``hidden`` gives the
+    hidden sizes, the output layer has one unit and no activation.
+    """
+
+    kind = "mlp"
+
+    def __init__(self, prefix: str, fields, embed_dim: int = 16, hidden=(64, 32), shared_prefix: str | None = None):
+        self.prefix = prefix
+        self.fields = tuple(fields)
+        self.embed_dim = int(embed_dim)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.shared_prefix = shared_prefix
+        self.encoder = FieldEncoder(self.fields, self.embed_dim, _table_names(prefix, self.fields, shared_prefix))
+        self.mlp = MLPStack(f"{prefix}.mlp", (self.encoder.output_dim, *self.hidden, 1))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
+        dtype = _check_dtype(dtype)
+        return {**self.encoder.init_params(rng, dtype), **self.mlp.init_params(rng, dtype)}
+
+    def forward(self, params: dict, batch: Dataset) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n,)`` and the cache for ``backward``."""
+        x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype)
+        out, mlp_cache = self.mlp.forward(params, x)
+        return out[:, 0], (encoder_cache, mlp_cache)
+
+    def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
+        """Gradients of ``sum_i d_logits_i * logit_i`` for every parameter (embeddings row-sparse)."""
+        encoder_cache, mlp_cache = cache
+        d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None])
+        return merge_grads(grads, self.encoder.backward(encoder_cache, d_x))
+
+    def config(self) -> dict:
+        return {
+            "kind": self.kind, "prefix": self.prefix, "fields": [f.to_dict() for f in self.fields],
+            "embed_dim": self.embed_dim, "hidden": list(self.hidden), "shared_prefix": self.shared_prefix,
+        }
+
+
+class TwoTower:
+    """``logit_i = <u_i, v_i> + b`` with ``u = MLP_user(x_user) (n, k)``, ``v = MLP_item(x_item) (n, k)``.
+
+    ``user_fields`` feed the user tower and ``item_fields`` the item tower; ``tower_hidden``
+    are the hidden sizes of both towers and ``out_dim = k`` their output width (a linear last
+    layer). ``b`` (parameter ``{prefix}.bias``, shape ``(1,)``) is present when ``bias``.
+    """
+
+    kind = "two_tower"
+
+    def __init__(self, prefix: str, user_fields, item_fields, embed_dim: int = 16, tower_hidden=(64,),
+                 out_dim: int = 32, bias: bool = True, shared_prefix: str | None = None):
+        self.prefix = prefix
+        self.user_fields = tuple(user_fields)
+        self.item_fields = tuple(item_fields)
+        self.embed_dim = int(embed_dim)
+        self.tower_hidden = tuple(int(h) for h in tower_hidden)
+        self.out_dim = int(out_dim)
+        self.bias = bool(bias)
+        self.shared_prefix = shared_prefix
+        names = _table_names(prefix, self.user_fields + self.item_fields, shared_prefix)
+        self.user_encoder = FieldEncoder(self.user_fields, self.embed_dim, names)
+        self.item_encoder = FieldEncoder(self.item_fields, self.embed_dim, names)
+        self.user_mlp = MLPStack(f"{prefix}.user_tower", (self.user_encoder.output_dim, *self.tower_hidden, self.out_dim))
+        self.item_mlp = MLPStack(f"{prefix}.item_tower", (self.item_encoder.output_dim, *self.tower_hidden, self.out_dim))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.user_fields + self.item_fields)
+
+    def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
+        dtype = _check_dtype(dtype)
+        params = {
+            **self.user_encoder.init_params(rng, dtype), **self.item_encoder.init_params(rng, dtype),
+            **self.user_mlp.init_params(rng, dtype), **self.item_mlp.init_params(rng, dtype),
+        }
+        if self.bias:
+            params[f"{self.prefix}.bias"] = np.zeros(1, dtype=dtype)
+        return params
+
+    def _dtype(self, params: dict) -> np.dtype:
+        return params[self.user_mlp.names[0][0]].dtype
+
+    def user_vectors(self, params: dict, batch: Dataset) -> np.ndarray:
+        """User-tower output ``u`` of shape ``(n, out_dim)`` (for serving)."""
+        return self.user_mlp.forward(params, self.user_encoder.forward(params, batch, self._dtype(params))[0])[0]
+
+    def item_vectors(self, params: dict, batch: Dataset) -> np.ndarray:
+        """Item-tower output ``v`` of shape ``(n, out_dim)`` (precomputed offline for serving)."""
+        return self.item_mlp.forward(params, self.item_encoder.forward(params, batch, self._dtype(params))[0])[0]
+
+    def forward(self, params: dict, batch: Dataset) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n,)`` and the cache for ``backward``."""
+        x_user, user_enc_cache = self.user_encoder.forward(params, batch, self._dtype(params))
+        x_item, item_enc_cache = self.item_encoder.forward(params, batch, self._dtype(params))
+        u, user_cache = self.user_mlp.forward(params, x_user)
+        v, item_cache = self.item_mlp.forward(params, x_item)
+        logits = layers.inner_product_forward(u, v)
+        if self.bias:
+            logits = logits + params[f"{self.prefix}.bias"][0]
+        return logits, (user_enc_cache, item_enc_cache, user_cache, item_cache, u, v)
+
+    def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
+        """Gradients of ``sum_i d_logits_i * logit_i``: ``d_u = d_logits * v``, ``d_v = d_logits * u``,
+        ``d_b = sum_i d_logits_i``, then each tower's MLP and encoder backward."""
+        user_enc_cache, item_enc_cache, user_cache, item_cache, u, v = cache
+        d_u, d_v = layers.inner_product_backward(d_logits, u, v)
+        d_x_user, grads = self.user_mlp.backward(user_cache, d_u)
+        d_x_item, item_grads = self.item_mlp.backward(item_cache, d_v)
+        merge_grads(grads, item_grads)
+        if self.bias:
+            grads[f"{self.prefix}.bias"] = np.array([d_logits.sum()], dtype=d_logits.dtype)
+        merge_grads(grads, self.user_encoder.backward(user_enc_cache, d_x_user))
+        return merge_grads(grads, self.item_encoder.backward(item_enc_cache, d_x_item))
+
+    def config(self) -> dict:
+        return {
+            "kind": self.kind, "prefix": self.prefix,
+            "user_fields": [f.to_dict() for f in self.user_fields],
+            "item_fields": [f.to_dict() for f in self.item_fields],
+            "embed_dim": self.embed_dim, "tower_hidden": list(self.tower_hidden), "out_dim": self.out_dim,
+            "bias": self.bias, "shared_prefix": self.shared_prefix,
+        }
+
+
+def build_model(config: dict):
+    """Rebuild an ``MLPRanker`` or ``TwoTower`` from its ``config()`` dict."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind == "mlp":
+        config["fields"] = [FeatureSpec.from_dict(f) for f in config["fields"]]
+        return MLPRanker(**config)
+    if kind == "two_tower":
+        config["user_fields"] = [FeatureSpec.from_dict(f) for f in config["user_fields"]]
+        config["item_fields"] = [FeatureSpec.from_dict(f) for f in config["item_fields"]]
+        return TwoTower(**config)
+    raise ValueError(f"config: unknown model kind {kind!r}; expected 'mlp' or 'two_tower'")
+
+

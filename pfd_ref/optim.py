@@ -1,0 +1,150 @@
+"""Optimizers over a dict of named parameters: SGD and Adam, dense and row-sparse.
+
+``params`` maps a dotted name to a float32 or float64 array; ``grads`` maps some of those
+names to a dense ndarray of the parameter's shape and dtype, or (embedding tables) to a
+``pfd_ref.sparse.RowSparseGrad`` with unique sorted rows. ``step(params, grads)`` updates
+the arrays of ``params`` in place, keeps their dtype, and leaves names absent from
+``grads`` untouched. Update rules, the arithmetic order and its relation to PyTorch:
+docs/optim.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfd_ref.sparse import RowSparseGrad
+from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_non_negative, check_positive, check_shape
+
+ADAM_SPARSE_MODES = ("lazy", "dense")
+
+
+def _check_step_inputs(params: dict, grads: dict) -> None:
+    """Raise ValueError naming the entry when a gradient has no parameter, or its shape or
+    dtype differs from the parameter's, or a row-sparse gradient's rows are not unique,
+    sorted and inside the table."""
+    for name, grad in grads.items():
+        if name not in params:
+            raise ValueError(f"grads[{name!r}]: no parameter of that name in params")
+        param = params[name]
+        if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"params[{name!r}]: expected a float32 or float64 numpy array")
+        label = f"grads[{name!r}]"
+        if isinstance(grad, RowSparseGrad):
+            check_float_array(label + ".values", grad.values, ndim=2, dtype=param.dtype)
+            if grad.shape != param.shape:
+                raise ValueError(f"{label}: row-sparse gradient of a table of shape {grad.shape}, "
+                                 f"parameter has shape {param.shape}")
+            rows = grad.rows
+            if rows.dtype.kind not in "iu" or rows.shape != (grad.values.shape[0],):
+                raise ValueError(f"{label}.rows: expected one integer row id per gradient row, "
+                                 f"got {rows.dtype} {rows.shape}")
+            if rows.size and (rows[0] < 0 or rows[-1] >= grad.num_rows or np.any(rows[1:] <= rows[:-1])):
+                raise ValueError(f"{label}.rows: must be unique, sorted ascending and inside [0, {grad.num_rows})")
+        else:
+            check_float_array(label, grad, dtype=param.dtype)
+            check_shape(label, grad, param.shape)
+
+
+def _touched_row_grad(grad: RowSparseGrad, param_rows: np.ndarray, l2: float) -> np.ndarray:
+    """Gradient of the touched rows with the embedding L2 term: ``g_r + l2 * p[r]``, shape ``(m, d)``."""
+    return grad.values + l2 * param_rows if l2 > 0 else grad.values
+
+
+class SGD:
+    """Plain stochastic gradient descent.
+
+    Dense gradient:       ``p <- p - lr * g``
+    RowSparseGrad rows r: ``p[r] <- p[r] - lr * (g_r + l2_embeddings * p[r])``; other rows untouched.
+    """
+
+    def __init__(self, lr: float, l2_embeddings: float = 0.0):
+        self.lr = check_positive("lr", lr)
+        self.l2_embeddings = check_non_negative("l2_embeddings", l2_embeddings)
+
+    def step(self, params: dict, grads: dict) -> None:
+        """Update ``params`` in place for every name in ``grads`` (see the class docstring)."""
+        _check_step_inputs(params, grads)
+        for name, grad in grads.items():
+            param = params[name]
+            if isinstance(grad, RowSparseGrad):
+                param_rows = param[grad.rows]
+                param[grad.rows] = param_rows - self.lr * _touched_row_grad(grad, param_rows, self.l2_embeddings)
+            else:
+                param -= self.lr * grad
+
+
+def _adam_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
+    """One Adam update in place on ``param``, ``m``, ``v`` (arrays of one shape and dtype);
+    ``step`` is the step count t after this update's increment.
+
+        m <- beta1 m + (1 - beta1) g            (as m + (1 - beta1) (g - m))
+        v <- beta2 v + (1 - beta2) g g
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+    m += (1 - beta1) * (grad - m)
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    step_size = lr / (1 - beta1**step)
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    denom = np.sqrt(v)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    param -= step_size * m / denom
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with bias correction, in torch.optim.Adam's arithmetic order.
+
+    Per parameter, each step it receives a gradient g (t counts those steps, from 1):
+
+        m <- beta1 m + (1 - beta1) g ;  v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Dense gradients get no L2 term. For a RowSparseGrad with rows r the gradient of the
+    touched rows is ``g_r + l2_embeddings * p[r]``, then
+
+    - ``sparse="lazy"``: m, v and p change only on rows r (torch.optim.SparseAdam's
+      semantics: t still advances once per step for the whole table);
+    - ``sparse="dense"``: the gradient is densified (zeros off r) and the whole table takes
+      the dense update, so rows with non-zero m keep moving when absent from the batch.
+
+    ``state[name] = {"step": t, "m": (shape of p), "v": (shape of p)}`` in the parameter's dtype.
+    """
+
+    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 l2_embeddings: float = 0.0, sparse: str = "lazy"):
+        self.lr = check_positive("lr", lr)
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{name}: must satisfy 0 <= {name} < 1, got {beta!r}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = check_positive("eps", eps)
+        self.l2_embeddings = check_non_negative("l2_embeddings", l2_embeddings)
+        if sparse not in ADAM_SPARSE_MODES:
+            raise ValueError(f"sparse: expected one of {ADAM_SPARSE_MODES}, got {sparse!r}")
+        self.sparse = sparse
+        self.state: dict[str, dict] = {}
+
+    def step(self, params: dict, grads: dict) -> None:
+        """Update ``params`` and ``state`` in place for every name in ``grads`` (see the class docstring)."""
+        _check_step_inputs(params, grads)
+        hyper = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+        for name, grad in grads.items():
+            param = params[name]
+            state = self.state.setdefault(name, {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)})
+            state["step"] += 1
+            m, v = state["m"], state["v"]
+            if not isinstance(grad, RowSparseGrad):
+                _adam_update_(param, grad, m, v, state["step"], **hyper)
+                continue
+            rows = grad.rows
+            param_rows = param[rows]
+            row_grad = _touched_row_grad(grad, param_rows, self.l2_embeddings)
+            if self.sparse == "dense":
+                dense_grad = np.zeros_like(param)
+                dense_grad[rows] = row_grad
+                _adam_update_(param, dense_grad, m, v, state["step"], **hyper)
+            else:
+                m_rows, v_rows = m[rows], v[rows]
+                _adam_update_(param_rows, row_grad, m_rows, v_rows, state["step"], **hyper)
+                param[rows], m[rows], v[rows] = param_rows, m_rows, v_rows

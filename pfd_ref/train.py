@@ -1,0 +1,364 @@
+"""Training loops: the student alone, two-stage PFD and synchronous PFD.
+
+Methods (each produces the same student architecture, served without privileged features):
+
+============  ==============================================================================
+baseline      the student alone, hard loss only
+md            teacher = a stronger model over regular features only (model distillation)
+pfd           teacher = the student's architecture plus the privileged features
+pfd+md        teacher = the stronger model over regular + privileged features
+============  ==============================================================================
+
+The stronger model is an ``MLPRanker`` over every regular field (for the two-tower student,
+the inputs of both towers). For a two-tower student the ``pfd`` teacher feeds the
+privileged (user x item) fields into its user tower (docs/method.md).
+
+Randomness: every run draws from independent streams of one seed
+(``numpy.random.default_rng([seed, STREAM])``), so the student's initial parameters and
+batch order are the same for every method and mode; with lambda = 0 a distilled student
+follows the baseline's trajectory bit for bit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from pfd_ref.data import Dataset
+from pfd_ref.distill import DistillConfig, lambda_at, student_objective
+from pfd_ref.losses import hard_loss
+from pfd_ref.models import MLPRanker, TwoTower, merge_grads
+from pfd_ref.optim import Adam
+from pfd_ref.schema import Schema
+
+METHODS = ("baseline", "md", "pfd", "pfd+md")
+MODES = ("sync", "two-stage")
+STUDENT_KINDS = ("two_tower", "mlp")
+
+STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Widths of the models. ``student_hidden``: MLP student hidden sizes, or the hidden sizes
+    of each tower of a two-tower student (whose towers end in ``tower_out_dim`` units);
+    ``strong_hidden``: the hidden sizes of the stronger MLP teacher (md and pfd+md)."""
+
+    embed_dim: int = 16
+    student_hidden: tuple = (64, 32)
+    tower_out_dim: int = 32
+    strong_hidden: tuple = (256, 128, 64)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data.
+
+    mode : "sync" (teacher and student in one loop) or "two-stage" (teacher first, frozen).
+    epochs : passes over the training set for the student (and for the teacher in sync mode).
+    teacher_epochs : passes for the teacher in two-stage mode (None: same as ``epochs``).
+    shared_embeddings : in sync mode, teacher and student use one table per regular field.
+    adam_sparse : "lazy" (touched rows only, SparseAdam semantics) or "dense".
+    teacher_folds : two-stage only; 0 trains one teacher on all rows (in-sample soft labels),
+        K >= 2 cross-fits K teachers (out-of-fold soft labels, ``out_of_fold_teacher_logits``).
+    """
+
+    student_kind: str = "mlp"
+    mode: str = "sync"
+    epochs: int = 1
+    teacher_epochs: int | None = None
+    batch_size: int = 1024
+    lr: float = 0.005
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    shared_embeddings: bool = False
+    teacher_folds: int = 0
+    adam_sparse: str = "lazy"
+    l2_embeddings: float = 0.0
+    dtype: str = "float32"
+    seed: int = 0
+    sizes: ModelSizes = field(default_factory=ModelSizes)
+
+    def __post_init__(self):
+        if self.student_kind not in STUDENT_KINDS:
+            raise ValueError(f"student_kind: expected one of {STUDENT_KINDS}, got {self.student_kind!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        if self.teacher_epochs is not None and self.teacher_epochs < 1:
+            raise ValueError(f"teacher_epochs: must be >= 1, got {self.teacher_epochs!r}")
+        if self.shared_embeddings and self.mode != "sync":
+            raise ValueError("shared_embeddings: only defined for mode 'sync'")
+        if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
+            raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
+
+
+@dataclass
+class TrainResult:
+    """A trained student (and its teacher, if any), with timing and a loss history.
+
+    history : one dict per logged step, ``{"step", "lambda", "hard", "soft", "student_total",
+    "teacher_hard"}`` (teacher fields only when a teacher exists).
+    """
+
+    method: str
+    student: object
+    params: dict
+    teacher: object | None
+    train_seconds: float
+    history: list
+
+    def student_params(self) -> dict:
+        """The student's parameters only (what is served)."""
+        names = set(_param_names(self.student, self.params))
+        return {k: v for k, v in self.params.items() if k in names}
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method: unknown method {method!r}; expected one of {METHODS}")
+    return method
+
+
+def build_models(schema: Schema, method: str, config: TrainConfig):
+    """Return ``(student, teacher)`` for ``method`` (teacher None for baseline)."""
+    check_method(method)
+    sizes = config.sizes
+    regular = schema.regular()
+    privileged = schema.privileged()
+    shared = "shared" if config.shared_embeddings else None
+    if config.student_kind == "two_tower":
+        def two_tower(prefix, extra_user_fields=()):
+            return TwoTower(prefix, schema.regular("user") + tuple(extra_user_fields), schema.regular("item"),
+                            sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, shared_prefix=shared)
+        student = two_tower("student")
+        same_architecture_teacher = lambda: two_tower("teacher", privileged)  # noqa: E731
+    else:
+        student = MLPRanker("student", regular, sizes.embed_dim, sizes.student_hidden, shared_prefix=shared)
+        same_architecture_teacher = lambda: MLPRanker("teacher", regular + privileged, sizes.embed_dim,  # noqa: E731
+                                                      sizes.student_hidden, shared_prefix=shared)
+    if method == "baseline":
+        return student, None
+    if method == "pfd":
+        return student, same_architecture_teacher()
+    teacher_fields = regular if method == "md" else regular + privileged
+    return student, MLPRanker("teacher", teacher_fields, sizes.embed_dim, sizes.strong_hidden, shared_prefix=shared)
+
+
+def _param_names(model, params: dict) -> list[str]:
+    """Names of ``params`` that ``model`` reads (its own prefix, plus shared tables)."""
+    prefixes = [model.prefix + "."] + ([model.shared_prefix + "."] if model.shared_prefix else [])
+    return [k for k in params if any(k.startswith(p) for p in prefixes)]
+
+
+def batch_order(n: int, batch_size: int, rng: np.random.Generator, epochs: int):
+    """Yield index arrays of every batch: a fresh permutation of ``range(n)`` per epoch,
+    cut into consecutive slices of ``batch_size`` (the last one may be shorter)."""
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+
+
+def predict(model, params: dict, data: Dataset, batch_size: int = 65536) -> np.ndarray:
+    """Logits of ``model`` on every row of ``data``, shape ``(n,)``, in the parameters' dtype."""
+    parts = [model.forward(params, data.take(np.arange(s, min(s + batch_size, data.n))))[0]
+             for s in range(0, data.n, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+class Progress:
+    """Prints ``label step/total loss`` to stderr, at most every ``interval`` seconds."""
+
+    def __init__(self, label: str, total_steps: int, stream=sys.stderr, interval: float = 0.5):
+        self.label, self.total, self.stream, self.interval = label, total_steps, stream, interval
+        self.last = 0.0
+
+    def __call__(self, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.interval or step == self.total:
+            self.last = now
+            end = "\n" if step == self.total else ""
+            self.stream.write(f"\r  {self.label}: step {step}/{self.total} loss {loss:.4f}{end}")
+            self.stream.flush()
+
+
+def _steps(n: int, batch_size: int, epochs: int) -> int:
+    return epochs * -(-n // batch_size)
+
+
+def check_schedule(config: TrainConfig, n_rows: int) -> None:
+    """Raise ValueError when the warm-up is not shorter than the student's training (with
+    lambda > 0 the soft loss would never be applied)."""
+    n_steps = _steps(n_rows, config.batch_size, config.epochs)
+    if config.distill.lambda_ > 0 and config.distill.warmup_steps >= n_steps:
+        raise ValueError(f"warmup_steps: {config.distill.warmup_steps} is not shorter than training "
+                         f"({n_steps} steps of {config.batch_size} rows); lambda would never be applied")
+
+
+def train(data: Dataset, method: str, config: TrainConfig,
+          progress: Callable[[str, int], Callable[[int, float], None]] | None = None,
+          log_every: int = 50, teacher_logits: np.ndarray | None = None) -> TrainResult:
+    """Train ``method``'s student (and teacher) on ``data``.
+
+    progress : a factory ``(label, total_steps) -> callback(step, loss)``, e.g. ``Progress``;
+    None trains silently.
+    teacher_logits : two-stage only, optional ``(n,)`` soft labels made elsewhere; when given,
+    no teacher is trained here. With ``config.teacher_folds`` the soft labels are cross-fitted
+    and no single teacher exists: ``TrainResult.teacher`` is then None.
+    """
+    check_method(method)
+    student, teacher = build_models(data.schema, method, config)
+    if teacher is not None:
+        check_schedule(config, data.n)
+    if teacher_logits is not None and (config.mode != "two-stage" or teacher is None):
+        raise ValueError("teacher_logits: only for a two-stage run of a method with a teacher")
+    n_steps = _steps(data.n, config.batch_size, config.epochs)
+    dtype = np.dtype(config.dtype)
+    params = {}
+    if teacher is not None:
+        params.update(teacher.init_params(np.random.default_rng([config.seed, STREAM_TEACHER_INIT]), dtype))
+    params.update(student.init_params(np.random.default_rng([config.seed, STREAM_STUDENT_INIT]), dtype))
+    optimizer = Adam(config.lr, sparse=config.adam_sparse, l2_embeddings=config.l2_embeddings)
+    progress = progress or (lambda label, total: (lambda step, loss: None))
+    start = time.perf_counter()
+    history = []
+    if teacher is None or config.mode == "sync":
+        _run_loop(data, student, teacher, params, optimizer, config, n_steps, history, log_every,
+                  progress(method, n_steps), frozen_teacher_logits=None)
+    else:
+        teacher_params = {k: params.pop(k) for k in _param_names(teacher, params)}
+        if teacher_logits is None and not config.teacher_folds:
+            teacher_steps = _steps(data.n, config.batch_size, config.teacher_epochs or config.epochs)
+            fit_alone(data, teacher, teacher_params, config, progress(f"{method} teacher", teacher_steps))
+            params.update(teacher_params)
+            teacher_logits = predict(teacher, teacher_params, data)
+        else:
+            if teacher_logits is None:
+                teacher_logits = out_of_fold_teacher_logits(data, method, config, config.teacher_folds, progress)
+            teacher = None  # soft labels made elsewhere or cross-fitted: no single teacher to report
+        _run_loop(data, student, None, params, optimizer, config, n_steps, history, log_every,
+                  progress(method, n_steps), frozen_teacher_logits=teacher_logits)
+    return TrainResult(method, student, params, teacher, time.perf_counter() - start, history)
+
+
+def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=None) -> None:
+    """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place.
+
+    Uses the same batch-order stream as every other loop and its own Adam, so with equal
+    epochs the result equals the teacher of a synchronous run without shared embeddings,
+    bit for bit.
+    """
+    optimizer = Adam(config.lr, sparse=config.adam_sparse, l2_embeddings=config.l2_embeddings)
+    epochs = config.teacher_epochs or config.epochs
+    rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
+    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs), start=1):
+        batch = data.take(idx)
+        logits, cache = model.forward(params, batch)
+        loss, d_logits = hard_loss(logits, batch.labels, _weights(batch, params))
+        optimizer.step(params, model.backward(params, cache, d_logits))
+        if progress is not None:
+            progress(step, float(loss))
+
+
+def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, folds: int = 5,
+                               progress=None) -> np.ndarray:
+    """Cross-fitted soft labels for two-stage training, shape ``(n,)``.
+
+    Rows are split into ``folds`` parts by a seeded permutation (stream 4); for each part a
+    fresh teacher (same initial parameters) is trained alone on the other parts and predicts
+    this part, so no row's soft label comes from a teacher that saw its label. In-sample
+    teacher predictions leak the label into the soft target (the teacher has fitted it).
+    """
+    _, teacher = build_models(data.schema, method, config)
+    if teacher is None:
+        raise ValueError("method: 'baseline' has no teacher to cross-fit")
+    if int(folds) != folds or folds < 2 or folds > data.n:
+        raise ValueError(f"folds: must be a whole number in [2, n_rows], got {folds!r}")
+    fold_of_row = np.empty(data.n, dtype=np.int64)
+    fold_of_row[np.random.default_rng([config.seed, STREAM_FOLDS]).permutation(data.n)] = np.arange(data.n) % folds
+    logits = None
+    for fold in range(folds):
+        held_out = np.flatnonzero(fold_of_row == fold)
+        params = teacher.init_params(np.random.default_rng([config.seed, STREAM_TEACHER_INIT]), np.dtype(config.dtype))
+        fit_data = data.take(np.flatnonzero(fold_of_row != fold))
+        steps = _steps(fit_data.n, config.batch_size, config.teacher_epochs or config.epochs)
+        fit_alone(fit_data, teacher, params, config, progress(f"{method} teacher fold {fold + 1}/{folds}", steps) if progress else None)
+        fold_logits = predict(teacher, params, data.take(held_out))
+        if logits is None:
+            logits = np.empty(data.n, dtype=fold_logits.dtype)
+        logits[held_out] = fold_logits
+    return logits
+
+
+def _weights(batch: Dataset, params: dict):
+    if batch.weights is None:
+        return None
+    return batch.weights.astype(next(iter(params.values())).dtype, copy=False)
+
+
+@dataclass
+class StepOutput:
+    """Everything one optimizer step computes before it updates the parameters.
+
+    student_logits, teacher_logits : ``(n,)`` (teacher_logits None without a teacher);
+    terms : ``hard``, ``soft``, ``student_total`` (the student's objective), ``teacher_hard``
+    and ``total`` (student_total + teacher_hard in sync mode, else student_total);
+    grads : gradient of ``total`` for every trained parameter (teacher's only in sync mode).
+    """
+
+    student_logits: np.ndarray
+    teacher_logits: np.ndarray | None
+    terms: dict
+    grads: dict
+
+
+def step_gradients(student, teacher, params: dict, batch: Dataset, lam: float, distill: DistillConfig,
+                   frozen_teacher_logits: np.ndarray | None = None) -> StepOutput:
+    """Losses and gradients of one step.
+
+    With ``teacher`` (sync mode) the teacher's gradient is that of its hard loss alone and
+    the student's that of ``a(lam) L_hard + lam L_soft`` with the teacher's logits as
+    constants; a parameter read by both (shared embeddings) gets the sum. With
+    ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the student has gradients.
+    """
+    weights = _weights(batch, params)
+    grads, terms = {}, {}
+    teacher_logits = frozen_teacher_logits
+    if teacher is not None:
+        teacher_logits, t_cache = teacher.forward(params, batch)
+        t_loss, d_t = hard_loss(teacher_logits, batch.labels, weights)
+        grads = teacher.backward(params, t_cache, d_t)
+        terms["teacher_hard"] = t_loss
+    s_logits, s_cache = student.forward(params, batch)
+    student_terms, d_s = student_objective(s_logits, batch.labels, teacher_logits, lam, distill, weights)
+    terms.update(student_terms)
+    terms["total"] = terms["student_total"] + terms.get("teacher_hard", 0)
+    merge_grads(grads, student.backward(params, s_cache, d_s))
+    return StepOutput(s_logits, teacher_logits, terms, grads)
+
+
+def _run_loop(data, student, teacher, params, optimizer, config, n_steps, history, log_every, progress,
+              frozen_teacher_logits):
+    """One loop over the student's batches. With ``teacher`` (sync): both models step on
+    every batch, the teacher on its hard loss only, from logits computed before the step.
+    With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else."""
+    rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
+    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, config.epochs)):
+        lam = lambda_at(step, config.distill)
+        frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
+        out = step_gradients(student, teacher, params, data.take(idx), lam, config.distill, frozen)
+        optimizer.step(params, out.grads)
+        if step % log_every == 0 or step == n_steps - 1:
+            history.append({"step": step, "lambda": lam, **{k: float(v) for k, v in out.terms.items()}})
+        progress(step + 1, float(out.terms["student_total"]))
+
+
+def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
+    """``config`` with another seed."""
+    return replace(config, seed=seed)

@@ -1,0 +1,272 @@
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.schema import FeatureSpec, Schema
+
+SCHEMA = Schema((
+    FeatureSpec("user_id", "categorical", "regular", "user", 6),
+    FeatureSpec("history", "multi_categorical", "regular", "user", 4),
+    FeatureSpec("item_id", "categorical", "regular", "item", 9),
+    FeatureSpec("price", "dense", "regular", "item", width=2),
+    FeatureSpec("clicks_24h", "dense", "privileged", None),
+    FeatureSpec("viewed_tags", "multi_categorical", "privileged", None, 3, pooling="sum"),
+))
+
+
+def _multi_ids(rng, n, vocab, max_len=3):
+    lengths = rng.integers(0, max_len + 1, n)
+    return MultiIds(rng.integers(0, vocab, lengths.sum()), np.r_[0, np.cumsum(lengths)].astype(np.int64))
+
+
+def _arrays(n=7, seed=0, day=True, weights=None):
+    """Keyword arguments of a valid Dataset over SCHEMA with n rows."""
+    rng = np.random.default_rng(seed)
+    return dict(
+        schema=SCHEMA,
+        columns={
+            "user_id": rng.integers(0, 6, n),
+            "history": _multi_ids(rng, n, 4),
+            "item_id": rng.integers(0, 9, n),
+            "price": rng.standard_normal((n, 2)),
+            "clicks_24h": rng.standard_normal((n, 1)),
+            "viewed_tags": _multi_ids(rng, n, 3),
+        },
+        labels=rng.integers(0, 2, n),
+        user_ids=rng.integers(0, 6, n),
+        day=rng.integers(0, 4, n) if day else None,
+        weights=None if weights is None else rng.random(n).astype(weights),
+    )
+
+
+def _rows(column, i):
+    """Row i of a column as a comparable Python value."""
+    if isinstance(column, MultiIds):
+        return column.values[column.offsets[i]:column.offsets[i + 1]].tolist()
+    return np.atleast_1d(column[i]).tolist()
+
+
+def _assert_identical(a: Dataset, b: Dataset):
+    """Bit-identical datasets: same schema, and every array equal in dtype, shape and bytes."""
+    assert a.schema == b.schema
+    pairs = [(a.labels, b.labels), (a.user_ids, b.user_ids)]
+    for name in a.schema.names:
+        x, y = a.columns[name], b.columns[name]
+        pairs += list(zip(x, y)) if isinstance(x, MultiIds) else [(x, y)]
+    for x, y in [(a.day, b.day), (a.weights, b.weights)]:
+        assert (x is None) == (y is None)
+        if x is not None:
+            pairs.append((x, y))
+    for x, y in pairs:
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def test_valid_dataset_is_stored_in_canonical_dtypes():
+    kwargs = _arrays()
+    kwargs["columns"]["user_id"] = kwargs["columns"]["user_id"].astype(np.int32)
+    kwargs["labels"] = kwargs["labels"].astype(np.float32)
+    data = Dataset(**kwargs)
+    assert data.n == 7
+    assert data.columns["user_id"].dtype == np.int64
+    assert data.labels.dtype == np.int8 and data.user_ids.dtype == np.int64 and data.day.dtype == np.int64
+    assert data.positive_rate == pytest.approx(kwargs["labels"].mean())
+    assert "n=7" in repr(data)
+
+
+def _replace_column(name, value):
+    def edit(kwargs):
+        kwargs["columns"][name] = value(kwargs["columns"][name]) if callable(value) else value
+    return edit
+
+
+def _drop_column(kwargs):
+    del kwargs["columns"]["item_id"]
+
+
+def _set(key, value):
+    def edit(kwargs):
+        kwargs[key] = value(kwargs[key]) if callable(value) else value
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_drop_column, r"^columns: missing.*'item_id'"),
+    (_replace_column("extra", np.zeros(7, np.int64)), r"^columns: .*'extra'.*not in the schema"),
+    (_replace_column("user_id", lambda c: c[:-1]), r"^columns\['user_id'\]: expected shape \(7,\)"),
+    (_replace_column("user_id", lambda c: c.astype(np.float64)), r"^columns\['user_id'\]: expected integer"),
+    (_replace_column("user_id", lambda c: np.r_[c[:-1], 6]), r"^columns\['user_id'\]: id 6 is outside"),
+    (_replace_column("item_id", lambda c: np.r_[c[:-1], -1]), r"^columns\['item_id'\]: id -1 is outside"),
+    (_replace_column("user_id", lambda c: c.tolist()), r"^columns\['user_id'\]: expected a numpy array"),
+    (_replace_column("history", lambda c: (c.values, c.offsets)), r"^columns\['history'\]: expected MultiIds"),
+    (_replace_column("history", lambda c: MultiIds(np.r_[c.values, 4], c.offsets + np.r_[0, np.ones(7, np.int64)])),
+     r"^columns\['history'\]\.values: id 4 is outside"),
+    (_replace_column("history", lambda c: MultiIds(c.values, c.offsets[:-1])), r"^columns\['history'\]\.offsets"),
+    (_replace_column("history", lambda c: MultiIds(c.values, c.offsets + 1)), r"^columns\['history'\]\.offsets: must start at 0"),
+    (_replace_column("history", lambda c: MultiIds(np.r_[c.values, 0, 0], np.r_[0, 2, 1, c.offsets[3:] + 2])),
+     r"^columns\['history'\]\.offsets: must .*never decrease"),
+    (_replace_column("history", lambda c: MultiIds(np.r_[c.values, 0], np.r_[c.offsets, c.offsets[-1] + 1])),
+     r"^columns\['history'\]\.offsets: expected length n \+ 1 = 8"),
+    (_replace_column("price", lambda c: c.astype(np.float32)), r"^columns\['price'\]: dense columns are float64"),
+    (_replace_column("price", lambda c: c[:, :1]), r"^columns\['price'\]: expected shape \(7, 2\)"),
+    (_replace_column("clicks_24h", lambda c: c[:, 0]), r"^columns\['clicks_24h'\]: expected shape \(7, 1\)"),
+    (_replace_column("clicks_24h", lambda c: np.r_[c[:-1], [[np.nan]]]), r"^columns\['clicks_24h'\]: contains NaN"),
+    (_set("labels", lambda y: np.r_[y[:-1], 2]), r"^labels: labels must be 0 or 1"),
+    (_set("labels", lambda y: y[:, None]), r"^labels: expected shape"),
+    (_set("user_ids", lambda u: u[:-1]), r"^user_ids: expected shape \(7,\)"),
+    (_set("user_ids", lambda u: u.astype(np.float64)), r"^user_ids: expected integers"),
+    (_set("day", lambda d: d[:-1]), r"^day: expected shape \(7,\)"),
+    (_set("weights", -np.ones(7)), r"^weights: weights must be non-negative"),
+    (_set("weights", np.ones(6)), r"^weights: expected shape \(7,\)"),
+    (_set("schema", SCHEMA.features), r"^schema: expected a Schema"),
+    (_set("columns", [1, 2]), r"^columns: expected a dict"),
+])
+def test_invalid_dataset_is_rejected_naming_the_column(edit, message):
+    kwargs = _arrays()
+    edit(kwargs)
+    with pytest.raises(ValueError, match=message):
+        Dataset(**kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 12), st.lists(st.integers(0, 11), max_size=20), st.integers(0, 2**31))
+def test_multi_ids_take_matches_a_row_by_row_gather(n, raw_indices, seed):
+    ids = _multi_ids(np.random.default_rng(seed), n, 5)
+    indices = np.array([i % n for i in raw_indices] if n else [], dtype=np.int64)
+    taken = ids.take(indices)
+    assert taken.values.dtype == np.int64 and taken.offsets.dtype == np.int64
+    assert taken.n == len(indices)
+    assert [_rows(taken, j) for j in range(len(indices))] == [_rows(ids, i) for i in indices]
+
+
+def test_take_keeps_the_order_of_indices_for_every_array():
+    data = Dataset(**_arrays(weights=np.float32))
+    indices = np.array([5, 0, 5, 2])
+    part = data.take(indices)
+    assert part.n == 4
+    for name in SCHEMA.names:
+        assert [_rows(part.columns[name], j) for j in range(4)] == [_rows(data.columns[name], i) for i in indices]
+    for key in ("labels", "user_ids", "day", "weights"):
+        np.testing.assert_array_equal(getattr(part, key), getattr(data, key)[indices])
+    with pytest.raises(ValueError, match="^indices:"):
+        data.take(np.array([7]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 30), st.integers(1, 12), st.one_of(st.none(), st.integers(0, 2**31)))
+def test_batches_cover_every_row_once(n, batch_size, seed):
+    data = Dataset(**_arrays(n=n))
+    data.user_ids[:] = np.arange(n)  # row ids, to see which rows each batch holds
+    rng = None if seed is None else np.random.default_rng(seed)
+    batches = list(data.batches(batch_size, rng))
+    sizes = [b.n for b in batches]
+    assert sizes == [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    seen = np.concatenate([b.user_ids for b in batches]) if batches else np.zeros(0, np.int64)
+    expected = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
+    np.testing.assert_array_equal(seen, expected)
+
+
+def test_batches_are_deterministic_given_the_rng_and_shuffle_with_it():
+    data = Dataset(**_arrays(n=50))
+    first = [b.labels.tobytes() + b.columns["history"].values.tobytes() for b in data.batches(8, np.random.default_rng(3))]
+    again = [b.labels.tobytes() + b.columns["history"].values.tobytes() for b in data.batches(8, np.random.default_rng(3))]
+    assert first == again
+    orders = [np.concatenate([b.columns["item_id"] for b in data.batches(8, np.random.default_rng(s))]) for s in (1, 2)]
+    assert not np.array_equal(orders[0], orders[1])
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_batches_reject_bad_batch_size(batch_size):
+    with pytest.raises(ValueError, match="^batch_size:"):
+        next(Dataset(**_arrays()).batches(batch_size))
+
+
+def test_batches_reject_a_non_generator_rng():
+    with pytest.raises(ValueError, match="^rng:"):
+        next(Dataset(**_arrays()).batches(2, rng=np.random.RandomState(0)))
+
+
+@st.composite
+def datasets(draw):
+    n = draw(st.integers(0, 15))
+    kwargs = _arrays(n=n, seed=draw(st.integers(0, 2**31)), day=draw(st.booleans()),
+                     weights=draw(st.sampled_from([None, np.float32, np.float64])))
+    return Dataset(**kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(datasets())
+def test_save_load_round_trip_is_bit_exact(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "data.npz"
+        data.save(path)
+        _assert_identical(Dataset.load(path), data)
+
+
+def test_save_writes_exactly_the_given_path(tmp_path):
+    path = tmp_path / "no_suffix"
+    Dataset(**_arrays()).save(path)
+    assert path.exists() and not (tmp_path / "no_suffix.npz").exists()
+    _assert_identical(Dataset.load(path), Dataset(**_arrays()))
+
+
+def test_load_rejects_files_that_are_not_pfd_ref_datasets(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.zeros(3))
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    for path in (text, npy, foreign, tmp_path / "missing.npz"):
+        with pytest.raises(ValueError, match=f"^path: '{path}'"):
+            Dataset.load(path)
+
+
+def test_load_rejects_a_dataset_file_whose_arrays_do_not_match_its_schema(tmp_path):
+    path = tmp_path / "data.npz"
+    Dataset(**_arrays()).save(path)
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["column_0"] = arrays["column_0"] + 100  # user ids beyond the vocabulary
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"^path: .*columns\['user_id'\]: id"):
+        Dataset.load(path)
+    del arrays["column_1_offsets"]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="^path: .*not a valid"):
+        Dataset.load(path)
+
+
+def test_split_by_day():
+    data = Dataset(**_arrays(n=40))
+    train, test = data.split_by_day(1)
+    assert train.n + test.n == 40
+    assert train.day.max() <= 1 < test.day.min()
+    np.testing.assert_array_equal(train.labels, data.labels[data.day <= 1])
+    np.testing.assert_array_equal(test.columns["item_id"], data.columns["item_id"][data.day > 1])
+    with pytest.raises(ValueError, match="^last_train_day: .*test part empty"):
+        data.split_by_day(3)
+    with pytest.raises(ValueError, match="^last_train_day: .*training part empty"):
+        data.split_by_day(-1)
+    with pytest.raises(ValueError, match="^last_train_day: .*no day column"):
+        Dataset(**_arrays(day=False)).split_by_day(1)
+
+
+def test_with_permuted_privileged_changes_only_privileged_columns():
+    data = Dataset(**_arrays(n=30, weights=np.float64))
+    permuted = data.with_permuted_privileged(np.random.default_rng(5))
+    for spec in SCHEMA.regular():
+        assert permuted.columns[spec.name] is data.columns[spec.name]
+    for key in ("labels", "user_ids", "day", "weights"):
+        assert getattr(permuted, key) is getattr(data, key)
+    # one permutation moves the privileged columns jointly: rows are the original rows, reordered
+    original = sorted(zip(*[[tuple(_rows(data.columns[s.name], i)) for i in range(30)] for s in SCHEMA.privileged()]))
+    moved = [[tuple(_rows(permuted.columns[s.name], i)) for i in range(30)] for s in SCHEMA.privileged()]
+    assert sorted(zip(*moved)) == original
+    assert not np.array_equal(permuted.columns["clicks_24h"], data.columns["clicks_24h"])
+    with pytest.raises(ValueError, match="^rng:"):
+        data.with_permuted_privileged(5)

@@ -1,0 +1,163 @@
+"""Training: stop-gradient, warm-up, bit-reproducibility, privileged columns never read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pfd_ref.distill import DistillConfig
+from pfd_ref.sparse import to_dense
+from pfd_ref.train import (
+    METHODS, ModelSizes, TrainConfig, build_models, fit_alone, predict, step_gradients, train,
+)
+from tiny import tiny_dataset, tiny_schema
+
+SMALL = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
+
+
+def config(**changes) -> TrainConfig:
+    distill = changes.pop("distill", DistillConfig(lambda_=0.5, warmup_steps=0))
+    base = dict(student_kind="mlp", epochs=2, batch_size=16, lr=0.01, distill=distill, dtype="float64", sizes=SMALL)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def assert_same_params(a: dict, b: dict, names=None):
+    for name in names if names is not None else a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@settings(max_examples=10, deadline=None)
+@given(lam=st.floats(0.0, 1.0), temperature=st.floats(0.2, 5.0), batch_size=st.integers(3, 40),
+       warmup=st.integers(0, 3), kind=st.sampled_from(["mlp", "two_tower"]),
+       method=st.sampled_from(["md", "pfd", "pfd+md"]), seed=st.integers(0, 1000))
+def test_sync_teacher_is_bit_identical_to_training_the_teacher_alone(lam, temperature, batch_size, warmup, kind,
+                                                                      method, seed):
+    data = tiny_dataset(np.random.default_rng(seed), 60)
+    cfg = config(student_kind=kind, batch_size=batch_size, seed=seed,
+                 distill=DistillConfig(lambda_=lam, warmup_steps=warmup, temperature=temperature))
+    result = train(data, method, cfg)
+    teacher = result.teacher
+    alone = {k: v for k, v in teacher.init_params(np.random.default_rng([seed, 2]), np.float64).items()}
+    fit_alone(data, teacher, alone, cfg)
+    assert_same_params(result.params, alone, names=list(alone))
+
+
+@settings(max_examples=8, deadline=None)
+@given(kind=st.sampled_from(["mlp", "two_tower"]), method=st.sampled_from(["md", "pfd", "pfd+md"]),
+       mode=st.sampled_from(["sync", "two-stage"]), seed=st.integers(0, 1000))
+def test_lambda_zero_student_follows_the_baseline_bit_for_bit(kind, method, mode, seed):
+    data = tiny_dataset(np.random.default_rng(seed), 50)
+    cfg = config(student_kind=kind, mode=mode, seed=seed, distill=DistillConfig(lambda_=0.0, temperature=2.0))
+    distilled = train(data, method, cfg)
+    baseline = train(data, "baseline", cfg)
+    assert_same_params(distilled.student_params(), baseline.params)
+    assert set(distilled.student_params()) == set(baseline.params)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("method", METHODS)
+def test_student_never_reads_privileged_columns(kind, method):
+    rng = np.random.default_rng(3)
+    data = tiny_dataset(rng, 80)
+    result = train(data, method, config(student_kind=kind))
+    test = tiny_dataset(rng, 40)
+    permuted = test.with_permuted_privileged(np.random.default_rng(9))
+    assert not np.array_equal(permuted.columns["cat_clicks"], test.columns["cat_clicks"])
+    student_params = result.student_params()
+    np.testing.assert_array_equal(predict(result.student, student_params, test),
+                                  predict(result.student, student_params, permuted))
+    assert not set(result.student.feature_names) & {f.name for f in test.schema.privileged()}
+
+
+@pytest.mark.parametrize("mode,shared", [("sync", False), ("sync", True), ("two-stage", False)])
+def test_same_seed_reruns_are_bit_identical(mode, shared):
+    data = tiny_dataset(np.random.default_rng(4), 70, weights=True)
+    cfg = config(mode=mode, shared_embeddings=shared, seed=11)
+    first, second = train(data, "pfd+md", cfg), train(data, "pfd+md", cfg)
+    assert_same_params(first.params, second.params)
+    assert first.history == second.history
+
+
+def test_soft_loss_sends_no_gradient_into_the_teacher():
+    rng = np.random.default_rng(5)
+    data = tiny_dataset(rng, 30)
+    cfg = config()
+    student, teacher = build_models(data.schema, "pfd", cfg)
+    params = {**teacher.init_params(rng, np.float64), **student.init_params(rng, np.float64)}
+    with_soft = step_gradients(student, teacher, params, data, 0.9, DistillConfig(lambda_=0.9, temperature=3.0))
+    without = step_gradients(student, teacher, params, data, 0.0, DistillConfig(lambda_=0.0))
+    for name in (n for n in with_soft.grads if n.startswith("teacher.")):
+        np.testing.assert_array_equal(to_dense(with_soft.grads[name]), to_dense(without.grads[name]), err_msg=name)
+    assert with_soft.terms["total"] == with_soft.terms["student_total"] + with_soft.terms["teacher_hard"]
+
+
+def test_shared_table_gets_student_hard_and_soft_plus_teacher_hard_gradients():
+    rng = np.random.default_rng(6)
+    data = tiny_dataset(rng, 25)
+    cfg = config(shared_embeddings=True)
+    distill = DistillConfig(lambda_=0.4, temperature=2.0)
+    student, teacher = build_models(data.schema, "pfd+md", cfg)
+    params = {**teacher.init_params(rng, np.float64), **student.init_params(rng, np.float64)}
+    out = step_gradients(student, teacher, params, data, 0.4, distill)
+    # the two paths computed separately: the teacher's hard loss, and the student's objective
+    teacher_only = step_gradients(teacher, None, params, data, 0.0, distill)
+    student_only = step_gradients(student, None, params, data, 0.4, distill, frozen_teacher_logits=out.teacher_logits)
+    name = "shared.embed.user_id"
+    np.testing.assert_allclose(to_dense(out.grads[name]),
+                               to_dense(teacher_only.grads[name]) + to_dense(student_only.grads[name]), rtol=1e-12)
+
+
+def test_warmup_keeps_lambda_zero_then_fixed():
+    data = tiny_dataset(np.random.default_rng(7), 64)
+    result = train(data, "pfd", config(batch_size=8, distill=DistillConfig(lambda_=0.3, warmup_steps=5)), log_every=1)
+    lambdas = [r["lambda"] for r in result.history]
+    assert lambdas[:5] == [0.0] * 5 and set(lambdas[5:]) == {0.3}
+
+
+def test_two_stage_freezes_the_teacher_while_the_student_trains():
+    data = tiny_dataset(np.random.default_rng(8), 64)
+    cfg = config(mode="two-stage")
+    result = train(data, "pfd", cfg)
+    alone = result.teacher.init_params(np.random.default_rng([cfg.seed, 2]), np.float64)
+    fit_alone(data, result.teacher, alone, cfg)
+    assert_same_params(result.params, alone, names=list(alone))
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(distill=DistillConfig(lambda_=0.5, warmup_steps=1000)), "warmup_steps"),
+])
+def test_warmup_longer_than_training_is_rejected_before_work(changes, match):
+    data = tiny_dataset(np.random.default_rng(0), 40)
+    with pytest.raises(ValueError, match=match):
+        train(data, "pfd", config(**changes))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: DistillConfig(lambda_=-0.1), "lambda"),
+    (lambda: DistillConfig(lambda_=1.5), "lambda"),
+    (lambda: DistillConfig(temperature=0.0), "temperature"),
+    (lambda: DistillConfig(warmup_steps=-1), "warmup_steps"),
+    (lambda: DistillConfig(hard_weight="half"), "hard_weight"),
+    (lambda: config(mode="async"), "mode"),
+    (lambda: config(student_kind="forest"), "student_kind"),
+    (lambda: config(mode="two-stage", shared_embeddings=True), "shared_embeddings"),
+    (lambda: config(epochs=0), "epochs"),
+])
+def test_bad_settings_raise_naming_the_setting(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="method"):
+        train(tiny_dataset(np.random.default_rng(0), 10), "pfd++", config())
+
+
+def test_lambda_one_with_hard_weight_one_is_allowed_and_hard_weight_changes_the_objective():
+    data = tiny_dataset(np.random.default_rng(1), 40)
+    a = train(data, "pfd", config(distill=DistillConfig(lambda_=0.5, hard_weight="one")))
+    b = train(data, "pfd", config(distill=DistillConfig(lambda_=0.5)))
+    assert not np.array_equal(a.params["student.mlp.0.weight"], b.params["student.mlp.0.weight"])
