@@ -1,5 +1,13 @@
 """Shared pieces of the kernels' Python layer: argument checks and the serial/parallel choice.
 
+Parallelism: the kernels are serial ``@njit(nogil=True)`` functions over a range of rows;
+for large inputs the Python layer splits the rows into ``numba.get_num_threads()`` chunks
+and runs them on a small thread pool (``run_chunks``), the calling thread taking the
+first chunk. Releasing the GIL lets the chunks run at once. Compared with ``prange``
+kernels this halves the compile time (no second, parallel variant of every kernel), and
+idle workers sleep instead of spinning, so they do not compete with BLAS's threads for
+the cores. The thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``.
+
 Layout rule (the same in every kernel module):
 
 * arrays that are prepared once and reused across calls (the item matrix, MLP weights and
@@ -19,21 +27,57 @@ culprit, so the error still names the argument.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array
 
-# Below this many floating-point multiply-adds (or elements, for copy kernels) a parallel
-# kernel is slower than the serial one on the 2-core benchmark machine: waking the worker
-# threads costs tens of microseconds. Measured by `python -m benchmarks.scoring`
-# (section "parallel threshold"), see docs/performance.md.
-PARALLEL_MIN_WORK = 1 << 20
+# Below this many multiply-adds (or compared scores), about 2 ms of serial work, splitting
+# the work among threads does not pay on the 2-core benchmark machine: a chunk handed to a
+# pool thread starts after about 50 us when calls come back to back and 100-400 us when the
+# other (virtual) core has been idle. Measured by `python -m benchmarks.scoring` (section
+# "parallel threshold"), see docs/performance.md.
+PARALLEL_MIN_WORK = 1 << 23
+
+_pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
+_pool_lock = threading.Lock()
 
 
-def use_parallel(work: int) -> bool:
-    """True when Numba has more than one thread and ``work`` is large enough to pay."""
-    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+def parallel_chunks(work: int) -> int:
+    """How many chunks to split ``work`` into: Numba's thread count when the work is large
+    enough to pay for the hand-off, else 1 (serial)."""
+    threads = numba.get_num_threads()
+    return threads if threads > 1 and work >= PARALLEL_MIN_WORK else 1
+
+
+def run_chunks(kernel, chunk_args: list[tuple]) -> list:
+    """``[kernel(*args) for args in chunk_args]``, the chunks run concurrently.
+
+    ``kernel`` must be ``@njit(nogil=True)`` and the chunks must write disjoint outputs.
+    The calling thread runs the first chunk; a process-wide pool runs the others.
+    """
+    global _pool, _pool_workers
+    if len(chunk_args) == 1:
+        return [kernel(*chunk_args[0])]
+    with _pool_lock:
+        if _pool_workers < len(chunk_args) - 1:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool_workers = len(chunk_args) - 1
+            _pool = ThreadPoolExecutor(max_workers=_pool_workers, thread_name_prefix="pfd-kernels")
+        pool = _pool
+    futures = [pool.submit(kernel, *args) for args in chunk_args[1:]]
+    first = kernel(*chunk_args[0])
+    return [first] + [future.result() for future in futures]
+
+
+def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
+    """``chunks`` contiguous ranges covering ``[0, n)``, sizes differing by at most one."""
+    return [(c * n // chunks, (c + 1) * n // chunks) for c in range(chunks)]
 
 
 def check_float_layout(name: str, x, ndims: tuple[int, ...], dtype=None, copy: bool = False) -> np.ndarray:

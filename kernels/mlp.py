@@ -4,23 +4,24 @@ Twin (readable NumPy reference): ``pfd_ref.reference_kernels.mlp_scores``.
 
 Two paths, chosen by the batch size ``n``:
 
-* ``n < BLAS_MIN_ROWS``: ``_mlp_rows``, one row at a time in plain loops. For a single row
-  the work is a vector-matrix product per layer; a Python-level ``np.matmul`` per layer
-  (and PyTorch's eager dispatch) costs more than the arithmetic, which this path avoids.
+* ``n < BLAS_MIN_ROWS``: ``_mlp_rows``, the whole forward pass in one Numba call, in plain
+  loops. For a single row the work is a vector-matrix product per layer, bound by reading
+  the weights; a Python-level ``np.matmul`` per layer (and PyTorch's eager dispatch) costs
+  more than the arithmetic, which this path avoids.
 * otherwise: BLAS GEMM (``np.matmul`` into preallocated buffers) for each layer, on
   ``ROW_BLOCK`` rows at a time so that the hidden activations stay in cache, followed by
   ``_bias_activate``, which adds the bias, applies the activation and counts non-finite
   pre-activations in one pass. GEMM uses BLAS's own threads; the elementwise pass is
-  serial (it is ``1/width`` of the work, and alternating Numba's and BLAS's thread pools
-  costs more than it saves).
+  serial (it is ``1/width`` of the work, and threads started between two GEMMs would
+  compete with BLAS's still-spinning threads).
 
 Non-finite values: every pre-activation is checked before its ReLU (a ReLU would map
 ``-inf`` to 0 and hide it). A NaN or infinity in ``x``, a weight or a bias always makes
 some pre-activation of its layer non-finite (``0 * inf`` is NaN), so the check is complete;
 the error then names the argument that holds it.
 
-Rounding: the row path sums ``b_j + x_0 W_0j + x_1 W_1j + ...`` in that order; BLAS sums in
-its own blocked order. A row's output may therefore differ in the last bits between a
+Rounding: the row path sums ``(x_0 W_0j + x_1 W_1j + ...) + b_j`` in that order; BLAS sums
+the product in its own blocked order. A row's output may therefore differ in the last bits between a
 batch below and above ``BLAS_MIN_ROWS``; each call is deterministic.
 """
 
@@ -31,7 +32,7 @@ from numba import njit
 
 from kernels._common import check_float_layout, raise_nonfinite
 
-BLAS_MIN_ROWS = 8
+BLAS_MIN_ROWS = 16
 ROW_BLOCK = 1024
 
 ACT_RELU, ACT_LINEAR, ACT_SIGMOID = 0, 1, 2
@@ -75,13 +76,13 @@ def _matmul_small(h, w, y):
 def _bias_activate(y, b, activation):
     """y[r, j] = act(y[r, j] + b[j]) in place; return the count of non-finite y + b."""
     nonfinite = 0
-    one = y.dtype.type(1)
+    zero, one = y.dtype.type(0), y.dtype.type(1)  # typed constants: arithmetic stays in y's dtype
     for r in range(y.shape[0]):
         for j in range(y.shape[1]):
             v = y[r, j] + b[j]
             nonfinite += not np.isfinite(v)
             if activation == ACT_RELU:
-                v = v if v > 0 else 0
+                v = v if v > 0 else zero
             elif activation == ACT_SIGMOID:
                 v = _sigmoid(v, one)
             y[r, j] = v
@@ -190,7 +191,8 @@ def _mlp_blas(x, weights, biases, output_activation, out) -> int:
         for layer, (w, b) in enumerate(zip(weights, biases)):
             last = layer == len(weights) - 1
             y = out[r0:r1] if last else buffers[layer][: r1 - r0]
-            np.matmul(h, w, out=y)
+            with np.errstate(invalid="ignore", over="ignore"):  # counted just below
+                np.matmul(h, w, out=y)
             nonfinite += _bias_activate(y, b, output_activation if last else ACT_RELU)
             h = y
     return nonfinite

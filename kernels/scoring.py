@@ -24,78 +24,67 @@ The fused top-k scores a block of ``SCAN_BLOCK_ROWS`` rows into a small buffer t
 in cache and offers each score to a bounded heap (``kernels.heap``): the ``N`` scores are
 never materialised or sorted. For a batch of users the scores of an item block come from
 BLAS GEMM (``np.matmul``), which is compute-bound and which BLAS does best, and the kernel's
-work is the selection over each row of the block.
+work is the selection over each row of the block. That selection stays serial: BLAS runs
+its own thread pool (``OPENBLAS_NUM_THREADS``), whose threads keep spinning for a while
+after each GEMM, and selection threads started between two GEMMs would compete with them for
+the same cores.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from kernels._common import (
     check_float_layout,
     check_k,
+    chunk_bounds,
+    parallel_chunks,
     raise_nonfinite,
-    use_parallel,
+    run_chunks,
 )
 from kernels.heap import offer, sort_best_first
 from pfd_ref.validation import check_float_array, check_same_dtype
 
 FASTMATH = {"reassoc", "contract"}
 SCAN_BLOCK_ROWS = 4096
-SELECT_CHUNK = 32
+SELECT_CHUNK = 128
 GEMM_BLOCK_BYTES = 1 << 20  # score block of a user batch: about 1 MiB, fits in L2
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _dot4(items, r0, r1, r2, r3, user):
-    """(<items[r0], user>, ..., <items[r3], user>), one pass over ``user``."""
-    s0 = s1 = s2 = s3 = items.dtype.type(0)
-    for j in range(user.shape[0]):
-        u = user[j]
-        s0 += items[r0, j] * u
-        s1 += items[r1, j] * u
-        s2 += items[r2, j] * u
-        s3 += items[r3, j] * u
-    return s0, s1, s2, s3
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _score_rows(items, user, start, stop, out):
     """out[r - start] = <items[r], user> for r in [start, stop); return the non-finite count.
 
-    Four streams: rows start + t, start + q + t, start + 2q + t, start + 3q + t for
-    t < q = (stop - start) // 4, then the last rows one at a time (through the same
-    ``_dot4``, so every row's rounding is the same wherever it sits).
+    Four streams: step t < q = (stop - start) // 4 scores rows start + t, start + q + t,
+    start + 2q + t and start + 3q + t; the last (stop - start) % 4 rows take one step each
+    (the row in all four slots). Every row goes through the same inner loop, so its
+    rounding does not depend on where it sits or how the range was split.
     """
     q = (stop - start) // 4
-    for t in range(q):
-        r0 = start + t
-        s0, s1, s2, s3 = _dot4(items, r0, r0 + q, r0 + 2 * q, r0 + 3 * q, user)
-        out[t] = s0
-        out[t + q] = s1
-        out[t + 2 * q] = s2
-        out[t + 3 * q] = s3
-    for r in range(start + 4 * q, stop):
-        out[r - start] = _dot4(items, r, r, r, r, user)[0]
     nonfinite = 0
-    for t in range(stop - start):
-        nonfinite += not np.isfinite(out[t])
-    return nonfinite
-
-
-@njit(cache=True, parallel=True)
-def _score_rows_parallel(items, user, out, num_chunks):
-    """``_score_rows`` over ``num_chunks`` contiguous chunks of rows in parallel."""
-    n = items.shape[0]
-    nonfinite = 0
-    for c in prange(num_chunks):
-        start, stop = c * n // num_chunks, (c + 1) * n // num_chunks
-        nonfinite += _score_rows(items, user, start, stop, out[start:stop])
+    for t in range(q + (stop - start - 4 * q)):
+        if t < q:
+            r0, r1, r2, r3 = start + t, start + q + t, start + 2 * q + t, start + 3 * q + t
+        else:
+            r0 = r1 = r2 = r3 = start + 3 * q + t
+        s0 = s1 = s2 = s3 = items.dtype.type(0)
+        for j in range(user.shape[0]):
+            u = user[j]
+            s0 += items[r0, j] * u
+            s1 += items[r1, j] * u
+            s2 += items[r2, j] * u
+            s3 += items[r3, j] * u
+        out[r0 - start] = s0
+        nonfinite += not np.isfinite(s0)
+        if t < q:
+            out[r1 - start] = s1
+            out[r2 - start] = s2
+            out[r3 - start] = s3
+            nonfinite += (not np.isfinite(s1)) + (not np.isfinite(s2)) + (not np.isfinite(s3))
     return nonfinite
 
 
@@ -119,21 +108,22 @@ def _select_row(scores, first_id, heap_scores, heap_ids, size):
             nonfinite += 1
         t += 1
     while t < n:
-        stop = min(t + SELECT_CHUNK, n)
+        # a slice indexed from 0: Numba then drops its negative-index checks and vectorises
+        chunk = scores[t : min(t + SELECT_CHUNK, n)]
         threshold = heap_scores[0]
         hits = 0
-        for j in range(t, stop):
-            hits += scores[j] >= threshold
-            nonfinite += not np.isfinite(scores[j])
+        for j in range(chunk.shape[0]):
+            hits += chunk[j] >= threshold
+            nonfinite += not np.isfinite(chunk[j])
         if hits:
-            for j in range(t, stop):
-                if scores[j] >= heap_scores[0] and np.isfinite(scores[j]):
-                    size = offer(heap_scores, heap_ids, size, scores[j], first_id + j)
-        t = stop
+            for j in range(chunk.shape[0]):
+                if chunk[j] >= heap_scores[0] and np.isfinite(chunk[j]):
+                    size = offer(heap_scores, heap_ids, size, chunk[j], first_id + t + j)
+        t += chunk.shape[0]
     return size, nonfinite
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _top_k_rows(items, user, start, stop, heap_scores, heap_ids, buffer):
     """Top-``len(heap_scores)`` of rows [start, stop) against ``user`` into an empty heap.
 
@@ -152,27 +142,7 @@ def _top_k_rows(items, user, start, stop, heap_scores, heap_ids, buffer):
     return size, nonfinite
 
 
-@njit(cache=True, parallel=True)
-def _top_k_rows_parallel(items, user, heap_scores, heap_ids, buffers):
-    """``_top_k_rows`` on ``len(heap_scores)`` chunks in parallel, one heap per chunk,
-    then the chunks' heaps merged into row 0. Returns (size of heap 0, non-finite count)."""
-    n = items.shape[0]
-    num_chunks = heap_scores.shape[0]
-    sizes = np.zeros(num_chunks, np.int64)
-    nonfinite = 0
-    for c in prange(num_chunks):
-        start, stop = c * n // num_chunks, (c + 1) * n // num_chunks
-        size, bad = _top_k_rows(items, user, start, stop, heap_scores[c], heap_ids[c], buffers[c])
-        sizes[c] = size
-        nonfinite += bad
-    size = sizes[0]
-    for c in range(1, num_chunks):
-        for t in range(sizes[c]):
-            size = offer(heap_scores[0], heap_ids[0], size, heap_scores[c, t], heap_ids[c, t])
-    return size, nonfinite
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _select_rows(scores, first_id, heap_scores, heap_ids, sizes):
     """For every row r, offer scores[r] (ids first_id, first_id + 1, ...) to heap r."""
     nonfinite = 0
@@ -182,28 +152,17 @@ def _select_rows(scores, first_id, heap_scores, heap_ids, sizes):
     return nonfinite
 
 
-@njit(cache=True, parallel=True)
-def _select_rows_parallel(scores, first_id, heap_scores, heap_ids, sizes):
-    """``_select_rows`` with the rows shared among threads."""
-    nonfinite = 0
-    for r in prange(scores.shape[0]):
-        sizes[r], bad = _select_row(scores[r], first_id, heap_scores[r], heap_ids[r], sizes[r])
-        nonfinite += bad
-    return nonfinite
+@njit(cache=True)
+def _offer_all(scores, ids, heap_scores, heap_ids, sizes):
+    """Offer every (scores[t], ids[t]) to the heap whose size is ``sizes[0]``."""
+    for t in range(scores.shape[0]):
+        sizes[0] = offer(heap_scores, heap_ids, sizes[0], scores[t], ids[t])
 
 
 @njit(cache=True)
 def _sort_rows_best_first(heap_scores, heap_ids, sizes):
     for r in range(heap_scores.shape[0]):
         sort_best_first(heap_scores[r], heap_ids[r], sizes[r])
-
-
-@njit(cache=True, parallel=True)
-def _count_nonfinite(flat):
-    count = 0
-    for t in prange(flat.shape[0]):
-        count += not np.isfinite(flat[t])
-    return count
 
 
 # ----------------------------------------------------------------------------- Python layer
@@ -238,14 +197,13 @@ def score_items(items: np.ndarray, users: np.ndarray) -> np.ndarray:
     items, users = _check_items_and_users(items, users)
     n, d = items.shape
     if users.ndim == 2:
-        scores = np.matmul(users, items.T)
-        nonfinite = _count_nonfinite(scores.ravel()) if scores.size else 0
+        with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+            scores = np.matmul(users, items.T)
+        nonfinite = not np.isfinite(scores).all()
     else:
         scores = np.empty(n, items.dtype)
-        if use_parallel(n * d):
-            nonfinite = _score_rows_parallel(items, users, scores, numba.get_num_threads())
-        else:
-            nonfinite = _score_rows(items, users, 0, n, scores)
+        bounds = chunk_bounds(n, parallel_chunks(n * d))
+        nonfinite = sum(run_chunks(_score_rows, [(items, users, a, b, scores[a:b]) for a, b in bounds]))
     if nonfinite:
         raise_nonfinite({"items": items, "users": users}, "a score")
     return scores
@@ -262,7 +220,8 @@ def top_k_items(items: np.ndarray, users: np.ndarray, k: int) -> tuple[np.ndarra
     items : float32/float64 ``(N, d)`` C-contiguous (else rejected); users : same dtype
     (copied if not C-contiguous); k : integer >= 0. Scores of one user are those of
     ``score_items`` bit for bit; for a batch they come from BLAS GEMM in item blocks.
-    Raises ``ValueError`` on a non-finite score, naming the argument at fault.
+    Raises ``ValueError`` on a non-finite score, naming the argument at fault (``k = 0``,
+    ``N = 0`` or no users return at once, without reading the items).
     """
     items, users = _check_items_and_users(items, users)
     k = check_k(k)
@@ -286,19 +245,23 @@ def top_k_items(items: np.ndarray, users: np.ndarray, k: int) -> tuple[np.ndarra
 
 
 def _top_k_one(items, user, heap_scores, heap_ids, sizes) -> int:
+    """Fill heap 0 with the top of all rows: one heap per chunk of rows, then merged."""
     n, d = items.shape
-    if use_parallel(n * d):
-        chunks = numba.get_num_threads()
-        chunk_scores = np.empty((chunks, heap_scores.shape[1]), items.dtype)
-        chunk_ids = np.empty((chunks, heap_scores.shape[1]), np.int64)
-        buffers = np.empty((chunks, SCAN_BLOCK_ROWS), items.dtype)
-        size, nonfinite = _top_k_rows_parallel(items, user, chunk_scores, chunk_ids, buffers)
-        heap_scores[0], heap_ids[0] = chunk_scores[0], chunk_ids[0]
-    else:
-        buffer = np.empty(SCAN_BLOCK_ROWS, items.dtype)
-        size, nonfinite = _top_k_rows(items, user, 0, n, heap_scores[0], heap_ids[0], buffer)
-    sizes[0] = size
-    return nonfinite
+    bounds = chunk_bounds(n, parallel_chunks(n * d))
+    if len(bounds) == 1:
+        sizes[0], nonfinite = _top_k_rows(items, user, 0, n, heap_scores[0], heap_ids[0], np.empty(SCAN_BLOCK_ROWS, items.dtype))
+        return nonfinite
+    chunk_scores = np.empty((len(bounds), heap_scores.shape[1]), items.dtype)
+    chunk_ids = np.empty((len(bounds), heap_scores.shape[1]), np.int64)
+    buffers = np.empty((len(bounds), SCAN_BLOCK_ROWS), items.dtype)
+    args = [(items, user, a, b, chunk_scores[c], chunk_ids[c], buffers[c]) for c, (a, b) in enumerate(bounds)]
+    results = run_chunks(_top_k_rows, args)
+    chunk_sizes = np.array([size for size, _ in results], np.int64)
+    # the chunks' heaps are offered, as rows of precomputed scores, into heap 0
+    sizes[0] = 0
+    for c in range(len(bounds)):
+        _offer_all(chunk_scores[c, : chunk_sizes[c]], chunk_ids[c, : chunk_sizes[c]], heap_scores[0], heap_ids[0], sizes)
+    return sum(bad for _, bad in results)
 
 
 def _top_k_batch(items, users, heap_scores, heap_ids, sizes) -> int:
@@ -306,13 +269,13 @@ def _top_k_batch(items, users, heap_scores, heap_ids, sizes) -> int:
     m = users.shape[0]
     block = _gemm_block_rows(m, items.itemsize)
     buffer = np.empty(m * min(block, n), items.dtype)
-    select = _select_rows_parallel if use_parallel(m * min(block, n)) else _select_rows
     nonfinite = 0
     for b0 in range(0, n, block):
         b1 = min(b0 + block, n)
         scores = buffer[: m * (b1 - b0)].reshape(m, b1 - b0)
-        np.matmul(users, items[b0:b1].T, out=scores)
-        nonfinite += select(scores, b0, heap_scores, heap_ids, sizes)
+        with np.errstate(invalid="ignore", over="ignore"):  # counted by the selection
+            np.matmul(users, items[b0:b1].T, out=scores)
+        nonfinite += _select_rows(scores, b0, heap_scores, heap_ids, sizes)
     return nonfinite
 
 
@@ -335,8 +298,9 @@ def top_k_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     heap_ids = np.empty((m, kk), np.int64)
     if kk and m:
         sizes = np.zeros(m, np.int64)
-        select = _select_rows_parallel if use_parallel(m * n) and m > 1 else _select_rows
-        if select(rows, 0, heap_scores, heap_ids, sizes):
+        bounds = chunk_bounds(m, min(m, parallel_chunks(m * n)))
+        args = [(rows[a:b], 0, heap_scores[a:b], heap_ids[a:b], sizes[a:b]) for a, b in bounds]
+        if sum(run_chunks(_select_rows, args)):
             check_float_array("scores", rows)
         _sort_rows_best_first(heap_scores, heap_ids, sizes)
     return (heap_scores, heap_ids) if batch else (heap_scores[0], heap_ids[0])
@@ -350,12 +314,9 @@ def warm_up(dtype) -> None:
     heap_scores = np.empty((2, 3), dtype)
     heap_ids = np.empty((2, 3), np.int64)
     _score_rows(items, user, 0, 8, scores)
-    _score_rows_parallel(items, user, scores, 2)
     _top_k_rows(items, user, 0, 8, heap_scores[0], heap_ids[0], np.empty(4, dtype))
-    _top_k_rows_parallel(items, user, heap_scores, heap_ids, np.empty((2, 4), dtype))
     block = np.ones((2, 8), dtype)
     sizes = np.zeros(2, np.int64)
     _select_rows(block, 0, heap_scores, heap_ids, sizes)
-    _select_rows_parallel(block, 0, heap_scores, heap_ids, sizes)
+    _offer_all(scores[:2], np.arange(2), heap_scores[0], heap_ids[0], sizes)
     _sort_rows_best_first(heap_scores, heap_ids, sizes)
-    _count_nonfinite(scores)

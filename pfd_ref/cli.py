@@ -72,7 +72,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", type=Path, default=None, help="write the per-seed records as JSON")
     run.add_argument("--save", type=Path, default=None, help="directory for the trained students")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--teacher-folds", type=int, default=0,
+                     help="two-stage: cross-fit the teacher's soft labels over K folds (0: in-sample)")
+
+    score = commands.add_parser("score", help="top-k items for users from a student saved by `run --save`")
+    score.add_argument("model", type=Path, help="a student file (.npz) written by `pfd-ref run --save DIR`")
+    score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
+    score.add_argument("--k", type=int, default=100)
+    score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
+
+
+def command_score(args) -> int:
+    from pfd_ref.serving import ServedStudent
+    if args.k < 1:
+        raise ValueError(f"--k: must be >= 1, got {args.k}")
+    student = ServedStudent.load(args.model)
+    items, scores = student.top_k(args.users, args.k)
+    lines = ["user,rank,item,score"] + [f"{user},{rank + 1},{item},{score:.6g}"
+                                        for user, user_items, user_scores in zip(args.users, items, scores)
+                                        for rank, (item, score) in enumerate(zip(user_items, user_scores))]
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
+    else:
+        print("\n".join(lines))
+    return 0
 
 
 def _train_config(args, student_kind: str) -> TrainConfig:
@@ -80,7 +111,7 @@ def _train_config(args, student_kind: str) -> TrainConfig:
                             hard_weight=args.hard_weight)
     return TrainConfig(student_kind=student_kind, mode=args.mode, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                        batch_size=args.batch_size, lr=args.lr, distill=distill, shared_embeddings=args.shared_embeddings,
-                       dtype=args.dtype)
+                       teacher_folds=args.teacher_folds, dtype=args.dtype)
 
 
 def _datasets(args):
@@ -116,8 +147,8 @@ def command_run(args) -> int:
         on_result = None
         if args.save is not None:
             from pfd_ref.serving import save_student
-            on_result = lambda seed, result, task=task: save_student(  # noqa: E731
-                args.save / f"{task}_{result.method}_seed{seed}.npz", result)
+            on_result = lambda seed, result, task=task, train=train: save_student(  # noqa: E731
+                args.save / f"{task}_{result.method}_seed{seed}.npz", result, train)
         records = run_methods(task, train, test, args.methods, args.seeds, config, progress=progress, on_result=on_result)
         all_records.extend(records)
         print(f"\n{task}  ({len(args.seeds)} seed(s); mean ± std over seeds; gain: paired over seeds)")
@@ -132,7 +163,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": command_run}[args.command](args)
+        return {"run": command_run, "score": command_score}[args.command](args)
     except ValueError as err:
         print(f"pfd-ref: error: {err}", file=sys.stderr)
         return 2

@@ -65,7 +65,8 @@ class FeatureSpec:
             raise ValueError(f"tower: a regular feature needs a tower in {TOWERS}, got {self.tower!r} {where}")
         if self.role == "privileged" and self.tower is not None:
             raise ValueError(
-                f"tower: a privileged feature has tower None (it describes a user-item pair), got {self.tower!r} {where}"
+                f"tower: a privileged feature has tower None (it describes a user-item pair), "
+                f"got {self.tower!r} {where}"
             )
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r} {where}")
@@ -81,7 +82,9 @@ class FeatureSpec:
                 raise ValueError(f"vocab_size: must be 0 for a dense feature, got {self.vocab_size} {where}")
         else:
             if self.vocab_size < 1:
-                raise ValueError(f"vocab_size: a {self.kind} feature needs vocab_size >= 1, got {self.vocab_size} {where}")
+                raise ValueError(
+                    f"vocab_size: a {self.kind} feature needs vocab_size >= 1, got {self.vocab_size} {where}"
+                )
             if self.width != 1:
                 raise ValueError(f"width: must be 1 for a {self.kind} feature, got {self.width} {where}")
 

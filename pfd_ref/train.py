@@ -349,8 +349,9 @@ def _run_loop(data, student, teacher, params, optimizer, config, n_steps, histor
     every batch, the teacher on its hard loss only, from logits computed before the step.
     With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else."""
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
+    distilled = teacher is not None or frozen_teacher_logits is not None
     for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, config.epochs)):
-        lam = lambda_at(step, config.distill)
+        lam = lambda_at(step, config.distill) if distilled else 0.0
         frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
         out = step_gradients(student, teacher, params, data.take(idx), lam, config.distill, frozen)
         optimizer.step(params, out.grads)

@@ -1,6 +1,6 @@
 """Datasets (arrays + schema) and the synthetic Taobao-like generator."""
 
 from pfd_ref.data.dataset import Dataset, MultiIds
-from pfd_ref.data.synthetic import SyntheticConfig, bayes_logits, generate
+from pfd_ref.data.synthetic import SyntheticConfig, bayes_logits, generate, schema_for
 
-__all__ = ["Dataset", "MultiIds", "SyntheticConfig", "bayes_logits", "generate"]
+__all__ = ["Dataset", "MultiIds", "SyntheticConfig", "bayes_logits", "generate", "schema_for"]

@@ -59,6 +59,11 @@ class MultiIds(NamedTuple):
         return MultiIds(self.values[positions], new_offsets)
 
 
+def _take_column(column, indices: np.ndarray):
+    """Rows ``indices`` of one column, whatever its layout."""
+    return column.take(indices) if isinstance(column, MultiIds) else column[indices]
+
+
 def _check_column(name: str, spec, column, n: int):
     """Return the column in its stored layout, or raise ``ValueError`` starting with ``columns['name']``."""
     label = f"columns[{name!r}]"
@@ -155,17 +160,14 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (
-            f"Dataset(n={self.n}, positive_rate={self.positive_rate:.4f}, regular={[s.name for s in self.schema.regular()]}, "
-            f"privileged={[s.name for s in self.schema.privileged()]})"
+            f"Dataset(n={self.n}, positive_rate={self.positive_rate:.4f}, "
+            f"regular={[s.name for s in self.schema.regular()]}, privileged={[s.name for s in self.schema.privileged()]})"
         )
 
     def take(self, indices) -> "Dataset":
         """Rows ``indices`` (integers in ``[0, n)``, ``(m,)``, in that order, repeats allowed)."""
         indices = check_ids("indices", indices, self.n)
-        columns = {
-            name: column.take(indices) if isinstance(column, MultiIds) else column[indices]
-            for name, column in self.columns.items()
-        }
+        columns = {name: _take_column(column, indices) for name, column in self.columns.items()}
         return Dataset._trusted(
             self.schema, columns, self.labels[indices], self.user_ids[indices],
             None if self.day is None else self.day[indices],
@@ -209,8 +211,7 @@ class Dataset:
         order = rng.permutation(self.n)
         privileged = {spec.name for spec in self.schema.privileged()}
         columns = {
-            name: (column.take(order) if isinstance(column, MultiIds) else column[order]) if name in privileged else column
-            for name, column in self.columns.items()
+            name: _take_column(column, order) if name in privileged else column for name, column in self.columns.items()
         }
         return Dataset._trusted(self.schema, columns, self.labels, self.user_ids, self.day, self.weights)
 
@@ -256,7 +257,8 @@ class Dataset:
         if FORMAT_KEY not in arrays:
             raise ValueError(f"{where} is not a pfd_ref dataset (no {FORMAT_KEY!r} entry)")
         if int(arrays[FORMAT_KEY]) != FORMAT_VERSION:
-            raise ValueError(f"{where} has dataset format {int(arrays[FORMAT_KEY])}; this version reads {FORMAT_VERSION}")
+            version = int(arrays[FORMAT_KEY])
+            raise ValueError(f"{where} has dataset format {version}; this version reads {FORMAT_VERSION}")
         try:
             schema = Schema.from_json(str(arrays["schema"]))
             columns = {}

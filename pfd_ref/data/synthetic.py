@@ -1,21 +1,21 @@
 """A seeded, Taobao-like synthetic world with a known ground truth (equations: docs/data.md).
 
 Users, items, categories and shops have long-tailed (Zipf) popularity. Each user has a
-long-term taste (a latent vector shaped partly by the profile), a budget, and on every day a
-short-term intent for two categories and one shop that the regular features cannot see.
-Two tasks, as in the paper:
+long-term taste (a latent vector shaped partly by the profile) and a budget; on every day the
+user also has a short-term intent (two categories and one shop, drawn from the taste) that
+moves from day to day and that no regular feature records. Two tasks, as in the paper:
 
-* ``"ctr"`` (coarse-grained ranking): impressions with click labels; privileged features are
-  the user's clicks in the candidate's category and shop in the last 24 h, counts whose rate
-  rises with that day's intent.
-* ``"cvr"`` (fine-grained ranking): clicked impressions with purchase labels; privileged
-  features are post-event signals (dwell time, viewed reviews, chatted with the seller)
-  generated from the latent purchase intent of the click.
+* ``"ctr"`` (coarse-grained ranking): impressions with click labels. Privileged: the user's
+  clicks in the candidate's category and in its shop in the last 24 h, Poisson counts whose
+  rate follows that day's intent and the user's taste for the category.
+* ``"cvr"`` (fine-grained ranking): clicked impressions with purchase labels. Privileged:
+  post-event signals (dwell time, viewed reviews, chatted with the seller), noisy readings of
+  the click's purchase interest, which includes an idiosyncratic intent no regular feature sees.
 
 ``SyntheticConfig.privileged_strength`` (``s``) moves the privileged features from pure noise
-(``s = 0``) to nearly determined by the latent intent (large ``s``). The privileged features
-are drawn from their own random stream, so for one seed every regular column and every label
-is bit-identical across values of ``s``; only the privileged columns change.
+(``s = 0``) to nearly determined by the latent variables (large ``s``). They are drawn from
+their own random stream, so for one seed every regular column and every label is
+bit-identical across values of ``s``; only the privileged columns change.
 
 ``generate(task, config) -> (train, test)`` returns ``Dataset``s split by day;
 ``bayes_logits(task, config) -> (train_logits, test_logits)`` returns the true logit of each
@@ -43,13 +43,13 @@ AGE_BUDGET_SHIFT, BUDGET_NOISE = 0.08, 0.02  # budget = (power + 0.5) / 5 + shif
 USER_ZIPF, ITEM_ZIPF, CATEGORY_ZIPF, SHOP_ZIPF = 0.6, 0.7, 1.0, 1.0
 SHOP_MAIN_CATEGORY_PROB = 0.8  # an item belongs to its shop's main category with this probability
 PREFERENCE_SHARPNESS = 1.5  # kappa in P(category | user) ~ pop_c * exp(kappa <a_u, b_c>)
-N_INTENT_CATEGORIES = 2  # per user and day
+N_INTENT_CATEGORIES = 2  # per user and day, drawn from P(category | user)
 # Where an impression's item comes from: intent categories, intent shop, long-term taste, global popularity.
 SOURCE_PROBS = np.array([0.25, 0.10, 0.35, 0.30])
 PRICE_STEP_WIDTH = 0.03  # tau: softness of the over-budget step of the click logit
 PURCHASE_PRICE_SCALE = 0.1  # the purchase logit falls by gamma' per 0.1 of price level over budget
-CATEGORY_BACKGROUND_RATE, SHOP_BACKGROUND_RATE = 0.5, 0.3  # lambda_0 of the 24 h click counts
-CATEGORY_INTENT_RATE, SHOP_INTENT_RATE = 2.0, 1.5  # lambda_1: extra clicks per unit of s under intent
+CATEGORY_BACKGROUND_RATE, SHOP_BACKGROUND_RATE = 0.5, 0.3  # lambda_0: clicks unrelated to interest
+CATEGORY_INTEREST_RATE, SHOP_INTEREST_RATE = 0.5, 0.3  # lambda_1: interest-driven clicks per unit of s
 REVIEW_THRESHOLD, CHAT_THRESHOLD = 0.5, 1.3  # P(viewed reviews) = 0.31, P(chatted) = 0.10
 
 
@@ -77,15 +77,15 @@ class SyntheticConfig:
     test_days: int = 2
     history_length: float = 5.0
     ctr_impressions_per_user_day: float = 6.0
-    cvr_impressions_per_user_day: float = 40.0
+    cvr_impressions_per_user_day: float = 36.0
     seed: int = 0
     privileged_strength: float = 1.0
-    click_bias: float = -3.4
+    click_bias: float = -3.8
     taste_effect: float = 1.0
     price_effect: float = 4.0
     category_intent_effect: float = 1.5
     shop_intent_effect: float = 1.0
-    purchase_bias: float = -4.4
+    purchase_bias: float = -4.6
     purchase_taste_effect: float = 0.7
     purchase_price_effect: float = 1.5
     purchase_intent_scale: float = 1.2
@@ -238,18 +238,19 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
     # P(category | user) ~ pop_c * exp(kappa <a_u, b_c>), a U x C table as a grouped sampler
     preference = np.log(category_popularity) + PREFERENCE_SHARPNESS * taste @ category_vector.T
     preference = np.exp(preference - preference.max(axis=1, keepdims=True))
-    everything = np.arange(c.n_users * c.n_categories)
+    user_category = np.arange(c.n_users * c.n_categories)
     return dict(
         activity=activity, age=age, gender=gender, budget=budget, power=power, taste=taste,
         user_click_bias=user_click_bias, user_purchase_bias=user_purchase_bias,
-        category_popularity=category_popularity, shop_popularity=shop_popularity,
+        category_popularity=category_popularity, category_vector=category_vector, shop_main_category=shop_main_category,
         item_shop=item_shop, item_category=item_category, item_vector=item_vector,
         price_level=price_level, price_bucket=price_bucket,
         item_click_quality=item_click_quality, item_purchase_quality=item_purchase_quality,
         items_by_category=_GroupedSampler(item_category, np.arange(c.n_items), item_popularity),
         items_by_shop=_GroupedSampler(item_shop, np.arange(c.n_items), item_popularity),
         items_overall=_GroupedSampler(np.zeros(c.n_items, np.int64), np.arange(c.n_items), item_popularity),
-        categories_by_user=_GroupedSampler(everything // c.n_categories, everything % c.n_categories, preference.ravel()),
+        categories_by_user=_GroupedSampler(
+            user_category // c.n_categories, user_category % c.n_categories, preference.ravel()),
     )
 
 
@@ -258,8 +259,9 @@ def _draw_impressions(rng: np.random.Generator, world: dict, c: SyntheticConfig,
     n_user_days = c.n_days * c.n_users
     day_of = np.repeat(np.arange(c.n_days), c.n_users)  # user-day j = (day j // U, user j % U)
     user_of = np.tile(np.arange(c.n_users), c.n_days)
-    # the day's short-term intent: two categories by popularity, one shop (of an item of the first)
-    intent_categories = rng.choice(c.n_categories, size=(n_user_days, N_INTENT_CATEGORIES), p=world["category_popularity"])
+    # the day's short-term intent: two categories from the long-term taste, one shop (of an item of the first)
+    intent_categories = world["categories_by_user"].sample(rng, np.repeat(user_of, N_INTENT_CATEGORIES))
+    intent_categories = intent_categories.reshape(n_user_days, N_INTENT_CATEGORIES)
     intent_shop = world["item_shop"][world["items_by_category"].sample(rng, intent_categories[:, 0])]
     # recently clicked categories: a Poisson-length list drawn from the long-term taste
     history_lengths = rng.poisson(c.history_length, n_user_days)
@@ -291,11 +293,20 @@ def _draw_impressions(rng: np.random.Generator, world: dict, c: SyntheticConfig,
     )
 
 
+def _pair_dot(left: np.ndarray, right: np.ndarray, left_rows: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
+    """``out[n] = <left[left_rows[n]], right[right_rows[n]]>``; (n,) float64. One column at a
+    time, so no (n, k) temporary is built (the impression arrays hold millions of rows)."""
+    out = np.zeros(len(left_rows))
+    for j in range(left.shape[1]):
+        out += left[left_rows, j] * right[right_rows, j]
+    return out
+
+
 def _click_logits(world: dict, imp: dict, c: SyntheticConfig) -> np.ndarray:
     """eta = b + r_u + q_i + alpha <a_u, w_i> - gamma sigmoid((p_i - beta_u) / tau)
     + alpha_c z_cat + alpha_s z_shop; shape (n,) float64."""
     user, item = imp["user"], imp["item"]
-    taste = np.einsum("ij,ij->i", world["taste"][user], world["item_vector"][item])
+    taste = _pair_dot(world["taste"], world["item_vector"], user, item)
     over_budget = _sigmoid((world["price_level"][item] - world["budget"][user]) / PRICE_STEP_WIDTH)
     return (c.click_bias + world["user_click_bias"][user] + world["item_click_quality"][item]
             + c.taste_effect * taste - c.price_effect * over_budget
@@ -303,10 +314,10 @@ def _click_logits(world: dict, imp: dict, c: SyntheticConfig) -> np.ndarray:
 
 
 def _purchase_logits(world: dict, imp: dict, intent: np.ndarray, c: SyntheticConfig) -> np.ndarray:
-    """zeta = b' + r'_u + q'_i + alpha' <a_u, w_i> - gamma' max(0, p_i - beta_u) / 0.1
-    + sigma_pi pi with pi ~ N(0, 1) the purchase intent of the click; shape (n,) float64."""
+    """zeta = b' + r'_u + q'_i + alpha' <a_u, w_i> - gamma' max(0, p_i - beta_u) / 0.1 + sigma_pi pi,
+    with pi ~ N(0, 1) the idiosyncratic purchase intent of the click; shape (n,) float64."""
     user, item = imp["user"], imp["item"]
-    taste = np.einsum("ij,ij->i", world["taste"][user], world["item_vector"][item])
+    taste = _pair_dot(world["taste"], world["item_vector"], user, item)
     over_budget = np.maximum(world["price_level"][item] - world["budget"][user], 0.0) / PURCHASE_PRICE_SCALE
     return (c.purchase_bias + world["user_purchase_bias"][user] + world["item_purchase_quality"][item]
             + c.purchase_taste_effect * taste - c.purchase_price_effect * over_budget
@@ -319,25 +330,31 @@ def _shared_count(rng: np.random.Generator, keys: np.ndarray, rates: np.ndarray)
     return rng.poisson(rates[first])[inverse].astype(np.float64)
 
 
-def _ctr_privileged(rng: np.random.Generator, imp: dict, c: SyntheticConfig) -> dict:
-    """log1p of the 24 h click counts, N ~ Poisson(lambda_0 + s lambda_1 z), one per (user-day, category|shop)."""
+def _ctr_privileged(rng: np.random.Generator, world: dict, imp: dict, c: SyntheticConfig) -> dict:
+    """log1p of the user's 24 h clicks in the row's category and shop, one count per (user-day, category | shop):
+    N ~ Poisson(lambda_0 + s lambda_1 exp(alpha <a_u, b_c> + alpha_c z_cat)) and likewise for the shop
+    with the shop's main category and z_shop; shape (n, 1) float64 each."""
     s = c.privileged_strength
-    category_rate = CATEGORY_BACKGROUND_RATE + s * CATEGORY_INTENT_RATE * imp["category_intent"]
-    shop_rate = SHOP_BACKGROUND_RATE + s * SHOP_INTENT_RATE * imp["shop_intent"]
+    user = imp["user"]
+    category_affinity = _pair_dot(world["taste"], world["category_vector"], user, imp["category"])
+    shop_affinity = _pair_dot(world["taste"], world["category_vector"], user, world["shop_main_category"][imp["shop"]])
+    category_rate = CATEGORY_BACKGROUND_RATE + s * CATEGORY_INTEREST_RATE * np.exp(
+        c.taste_effect * category_affinity + c.category_intent_effect * imp["category_intent"])
+    shop_rate = SHOP_BACKGROUND_RATE + s * SHOP_INTEREST_RATE * np.exp(
+        c.taste_effect * shop_affinity + c.shop_intent_effect * imp["shop_intent"])
     category_clicks = _shared_count(rng, imp["user_day"] * c.n_categories + imp["category"], category_rate)
     shop_clicks = _shared_count(rng, imp["user_day"] * c.n_shops + imp["shop"], shop_rate)
     return {"clicks_in_category_24h": np.log1p(category_clicks)[:, None],
             "clicks_in_shop_24h": np.log1p(shop_clicks)[:, None]}
 
 
-def _cvr_privileged(rng: np.random.Generator, intent: np.ndarray, c: SyntheticConfig) -> dict:
-    """Post-event signals from the purchase intent pi: x = (s pi + e) / sqrt(1 + s^2), e ~ N(0, 1).
-
-    dwell_time = x_dwell (standardised log seconds), viewed_reviews = 1[x_rev > 0.5],
-    chatted_with_seller = 1[x_chat > 1.3]; corr(x, pi) = s / sqrt(1 + s^2).
+def _cvr_privileged(rng: np.random.Generator, interest: np.ndarray, c: SyntheticConfig) -> dict:
+    """Post-event signals of the purchase interest iota (standardised zeta - b'):
+    x = (s iota + e) / sqrt(1 + s^2), e ~ N(0, 1); dwell_time = x_dwell (standardised log seconds),
+    viewed_reviews = 1[x_rev > 0.5], chatted_with_seller = 1[x_chat > 1.3]; corr(x, iota) = s / sqrt(1 + s^2).
     """
     s = c.privileged_strength
-    signals = (s * intent[:, None] + rng.standard_normal((len(intent), 3))) / np.sqrt(1.0 + s * s)
+    signals = (s * interest[:, None] + rng.standard_normal((len(interest), 3))) / np.sqrt(1.0 + s * s)
     return {"dwell_time": signals[:, 0:1].copy(),
             "viewed_reviews": (signals[:, 1:2] > REVIEW_THRESHOLD).astype(np.float64),
             "chatted_with_seller": (signals[:, 2:3] > CHAT_THRESHOLD).astype(np.float64)}
@@ -351,23 +368,33 @@ def _simulate(task: str, config: SyntheticConfig | None):
         raise ValueError(f"config: expected a SyntheticConfig, got {type(config).__name__}")
     world_seed, ctr_seed, cvr_seed = np.random.SeedSequence(config.seed).spawn(3)
     impression_seed, label_seed, privileged_seed = (ctr_seed if task == "ctr" else cvr_seed).spawn(3)
-    impression_rng, label_rng = np.random.default_rng(impression_seed), np.random.default_rng(label_seed)
-    privileged_rng = np.random.default_rng(privileged_seed)
+    label_rng = np.random.default_rng(label_seed)
 
     world = _draw_world(np.random.default_rng(world_seed), config)
     per_user_day = config.ctr_impressions_per_user_day if task == "ctr" else config.cvr_impressions_per_user_day
-    imp = _draw_impressions(impression_rng, world, config, per_user_day)
+    imp = _draw_impressions(np.random.default_rng(impression_seed), world, config, per_user_day)
     logits = _click_logits(world, imp, config)
-    clicked = label_rng.random(len(logits)) < _sigmoid(logits)
-    if task == "ctr":
-        labels = clicked
-        privileged = _ctr_privileged(privileged_rng, imp, config)
-    else:
-        imp = {name: value if name == "history" else value[clicked] for name, value in imp.items()}
-        intent = label_rng.standard_normal(len(imp["user"]))
-        logits = _purchase_logits(world, imp, intent, config)
+    labels = label_rng.random(len(logits)) < _sigmoid(logits)
+    if task == "cvr":
+        imp = {name: value if name == "history" else value[labels] for name, value in imp.items()}
+        purchase_intent = label_rng.standard_normal(len(imp["user"]))
+        logits = _purchase_logits(world, imp, purchase_intent, config)
         labels = label_rng.random(len(logits)) < _sigmoid(logits)
-        privileged = _cvr_privileged(privileged_rng, intent, config)
+
+    last_train_day = config.n_days - config.test_days - 1
+    in_train = imp["day"] <= last_train_day
+    for part, rows in (("training", in_train), ("test", ~in_train)):
+        if not labels[rows].any():
+            raise ValueError(
+                f"config: the {task} {part} split has {rows.sum()} rows and no positive label; "
+                "use more users, impressions or days"
+            )
+    privileged_rng = np.random.default_rng(privileged_seed)
+    if task == "ctr":
+        privileged = _ctr_privileged(privileged_rng, world, imp, config)
+    else:
+        interest = logits - config.purchase_bias
+        privileged = _cvr_privileged(privileged_rng, (interest - interest.mean()) / interest.std(), config)
 
     user, item = imp["user"], imp["item"]
     columns = {
@@ -377,13 +404,5 @@ def _simulate(task: str, config: SyntheticConfig | None):
         "price_bucket": world["price_bucket"][item], **privileged,
     }
     dataset = Dataset(schema_for(task, config), columns, labels.astype(np.int8), user, day=imp["day"])
-    last_train_day = config.n_days - config.test_days - 1
-    in_train = imp["day"] <= last_train_day
-    for part, rows in (("training", in_train), ("test", ~in_train)):
-        if not labels[rows].any():
-            raise ValueError(
-                f"config: the {task} {part} split has {rows.sum()} rows and no positive label; "
-                "use more users, impressions or days"
-            )
     train, test = dataset.split_by_day(last_train_day)
     return train, test, logits[in_train], logits[~in_train]

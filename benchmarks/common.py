@@ -1,0 +1,238 @@
+"""Shared helpers of the benchmarks (``python -m benchmarks.<name>``); never used by tests.
+
+Method (docs/performance.md): every figure is the median over ``repeats`` rounds after a
+warm-up call, timed with ``time.perf_counter``; candidates that are compared run
+round-robin in the same rounds (``time_side_by_side``), so a slow spell of the shared
+machine hits all of them alike and the ratios stay fair. Calls shorter than
+``min_sample_s`` are looped and averaged within each sample.
+
+Thread counts are fixed per process: BLAS reads its thread count when NumPy is imported,
+so a benchmark runs itself once per requested thread count in a child process
+(``run_per_thread_count``) whose environment sets ``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``; inside the child ``set_threads`` sets Numba's
+and PyTorch's counts to the same number.
+
+API:
+    run_per_thread_count(module, argv, thread_counts)  parent: one child process per count
+    write_json(path, payload)               write results
+    set_threads(threads)                    child: Numba (and torch, if installed) thread counts
+    import_torch()                          the torch module, or None when not installed
+    time_side_by_side(candidates, repeats)  {name: median seconds per call}
+    memory_bandwidth(threads)               {"triad_GBps": ..., "read_1_stream_GBps": ...}
+    make_triad(threads) / make_read(array)  (callable, bytes) to time beside a kernel
+    gemm_gflops(dtype, size, repeats)       BLAS GEMM throughput of NumPy's matmul
+    machine_info()                          CPU, cores, versions, BLAS, environment
+    print_table(title, columns, rows)       fixed-width table of dict rows
+    run_python(code, env)                   run code in a fresh interpreter, return stdout
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import numba
+import numpy as np
+from numba import njit
+
+from kernels._common import chunk_bounds, run_chunks
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Set on some processors for older OpenBLAS builds; they slow a current NumPy, so the
+# benchmark children run without them (never changed in tests). Reported in machine_info.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+CHILD_FLAG = "--child-json"
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def run_per_thread_count(module: str, argv: list[str], thread_counts: list[int]) -> list[dict]:
+    """Run ``python -m module *argv --threads N --child-json FILE`` once per N, each in a
+    fresh process with BLAS limited to N threads; the children print their tables and
+    write their results (a dict) to FILE; returns those dicts."""
+    results = []
+    for threads in thread_counts:
+        env = dict(os.environ)
+        removed = {name: env.pop(name) for name in OPENBLAS_OVERRIDES if name in env}
+        env.update({name: str(threads) for name in BLAS_THREAD_VARIABLES})
+        env["PFD_BENCH_REMOVED_ENV"] = json.dumps(removed)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            child_json = handle.name
+        command = [sys.executable, "-m", module, *argv, "--threads", str(threads), CHILD_FLAG, child_json]
+        subprocess.run(command, env=env, check=True)
+        with open(child_json) as handle:
+            results.append(json.load(handle))
+        os.unlink(child_json)
+    return results
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write ``payload`` to ``path`` as indented JSON and say so."""
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=1)
+    print(f"\nwrote {path}")
+
+
+def run_python(code: str, env: dict | None = None) -> str:
+    """Run ``code`` in a fresh interpreter (``env`` added to this environment); return stdout."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    done = subprocess.run([sys.executable, "-c", code], env=full_env, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def set_threads(threads: int) -> None:
+    """Set Numba's thread count (and torch's, if installed) to ``threads``; check BLAS's."""
+    for name in BLAS_THREAD_VARIABLES:
+        if os.environ.get(name) != str(threads):
+            raise RuntimeError(f"{name} must be {threads} before NumPy is imported; use run_per_thread_count")
+    numba.set_num_threads(threads)
+    torch = import_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def import_torch():
+    """The torch module, or None when it is not installed (its columns are then skipped)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _seconds_per_call(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def time_side_by_side(
+    candidates: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.002
+) -> dict[str, float]:
+    """Median seconds per call of every candidate, measured round-robin.
+
+    Each candidate is called once to warm up (compilation, caches, page faults), then
+    timed once to choose how many calls make one sample (at least ``min_sample_s``);
+    then ``repeats`` rounds each take one sample of every candidate in turn.
+    """
+    numbers = {}
+    for name, fn in candidates.items():
+        fn()
+        single = _seconds_per_call(fn, 1)
+        numbers[name] = max(1, math.ceil(min_sample_s / max(single, 1e-9)))
+    samples = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            samples[name].append(_seconds_per_call(fn, numbers[name]))
+    return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+@njit(nogil=True)
+def _triad(a, b, c, scalar):
+    for i in range(a.shape[0]):
+        a[i] = b[i] + scalar * c[i]
+
+
+@njit(nogil=True, fastmath={"reassoc"})
+def _read_sum(a):
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i]
+    return total
+
+
+def make_triad(threads: int, elements: int = 8_000_000) -> tuple[Callable[[], object], int]:
+    """A STREAM-like triad ``a = b + s c`` on float64 arrays of ``elements`` (64 MB each,
+    far beyond the caches), split into ``threads`` chunks run at once (the kernels' own
+    thread pool). Returns the callable and the bytes it moves as STREAM counts them:
+    3 x 8 per element (the write-allocate read of ``a`` is not counted)."""
+    a, b, c = np.zeros(elements), np.ones(elements), np.full(elements, 2.0)
+    bounds = chunk_bounds(elements, threads)
+    args = [(a[i:j], b[i:j], c[i:j], 3.0) for i, j in bounds]
+    return (lambda: run_chunks(_triad, args)), 24 * elements
+
+
+def make_read(array: np.ndarray) -> tuple[Callable[[], object], int]:
+    """One thread reading ``array`` front to back once (a float64 sum over its bytes).
+    Returns the callable and the bytes read."""
+    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    flat = flat[: flat.shape[0] // 8 * 8].view(np.float64)
+    return (lambda: _read_sum(flat)), flat.nbytes
+
+
+def memory_bandwidth(threads: int, repeats: int = 9) -> dict:
+    """STREAM-like bandwidths in GB/s (1e9 bytes per second): ``triad`` (``make_triad``
+    with ``threads`` threads) and ``read_1_stream`` (one thread summing one 64 MB array,
+    the rate of a single sequential read stream)."""
+    triad, triad_bytes = make_triad(threads)
+    read, read_bytes = make_read(np.ones(8_000_000))
+    times = time_side_by_side({"triad": triad, "read": read}, repeats)
+    return {"triad_GBps": triad_bytes / times["triad"] / 1e9, "read_1_stream_GBps": read_bytes / times["read"] / 1e9}
+
+
+def gemm_gflops(dtype, size: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of NumPy's ``matmul`` (BLAS GEMM) on ``size x size`` matrices: 2 size^3 flops."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((size, size)).astype(dtype)
+    y = rng.standard_normal((size, size)).astype(dtype)
+    out = np.empty((size, size), dtype)
+    seconds = time_side_by_side({"gemm": lambda: np.matmul(x, y, out=out)}, repeats)["gemm"]
+    return 2 * size**3 / seconds / 1e9
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def machine_info() -> dict:
+    """CPU model and cores (from lscpu), versions, BLAS build and thread environment."""
+    info = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        for key in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache"):
+            if key in fields:
+                info[key] = fields[key].strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["Model name"] = platform.processor()
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    info["blas"] = f"{blas.get('name', '?')} {blas.get('version', '?')}"
+    torch = import_torch()
+    info["torch"] = torch.__version__ if torch is not None else "not installed"
+    info["env"] = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+    info["removed_env"] = json.loads(os.environ.get("PFD_BENCH_REMOVED_ENV", "{}"))
+    return info
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        if value == 0 or 0.01 <= abs(value) < 1e5:
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return f"{value:.2e}"
+    return str(value)
+
+
+def print_table(title: str, columns: list[str], rows: list[dict]) -> None:
+    """Print ``rows`` (dicts) under ``title``, one column per name in ``columns``."""
+    cells = [[_format(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) if cells else len(column) for i, column in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(column.rjust(width) for column, width in zip(columns, widths)))
+    for line in cells:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+    sys.stdout.flush()

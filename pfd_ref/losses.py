@@ -1,0 +1,130 @@
+"""Binary cross-entropy losses of PFD on logits, with their gradients.
+
+``s(x) = 1 / (1 + exp(-x))`` is the sigmoid. Both losses are means over the batch,
+``L = (1/n) sum_i w_i l_i`` (``w_i = 1`` without weights), returned as a NumPy scalar of the
+logits' dtype together with the gradient wrt the (student's) logits in the same dtype. The
+derivations are in docs/derivations.md under each function's name.
+
+Stability: every term is written with ``exp(-|x|)`` only, which never overflows, so the
+functions return finite values without warnings for logits of any finite magnitude that
+float32/float64 hold (checked up to ``|x| = 1e4``). ``exp(-|x|)`` may underflow to 0, which
+is exact to the working precision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfd_ref.validation import check_float_array, check_labels, check_positive, check_shape, check_weights
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """``log s(x) = -log(1 + exp(-x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
+
+    x : float32/float64 array of any shape, finite. Returns the same shape and dtype.
+    Derivative (used by the losses): ``d/dx log s(x) = 1 - s(x) = s(-x)``.
+    """
+    return _log_sigmoid(check_float_array("x", x))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``s(x) = 1 / (1 + exp(-x))``, evaluated as ``1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` for ``x < 0`` with ``e = exp(-|x|)``.
+
+    x : float32/float64 array of any shape, finite. Returns the same shape and dtype, in
+    ``[0, 1]``. Derivative: ``s'(x) = s(x) s(-x)``.
+    """
+    return _sigmoid(check_float_array("x", x))
+
+
+def _check_logits(name: str, logits) -> np.ndarray:
+    logits = check_float_array(name, logits, ndim=1)
+    if logits.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch, the mean loss is undefined")
+    return logits
+
+
+def _weighted_mean(terms: np.ndarray, weights: np.ndarray | None):
+    """``(1/n) sum_i w_i terms_i`` as a NumPy scalar of the terms' dtype."""
+    weighted = terms if weights is None else weights * terms
+    return np.sum(weighted) / terms.shape[0]
+
+
+def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):
+    """Binary cross-entropy with the labels (the "hard" loss):
+
+        l_i = -[y_i log s(z_i) + (1 - y_i) log(1 - s(z_i))] = softplus(z_i) - y_i z_i
+        L   = (1/n) sum_i w_i l_i
+        dL/dz_i = w_i (s(z_i) - y_i) / n
+
+    Evaluated with the sign ``a_i = 2 y_i - 1`` as ``l_i = -log s(a_i z_i)`` and
+    ``s(z_i) - y_i = -a_i s(-a_i z_i)``, which keeps full relative precision when the
+    prediction is nearly right.
+
+    logits ``z`` : float32/float64 ``(n,)``, finite, n >= 1; labels ``y`` : ``(n,)`` of any
+    numeric dtype holding 0/1; weights ``w`` : ``(n,)`` non-negative in the logits' dtype,
+    or None for all ones. Returns ``(L, dL/dz)``: a NumPy scalar and an ``(n,)`` array, both
+    in the logits' dtype.
+    """
+    logits = _check_logits("logits", logits)
+    n = logits.shape[0]
+    labels = check_labels("labels", labels, n)
+    weights = check_weights("weights", weights, n, logits.dtype)
+    sign = 2 * labels.astype(logits.dtype) - 1
+    signed_logits = sign * logits
+    loss = _weighted_mean(-_log_sigmoid(signed_logits), weights)
+    d_logits = -sign * _sigmoid(-signed_logits) / n
+    if weights is not None:
+        d_logits *= weights
+    return loss, d_logits
+
+
+def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperature: float = 1.0,
+              weights: np.ndarray | None = None):
+    """Binary cross-entropy of the student against the teacher's probability (the "soft" loss),
+    with temperature ``T > 0``:
+
+        p_i = s(t_i / T)  (teacher, the soft label),   q_i = s(z_i / T)  (student)
+        l_i = T^2 * -[p_i log q_i + (1 - p_i) log(1 - q_i)]
+        L   = (1/n) sum_i w_i l_i
+        dL/dz_i = w_i T (q_i - p_i) / n
+
+    ``log q_i`` and ``log(1 - q_i)`` are ``log_sigmoid(z_i / T)`` and ``log_sigmoid(-z_i / T)``,
+    and ``1 - p_i`` is ``s(-t_i / T)``.
+    The ``T^2`` factor (Hinton et al., 2015) keeps the gradient's magnitude roughly independent
+    of ``T``, so the soft-loss weight lambda means the same at any temperature; at ``T = 1`` the
+    loss is exactly the paper's. When ``z == t`` the gradient is exactly zero (``q`` and ``p``
+    come from the same sigmoid on identical inputs) and ``l_i = T^2 H(p_i)``, the binary entropy.
+
+    Stop-gradient: the teacher's logits are a constant here; no gradient wrt ``t`` is computed
+    or returned, so the soft loss never moves the teacher.
+
+    student_logits ``z``, teacher_logits ``t`` : ``(n,)`` of one float dtype, finite, n >= 1;
+    temperature : finite > 0 (``z / T`` and ``T^2 L`` must stay within the dtype's range);
+    weights ``w`` : ``(n,)`` non-negative in that dtype, or None. Returns ``(L, dL/dz)``: a
+    NumPy scalar and an ``(n,)`` array in the logits' dtype.
+    """
+    student_logits = _check_logits("student_logits", student_logits)
+    n = student_logits.shape[0]
+    teacher_logits = check_float_array("teacher_logits", teacher_logits, ndim=1, dtype=student_logits.dtype)
+    check_shape("teacher_logits", teacher_logits, (n,))
+    temperature = check_positive("temperature", temperature)
+    weights = check_weights("weights", weights, n, student_logits.dtype)
+    scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
+    teacher_prob = _sigmoid(scaled_teacher)
+    teacher_complement = _sigmoid(-scaled_teacher)  # 1 - p without cancellation when p is near 1
+    cross_entropy = -(teacher_prob * _log_sigmoid(scaled_student) + teacher_complement * _log_sigmoid(-scaled_student))
+    loss = _weighted_mean(temperature**2 * cross_entropy, weights)
+    d_student = temperature * (_sigmoid(scaled_student) - teacher_prob) / n
+    if weights is not None:
+        d_student *= weights
+    return loss, d_student

@@ -1,0 +1,171 @@
+"""Serving the student: export it alone, load it, precompute item vectors, score and top-k.
+
+An exported file (``save_student``) is one ``.npz`` holding
+
+* ``format``: the string ``pfd_ref.student/1``;
+* ``config``: the student's ``config()`` as JSON (regular fields only);
+* ``param/<name>``: every parameter the student reads, nothing of the teacher;
+* ``users/...`` and ``items/...``: the user-tower and item-tower regular columns of each user
+  and item seen in training (the row of its last impression), keyed by ``users/__key__``
+  (the dataset's ``user_ids``) and ``items/__key__`` (the first categorical item-tower field,
+  e.g. ``item_id``). Multi-id columns are stored as ``.../<name>/values`` and
+  ``.../<name>/offsets``. No privileged column and no label is written.
+
+``ServedStudent.top_k(user_keys, k)`` returns, for each user, the ``k`` best catalogue items
+with their scores (logits), best first, ties to the lower catalogue index. A two-tower student
+scores ``<u, v> + b`` with the item vectors ``v`` precomputed once (``kernels.top_k_items``);
+an MLP student scores every (user, item) pair (``kernels.mlp_scores`` + ``kernels.top_k_scores``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+import kernels
+from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.models import TwoTower, build_model
+
+FORMAT = "pfd_ref.student/1"
+
+
+class FeatureRows(NamedTuple):
+    """Columns of some rows, enough for a model's ``forward`` (which reads ``.columns`` only)."""
+
+    columns: dict
+
+
+def _last_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unique sorted keys, index of each key's last row)``."""
+    reversed_keys = keys[::-1]
+    unique, first_in_reversed = np.unique(reversed_keys, return_index=True)
+    return unique, len(keys) - 1 - first_in_reversed
+
+
+def _item_key_field(model) -> str:
+    fields = model.item_fields if isinstance(model, TwoTower) else [f for f in model.fields if f.tower == "item"]
+    for f in fields:
+        if f.kind == "categorical":
+            return f.name
+    raise ValueError("model: the student has no categorical item-tower field to key the catalogue by")
+
+
+def _model_fields(model):
+    return model.user_fields + model.item_fields if isinstance(model, TwoTower) else model.fields
+
+
+def _pack(prefix: str, fields, rows: Dataset, keys: np.ndarray) -> dict:
+    arrays = {f"{prefix}/__key__": keys.astype(np.int64)}
+    for f in fields:
+        column = rows.columns[f.name]
+        if isinstance(column, MultiIds):
+            arrays[f"{prefix}/{f.name}/values"] = column.values
+            arrays[f"{prefix}/{f.name}/offsets"] = column.offsets
+        else:
+            arrays[f"{prefix}/{f.name}"] = column
+    return arrays
+
+
+def _unpack(prefix: str, fields, archive) -> tuple[np.ndarray, FeatureRows]:
+    columns = {}
+    for f in fields:
+        if f.kind == "multi_categorical":
+            columns[f.name] = MultiIds(archive[f"{prefix}/{f.name}/values"], archive[f"{prefix}/{f.name}/offsets"])
+        else:
+            columns[f.name] = archive[f"{prefix}/{f.name}"]
+    return archive[f"{prefix}/__key__"], FeatureRows(columns)
+
+
+def save_student(path, result, data: Dataset) -> Path:
+    """Write the student of ``result`` (a ``TrainResult``) and the user/item rows of its
+    training ``data`` to ``path`` (directories created). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = result.student
+    fields = _model_fields(model)
+    user_fields = [f for f in fields if f.tower == "user"]
+    item_fields = [f for f in fields if f.tower == "item"]
+    user_keys, user_rows = _last_rows(data.user_ids)
+    item_keys, item_rows = _last_rows(data.columns[_item_key_field(model)])
+    arrays = {"format": np.array(FORMAT), "config": np.array(json.dumps(model.config()))}
+    arrays.update({f"param/{k}": v for k, v in result.student_params().items()})
+    arrays.update(_pack("users", user_fields, data.take(user_rows), user_keys))
+    arrays.update(_pack("items", item_fields, data.take(item_rows), item_keys))
+    np.savez(path, **arrays)
+    return path
+
+
+class ServedStudent:
+    """A loaded student with its user and item tables; see the module docstring."""
+
+    def __init__(self, model, params: dict, user_keys, user_rows: FeatureRows, item_keys, item_rows: FeatureRows):
+        self.model, self.params = model, params
+        self.user_keys, self.user_rows = user_keys, user_rows
+        self.item_keys, self.item_rows = item_keys, item_rows
+        self._item_vectors = None
+
+    @classmethod
+    def load(cls, path) -> "ServedStudent":
+        """Read a file written by ``save_student``; ``ValueError`` naming the file otherwise."""
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: cannot read a student file ({err})") from None
+        with archive:
+            if "format" not in archive.files or str(archive["format"]) != FORMAT:
+                raise ValueError(f"{path}: not a pfd_ref student file (expected format {FORMAT})")
+            model = build_model(json.loads(str(archive["config"])))
+            params = {k[len("param/"):]: archive[k] for k in archive.files if k.startswith("param/")}
+            fields = _model_fields(model)
+            user_keys, user_rows = _unpack("users", [f for f in fields if f.tower == "user"], archive)
+            item_keys, item_rows = _unpack("items", [f for f in fields if f.tower == "item"], archive)
+        return cls(model, params, user_keys, user_rows, item_keys, item_rows)
+
+    def item_vectors(self) -> np.ndarray:
+        """Two-tower only: ``v`` of every catalogue item, ``(N, k)`` C-contiguous, computed once."""
+        if not isinstance(self.model, TwoTower):
+            raise ValueError("model: item vectors exist only for a two-tower student")
+        if self._item_vectors is None:
+            self._item_vectors = np.ascontiguousarray(self.model.item_vectors(self.params, self.item_rows))
+        return self._item_vectors
+
+    def _user_index(self, user_keys) -> np.ndarray:
+        user_keys = np.asarray(user_keys, dtype=np.int64)
+        index = np.searchsorted(self.user_keys, user_keys)
+        known = (index < len(self.user_keys)) & (self.user_keys[np.minimum(index, len(self.user_keys) - 1)] == user_keys)
+        if not np.all(known):
+            raise ValueError(f"users: user {int(user_keys[~known][0])} is not in the exported student's user table")
+        return index
+
+    def _rows(self, rows: FeatureRows, index: np.ndarray) -> FeatureRows:
+        return FeatureRows({name: (col.take(index) if isinstance(col, MultiIds) else col[index])
+                            for name, col in rows.columns.items()})
+
+    def top_k(self, user_keys, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(item_keys (m, k'), scores (m, k'))`` of the ``k' = min(k, N)`` best items for each
+        of the ``m`` users, best first (scores are logits in the parameters' dtype)."""
+        index = self._user_index(user_keys)
+        users = self._rows(self.user_rows, index)
+        if isinstance(self.model, TwoTower):
+            u = np.ascontiguousarray(self.model.user_vectors(self.params, users))
+            scores, ids = kernels.top_k_items(self.item_vectors(), u, k)
+            if self.model.bias:
+                scores = scores + self.params[f"{self.model.prefix}.bias"][0]
+        else:
+            scores, ids = zip(*(self._mlp_top_k(self._rows(self.user_rows, index[j:j + 1]), k) for j in range(len(index))))
+            scores, ids = np.stack(scores), np.stack(ids)
+        return self.item_keys[ids], scores
+
+    def _mlp_top_k(self, user: FeatureRows, k: int):
+        n_items = len(self.item_keys)
+        repeated = self._rows(user, np.zeros(n_items, dtype=np.int64))
+        pairs = FeatureRows({**repeated.columns, **self.item_rows.columns})
+        dtype = self.params[self.model.mlp.names[0][0]].dtype
+        x, _ = self.model.encoder.forward(self.params, pairs, dtype)
+        weights = [self.params[w] for w, _ in self.model.mlp.names]
+        biases = [self.params[b] for _, b in self.model.mlp.names]
+        scores = kernels.mlp_scores(np.ascontiguousarray(x), weights, biases)[:, 0]
+        return kernels.top_k_scores(scores, k)

@@ -1,0 +1,380 @@
+"""Parity of the Numba kernels with their NumPy twins, and the kernels' argument checks.
+
+Integer-valued inputs make every sum exact in both implementations (and produce many tied
+scores), so top-k results can be compared for exact equality, tie order included;
+real-valued inputs are compared with a tolerance scaled to the sum.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+import kernels._common
+from pfd_ref import reference_kernels as ref
+from pfd_ref.sparse import coalesce_rows as reference_coalesce_rows
+
+DTYPES = (np.float32, np.float64)
+PROPERTY = settings(max_examples=30, deadline=None)
+
+
+def integer_valued(rng, shape, dtype, low=-3, high=4):
+    return rng.integers(low, high, size=shape).astype(dtype)
+
+
+def real_valued(rng, shape, dtype):
+    return rng.uniform(-1, 1, size=shape).astype(dtype)
+
+
+def strided(x):
+    """The same values as a view that is not C-contiguous (every other column of a wider array)."""
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+def rtol(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-12
+
+
+def assert_scores_close(actual, expected, items, users):
+    """|actual - expected| <= c eps sum_j |items_ij users_j| (the error bound of a dot product)."""
+    eps = np.finfo(items.dtype).eps
+    scale = np.abs(users) @ np.abs(items).T
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    assert np.all(np.abs(actual - expected) <= 4 * eps * (items.shape[1] + 1) * scale + np.finfo(items.dtype).tiny)
+
+
+@pytest.fixture
+def parallel_kernels(monkeypatch):
+    """Route every call to the parallel kernels (two Numba threads, threshold 0)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here")
+    monkeypatch.setattr(kernels._common, "PARALLEL_MIN_WORK", 0)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@st.composite
+def scoring_case(draw, integer):
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(0, 40))
+    d = draw(st.integers(1, 6))
+    batch = draw(st.sampled_from([None, 0, 1, 3]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    make = integer_valued if integer else real_valued
+    items = make(rng, (n, d), dtype)
+    users = make(rng, (d,) if batch is None else (batch, d), dtype)
+    if draw(st.booleans()):
+        users = strided(users)  # per-call input: copied by the kernel
+    return items, users
+
+
+@PROPERTY
+@given(scoring_case(integer=False))
+def test_score_items_matches_twin(case):
+    items, users = case
+    assert_scores_close(kernels.score_items(items, users), ref.score_items(items, users), items, users)
+
+
+@PROPERTY
+@given(scoring_case(integer=True), st.integers(0, 45))
+def test_top_k_items_matches_twin_exactly_with_ties(case, k):
+    items, users = case
+    top_scores, top_ids = kernels.top_k_items(items, users, k)
+    expected_scores, expected_ids = ref.top_k_items(items, users, k)
+    assert top_ids.dtype == np.int64 and top_scores.dtype == items.dtype
+    np.testing.assert_array_equal(top_ids, expected_ids)
+    np.testing.assert_array_equal(top_scores, expected_scores)
+
+
+@PROPERTY
+@given(scoring_case(integer=False), st.integers(0, 45))
+def test_top_k_items_returns_its_own_scores_in_ranking_order(case, k):
+    items, users = case
+    top_scores, top_ids = kernels.top_k_items(items, users, k)
+    scores = kernels.score_items(items, users)
+    if users.ndim == 1:
+        # one user: the fused scan computes each score exactly as score_items does
+        np.testing.assert_array_equal(top_scores, scores[top_ids])
+        np.testing.assert_array_equal(top_ids, ref.top_k_scores(scores, k)[1])
+    else:
+        # a batch: BLAS scores by item block; the ranking of those scores is exact
+        tol = 10 * rtol(items.dtype)
+        np.testing.assert_allclose(top_scores, np.take_along_axis(scores, top_ids, axis=1), rtol=tol, atol=tol)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(DTYPES),
+    st.sampled_from([None, 1, 4]),
+    st.integers(0, 60),
+    st.integers(0, 70),
+    st.integers(0, 2**32 - 1),
+)
+def test_top_k_scores_matches_twin_exactly(dtype, batch, n, k, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n,) if batch is None else (batch, n)
+    scores = integer_valued(rng, shape, dtype, -2, 3)  # five values: many ties
+    if n and seed % 2:
+        scores = strided(scores)
+    got = kernels.top_k_scores(scores, k)
+    expected = ref.top_k_scores(scores, k)
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_top_k_edge_shapes_and_dtypes():
+    items = np.ones((5, 3), np.float32)
+    user = np.ones(3, np.float32)
+    for k, expected_len in [(0, 0), (2, 2), (5, 5), (9, 5)]:
+        top_scores, top_ids = kernels.top_k_items(items, user, k)
+        assert top_scores.shape == top_ids.shape == (expected_len,)
+        np.testing.assert_array_equal(top_ids, np.arange(expected_len))  # all tied: lower index first
+    empty_scores, empty_ids = kernels.top_k_items(np.zeros((0, 3), np.float64), np.ones(3), 4)
+    assert empty_scores.dtype == np.float64 and empty_ids.dtype == np.int64 and empty_scores.shape == (0,)
+    batch_scores, batch_ids = kernels.top_k_items(items, np.ones((2, 3), np.float32), 7)
+    assert batch_scores.shape == batch_ids.shape == (2, 5)
+    assert kernels.score_items(np.zeros((0, 3), np.float32), np.ones((2, 3), np.float32)).shape == (2, 0)
+
+
+def test_top_k_orders_negative_zero_and_zero_as_a_tie():
+    scores = np.array([-0.0, 0.0, -1.0, 0.0], np.float64)
+    np.testing.assert_array_equal(kernels.top_k_scores(scores, 3)[1], [0, 1, 3])
+
+
+def test_score_of_a_row_does_not_depend_on_its_position():
+    rng = np.random.default_rng(0)
+    for dtype in DTYPES:
+        items = real_valued(rng, (1003, 37), dtype)
+        user = real_valued(rng, 37, dtype)
+        scores = kernels.score_items(items, user)
+        alone = np.concatenate([kernels.score_items(items[i : i + 1], user) for i in range(0, 1003, 97)])
+        np.testing.assert_array_equal(alone, scores[::97])
+
+
+def test_large_top_k_crosses_scan_blocks():
+    rng = np.random.default_rng(1)
+    items = integer_valued(rng, (3 * kernels.scoring.SCAN_BLOCK_ROWS + 5, 4), np.float32)
+    user = integer_valued(rng, 4, np.float32)
+    users = integer_valued(rng, (3, 4), np.float32)
+    for u in (user, users):
+        for a, b in zip(kernels.top_k_items(items, u, 300), ref.top_k_items(items, u, 300)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_parallel_kernels_agree_with_serial_bit_for_bit(parallel_kernels):
+    rng = np.random.default_rng(2)
+    for dtype in DTYPES:
+        items = real_valued(rng, (2 * kernels.scoring.SCAN_BLOCK_ROWS + 7, 9), dtype)
+        user = real_valued(rng, 9, dtype)
+        users = integer_valued(rng, (5, 9), dtype)
+        parallel = [kernels.score_items(items, user), *kernels.top_k_items(items, user, 50)]
+        parallel_batch = kernels.top_k_items(items, users, 50)
+        parallel_select = kernels.top_k_scores(items.T.copy(), 20)
+        numba.set_num_threads(1)
+        serial = [kernels.score_items(items, user), *kernels.top_k_items(items, user, 50)]
+        numba.set_num_threads(2)
+        for a, b in zip(parallel, serial):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(parallel_batch, ref.top_k_items(items, users, 50)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(parallel_select, ref.top_k_scores(items.T.copy(), 20)):
+            np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- MLP
+
+
+@st.composite
+def mlp_case(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.sampled_from([0, 1, 2, 5, kernels.mlp.BLAS_MIN_ROWS, 23]))
+    widths = draw(st.lists(st.integers(1, 9), min_size=2, max_size=4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = real_valued(rng, (n, widths[0]), dtype)
+    if draw(st.booleans()):
+        x = strided(x)  # per-call input: copied by the kernel
+    weights = [real_valued(rng, (a, b), dtype) for a, b in zip(widths[:-1], widths[1:])]
+    biases = [real_valued(rng, b, dtype) for b in widths[1:]]
+    return x, weights, biases, draw(st.booleans())
+
+
+@PROPERTY
+@given(mlp_case())
+def test_mlp_scores_matches_twin(case):
+    x, weights, biases, sigmoid = case
+    got = kernels.mlp_scores(x, weights, biases, sigmoid=sigmoid)
+    expected = ref.mlp_scores(x, weights, biases, sigmoid=sigmoid)
+    assert got.dtype == x.dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=100 * rtol(x.dtype), atol=100 * rtol(x.dtype))
+
+
+def test_mlp_row_path_and_blas_path_agree():
+    rng = np.random.default_rng(3)
+    widths = [13, 17, 11, 1]
+    for dtype in DTYPES:
+        weights = [real_valued(rng, (a, b), dtype) for a, b in zip(widths[:-1], widths[1:])]
+        biases = [real_valued(rng, b, dtype) for b in widths[1:]]
+        x = real_valued(rng, (2 * kernels.mlp.ROW_BLOCK + 3, 13), dtype)
+        batch = kernels.mlp_scores(x, weights, biases)  # BLAS path, several row blocks
+        rows = np.concatenate([kernels.mlp_scores(x[i : i + 1], weights, biases) for i in range(0, len(x), 101)])
+        np.testing.assert_allclose(rows, batch[::101], rtol=100 * rtol(dtype), atol=100 * rtol(dtype))
+
+
+def test_mlp_sigmoid_saturates_without_overflow():
+    x = np.array([[10.0], [-10.0], [-1.0]], np.float32)  # z = 1000, -1000, -100: exp(1000) would overflow
+    weights, biases = [np.array([[100.0]], np.float32)], [np.zeros(1, np.float32)]
+    with np.errstate(over="raise"):
+        out = kernels.mlp_scores(x, weights, biases, sigmoid=True)
+        np.testing.assert_array_equal(out, ref.mlp_scores(x, weights, biases, sigmoid=True))
+    assert out[0, 0] == 1 and out[1, 0] == 0 and 0 < out[2, 0] < 1e-40
+
+
+# --------------------------------------------------------------------------- scatter-add
+
+
+@PROPERTY
+@given(
+    st.sampled_from(DTYPES),
+    st.integers(0, 50),
+    st.integers(1, 5),
+    st.integers(1, 12),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_coalesce_rows_matches_sparse_twin(dtype, n, d, num_rows, integer, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, num_rows, n)
+    row_grads = (integer_valued if integer else real_valued)(rng, (n, d), dtype)
+    if seed % 2:
+        row_grads = strided(row_grads)
+    rows, values = kernels.coalesce_rows(ids, row_grads, num_rows)
+    expected = reference_coalesce_rows(ids, row_grads, num_rows)
+    np.testing.assert_array_equal(rows, expected.rows)
+    assert rows.dtype == np.int64 and values.dtype == dtype and values.shape == expected.values.shape
+    if integer:
+        np.testing.assert_array_equal(values, expected.values)
+    else:
+        np.testing.assert_allclose(values, expected.values, rtol=100 * rtol(dtype), atol=100 * rtol(dtype))
+
+
+def test_coalesce_rows_sums_left_to_right_in_input_order():
+    grads = np.array([[1.0], [1e-8], [1e-8], [-1.0]], np.float32)
+    rows, values = kernels.coalesce_rows(np.zeros(4, np.int64), grads, 1)
+    assert values[0, 0] == np.float32(((np.float32(1.0) + np.float32(1e-8)) + np.float32(1e-8)) - np.float32(1.0))
+
+
+# --------------------------------------------------------------------------- layouts and checks
+
+
+def test_per_call_inputs_are_copied_when_not_contiguous():
+    rng = np.random.default_rng(4)
+    items = real_valued(rng, (30, 4), np.float64)
+    users = real_valued(rng, (3, 8), np.float64)[:, ::2]
+    assert not users.flags.c_contiguous
+    np.testing.assert_allclose(kernels.score_items(items, users), ref.score_items(items, users))
+    np.testing.assert_array_equal(kernels.top_k_items(items, users[0], 5)[1], ref.top_k_items(items, users[0], 5)[1])
+    scores = real_valued(rng, (40, 2), np.float32)[:, 0]
+    np.testing.assert_array_equal(kernels.top_k_scores(scores, 6)[1], ref.top_k_scores(scores, 6)[1])
+    x = real_valued(rng, (12, 6), np.float64)[:, ::2]
+    weights, biases = [real_valued(rng, (3, 2), np.float64)], [real_valued(rng, 2, np.float64)]
+    np.testing.assert_allclose(kernels.mlp_scores(x, weights, biases), ref.mlp_scores(x, weights, biases))
+    grads = real_valued(rng, (5, 4), np.float32)[:, ::2]
+    rows, values = kernels.coalesce_rows(np.array([1, 0, 1, 2, 0]), grads, 3)
+    np.testing.assert_allclose(values, reference_coalesce_rows(np.array([1, 0, 1, 2, 0]), grads, 3).values)
+
+
+def test_reusable_arrays_are_rejected_when_not_contiguous():
+    items = np.ones((6, 4), np.float32)[:, ::2]
+    with pytest.raises(ValueError, match=r"^items: must be C-contiguous"):
+        kernels.top_k_items(items, np.ones(2, np.float32), 3)
+    weights = [np.ones((4, 6), np.float32)[:, ::2]]
+    with pytest.raises(ValueError, match=r"^weights\[0\]: must be C-contiguous"):
+        kernels.mlp_scores(np.ones((1, 4), np.float32), weights, [np.ones(3, np.float32)])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: kernels.score_items(np.ones((3, 2), np.float32), np.ones(2)), r"^dtype mismatch"),
+        (lambda: kernels.score_items(np.ones((3, 2), np.int64), np.ones(2)), r"^items: expected float32 or float64"),
+        (lambda: kernels.score_items(np.ones((3, 2)), np.ones(3)), r"^users: expected last dimension d = 2"),
+        (lambda: kernels.score_items(np.ones(3), np.ones(3)), r"^items: expected 2 dimension"),
+        (lambda: kernels.top_k_items(np.ones((3, 2)), np.ones(2), -1), r"^k: expected an integer >= 0"),
+        (lambda: kernels.top_k_items(np.ones((3, 2)), np.ones(2), 1.5), r"^k: expected an integer >= 0"),
+        (lambda: kernels.top_k_scores(np.ones(3), True), r"^k: expected an integer >= 0"),
+        (lambda: kernels.top_k_scores([1.0, 2.0], 1), r"^scores: expected a numpy array"),
+        (lambda: kernels.mlp_scores(np.ones((1, 2)), [], []), r"^weights: expected one or more layers"),
+        (lambda: kernels.mlp_scores(np.ones((1, 2)), [np.ones((3, 1))], [np.ones(1)]), r"^weights\[0\]: expected 2 input rows"),
+        (lambda: kernels.mlp_scores(np.ones((1, 2)), [np.ones((2, 1))], [np.ones(2)]), r"^biases\[0\]: expected shape \(1,\)"),
+        (lambda: kernels.mlp_scores(np.ones((1, 2)), [np.ones((2, 1), np.float32)], [np.ones(1)]), r"^weights\[0\]: expected dtype float64"),
+        (lambda: kernels.coalesce_rows(np.array([0, 5]), np.ones((2, 1)), 3), r"^ids: id 5 is outside"),
+        (lambda: kernels.coalesce_rows(np.array([0]), np.ones((2, 1)), 3), r"^ids: expected 2 ids"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_inputs_are_rejected_and_named(bad, dtype):
+    items = np.ones((9, 3), dtype)
+    user = np.ones(3, dtype)
+    bad_items = items.copy()
+    bad_items[4, 1] = bad
+    bad_user = user.copy()
+    bad_user[2] = bad
+    for call in (kernels.score_items, lambda a, b: kernels.top_k_items(a, b, 3)):
+        with pytest.raises(ValueError, match=r"^items: contains NaN or infinity"):
+            call(bad_items, user)
+        with pytest.raises(ValueError, match=r"^users: contains NaN or infinity"):
+            call(items, bad_user)
+        with pytest.raises(ValueError, match=r"^items: contains NaN or infinity"):
+            call(bad_items, np.ones((2, 3), dtype))
+    with pytest.raises(ValueError, match=r"^scores: contains NaN or infinity"):
+        kernels.top_k_scores(bad_user, 2)
+
+
+@pytest.mark.parametrize("n", [1, kernels.mlp.BLAS_MIN_ROWS])  # row path and BLAS path
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_mlp_non_finite_is_caught_even_where_relu_or_a_zero_would_hide_it(n, bad):
+    x = np.zeros((n, 2), np.float64)  # zero inputs: bad * 0 is NaN, still caught
+    weights = [np.ones((2, 3)), np.ones((3, 1))]
+    biases = [np.zeros(3), np.zeros(1)]
+    bad_weights = [weights[0].copy(), weights[1]]
+    bad_weights[0][1, 2] = bad
+    with pytest.raises(ValueError, match=r"^weights\[0\]: contains NaN or infinity"):
+        kernels.mlp_scores(x, bad_weights, biases)
+    bad_biases = [np.array([0.0, bad, 0.0]), biases[1]]  # -inf would become 0 after the ReLU
+    with pytest.raises(ValueError, match=r"^biases\[0\]: contains NaN or infinity"):
+        kernels.mlp_scores(x, weights, bad_biases)
+    bad_x = x.copy()
+    bad_x[0, 0] = bad
+    with pytest.raises(ValueError, match=r"^x: contains NaN or infinity"):
+        kernels.mlp_scores(bad_x, weights, biases)
+
+
+def test_overflow_is_reported_as_overflow():
+    big = np.full((4, 2), 1e30, np.float32)
+    with pytest.raises(ValueError, match=r"^items: a score overflowed"):
+        kernels.top_k_items(big, np.full(2, 1e30, np.float32), 2)
+    with pytest.raises(ValueError, match=r"^x: a pre-activation overflowed"):
+        kernels.mlp_scores(big, [np.full((2, 1), 1e30, np.float32)], [np.zeros(1, np.float32)])
+
+
+def test_compile_all_runs():
+    kernels.compile_all(mlp_depths=(1, 2))

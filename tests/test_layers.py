@@ -1,0 +1,359 @@
+"""pfd_ref.layers: backward against float64 central differences, pooling layout edge cases,
+dtype behaviour and input validation. Also checks the gradient-check helper itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gradcheck
+from gradcheck import numerical_gradient, relative_error
+from pfd_ref import layers
+from pfd_ref.sparse import RowSparseGrad
+
+DTYPES = [np.float32, np.float64]
+GRAD_TOLERANCE = 1e-6
+seeds = st.integers(0, 2**32 - 1)
+
+
+def csr_rows(rng: np.random.Generator, lengths, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(values, offsets)`` with the given row lengths and random ids in ``[0, num_rows)``."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return rng.integers(0, num_rows, offsets[-1]).astype(np.int64), offsets
+
+
+def pooled_reference(table, values, offsets, pooling):
+    """Row by row, the definition: sum (or mean) of the rows of ``table`` named in each CSR row."""
+    out = np.zeros((len(offsets) - 1, table.shape[1]), dtype=np.float64)
+    for i in range(len(offsets) - 1):
+        ids = values[offsets[i]:offsets[i + 1]]
+        if len(ids):
+            out[i] = table[ids].sum(axis=0) / (len(ids) if pooling == "mean" else 1)
+    return out
+
+
+# --------------------------------------------------------------------------- the helper itself
+
+
+def test_numerical_gradient_of_a_known_function_and_x_is_restored():
+    x = np.array([[0.5, -1.25], [2.0, 3.0]])
+    before = x.copy()
+    numeric = numerical_gradient(lambda: np.sum(x**3), x)
+    np.testing.assert_allclose(numeric, 3 * before**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_numerical_gradient_restores_x_when_f_raises():
+    x = np.array([1.0, 2.0])
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        numerical_gradient(failing, x)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+
+
+def test_numerical_gradient_rejects_float32():
+    with pytest.raises(ValueError, match="x"):
+        numerical_gradient(lambda: 0.0, np.zeros(2, np.float32))
+
+
+def test_relative_error_is_norm_based_and_records_the_largest(monkeypatch):
+    monkeypatch.setattr(gradcheck, "_largest", {"error": -1.0, "test": None})  # keep the run's record clean
+    assert gradcheck.largest_error() is None
+    assert relative_error(np.array([1.0, 0.0]), np.array([1.0, 1e-9])) == pytest.approx(1e-9)
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert relative_error(np.array([2.0, -4.0]), np.array([2.0, -3.0])) == pytest.approx(0.25)
+    largest, test = gradcheck.largest_error()
+    assert largest == pytest.approx(0.25) and test.endswith("test_layers.py::test_relative_error_is_norm_based_and_records_the_largest")
+    with pytest.raises(ValueError, match="analytic"):
+        relative_error(np.zeros(2), np.zeros(3))
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+@settings(max_examples=20, deadline=None)
+@given(num_rows=st.integers(1, 6), d=st.integers(1, 4), n=st.integers(0, 8), seed=seeds)
+def test_embedding_backward_matches_finite_differences(num_rows, d, n, seed):
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((num_rows, d))
+    ids = rng.integers(0, num_rows, n)
+    coefficients = rng.standard_normal((n, d))
+    grad = layers.embedding_backward(coefficients, ids, num_rows)
+    numeric = numerical_gradient(lambda: np.sum(coefficients * layers.embedding_forward(table, ids)), table)
+    assert relative_error(grad.to_dense(), numeric) < GRAD_TOLERANCE
+    np.testing.assert_array_equal(grad.rows, np.unique(ids))
+
+
+def test_embedding_forward_gathers_rows_and_backward_sums_repeated_ids():
+    table = np.arange(8.0).reshape(4, 2)
+    np.testing.assert_array_equal(layers.embedding_forward(table, [3, 0, 3]), [[6, 7], [0, 1], [6, 7]])
+    grad = layers.embedding_backward(np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]]), [3, 0, 3], 4)
+    assert isinstance(grad, RowSparseGrad)
+    np.testing.assert_array_equal(grad.rows, [0, 3])
+    np.testing.assert_array_equal(grad.values, [[10, 20], [101, 202]])
+
+
+def test_embedding_checks_finiteness_of_the_rows_it_reads_only():
+    table = np.zeros((3, 2))
+    table[2, 0] = np.nan
+    assert layers.embedding_forward(table, [0, 1]).shape == (2, 2)
+    with pytest.raises(ValueError, match="^table"):
+        layers.embedding_forward(table, [1, 2])
+    with pytest.raises(ValueError, match="^table"):
+        layers.pooled_embedding_forward(table, [0, 2], [0, 2], "sum")
+
+
+# --------------------------------------------------------------------------- pooled embedding
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(0, 4), min_size=0, max_size=6), num_rows=st.integers(1, 4),
+       d=st.integers(1, 3), pooling=st.sampled_from(layers.POOLINGS), seed=seeds)
+def test_pooled_embedding_backward_matches_finite_differences(lengths, num_rows, d, pooling, seed):
+    # few table rows and rows of up to 4 ids: repeated ids within a row and empty rows are common
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((num_rows, d))
+    values, offsets = csr_rows(rng, lengths, num_rows)
+    coefficients = rng.standard_normal((len(lengths), d))
+    out = layers.pooled_embedding_forward(table, values, offsets, pooling)
+    np.testing.assert_allclose(out, pooled_reference(table, values, offsets, pooling), rtol=1e-13, atol=1e-15)
+    grad = layers.pooled_embedding_backward(coefficients, values, offsets, num_rows, pooling)
+    numeric = numerical_gradient(
+        lambda: np.sum(coefficients * layers.pooled_embedding_forward(table, values, offsets, pooling)), table)
+    assert relative_error(grad.to_dense(), numeric) < GRAD_TOLERANCE
+    np.testing.assert_array_equal(grad.rows, np.unique(values))
+
+
+@pytest.mark.parametrize("pooling", layers.POOLINGS)
+def test_pooled_embedding_with_empty_rows_at_start_middle_end_and_repeated_ids(pooling):
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((5, 3))
+    # rows: [], [4, 4, 1], [], [], [2], [0, 0], []
+    values = np.array([4, 4, 1, 2, 0, 0])
+    offsets = np.array([0, 0, 3, 3, 3, 4, 6, 6])
+    out = layers.pooled_embedding_forward(table, values, offsets, pooling)
+    np.testing.assert_allclose(out, pooled_reference(table, values, offsets, pooling), rtol=1e-14)
+    assert not out[[0, 2, 3, 6]].any()
+    scale = 1 / 3 if pooling == "mean" else 1.0
+    np.testing.assert_allclose(out[1], (2 * table[4] + table[1]) * scale, rtol=1e-14)
+
+    d_out = rng.standard_normal((7, 3))
+    grad = layers.pooled_embedding_backward(d_out, values, offsets, 5, pooling)
+    np.testing.assert_array_equal(grad.rows, [0, 1, 2, 4])
+    half = 0.5 if pooling == "mean" else 1.0
+    expected = np.stack([2 * half * d_out[5], scale * d_out[1], d_out[4], 2 * scale * d_out[1]])
+    np.testing.assert_allclose(grad.values, expected, rtol=1e-14)
+    numeric = numerical_gradient(lambda: np.sum(d_out * layers.pooled_embedding_forward(table, values, offsets, pooling)), table)
+    assert relative_error(grad.to_dense(), numeric) < GRAD_TOLERANCE
+
+
+@pytest.mark.parametrize("pooling", layers.POOLINGS)
+@pytest.mark.parametrize("n", [0, 3])
+def test_pooled_embedding_with_no_ids_at_all(pooling, n):
+    table = np.ones((4, 2), np.float32)
+    values, offsets = np.zeros(0, np.int64), np.zeros(n + 1, np.int64)
+    out = layers.pooled_embedding_forward(table, values, offsets, pooling)
+    assert out.shape == (n, 2) and out.dtype == np.float32 and not out.any()
+    grad = layers.pooled_embedding_backward(np.ones((n, 2), np.float32), values, offsets, 4, pooling)
+    assert grad.rows.size == 0 and grad.values.shape == (0, 2) and grad.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- linear, relu
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 5), fan_in=st.integers(1, 4), fan_out=st.integers(1, 4), seed=seeds)
+def test_linear_backward_matches_finite_differences(n, fan_in, fan_out, seed):
+    rng = np.random.default_rng(seed)
+    x, weight, bias = rng.standard_normal((n, fan_in)), rng.standard_normal((fan_in, fan_out)), rng.standard_normal(fan_out)
+    d_y = rng.standard_normal((n, fan_out))
+    d_x, d_weight, d_bias = layers.linear_backward(d_y, x, weight)
+    np.testing.assert_allclose(layers.linear_forward(x, weight, bias), x @ weight + bias, rtol=1e-14)
+    for analytic, variable in [(d_x, x), (d_weight, weight), (d_bias, bias)]:
+        numeric = numerical_gradient(lambda: np.sum(d_y * layers.linear_forward(x, weight, bias)), variable)
+        assert relative_error(analytic, numeric) < GRAD_TOLERANCE
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=seeds)
+def test_relu_backward_matches_finite_differences(shape, seed):
+    rng = np.random.default_rng(seed)
+    magnitude = rng.uniform(0.01, 2.0, shape)  # away from the kink at 0
+    x = magnitude * rng.choice([-1.0, 1.0], shape)
+    d_y = rng.standard_normal(shape)
+    numeric = numerical_gradient(lambda: np.sum(d_y * layers.relu_forward(x)), x)
+    assert relative_error(layers.relu_backward(d_y, x), numeric) < GRAD_TOLERANCE
+
+
+def test_relu_values_and_zero_derivative_at_zero():
+    x = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(layers.relu_forward(x), [0.0, 0.0, 3.0])
+    np.testing.assert_array_equal(layers.relu_backward(np.array([5.0, 5.0, 5.0]), x), [0.0, 0.0, 5.0])
+
+
+# --------------------------------------------------------------------------- mlp
+
+
+def random_mlp(rng, sizes):
+    weights = [rng.standard_normal((a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.standard_normal(b) for b in sizes[1:]]
+    return weights, biases
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4), n=st.integers(1, 5), seed=seeds)
+def test_mlp_backward_matches_finite_differences(sizes, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, sizes[0]))
+    weights, biases = random_mlp(rng, sizes)
+    d_out = rng.standard_normal((n, sizes[-1]))
+    out, cache = layers.mlp_forward(x, weights, biases)
+    d_x, d_weights, d_biases = layers.mlp_backward(d_out, cache)
+    assert out.shape == (n, sizes[-1]) and len(d_weights) == len(d_biases) == len(sizes) - 1
+
+    def objective():
+        return np.sum(d_out * layers.mlp_forward(x, weights, biases)[0])
+
+    for analytic, variable in [(d_x, x), *zip(d_weights, weights), *zip(d_biases, biases)]:
+        assert analytic.shape == variable.shape
+        assert relative_error(analytic, numerical_gradient(objective, variable)) < GRAD_TOLERANCE
+
+
+def test_mlp_forward_is_linear_relu_chain_with_linear_output():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 3))
+    weights, biases = random_mlp(rng, [3, 4, 5, 2])
+    hidden = layers.relu_forward(layers.linear_forward(x, weights[0], biases[0]))
+    hidden = layers.relu_forward(layers.linear_forward(hidden, weights[1], biases[1]))
+    expected = layers.linear_forward(hidden, weights[2], biases[2])
+    out, _ = layers.mlp_forward(x, weights, biases)
+    np.testing.assert_array_equal(out, expected)
+    assert (out < 0).any()  # the output layer has no ReLU
+    single, _ = layers.mlp_forward(x, weights[:1], biases[:1])
+    np.testing.assert_array_equal(single, layers.linear_forward(x, weights[0], biases[0]))
+
+
+# --------------------------------------------------------------------------- inner product
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 6), k=st.integers(1, 5), seed=seeds)
+def test_inner_product_backward_matches_finite_differences(n, k, seed):
+    rng = np.random.default_rng(seed)
+    u, v, d_logits = rng.standard_normal((n, k)), rng.standard_normal((n, k)), rng.standard_normal(n)
+    np.testing.assert_allclose(layers.inner_product_forward(u, v), np.sum(u * v, axis=1), rtol=1e-13)
+    d_u, d_v = layers.inner_product_backward(d_logits, u, v)
+    for analytic, variable in [(d_u, u), (d_v, v)]:
+        numeric = numerical_gradient(lambda: d_logits @ layers.inner_product_forward(u, v), variable)
+        assert relative_error(analytic, numeric) < GRAD_TOLERANCE
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+def every_layer_output(dtype) -> dict[str, np.ndarray]:
+    """Every array each public layer function returns, for inputs of ``dtype`` (one seed)."""
+    rng = np.random.default_rng(7)
+
+    def draw(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    table, ids = draw(5, 3), np.array([4, 0, 4, 2])
+    values, offsets = np.array([1, 1, 3, 0]), np.array([0, 3, 3, 4, 4])
+    x, weight, bias, d_y = draw(4, 3), draw(3, 2), draw(2), draw(4, 2)
+    weights, biases = [draw(3, 4), draw(4, 2)], [draw(4), draw(2)]
+    out, cache = layers.mlp_forward(x, weights, biases)
+    d_x, d_ws, d_bs = layers.mlp_backward(d_y, cache)
+    u, v, d_logits = draw(4, 3), draw(4, 3), draw(4)
+    outputs = {
+        "embedding_forward": layers.embedding_forward(table, ids),
+        "embedding_backward": layers.embedding_backward(draw(4, 3), ids, 5).to_dense(),
+        "linear_forward": layers.linear_forward(x, weight, bias),
+        "relu_forward": layers.relu_forward(x),
+        "relu_backward": layers.relu_backward(draw(4, 3), x),
+        "mlp_forward": out, "mlp_backward.d_x": d_x,
+        "inner_product_forward": layers.inner_product_forward(u, v),
+    }
+    for pooling in layers.POOLINGS:
+        outputs[f"pooled_forward.{pooling}"] = layers.pooled_embedding_forward(table, values, offsets, pooling)
+        grad = layers.pooled_embedding_backward(draw(4, 3), values, offsets, 5, pooling)
+        outputs[f"pooled_backward.{pooling}"] = grad.to_dense()
+    outputs.update(zip(["linear_backward.d_x", "linear_backward.d_weight", "linear_backward.d_bias"],
+                       layers.linear_backward(d_y, x, weight)))
+    outputs.update({f"mlp_backward.d_weight{j}": g for j, g in enumerate(d_ws)})
+    outputs.update({f"mlp_backward.d_bias{j}": g for j, g in enumerate(d_bs)})
+    outputs.update(zip(["inner_product_backward.d_u", "inner_product_backward.d_v"],
+                       layers.inner_product_backward(d_logits, u, v)))
+    return outputs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_layer_function_returns_the_dtype_it_was_given(dtype):
+    for name, array in every_layer_output(dtype).items():
+        assert array.dtype == dtype, name
+
+
+def test_float32_and_float64_paths_agree():
+    single, double = every_layer_output(np.float32), every_layer_output(np.float64)
+    for name in double:
+        np.testing.assert_allclose(single[name], double[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+f32, f64 = np.ones((3, 2), np.float32), np.ones((3, 2))
+ones32, ones64 = (lambda *shape: np.ones(shape, np.float32)), (lambda *shape: np.ones(shape))
+one_layer_cache = layers.mlp_forward(f64, [ones64(2, 2)], [ones64(2)])[1]
+csr_values, csr_offsets = np.array([0, 1]), np.array([0, 1, 2, 2])
+BAD_CALLS = {
+    "ids out of range": (lambda: layers.embedding_forward(f64, [0, 3]), "^ids"),
+    "negative id": (lambda: layers.embedding_forward(f64, [-1]), "^ids"),
+    "float ids": (lambda: layers.embedding_forward(f64, np.array([0.0])), "^ids"),
+    "1-d table": (lambda: layers.embedding_forward(np.ones(3), [0]), "^table"),
+    "integer table": (lambda: layers.embedding_forward(np.ones((3, 2), int), [0]), "^table"),
+    "table not an array": (lambda: layers.embedding_forward([[1.0]], [0]), "^table"),
+    "ids and d_out lengths differ": (lambda: layers.embedding_backward(f64, [0, 1], 3), "^ids"),
+    "num_rows zero": (lambda: layers.embedding_backward(f64, [0, 0, 0], 0), "^num_rows"),
+    "num_rows not an integer": (lambda: layers.embedding_backward(f64, [0, 0, 0], 2.5), "^num_rows"),
+    "NaN in d_out": (lambda: layers.embedding_backward(np.full((1, 2), np.nan), [0], 3), "^d_out"),
+    "unknown pooling": (lambda: layers.pooled_embedding_forward(f64, csr_values, csr_offsets, "max"), "^pooling"),
+    "offsets not ending at nnz": (lambda: layers.pooled_embedding_forward(f64, csr_values, np.array([0, 1, 1]), "sum"), "^offsets"),
+    "decreasing offsets": (lambda: layers.pooled_embedding_forward(f64, csr_values, np.array([0, 2, 1, 2]), "sum"), "^offsets"),
+    "pooled value out of range": (lambda: layers.pooled_embedding_forward(f64, np.array([0, 5]), csr_offsets, "sum"), "^values"),
+    "pooled d_out rows differ": (lambda: layers.pooled_embedding_backward(np.ones((2, 2)), csr_values, csr_offsets, 3, "sum"), "^d_out"),
+    "pooled backward bad pooling": (lambda: layers.pooled_embedding_backward(f64, csr_values, csr_offsets, 3, "max"), "^pooling"),
+    "linear x 1-d": (lambda: layers.linear_forward(np.ones(2), np.ones((2, 2)), np.ones(2)), "^x"),
+    "linear weight rows": (lambda: layers.linear_forward(f64, np.ones((3, 2)), np.ones(2)), "^weight"),
+    "linear bias length": (lambda: layers.linear_forward(f64, np.ones((2, 4)), np.ones(2)), "^bias"),
+    "linear d_y shape": (lambda: layers.linear_backward(np.ones((3, 3)), f64, np.ones((2, 4))), "^d_y"),
+    "linear dtype mix weight": (lambda: layers.linear_forward(f32, np.ones((2, 2)), np.ones(2, np.float32)), "^weight"),
+    "linear dtype mix bias": (lambda: layers.linear_forward(f64, np.ones((2, 2)), np.ones(2, np.float32)), "^bias"),
+    "linear backward dtype mix": (lambda: layers.linear_backward(np.ones((3, 2)), f32, np.ones((2, 2), np.float32)), "^d_y"),
+    "relu NaN": (lambda: layers.relu_forward(np.array([np.nan])), "^x"),
+    "relu backward shapes": (lambda: layers.relu_backward(np.ones(3), np.ones(2)), "^d_y"),
+    "relu backward dtype mix": (lambda: layers.relu_backward(np.ones(2, np.float32), np.ones(2)), "^d_y"),
+    "mlp no layers": (lambda: layers.mlp_forward(f64, [], []), "^weights"),
+    "mlp fewer biases": (lambda: layers.mlp_forward(f64, [np.ones((2, 2))], []), "^weights"),
+    "mlp chain broken": (lambda: layers.mlp_forward(f64, [ones64(2, 3), ones64(2, 1)], [ones64(3), ones64(1)]), r"^weights\[1\]"),
+    "mlp bias length": (lambda: layers.mlp_forward(f64, [np.ones((2, 3))], [np.ones(2)]), r"^biases\[0\]"),
+    "mlp dtype mix": (lambda: layers.mlp_forward(f32, [ones32(2, 3), ones64(3, 1)], [ones32(3), ones64(1)]), r"^weights\[1\]"),
+    "mlp backward not a cache": (lambda: layers.mlp_backward(f64, (f64,)), "^cache"),
+    "mlp backward d_out shape": (lambda: layers.mlp_backward(ones64(3, 3), one_layer_cache), "^d_out"),
+    "mlp backward dtype mix": (lambda: layers.mlp_backward(ones32(3, 2), one_layer_cache), "^d_out"),
+    "inner product shapes": (lambda: layers.inner_product_forward(f64, np.ones((3, 3))), "^v"),
+    "inner product dtype mix": (lambda: layers.inner_product_forward(f32, f64), "^v"),
+    "inner product d_logits length": (lambda: layers.inner_product_backward(np.ones(2), f64, f64), "^d_logits"),
+    "inner product d_logits dtype": (lambda: layers.inner_product_backward(np.ones(3, np.float32), f64, f64), "^d_logits"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALLS, ids=list(BAD_CALLS))
+def test_bad_inputs_raise_value_error_naming_the_argument(case):
+    call, pattern = BAD_CALLS[case]
+    with pytest.raises(ValueError, match=pattern):
+        call()

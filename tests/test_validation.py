@@ -1,0 +1,143 @@
+"""pfd_ref.validation: each check accepts what it should, returns it without a dtype change,
+and raises ValueError starting with the argument's name otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pfd_ref import validation as v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_check_float_array_returns_the_same_array_without_casting(dtype):
+    x = np.ones((2, 3), dtype)
+    assert v.check_float_array("x", x) is x
+    assert v.check_float_array("x", x, ndim=2, dtype=dtype) is x
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    ([1.0, 2.0], "not_array.*numpy array"),
+    (np.array([1, 2]), "not_array.*float32 or float64"),
+    (np.array([1.0], np.float16), "not_array.*float32 or float64"),
+    (np.array([np.nan]), "not_array.*NaN"),
+    (np.array([1.0, -np.inf]), "not_array.*infinity"),
+])
+def test_check_float_array_rejects(bad, pattern):
+    with pytest.raises(ValueError, match="^" + pattern):
+        v.check_float_array("not_array", bad)
+
+
+def test_check_float_array_dtype_and_ndim():
+    with pytest.raises(ValueError, match="^x: expected dtype float64, got float32"):
+        v.check_float_array("x", np.ones(2, np.float32), dtype=np.float64)
+    with pytest.raises(ValueError, match=r"^x: expected 2 dimension\(s\)"):
+        v.check_float_array("x", np.ones(2), ndim=2)
+
+
+def test_check_same_dtype():
+    assert v.check_same_dtype(a=np.ones(1), b=np.ones(2), c=None) == np.float64
+    with pytest.raises(ValueError, match="a=float32, b=float64"):
+        v.check_same_dtype(a=np.ones(1, np.float32), b=np.ones(1))
+
+
+def test_check_shape_with_wildcards():
+    x = np.ones((3, 4))
+    v.check_shape("x", x, (3, 4))
+    v.check_shape("x", x, (None, 4))
+    v.check_shape("x", x, (None, None))
+    for bad in [(3,), (3, 5), (None, 3), (3, 4, 1)]:
+        with pytest.raises(ValueError, match="^x: expected shape"):
+            v.check_shape("x", x, bad)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.uint64])
+def test_check_ids_returns_int64(dtype):
+    ids = v.check_ids("ids", np.array([0, 4, 2], dtype), num_rows=5)
+    assert ids.dtype == np.int64
+    np.testing.assert_array_equal(ids, [0, 4, 2])
+
+
+def test_check_ids_accepts_lists_and_empty_arrays():
+    np.testing.assert_array_equal(v.check_ids("ids", [1, 0], 2), [1, 0])
+    assert v.check_ids("ids", np.zeros(0, np.int64), 1).shape == (0,)
+    assert v.check_ids("ids", np.zeros((2, 3), np.int64), 1, ndim=2).shape == (2, 3)
+
+
+@pytest.mark.parametrize("ids, pattern", [
+    (np.array([0.0, 1.0]), "expected integer ids"),
+    (np.array([[0, 1]]), r"expected 1 dimension\(s\)"),
+    (np.array([0, 5]), r"id 5 is outside the table \[0, 5\)"),
+    (np.array([-1, 0]), r"id -1 is outside"),
+])
+def test_check_ids_rejects(ids, pattern):
+    with pytest.raises(ValueError, match="^ids: " + pattern):
+        v.check_ids("ids", ids, 5)
+
+
+def test_check_offsets():
+    offsets = v.check_offsets("offsets", np.array([0, 0, 2, 2, 5], np.int32), 5)
+    assert offsets.dtype == np.int64
+    np.testing.assert_array_equal(v.check_offsets("offsets", [0], 0), [0])
+    for bad, num_values in [([1, 2], 2), ([0, 2], 3), ([0, 3, 2], 2), ([0.0, 1.0], 1), ([[0, 1]], 1), ([], 0)]:
+        with pytest.raises(ValueError, match="^offsets: "):
+            v.check_offsets("offsets", np.array(bad), num_values)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([0, 1, 1], np.int8), np.array([0.0, 1.0, 0.0], np.float32), np.array([True, False, True]),
+    np.array([1, 1, 0], np.uint64),
+])
+def test_check_labels_accepts_numeric_zero_one_and_keeps_the_dtype(labels):
+    assert v.check_labels("labels", labels, 3) is labels
+
+
+@pytest.mark.parametrize("labels, pattern", [
+    (np.array([0, 1]), r"expected shape \(3,\)"),
+    (np.array(["0", "1", "1"]), "expected numeric labels"),
+    (np.array([0, 2, 1]), "labels must be 0 or 1, found .*2"),
+    (np.array([0.0, 0.5, 1.0]), r"labels must be 0 or 1, found .*0\.5"),
+    (np.array([0.0, np.nan, 1.0]), "labels must be 0 or 1"),
+])
+def test_check_labels_rejects(labels, pattern):
+    with pytest.raises(ValueError, match="^labels: " + pattern):
+        v.check_labels("labels", labels, 3)
+
+
+def test_check_weights():
+    assert v.check_weights("weights", None, 3, np.float64) is None
+    w = np.array([0.0, 1.0, 2.5], np.float32)
+    assert v.check_weights("weights", w, 3, np.float32) is w
+    for bad, pattern in [
+        (np.ones(2, np.float32), "expected shape"),
+        (np.ones(3), "expected dtype float32"),
+        (np.array([1.0, -1.0, 0.0], np.float32), ".*non-negative"),
+        (np.array([1.0, np.nan, 0.0], np.float32), "contains NaN"),
+    ]:
+        with pytest.raises(ValueError, match="^weights: " + pattern):
+            v.check_weights("weights", bad, 3, np.float32)
+
+
+def test_check_positive_and_non_negative():
+    assert v.check_positive("lr", 3) == 3.0 and isinstance(v.check_positive("lr", np.float32(0.5)), float)
+    assert v.check_non_negative("l2", 0) == 0.0
+    for bad in [0, -1.0, np.inf, np.nan]:
+        with pytest.raises(ValueError, match="^lr: must be a finite number > 0"):
+            v.check_positive("lr", bad)
+    for bad in [-1e-9, np.inf, np.nan]:
+        with pytest.raises(ValueError, match="^l2: must be a finite number >= 0"):
+            v.check_non_negative("l2", bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ids=hnp.arrays(np.int64, st.integers(0, 10), elements=st.integers(-3, 12)), num_rows=st.integers(1, 10))
+def test_check_ids_accepts_exactly_the_in_range_arrays(ids, num_rows):
+    in_range = bool(np.all((ids >= 0) & (ids < num_rows)))
+    if in_range:
+        np.testing.assert_array_equal(v.check_ids("ids", ids, num_rows), ids)
+    else:
+        with pytest.raises(ValueError, match="^ids: id -?[0-9]+ is outside"):
+            v.check_ids("ids", ids, num_rows)
