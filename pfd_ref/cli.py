@@ -93,7 +93,7 @@ def _int_list(text: str) -> list[int]:
 def command_score(args) -> int:
     from pfd_ref.serving import ServedStudent
     if args.k < 1:
-        raise ValueError(f"--k: must be >= 1, got {args.k}")
+        raise ValueError(f"k: must be >= 1, got {args.k}")
     student = ServedStudent.load(args.model)
     items, scores = student.top_k(args.users, args.k)
     lines = ["user,rank,item,score"] + [f"{user},{rank + 1},{item},{score:.6g}"

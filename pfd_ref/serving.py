@@ -94,7 +94,8 @@ def save_student(path, result, data: Dataset) -> Path:
     arrays.update({f"param/{k}": v for k, v in result.student_params().items()})
     arrays.update(_pack("users", user_fields, data.take(user_rows), user_keys))
     arrays.update(_pack("items", item_fields, data.take(item_rows), item_keys))
-    np.savez(path, **arrays)
+    with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to a bare name
+        np.savez(handle, **arrays)
     return path
 
 
@@ -114,6 +115,8 @@ class ServedStudent:
             archive = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: cannot read a student file ({err})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a pfd_ref student file (a single array, not an .npz archive)")
         with archive:
             if "format" not in archive.files or str(archive["format"]) != FORMAT:
                 raise ValueError(f"{path}: not a pfd_ref student file (expected format {FORMAT})")
@@ -133,7 +136,7 @@ class ServedStudent:
         return self._item_vectors
 
     def _user_index(self, user_keys) -> np.ndarray:
-        user_keys = np.asarray(user_keys, dtype=np.int64)
+        user_keys = np.asarray(user_keys, dtype=np.int64).reshape(-1)
         index = np.searchsorted(self.user_keys, user_keys)
         known = (index < len(self.user_keys)) & (self.user_keys[np.minimum(index, len(self.user_keys) - 1)] == user_keys)
         if not np.all(known):
@@ -148,6 +151,8 @@ class ServedStudent:
         """``(item_keys (m, k'), scores (m, k'))`` of the ``k' = min(k, N)`` best items for each
         of the ``m`` users, best first (scores are logits in the parameters' dtype)."""
         index = self._user_index(user_keys)
+        if len(index) == 0:
+            raise ValueError("users: at least one user is needed")
         users = self._rows(self.user_rows, index)
         if isinstance(self.model, TwoTower):
             u = np.ascontiguousarray(self.model.user_vectors(self.params, users))

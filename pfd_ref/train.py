@@ -173,19 +173,29 @@ def predict(model, params: dict, data: Dataset, batch_size: int = 65536) -> np.n
 
 
 class Progress:
-    """Prints ``label step/total loss`` to stderr, at most every ``interval`` seconds."""
+    """Progress of one training loop on stderr: ``label: step k/total loss x``.
 
-    def __init__(self, label: str, total_steps: int, stream=sys.stderr, interval: float = 0.5):
-        self.label, self.total, self.stream, self.interval = label, total_steps, stream, interval
+    On a terminal one line is rewritten at most every ``interval`` seconds; otherwise (a log
+    file, CI) a line is written at each quarter of the steps.
+    """
+
+    def __init__(self, label: str, total_steps: int, stream=None, interval: float = 0.5):
+        self.label, self.total, self.interval = label, total_steps, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last = 0.0
 
     def __call__(self, step: int, loss: float) -> None:
-        now = time.perf_counter()
-        if now - self.last >= self.interval or step == self.total:
+        if self.tty:
+            now = time.perf_counter()
+            if now - self.last < self.interval and step != self.total:
+                return
             self.last = now
             end = "\n" if step == self.total else ""
             self.stream.write(f"\r  {self.label}: step {step}/{self.total} loss {loss:.4f}{end}")
-            self.stream.flush()
+        elif step == self.total or step % max(1, self.total // 4) == 0:
+            self.stream.write(f"  {self.label}: step {step}/{self.total} loss {loss:.4f}\n")
+        self.stream.flush()
 
 
 def _steps(n: int, batch_size: int, epochs: int) -> int:

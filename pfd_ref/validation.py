@@ -85,7 +85,7 @@ def check_labels(name: str, labels, n: int) -> np.ndarray:
         raise ValueError(f"{name}: expected numeric labels, got dtype {labels.dtype}")
     if labels.size and not np.all((labels == 0) | (labels == 1)):
         bad = labels[(labels != 0) & (labels != 1)][0]
-        raise ValueError(f"{name}: labels must be 0 or 1, found {bad!r}")
+        raise ValueError(f"{name}: labels must be 0 or 1, found {bad.item()!r}")
     return labels
 
 
@@ -98,7 +98,7 @@ def check_weights(name: str, weights, n: int, dtype) -> np.ndarray | None:
     if weights.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},), got {weights.shape}")
     if np.any(weights < 0):
-        raise ValueError(f"{name}: weights must be non-negative")
+        raise ValueError(f"{name}: must be non-negative")
     return weights
 
 

@@ -1,0 +1,151 @@
+"""Serving: the exported file holds the student alone, and top-k equals a brute-force ranking."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from tiny import tiny_dataset
+
+from pfd_ref.data import MultiIds
+from pfd_ref.models import TwoTower
+from pfd_ref.serving import ServedStudent, save_student
+from pfd_ref.train import ModelSizes, TrainConfig, train
+
+SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
+PRIVILEGED = ("cat_clicks", "chatted")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset(np.random.default_rng(11), 120)
+
+
+@pytest.fixture(scope="module")
+def exports(data, tmp_path_factory):
+    """A pfd student of each kind, trained in float64, exported and loaded back."""
+    by_kind = {}
+    for kind in ("two_tower", "mlp"):
+        config = TrainConfig(student_kind=kind, epochs=1, batch_size=16, sizes=SIZES, dtype="float64", seed=3, lr=0.05)
+        result = train(data, "pfd", config)
+        path = save_student(tmp_path_factory.mktemp("served") / f"{kind}.npz", result, data)
+        by_kind[kind] = SimpleNamespace(result=result, path=path, served=ServedStudent.load(path))
+    return by_kind
+
+
+@pytest.fixture(params=["two_tower", "mlp"])
+def exported(request, exports):
+    return exports[request.param]
+
+
+def _column_rows(column, index):
+    return column.take(np.asarray(index, dtype=np.int64)) if isinstance(column, MultiIds) else column[index]
+
+
+def _last_row_of(keys: np.ndarray, key: int) -> int:
+    return int(np.flatnonzero(keys == key)[-1])
+
+
+def brute_force_top_k(result, data, user: int, k: int):
+    """Rank every catalogue item (last row of each distinct ``item_id``, catalogue index =
+    position in sorted ids) for ``user`` (its last row) by the student's own ``forward``."""
+    item_keys = np.unique(data.columns["item_id"])
+    item_rows = [_last_row_of(data.columns["item_id"], key) for key in item_keys]
+    user_row = _last_row_of(data.user_ids, user)
+    model = result.student
+    fields = model.user_fields + model.item_fields if isinstance(model, TwoTower) else model.fields
+    columns = {f.name: _column_rows(data.columns[f.name], [user_row] * len(item_rows) if f.tower == "user" else item_rows)
+               for f in fields}
+    logits, _ = model.forward(result.params, SimpleNamespace(columns=columns))
+    order = np.lexsort((np.arange(len(item_keys)), -logits))[:k]
+    return item_keys[order], logits[order]
+
+
+def test_file_holds_no_teacher_parameter_and_no_privileged_column(exported):
+    with np.load(exported.path) as archive:
+        keys = archive.files
+    assert any(key.startswith("param/student.") for key in keys)
+    assert not [key for key in keys if key.startswith("param/teacher.")]
+    assert not [key for key in keys if any(name in key for name in PRIVILEGED)]
+    assert exported.result.teacher is not None  # the trained result did have a teacher to leave out
+
+
+def test_loaded_parameters_equal_the_trained_student_bit_for_bit(exported):
+    expected = exported.result.student_params()
+    assert sorted(exported.served.params) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(exported.served.params[name], value)
+        assert exported.served.params[name].dtype == np.float64
+
+
+def test_top_k_equals_brute_force_forward_ranking(exported, data):
+    users = [int(u) for u in np.unique(data.user_ids)[[0, 2, -1]]]
+    items, scores = exported.served.top_k(users, 5)
+    assert items.shape == scores.shape == (3, 5)
+    assert scores.dtype == np.float64
+    for j, user in enumerate(users):
+        expected_items, expected_scores = brute_force_top_k(exported.result, data, user, 5)
+        np.testing.assert_array_equal(items[j], expected_items)
+        np.testing.assert_allclose(scores[j], expected_scores, rtol=0, atol=1e-10)
+
+
+def test_two_tower_scores_are_user_item_inner_products_plus_bias(exports, data):
+    exported = exports["two_tower"]
+    model, params = exported.result.student, exported.result.params
+    user = int(data.user_ids[-1])
+    user_row = _last_row_of(data.user_ids, user)
+    item_keys = np.unique(data.columns["item_id"])
+    item_rows = [_last_row_of(data.columns["item_id"], key) for key in item_keys]
+    u = model.user_vectors(params, SimpleNamespace(columns={f.name: _column_rows(data.columns[f.name], [user_row])
+                                                            for f in model.user_fields}))
+    v = model.item_vectors(params, SimpleNamespace(columns={f.name: _column_rows(data.columns[f.name], item_rows)
+                                                            for f in model.item_fields}))
+    expected = v @ u[0] + params["student.bias"][0]
+    assert params["student.bias"][0] != 0.0  # trained, so the bias term is really checked
+    items, scores = exported.served.top_k([user], len(item_keys))
+    np.testing.assert_allclose(scores[0], expected[np.searchsorted(item_keys, items[0])], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(exported.served.item_vectors(), v, rtol=0, atol=1e-12)
+
+
+def test_k_larger_than_the_catalogue_returns_every_item_once(exported, data):
+    n_items = len(np.unique(data.columns["item_id"]))
+    items, scores = exported.served.top_k([int(data.user_ids[0])], n_items + 50)
+    assert items.shape == scores.shape == (1, n_items)
+    np.testing.assert_array_equal(np.sort(items[0]), np.unique(data.columns["item_id"]))
+    assert np.all(np.diff(scores[0]) <= 0)
+
+
+def test_unknown_user_is_rejected_naming_users(exported, data):
+    unknown = int(data.user_ids.max()) + 1
+    with pytest.raises(ValueError, match=rf"^users: .*{unknown}"):
+        exported.served.top_k([int(data.user_ids[0]), unknown], 3)
+
+
+def test_a_file_that_is_not_a_student_is_rejected_naming_it(tmp_path, data):
+    dataset_file = tmp_path / "dataset.npz"
+    data.save(dataset_file)
+    with pytest.raises(ValueError, match="dataset.npz"):
+        ServedStudent.load(dataset_file)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip archive at all")
+    with pytest.raises(ValueError, match="garbage.npz"):
+        ServedStudent.load(garbage)
+
+
+def test_a_single_array_file_is_rejected_naming_it(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match="array.npy"):
+        ServedStudent.load(path)
+
+
+def test_save_student_writes_exactly_the_path_it_returns(exports, data, tmp_path):
+    path = save_student(tmp_path / "student_without_suffix", exports["mlp"].result, data)
+    assert path == tmp_path / "student_without_suffix" and path.exists()
+    assert ServedStudent.load(path).item_keys.shape == exports["mlp"].served.item_keys.shape
+
+
+def test_no_users_is_rejected_naming_users(exported):
+    with pytest.raises(ValueError, match="^users: at least one"):
+        exported.served.top_k([], 3)
