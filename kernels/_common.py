@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from pfd_ref.validation import FLOAT_DTYPES, check_float_array
+from pfd_ref.validation import check_float_array, check_float_dtype
 
 # Below this many multiply-adds (or compared scores), about 2 ms of serial work, splitting
 # the work among threads does not pay on the 2-core benchmark machine: a chunk handed to a
@@ -87,12 +87,7 @@ def check_float_layout(name: str, x, ndims: tuple[int, ...], dtype=None, copy: b
     A non-contiguous ``x`` is copied when ``copy`` (per-call inputs) and rejected otherwise
     (reusable arrays). Finiteness is left to the kernel (see the module docstring).
     """
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name}: expected float32 or float64, got {x.dtype}")
-    if dtype is not None and x.dtype != np.dtype(dtype):
-        raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype} (no silent casts)")
+    check_float_dtype(name, x, dtype)
     if x.ndim not in ndims:
         raise ValueError(f"{name}: expected {' or '.join(map(str, ndims))} dimension(s), got shape {x.shape}")
     if x.flags.c_contiguous:

@@ -13,6 +13,17 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def check_float_dtype(name: str, x, dtype=None) -> np.ndarray:
+    """Raise unless ``x`` is an ndarray of float32 or float64 (of ``dtype`` when given)."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name}: expected float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype} (no silent casts)")
+    return x
+
+
 def check_float_array(name: str, x, ndim: int | None = None, dtype=None) -> np.ndarray:
     """Return ``x`` as an ndarray of float32 or float64, unchanged in dtype.
 
@@ -20,12 +31,7 @@ def check_float_array(name: str, x, ndim: int | None = None, dtype=None) -> np.n
     the wrong number of dimensions, a dtype other than ``dtype`` (when given), or holds
     NaN or infinity.
     """
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name}: expected float32 or float64, got {x.dtype}")
-    if dtype is not None and x.dtype != np.dtype(dtype):
-        raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype} (no silent casts)")
+    check_float_dtype(name, x, dtype)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {x.shape}")
     if not np.all(np.isfinite(x)):

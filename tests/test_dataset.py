@@ -121,7 +121,7 @@ def _set(key, value):
     (_set("user_ids", lambda u: u[:-1]), r"^user_ids: expected shape \(7,\)"),
     (_set("user_ids", lambda u: u.astype(np.float64)), r"^user_ids: expected integers"),
     (_set("day", lambda d: d[:-1]), r"^day: expected shape \(7,\)"),
-    (_set("weights", -np.ones(7)), r"^weights: weights must be non-negative"),
+    (_set("weights", -np.ones(7)), r"^weights: must be non-negative"),
     (_set("weights", np.ones(6)), r"^weights: expected shape \(7,\)"),
     (_set("schema", SCHEMA.features), r"^schema: expected a Schema"),
     (_set("columns", [1, 2]), r"^columns: expected a dict"),
