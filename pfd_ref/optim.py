@@ -131,7 +131,9 @@ class Adam:
         hyper = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
         for name, grad in grads.items():
             param = params[name]
-            state = self.state.setdefault(name, {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)})
+            if name not in self.state:  # allocate the moments once, on a parameter's first step
+                self.state[name] = {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
+            state = self.state[name]
             state["step"] += 1
             m, v = state["m"], state["v"]
             if not isinstance(grad, RowSparseGrad):
