@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pfd_ref.sparse import RowSparseGrad, coalesce_rows
+import kernels
+from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_shape
 
 POOLINGS = ("sum", "mean")
@@ -62,6 +63,13 @@ def _check_pooled_ids(values, offsets, num_rows: int) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------- embedding
 
 
+def _coalesce(ids: np.ndarray, row_grads: np.ndarray, num_rows: int) -> RowSparseGrad:
+    """Scatter-add of gradient rows by id through the Numba kernel ``kernels.coalesce_rows``
+    (its readable twin is ``pfd_ref.sparse.coalesce_rows``; both give unique sorted rows and
+    per-id sums, the kernel adding strictly left to right)."""
+    return RowSparseGrad(*kernels.coalesce_rows(ids, row_grads, num_rows), num_rows)
+
+
 def embedding_forward(table: np.ndarray, ids) -> np.ndarray:
     """Look up one row per example: ``out[i] = table[ids[i]]``.
 
@@ -86,7 +94,7 @@ def embedding_backward(d_out: np.ndarray, ids, num_rows: int) -> RowSparseGrad:
     num_rows = _check_num_rows(num_rows)
     ids = check_ids("ids", ids, num_rows)
     check_shape("ids", ids, (d_out.shape[0],))
-    return coalesce_rows(ids, d_out, num_rows)
+    return _coalesce(ids, d_out, num_rows)
 
 
 def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
@@ -140,7 +148,7 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
     value_grads = np.repeat(d_out, counts, axis=0)  # (nnz, d): row i's gradient, once per id in it
     if pooling == "mean":
         value_grads /= np.repeat(counts, counts)[:, None].astype(d_out.dtype)
-    return coalesce_rows(values, value_grads, num_rows)
+    return _coalesce(values, value_grads, num_rows)
 
 
 # --------------------------------------------------------------------------- linear and relu
