@@ -28,6 +28,7 @@ API:
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -236,3 +237,24 @@ def print_table(title: str, columns: list[str], rows: list[dict]) -> None:
     for line in cells:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
     sys.stdout.flush()
+
+
+def parse_and_run(module: str, description: str, quick_help: str, run, argv=None):
+    """The shared command line of a benchmark module: ``--quick``, ``--threads 1,2``,
+    ``--json PATH``. Runs ``run(threads, quick)`` in one child process per thread count
+    (``run_per_thread_count``) and returns ``(args, runs)``; in a child process it writes
+    its result for the parent and returns None."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts, one process each (default 1,2)")
+    parser.add_argument("--json", help="write all results to this JSON file")
+    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    counts = [int(t) for t in args.threads.split(",")]
+    if args.child_json:
+        with open(args.child_json, "w") as handle:
+            json.dump(run(counts[0], args.quick), handle)
+        return None
+    return args, run_per_thread_count(module, ["--quick"] if args.quick else [], counts)
+

@@ -12,9 +12,7 @@ torch installed its columns are skipped.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 import numba
 import numpy as np
@@ -23,7 +21,7 @@ from numba import njit
 import kernels
 import kernels._common
 from benchmarks.common import (
-    CHILD_FLAG,
+    parse_and_run,
     gemm_gflops,
     import_torch,
     machine_info,
@@ -31,7 +29,6 @@ from benchmarks.common import (
     make_triad,
     memory_bandwidth,
     print_table,
-    run_per_thread_count,
     run_python,
     set_threads,
     time_side_by_side,
@@ -518,19 +515,10 @@ def run(threads: int, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scoring", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (about a minute)")
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts, one process each (default 1,2)")
-    parser.add_argument("--json", help="write all results to this JSON file")
-    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    counts = [int(t) for t in args.threads.split(",")]
-    if args.child_json:
-        with open(args.child_json, "w") as handle:
-            json.dump(run(counts[0], args.quick), handle)
+    parsed = parse_and_run("benchmarks.scoring", __doc__.splitlines()[0], "small sizes, fewer repeats (about a minute)", run, argv)
+    if parsed is None:
         return
-    runs = run_per_thread_count("benchmarks.scoring", ["--quick"] if args.quick else [], counts)
+    args, runs = parsed
     cold = bench_cold_start()
     print_table("Cold-start targets", ["target", "measured", "goal", "met"], cold_start_targets(cold))
     if args.json:

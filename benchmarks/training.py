@@ -14,18 +14,15 @@ is the peer. Every figure is a median of round-robin rounds after a warm-up
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 import numpy as np
 
 from benchmarks.common import (
-    CHILD_FLAG,
+    parse_and_run,
     import_torch,
     machine_info,
     print_table,
-    run_per_thread_count,
     set_threads,
     time_side_by_side,
     write_json,
@@ -242,19 +239,10 @@ def run(threads: int, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts, one process each (default 1,2)")
-    parser.add_argument("--json", help="write all results to this JSON file")
-    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    counts = [int(t) for t in args.threads.split(",")]
-    if args.child_json:
-        with open(args.child_json, "w") as handle:
-            json.dump(run(counts[0], args.quick), handle)
+    parsed = parse_and_run("benchmarks.training", __doc__.splitlines()[0], "fewer repeats", run, argv)
+    if parsed is None:
         return
-    runs = run_per_thread_count("benchmarks.training", ["--quick"] if args.quick else [], counts)
+    args, runs = parsed
     if args.json:
         write_json(args.json, {"runs": runs})
 
