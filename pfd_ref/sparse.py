@@ -57,8 +57,10 @@ def coalesce_rows(ids: np.ndarray, row_grads: np.ndarray, num_rows: int) -> RowS
 
     ids : int64 ``(n,)``; row_grads : float ``(n, dim)``.
     Returns ``RowSparseGrad`` with ``values[j] = sum_{i : ids[i] == rows[j]} row_grads[i]``.
-    The sum runs in id order, then in input order within one id (stable sort), so it is
-    deterministic.
+    Rows are grouped by a stable sort of ``ids`` and each group is summed by
+    ``np.add.reduceat`` (which adds long runs pairwise, not strictly left to right); the result
+    is deterministic. This is the readable twin of the Numba kernel ``kernels.coalesce_rows``
+    (strictly left to right), which the layers use; the two agree up to rounding.
     """
     if ids.size == 0:
         return RowSparseGrad(np.zeros(0, np.int64), np.zeros((0, row_grads.shape[1]), row_grads.dtype), num_rows)
