@@ -10,6 +10,8 @@ docs/optim.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pfd_ref.sparse import RowSparseGrad
@@ -92,19 +94,39 @@ def _adam_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: 
     param -= step_size * m / denom
 
 
+def _sparse_adam_rows_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
+    """torch.optim.SparseAdam's update, in place on the gathered rows ``param``, ``m``, ``v``
+    (arrays of one shape ``(m_rows, d)`` and dtype); ``step`` is the table's step count t.
+
+        m <- m + (1 - beta1) (g - m)
+        v <- v + (1 - beta2) (g g - v)
+        p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
+
+    eps is added to the uncorrected root (Adam's dense rule adds it to the corrected one).
+    """
+    m += (grad - m) * (1 - beta1)
+    v += (grad * grad - v) * (1 - beta2)
+    step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    denom = np.sqrt(v)
+    denom += eps
+    param -= step_size * (m / denom)
+
+
 class Adam:
-    """Adam (Kingma & Ba 2015) with bias correction, in torch.optim.Adam's arithmetic order.
+    """Adam (Kingma & Ba 2015) with bias correction: torch.optim.Adam's rule and arithmetic
+    order for dense gradients, torch.optim.SparseAdam's for lazy row-sparse ones.
 
     Per parameter, each step it receives a gradient g (t counts those steps, from 1):
 
         m <- beta1 m + (1 - beta1) g ;  v <- beta2 v + (1 - beta2) g^2
-        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        dense:  p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        lazy:   p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 
     Dense gradients get no L2 term. For a RowSparseGrad with rows r the gradient of the
     touched rows is ``g_r + l2_embeddings * p[r]``, then
 
-    - ``sparse="lazy"``: m, v and p change only on rows r (torch.optim.SparseAdam's
-      semantics: t still advances once per step for the whole table);
+    - ``sparse="lazy"``: m, v and p change only on rows r, by SparseAdam's rule (t still
+      advances once per step for the whole table);
     - ``sparse="dense"``: the gradient is densified (zeros off r) and the whole table takes
       the dense update, so rows with non-zero m keep moving when absent from the batch.
 
@@ -148,5 +170,5 @@ class Adam:
                 _adam_update_(param, dense_grad, m, v, state["step"], **hyper)
             else:
                 m_rows, v_rows = m[rows], v[rows]
-                _adam_update_(param_rows, row_grad, m_rows, v_rows, state["step"], **hyper)
+                _sparse_adam_rows_update_(param_rows, row_grad, m_rows, v_rows, state["step"], **hyper)
                 param[rows], m[rows], v[rows] = param_rows, m_rows, v_rows

@@ -1,5 +1,7 @@
 """Tests of pfd_ref.optim: hand-computed steps, lazy vs dense sparse Adam, L2, dtypes, errors."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -161,7 +163,7 @@ def test_lazy_adam_bias_correction_uses_the_table_step_count():
     opt.step({"e": table}, {"e": _sparse([0], g1, V)})
     opt.step({"e": table}, {"e": _sparse([4], g2, V)})
     m, v = 0.1 * g2[0], 0.001 * g2[0] ** 2
-    expected = row4 - 0.1 / 0.19 * m / (np.sqrt(v) / np.sqrt(0.001999) + 1e-8)
+    expected = row4 - 0.1 * np.sqrt(0.001999) / 0.19 * m / (np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(table[4], expected, rtol=1e-14)
     assert opt.state["e"]["step"] == 2
 
@@ -188,16 +190,43 @@ def test_dense_mode_equals_adam_on_the_densified_gradient():
     np.testing.assert_array_equal(table, dense_table)
 
 
-def test_lazy_and_dense_agree_while_every_row_is_touched_each_step():
+def test_lazy_and_dense_differ_only_by_eps_placement_while_every_row_is_touched():
+    """With every row in every batch the two modes see the same gradients; lazy adds eps to
+    the uncorrected root (SparseAdam), dense to the corrected one (Adam). With eps = 0 they
+    agree to rounding; with the default eps they differ by about eps / sqrt(v_hat)."""
     rng = np.random.default_rng(4)
-    lazy_table = rng.normal(size=(V, D))
-    dense_table = lazy_table.copy()
-    lazy, dense = Adam(0.05, sparse="lazy"), Adam(0.05, sparse="dense")
-    for _ in range(3):
-        grad = _sparse(range(V), rng.normal(size=(V, D)), V)
-        lazy.step({"e": lazy_table}, {"e": grad})
-        dense.step({"e": dense_table}, {"e": grad})
-    np.testing.assert_array_equal(lazy_table, dense_table)
+    grads = [_sparse(range(V), rng.normal(size=(V, D)), V) for _ in range(3)]
+    start = rng.normal(size=(V, D))
+    tables = {}
+    for eps in (1e-300, 1e-8):
+        for mode in ("lazy", "dense"):
+            table, opt = start.copy(), Adam(0.05, eps=eps, sparse=mode)
+            for grad in grads:
+                opt.step({"e": table}, {"e": grad})
+            tables[eps, mode] = table
+    np.testing.assert_allclose(tables[1e-300, "lazy"], tables[1e-300, "dense"], rtol=1e-13)
+    assert not np.array_equal(tables[1e-8, "lazy"], tables[1e-8, "dense"])
+    np.testing.assert_allclose(tables[1e-8, "lazy"], tables[1e-8, "dense"], rtol=0, atol=1e-5)  # 3 steps of lr 0.05
+
+
+def test_lazy_adam_follows_sparse_adams_arithmetic_order_bitwise():
+    """The order of torch/optim/_functional.py:sparse_adam, operation by operation."""
+    rng = np.random.default_rng(5)
+    table = rng.normal(size=(V, D))
+    m, v, expected = np.zeros((V, D)), np.zeros((V, D)), table.copy()
+    opt = Adam(0.03, beta1=0.8, beta2=0.99, eps=1e-6)
+    for t, rows in enumerate(([0, 3], [3, 4], [1]), start=1):
+        values = rng.normal(size=(len(rows), D)) * 10.0 ** rng.integers(-4, 2, size=(len(rows), 1))
+        opt.step({"e": table}, {"e": _sparse(rows, values, V)})
+        old_m, old_v = m[rows], v[rows]
+        m_update = (values - old_m) * (1 - 0.8)
+        v_update = (values**2 - old_v) * (1 - 0.99)
+        m[rows], v[rows] = old_m + m_update, old_v + v_update
+        step_size = 0.03 * math.sqrt(1 - 0.99**t) / (1 - 0.8**t)
+        expected[rows] = expected[rows] + (-step_size * ((m_update + old_m) / (np.sqrt(v_update + old_v) + 1e-6)))
+    np.testing.assert_array_equal(table, expected)
+    np.testing.assert_array_equal(opt.state["e"]["m"], m)
+    np.testing.assert_array_equal(opt.state["e"]["v"], v)
 
 
 def test_empty_sparse_gradient_advances_the_step_count_only():
