@@ -4,8 +4,11 @@ A record is one (task, method, seed) result with the keys ``task, method, seed, 
 gauc, logloss, mean_predicted, observed_rate, train_seconds``. The summary gives, per
 method, the mean and sample standard deviation over seeds and the AUC/GAUC gain over the
 baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``).
-The pseudo-method ``teacher`` reports the ``pfd+md`` teacher's own scores: it reads
-privileged features, so it is a reference, not a servable model.
+The pseudo-methods ``teacher``, ``md_teacher`` and ``pfd_teacher`` report the own scores of
+the teacher of ``pfd+md``, ``md`` and ``pfd`` (``TEACHER_OF``). They are references, not
+servable models (``teacher`` and ``pfd_teacher`` read privileged features). Comparing
+``teacher`` with ``md_teacher`` (the same architecture without privileged features) shows what
+the privileged features give a teacher of equal capacity.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ from pfd_ref.data import Dataset
 from pfd_ref.metrics import evaluate, paired_comparison
 from pfd_ref.train import METHODS, TrainConfig, check_method, predict, train, with_seed
 
-TEACHER = "teacher"
-REPORTED_METHODS = METHODS + (TEACHER,)
+TEACHER_OF = {"teacher": "pfd+md", "md_teacher": "md", "pfd_teacher": "pfd"}
+REPORTED_METHODS = METHODS + tuple(TEACHER_OF)
 
 
 def parse_methods(methods) -> tuple[str, ...]:
-    """Check a list of method names (``teacher`` allowed); raise ValueError naming the bad one."""
+    """Check a list of method names (teacher rows of ``TEACHER_OF`` allowed); raise
+    ValueError naming the bad one, or a teacher row whose method is not in the list."""
     methods = tuple(methods)
     if not methods:
         raise ValueError("methods: at least one method is needed")
     for m in methods:
-        if m != TEACHER:
+        if m in TEACHER_OF:
+            if TEACHER_OF[m] not in methods:
+                raise ValueError(f"methods: {m!r} reports the {TEACHER_OF[m]} teacher; add {TEACHER_OF[m]!r} to the methods")
+        else:
             check_method(m)
     return methods
 
@@ -40,23 +47,23 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
                 progress=None, on_result=None) -> list[dict]:
     """Train every method for every seed and evaluate it on ``test_data``.
 
-    ``teacher`` needs ``pfd+md`` in the same run (its teacher is reported).
+    A teacher row (``TEACHER_OF``) needs its method in the same run; it is absent where no
+    single teacher exists (two-stage with cross-fitted soft labels).
     ``on_result(seed, result)`` is called with each ``TrainResult`` (e.g. to save the student).
     Returns the list of records in (seed, method) order.
     """
     methods = parse_methods(methods)
-    if TEACHER in methods and "pfd+md" not in methods:
-        raise ValueError("methods: 'teacher' reports the pfd+md teacher; add 'pfd+md' to the methods")
+    teacher_row = {method: row for row, method in TEACHER_OF.items() if row in methods}
     records = []
     for seed in seeds:
         seeded = with_seed(config, seed)
-        for method in (m for m in methods if m != TEACHER):
+        for method in (m for m in methods if m not in TEACHER_OF):
             result = train(train_data, method, seeded,
                            progress=(lambda name, total: progress(f"{task} seed {seed} {name}", total)) if progress else None)
             records.append(_record(task, method, seeded, _evaluate(result.student, result.params, test_data),
                                    result.train_seconds))
-            if method == "pfd+md" and TEACHER in methods and result.teacher is not None:
-                records.append(_record(task, TEACHER, seeded, _evaluate(result.teacher, result.params, test_data),
+            if method in teacher_row and result.teacher is not None:
+                records.append(_record(task, teacher_row[method], seeded, _evaluate(result.teacher, result.params, test_data),
                                        result.train_seconds))
             if on_result is not None:
                 on_result(seed, result)
@@ -77,7 +84,8 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[dict]:
         for r in task_records:
             by_method.setdefault(r["method"], {})[r["seed"]] = r
         base = by_method.get(baseline)
-        for method, by_seed in by_method.items():
+        for method in sorted(by_method, key=lambda m: m in TEACHER_OF):  # teacher rows last
+            by_seed = by_method[method]
             seeds = sorted(by_seed)
             row = {"task": task, "method": method, "n_seeds": len(seeds)}
             for key in ("auc", "gauc", "logloss", "train_seconds"):
@@ -107,7 +115,7 @@ def format_table(rows: list[dict]) -> str:
         gain = "" if np.isnan(r["auc_gain"]) else (f"{r['auc_gain']:+.4f}" if np.isnan(r["auc_gain_std"])
                                                    else f"{r['auc_gain']:+.4f} ± {r['auc_gain_std']:.4f}")
         p = "" if np.isnan(r["auc_p"]) else f"{r['auc_p']:.3f}"
-        name = r["method"] + (" (not servable)" if r["method"] == TEACHER else "")
+        name = r["method"] + (" (not servable)" if r["method"] in TEACHER_OF else "")
         lines.append((name, _pm(r["auc"], r["auc_std"], 4), _pm(r["gauc"], r["gauc_std"], 4),
                       _pm(r["logloss"], r["logloss_std"], 4), gain, p, f"{r['train_seconds']:.1f}"))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]

@@ -1,0 +1,73 @@
+"""pfd_ref.experiment: method lists, teacher rows, the per-seed records and their summary."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats
+from tiny import tiny_dataset
+
+from pfd_ref.distill import DistillConfig
+from pfd_ref.experiment import TEACHER_OF, format_table, parse_methods, run_methods, summarize
+from pfd_ref.metrics import evaluate
+from pfd_ref.train import ModelSizes, TrainConfig, predict, train, with_seed
+
+SMALL = TrainConfig(batch_size=32, distill=DistillConfig(lambda_=0.5, warmup_steps=1),
+                    sizes=ModelSizes(embed_dim=4, student_hidden=(6,), tower_out_dim=3, strong_hidden=(8, 5)))
+
+
+@pytest.mark.parametrize("methods, match", [((), "at least one"), (("baseline", "nope"), "nope"),
+                                            (("baseline", "teacher"), "pfd\\+md"),
+                                            (("pfd", "md_teacher"), "'md'")])
+def test_parse_methods_rejects_unknown_names_and_orphan_teacher_rows(methods, match):
+    with pytest.raises(ValueError, match=match):
+        parse_methods(methods)
+
+
+def test_teacher_rows_report_each_methods_own_teacher():
+    rng = np.random.default_rng(0)
+    train_data, test_data = tiny_dataset(rng, 96), tiny_dataset(rng, 64)
+    records = run_methods("t", train_data, test_data, ("baseline", "md", "md_teacher", "pfd_teacher", "pfd"), [3], SMALL)
+    assert [r["method"] for r in records] == ["baseline", "md", "md_teacher", "pfd", "pfd_teacher"]
+    for row in ("md_teacher", "pfd_teacher"):
+        result = train(train_data, TEACHER_OF[row], with_seed(SMALL, 3))
+        expected = evaluate(test_data.labels, predict(result.teacher, result.params, test_data), test_data.user_ids)
+        record = next(r for r in records if r["method"] == row)
+        assert record["auc"] == expected["auc"] and record["logloss"] == expected["logloss"]
+        assert record["seed"] == 3 and record["task"] == "t"
+
+
+def test_cross_fitted_teachers_have_no_teacher_row():
+    rng = np.random.default_rng(1)
+    config = replace(SMALL, mode="two-stage", teacher_folds=2)
+    records = run_methods("t", tiny_dataset(rng, 96), tiny_dataset(rng, 64), ("pfd", "pfd_teacher"), [0], config)
+    assert [r["method"] for r in records] == ["pfd"]
+
+
+def _record(method, seed, auc):
+    return {"task": "t", "method": method, "seed": seed, "auc": auc, "gauc": auc / 2, "logloss": 1 - auc,
+            "train_seconds": 1.0 + seed}
+
+
+def test_summary_gives_mean_std_and_a_paired_gain_over_the_baseline():
+    base, other = [0.70, 0.72, 0.71], [0.72, 0.73, 0.75]
+    records = [_record("teacher", s, 0.9) for s in range(3)]  # listed first, shown last
+    records += [_record("baseline", s, a) for s, a in enumerate(base)] + [_record("pfd", s, a) for s, a in enumerate(other)]
+    rows = {r["method"]: r for r in summarize(records)}
+    assert list(rows) == ["baseline", "pfd", "teacher"]
+    diff = np.array(other) - np.array(base)
+    assert rows["pfd"]["auc"] == pytest.approx(np.mean(other), abs=1e-15)
+    assert rows["pfd"]["auc_std"] == pytest.approx(np.std(other, ddof=1), rel=1e-12)
+    assert rows["pfd"]["auc_gain"] == pytest.approx(diff.mean(), rel=1e-12)
+    assert rows["pfd"]["auc_gain_std"] == pytest.approx(diff.std(ddof=1), rel=1e-12)
+    assert rows["pfd"]["auc_p"] == pytest.approx(stats.ttest_rel(other, base).pvalue, rel=1e-10)
+    assert np.isnan(rows["baseline"]["auc_gain"])
+    table = format_table(list(rows.values()))
+    assert "teacher (not servable)" in table and f"{diff.mean():+.4f} ± {diff.std(ddof=1):.4f}" in table
+
+
+def test_summary_without_a_shared_baseline_seed_reports_no_gain():
+    rows = {r["method"]: r for r in summarize([_record("baseline", 0, 0.7), _record("pfd", 1, 0.8)])}
+    assert np.isnan(rows["pfd"]["auc_gain"]) and np.isnan(rows["pfd"]["auc_std"])
