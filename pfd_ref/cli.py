@@ -20,9 +20,16 @@ from pfd_ref.train import MODES, STUDENT_KINDS, Progress, TrainConfig, check_sch
 TASKS = ("ctr", "cvr")
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}
 DEFAULT_SEEDS = 3
-DEFAULT_EPOCHS = 1
 DEFAULT_LAMBDA = 0.5
-DEFAULT_WARMUP = 100
+KUAIRAND = "kuairand"
+# Defaults that depend on the data (argparse default None, filled in by _resolve_data_defaults):
+# "synthetic" (the built-in generator), "saved" (--data FILE.npz) and "kuairand" (a real log,
+# ~33k training rows: see docs/results.md, "Real data", for how its values were measured).
+SOURCE_DEFAULTS = {
+    "synthetic": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": None},
+    "saved": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": 1},
+    KUAIRAND: {"epochs": 1, "warmup_steps": 10, "batch_size": 1024, "test_days": 4},
+}
 
 
 def _seeds(text: str) -> list[int]:
@@ -45,6 +52,11 @@ def _methods(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"--{err}")
 
 
+def _per_source(key: str) -> str:
+    """``SOURCE_DEFAULTS[*][key]`` for --help: ``source value, ...`` (sources where it is set)."""
+    return ", ".join(f"{source} {values[key]}" for source, values in SOURCE_DEFAULTS.items() if values[key] is not None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pfd-ref", description="Privileged Features Distillation, reference implementation")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,20 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"comma list from {', '.join(REPORTED_METHODS)} (default: all)")
     run.add_argument("--mode", choices=MODES, default="sync")
     run.add_argument("--lambda", dest="lambda_", type=float, default=DEFAULT_LAMBDA, help="soft-loss weight after warm-up")
-    run.add_argument("--warmup-steps", type=int, default=DEFAULT_WARMUP, help="steps with lambda = 0 at the start")
+    run.add_argument("--warmup-steps", type=int, default=None,
+                     help=f"steps with lambda = 0 at the start (default: {_per_source('warmup_steps')})")
     run.add_argument("--temperature", type=float, default=1.0)
     run.add_argument("--hard-weight", choices=HARD_WEIGHTS, default="one_minus_lambda")
-    run.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    run.add_argument("--epochs", type=int, default=None, help=f"default: {_per_source('epochs')}")
     run.add_argument("--teacher-epochs", type=int, default=None, help="two-stage: teacher epochs (default: --epochs)")
     run.add_argument("--seeds", type=_seeds, default=list(range(DEFAULT_SEEDS)), help="a count N (seeds 0..N-1) or a comma list")
-    run.add_argument("--batch-size", type=int, default=1024)
+    run.add_argument("--batch-size", type=int, default=None, help=f"default: {_per_source('batch_size')}")
     run.add_argument("--lr", type=float, default=TrainConfig.lr)
     run.add_argument("--shared-embeddings", action="store_true", help="sync: teacher and student share regular embeddings")
     run.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     run.add_argument("--privileged-strength", type=float, default=None, help="synthetic data: strength of the privileged signal")
     run.add_argument("--data-seed", type=int, default=0, help="synthetic data: generator seed")
-    run.add_argument("--data", type=Path, default=None, help="a saved pfd_ref dataset (.npz) instead of the synthetic data")
-    run.add_argument("--test-days", type=int, default=1, help="with --data: the last N days form the test split")
+    run.add_argument("--data", default=None,
+                     help=f"instead of the synthetic data: '{KUAIRAND}' (a KuaiRand log, with --path) "
+                          "or a saved pfd_ref dataset (.npz)")
+    run.add_argument("--path", type=Path, default=None, help=f"with --data {KUAIRAND}: the log file (comma or tab separated)")
+    run.add_argument("--label", default=None,
+                     help=f"with --data {KUAIRAND}: the 0/1 label column, e.g. label, is_like, long_view (default: label)")
+    run.add_argument("--user-features", type=Path, default=None,
+                     help=f"with --data {KUAIRAND}: a KuaiRand user-features file (user_id + categorical columns)")
+    run.add_argument("--test-days", type=int, default=None,
+                     help=f"with --data: the last N days form the test split (default: {_per_source('test_days')})")
     run.add_argument("--student", choices=STUDENT_KINDS, default=None, help="student kind (default: two_tower for ctr, mlp otherwise)")
     run.add_argument("--json", type=Path, default=None, help="write the per-seed records as JSON")
     run.add_argument("--save", type=Path, default=None, help="directory for the trained students")
@@ -80,7 +101,45 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
     score.add_argument("--k", type=int, default=100)
     score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
+    _add_oracle_parser(commands)
     return parser
+
+
+def _add_oracle_parser(commands) -> None:
+    """``oracle dump`` (write a reference case) and ``oracle check`` (compare with it); docs/oracle.md."""
+    from pfd_ref.oracle import CaseSpec
+    from pfd_ref.train import METHODS
+    oracle = commands.add_parser("oracle", help="reference cases for checking another PFD implementation (docs/oracle.md)")
+    actions = oracle.add_subparsers(dest="oracle_command", required=True)
+    dump = actions.add_parser("dump", help="write one case (.npz): inputs, parameters, losses, gradients, updates")
+    dump.add_argument("--model", choices=STUDENT_KINDS, required=True, help="the student's kind")
+    dump.add_argument("--method", choices=METHODS, required=True)
+    dump.add_argument("--mode", choices=MODES, required=True)
+    dump.add_argument("--seed", type=int, default=CaseSpec.seed)
+    dump.add_argument("--dtype", choices=("float64", "float32"), default=CaseSpec.dtype)
+    dump.add_argument("--out", type=Path, required=True, help="the case file to write (.npz)")
+    dump.add_argument("--rows", type=int, default=CaseSpec.rows, help="batch size")
+    dump.add_argument("--lambda", dest="lambda_", type=float, default=CaseSpec.lambda_)
+    dump.add_argument("--temperature", type=float, default=CaseSpec.temperature)
+    dump.add_argument("--warmup-steps", type=int, default=CaseSpec.warmup_steps)
+    dump.add_argument("--start-step", type=int, default=CaseSpec.start_step,
+                      help="global 0-based index of the case's first step (lambda schedule)")
+    dump.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=CaseSpec.hard_weight)
+    dump.add_argument("--lr", type=float, default=CaseSpec.lr)
+    dump.add_argument("--beta1", type=float, default=CaseSpec.beta1)
+    dump.add_argument("--beta2", type=float, default=CaseSpec.beta2)
+    dump.add_argument("--eps", type=float, default=CaseSpec.eps)
+    dump.add_argument("--adam", dest="adam_sparse", choices=("lazy", "dense"), default=CaseSpec.adam_sparse,
+                      help="embedding tables: lazy (SparseAdam rule) or dense (Adam rule)")
+    dump.add_argument("--shared-embeddings", action="store_true", help="sync: one table per regular field")
+    dump.add_argument("--weights", action="store_true", help="per-example weights")
+    dump.add_argument("--pooling", choices=("mean", "sum"), default=CaseSpec.pooling, help="of the multi-id field")
+    check = actions.add_parser("check", help="compare another implementation's arrays with a case")
+    check.add_argument("case", type=Path, help="a case written by `oracle dump`")
+    check.add_argument("theirs", type=Path, help="an .npz with the case's output.* arrays, by the same names")
+    check.add_argument("--rtol", type=float, default=None, help="default: 1e-9 (float64 case), 1e-4 (float32)")
+    check.add_argument("--atol", type=float, default=None, help="default: 1e-12 (float64 case), 1e-6 (float32)")
+    check.add_argument("--only-failures", action="store_true", help="leave the passing arrays out of the table")
 
 
 def _int_list(text: str) -> list[int]:
@@ -114,15 +173,49 @@ def _train_config(args, student_kind: str) -> TrainConfig:
                        teacher_folds=args.teacher_folds, dtype=args.dtype)
 
 
+def _data_source(args) -> str:
+    if args.data is None:
+        return "synthetic"
+    return KUAIRAND if args.data == KUAIRAND else "saved"
+
+
+def _resolve_data_defaults(args) -> None:
+    """Fill the options left at None from ``SOURCE_DEFAULTS`` of the run's data source, and
+    reject the KuaiRand options without ``--data kuairand`` (ValueError naming the option)."""
+    source = _data_source(args)
+    if source == KUAIRAND:
+        if args.path is None:
+            raise ValueError(f"--path: required with --data {KUAIRAND} (the KuaiRand log file)")
+        args.label = "label" if args.label is None else args.label
+    else:
+        for option in ("path", "label", "user_features"):
+            if getattr(args, option) is not None:
+                raise ValueError(f"--{option.replace('_', '-')}: only with --data {KUAIRAND}")
+    for key, value in SOURCE_DEFAULTS[source].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def _datasets(args):
     """Yield ``(task, train, test, student_kind)`` for each task of the run."""
+    if args.data == KUAIRAND:
+        from pfd_ref.data.kuairand import load_kuairand, split_by_time
+        data, report = load_kuairand(args.path, args.label, args.user_features)
+        train, test = split_by_time(data, report, args.test_days)
+        print(report.summary(), file=sys.stderr)
+        print(f"  time split: the last {args.test_days} day(s) are the test split ({test.n:,} rows, positive rate "
+              f"{test.positive_rate:.4f}); training {train.n:,} rows, positive rate {train.positive_rate:.4f}",
+              file=sys.stderr)
+        yield f"{KUAIRAND}_{args.label}", train, test, args.student or "mlp"
+        return
     if args.data is not None:
-        data = Dataset.load(args.data)
+        path = Path(args.data)
+        data = Dataset.load(path)
         if data.day is None:
-            raise ValueError(f"--data: {args.data} has no 'day' column, so it cannot be split by time")
+            raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
         last_train_day = int(data.day.max()) - args.test_days
         train, test = data.split_by_day(last_train_day)
-        yield args.data.stem, train, test, args.student or "mlp"
+        yield path.stem, train, test, args.student or "mlp"
         return
     for task in (TASKS if args.task == "all" else (args.task,)):
         config = SyntheticConfig(seed=args.data_seed)
@@ -133,6 +226,7 @@ def _datasets(args):
 
 
 def command_run(args) -> int:
+    _resolve_data_defaults(args)
     _train_config(args, "mlp")  # option errors surface before any data is generated
     runs = [(task, train, test, _train_config(args, kind)) for task, train, test, kind in _datasets(args)]
     for task, train, test, config in runs:  # and schedule errors before any training
@@ -159,11 +253,28 @@ def command_run(args) -> int:
     return 0
 
 
+def command_oracle(args) -> int:
+    """``dump``: write the case; ``check``: print the report, exit 1 when any array fails."""
+    from pfd_ref import oracle
+    if args.oracle_command == "dump":
+        spec = oracle.CaseSpec(**{name: getattr(args, name) for name in oracle.CaseSpec.__dataclass_fields__})
+        arrays = oracle.compute_case(spec)
+        oracle.save_case(args.out, arrays)
+        outputs = sum(name.startswith("output.") for name in arrays)
+        print(f"wrote {args.out}: {spec.model} {spec.method} {spec.mode} {spec.dtype}, {len(arrays)} arrays "
+              f"({outputs} outputs)")
+        return 0
+    report = oracle.check_files(args.case, args.theirs, args.rtol, args.atol)
+    print(f"pfd-ref oracle check: {args.case} (case) vs {args.theirs} (theirs)")
+    print(report.format(only_failures=args.only_failures))
+    return 0 if report.passed else 1
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": command_run, "score": command_score}[args.command](args)
+        return {"run": command_run, "score": command_score, "oracle": command_oracle}[args.command](args)
     except ValueError as err:
         print(f"pfd-ref: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,193 @@
+"""PFD in PyTorch autograd, rebuilt from a pfd_ref oracle case alone (docs/oracle.md).
+
+This is the independent implementation that ``tests/test_oracle_torch.py`` checks every
+golden case against, and the example of docs/oracle.md: it reads nothing from pfd_ref, only
+the case file (its ``meta`` JSON, ``input.*`` and ``param.*`` arrays), and writes the
+case's ``output.*`` arrays under the same names::
+
+    pfd-ref oracle dump --model mlp --method pfd --mode sync --temperature 2 --out case.npz
+    python docs/examples/torch_pfd.py case.npz theirs.npz [--bug no-detach]
+    pfd-ref oracle check case.npz theirs.npz
+
+``--bug`` seeds one of three typical mistakes, to see what the checker reports:
+``no-detach`` (the soft loss moves the teacher), ``no-t-squared`` (the soft loss lacks its
+``T^2`` factor), ``lambda-in-warmup`` (the soft loss is weighted by lambda from step 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BUGS = ("no-detach", "no-t-squared", "lambda-in-warmup")
+LAZY_RULE = "torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere"
+DENSE_RULE = "torch.optim.Adam on every parameter"
+
+
+def load_case(path) -> tuple[dict, dict]:
+    """``(meta, arrays)`` of a case file; nothing in it needs pickling."""
+    with np.load(path, allow_pickle=False) as file:
+        arrays = {name: file[name] for name in file.files}
+    return json.loads(str(arrays["meta"])), arrays
+
+
+class Model:
+    """One model of the case, from its layout in ``meta["models"]``.
+
+    Field inputs are concatenated in layout order: a categorical field is a row of its table,
+    a multi-id field the mean or sum of its rows (an empty row gives zeros), a dense column
+    is used as it is. An MLP computes ``x @ W + b`` per layer with ReLU between layers.
+    MLP ranker: ``logit = MLP(x)[:, 0]``; two-tower: ``logit = <MLP_u(x_u), MLP_v(x_v)> + b``.
+    """
+
+    def __init__(self, layout: dict, params: dict, arrays: dict, schema: dict, sparse: bool):
+        self.layout, self.params, self.arrays, self.schema, self.sparse = layout, params, arrays, schema, sparse
+
+    def _inputs(self, slots: list) -> torch.Tensor:
+        parts = []
+        for slot in slots:
+            field = self.schema[slot["field"]]
+            name = f"input.{field['name']}"
+            if field["kind"] == "dense":
+                parts.append(torch.from_numpy(self.arrays[name]).to(self.dtype))
+            elif field["kind"] == "categorical":
+                parts.append(F.embedding(torch.from_numpy(self.arrays[name]), self.params[slot["table"]],
+                                         sparse=self.sparse))
+            else:
+                parts.append(F.embedding_bag(torch.from_numpy(self.arrays[name + ".values"]), self.params[slot["table"]],
+                                             torch.from_numpy(self.arrays[name + ".offsets"]), mode=field["pooling"],
+                                             sparse=self.sparse, include_last_offset=True))
+        return torch.cat(parts, dim=1)
+
+    def _mlp(self, x: torch.Tensor, layers: list) -> torch.Tensor:
+        for j, layer in enumerate(layers):
+            x = x @ self.params[f"{layer}.weight"] + self.params[f"{layer}.bias"]
+            if j < len(layers) - 1:
+                x = torch.relu(x)
+        return x
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.params.values())).dtype
+
+    def parameter_names(self) -> set:
+        layout = self.layout
+        if layout["kind"] == "mlp":
+            slots, layers, extra = layout["inputs"], layout["mlp"], []
+        else:
+            slots = layout["user_inputs"] + layout["item_inputs"]
+            layers, extra = layout["user_mlp"] + layout["item_mlp"], [layout["bias"]] if layout["bias"] else []
+        names = {slot["table"] for slot in slots if slot["table"]} | set(extra)
+        return names | {f"{layer}.{part}" for layer in layers for part in ("weight", "bias")}
+
+    def logits(self) -> torch.Tensor:
+        layout = self.layout
+        if layout["kind"] == "mlp":
+            return self._mlp(self._inputs(layout["inputs"]), layout["mlp"])[:, 0]
+        u = self._mlp(self._inputs(layout["user_inputs"]), layout["user_mlp"])
+        v = self._mlp(self._inputs(layout["item_inputs"]), layout["item_mlp"])
+        logits = (u * v).sum(dim=1)
+        return logits + self.params[layout["bias"]][0] if layout["bias"] else logits
+
+
+def _optimizers(case: dict, trained: dict, tables: set) -> tuple[list, str]:
+    """Lazy: SparseAdam on the (sparse-gradient) tables, Adam on the rest; dense: one Adam."""
+    hyper = dict(lr=case["lr"], betas=(case["beta1"], case["beta2"]), eps=case["eps"])
+    if case["adam_sparse"] == "dense":
+        return [torch.optim.Adam(list(trained.values()), **hyper)], DENSE_RULE
+    sparse = [p for name, p in trained.items() if name in tables]
+    dense = [p for name, p in trained.items() if name not in tables]
+    return [torch.optim.SparseAdam(sparse, **hyper), torch.optim.Adam(dense, **hyper)], LAZY_RULE
+
+
+def lambda_at(case: dict, step: int, bug: str | None = None) -> float:
+    """The soft-loss weight at global (0-based) ``step``: 0 during the warm-up, lambda after."""
+    return case["lambda_"] if step >= case["warmup_steps"] or bug == "lambda-in-warmup" else 0.0
+
+
+def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, str]:
+    """The case's ``output.*`` arrays computed by PyTorch autograd, and the optimizer rule used.
+
+    Per step k = 1..meta["steps"] on the case's batch: lambda_k = lambda once the global step
+    ``start_step + k - 1 >= warmup_steps`` (0 before, and always 0 without a teacher);
+    hard = mean_i w_i BCE(s_i, y_i); soft = T^2 mean_i w_i BCE(s_i / T, sigmoid(t_i / T)) with
+    ``t`` detached; student_total = a hard + lambda_k soft (a = 1 - lambda_k or 1);
+    total = student_total + teacher_hard in sync mode (teacher_hard = mean_i w_i BCE(t_i, y_i)),
+    else student_total (the two-stage teacher is frozen: its logits are computed once, without
+    gradient). ``total.backward()``, then one Adam step.
+    """
+    if bug not in (None, *BUGS):
+        raise ValueError(f"bug: expected one of {BUGS} or None, got {bug!r}")
+    case = meta["case"]
+    schema = {field["name"]: field for field in meta["schema"]["features"]}
+    params = {name.removeprefix("param."): torch.tensor(value, requires_grad=True)
+              for name, value in arrays.items() if name.startswith("param.")}
+    lazy = case["adam_sparse"] == "lazy"
+    student = Model(meta["models"]["student"], params, arrays, schema, sparse=lazy)
+    teacher = None if meta["models"]["teacher"] is None else Model(meta["models"]["teacher"], params, arrays, schema,
+                                                                   sparse=lazy)
+    sync = teacher is not None and case["mode"] == "sync"
+    trained_names = student.parameter_names() | (teacher.parameter_names() if sync else set())
+    trained = {name: p for name, p in params.items() if name in trained_names}
+    tables = {slot["table"] for model in (student, teacher) if model for key, slots in model.layout.items()
+              if key.endswith("inputs") for slot in slots if slot["table"]}
+    optimizers, rule = _optimizers(case, trained, tables)
+    labels = torch.from_numpy(arrays["input.labels"]).to(student.dtype)
+    weights = torch.from_numpy(arrays["input.weights"]) if "input.weights" in arrays else None
+    temperature = case["temperature"]
+    if teacher is not None and not sync:
+        with torch.no_grad():
+            frozen_teacher_logits = teacher.logits()
+    lambdas = [lambda_at(case, case["start_step"] + k, bug) if teacher is not None else 0.0 for k in range(meta["steps"])]
+    outputs = {"output.lambdas": torch.tensor(lambdas, dtype=torch.float64)}
+    for k, lam in enumerate(lambdas, start=1):
+        for p in trained.values():
+            p.grad = None
+        s = student.logits()
+        hard = F.binary_cross_entropy_with_logits(s, labels, weight=weights)
+        losses = {"hard": hard}
+        total = student_total = hard
+        if teacher is not None:
+            t = teacher.logits() if sync else frozen_teacher_logits
+            if sync:
+                losses["teacher_hard"] = F.binary_cross_entropy_with_logits(t, labels, weight=weights)
+            target = torch.sigmoid((t if bug == "no-detach" else t.detach()) / temperature)
+            soft_factor = 1.0 if bug == "no-t-squared" else temperature**2
+            soft = soft_factor * F.binary_cross_entropy_with_logits(s / temperature, target, weight=weights)
+            hard_scale = 1.0 - lam if case["hard_weight"] == "one_minus_lambda" else 1.0
+            student_total = hard_scale * hard + lam * soft
+            total = student_total + losses.get("teacher_hard", 0.0)
+            losses["soft"] = soft
+        losses.update(student_total=student_total, total=total)
+        total.backward()
+        if k == 1:
+            outputs["output.student_logits"] = s
+            if teacher is not None:
+                outputs["output.teacher_logits"] = t
+            outputs.update({f"output.loss.{term}": value for term, value in losses.items()})
+            outputs.update({f"output.grad.{name}": p.grad.to_dense() for name, p in trained.items()})
+        for optimizer in optimizers:
+            optimizer.step()
+        if k in (1, 3):
+            outputs.update({f"output.after{k}.{name}": p.detach().clone() for name, p in trained.items()})
+    return {name: value.detach().numpy() for name, value in outputs.items()}, rule
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="PFD in PyTorch on a pfd_ref oracle case")
+    parser.add_argument("case", help="a case written by `pfd-ref oracle dump`")
+    parser.add_argument("out", help="where to write this implementation's output.* arrays (.npz)")
+    parser.add_argument("--bug", choices=BUGS, default=None, help="seed one typical mistake")
+    args = parser.parse_args(argv)
+    outputs, rule = run_case(*load_case(args.case), bug=args.bug)
+    np.savez(args.out, **outputs)
+    print(f"wrote {len(outputs)} arrays to {args.out} (optimizer: {rule})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,414 @@
+"""Correctness-oracle cases: reference numbers for one tiny PFD problem, and a checker.
+
+A *case* is one ``.npz`` (docs/oracle.md is its full specification) holding a tiny batch
+(regular and privileged columns, labels, optional per-example weights), every initial
+parameter of the student and teacher by name, the hyperparameters (as JSON in the string
+array ``meta``), and what pfd_ref computes from them:
+
+* the soft-loss weight lambda of each of its ``STEPS = 3`` steps (all on the same batch);
+* the logits, each loss term and the gradient of every trained parameter at the first step;
+* the parameters after 1 and after 3 Adam steps.
+
+``compute_case(spec)`` builds the arrays, ``save_case``/``load_arrays`` write and read them
+(``allow_pickle=False``), ``check_arrays(case, theirs)`` compares another implementation's
+arrays with the case's, name by name, and ``CheckReport.format()`` prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.distill import DistillConfig, lambda_at
+from pfd_ref.optim import Adam
+from pfd_ref.schema import POOLINGS, FeatureSpec, Schema
+from pfd_ref.sparse import to_dense
+from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
+                           check_method, step_gradients)
+from pfd_ref.validation import check_non_negative
+
+FORMAT_NAME = "pfd_ref oracle case"
+FORMAT_VERSION = 1
+META_KEY = "meta"
+STEPS = 3
+AFTER_STEPS = (1, 3)
+STREAM_CASE_DATA = 5
+BIAS_INIT_STD = 0.1
+CASE_SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5, 4))
+ADAM_RULES = {
+    "lazy": "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
+    "dense": "adam_dense = torch.optim.Adam on every parameter (embedding gradients densified)",
+}
+DEFAULT_TOLERANCES = {"float64": (1e-9, 1e-12), "float32": (1e-4, 1e-6)}
+SUMMARY_NAMES = 4  # failing names repeated in the report's last line
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """Everything that determines a case (stored in its ``meta`` under ``"case"``).
+
+    model : student kind, "mlp" or "two_tower"; method : "baseline", "md", "pfd", "pfd+md";
+    mode : "sync" or "two-stage" (recorded but without effect for "baseline");
+    seed : draws the batch and the initial parameters; dtype : "float64" or "float32";
+    rows : batch size n (>= 2); lambda_, temperature, warmup_steps, hard_weight : the
+    ``DistillConfig``; start_step : the global (0-based) index of the case's first step, so
+    step ``k`` (1..3) uses ``lambda_at(start_step + k - 1)``; lr, beta1, beta2, eps,
+    adam_sparse : the optimizer (Adam state starts fresh at the case's first step);
+    shared_embeddings : sync only; weights : draw per-example weights;
+    pooling : "mean" or "sum", the pooling of the multi-id field ``recent``.
+    """
+
+    model: str = "mlp"
+    method: str = "pfd"
+    mode: str = "sync"
+    seed: int = 0
+    dtype: str = "float64"
+    rows: int = 8
+    lambda_: float = 0.5
+    temperature: float = 1.0
+    warmup_steps: int = 0
+    start_step: int = 0
+    hard_weight: str = "one_minus_lambda"
+    lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    adam_sparse: str = "lazy"
+    shared_embeddings: bool = False
+    weights: bool = False
+    pooling: str = "mean"
+
+    def __post_init__(self):
+        for name in ("seed", "rows", "start_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value:
+                raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        if self.rows < 2:
+            raise ValueError(f"rows: a case needs at least 2 rows (one of each label), got {self.rows}")
+        if self.start_step < 0:
+            raise ValueError(f"start_step: must be >= 0, got {self.start_step}")
+        if self.dtype not in DEFAULT_TOLERANCES:
+            raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r}")
+        Adam(self.lr, self.beta1, self.beta2, self.eps, sparse=self.adam_sparse)  # raises on a bad optimizer setting
+        self.train_config()  # raises on a bad model, method, mode or distillation setting
+
+    def distill_config(self) -> DistillConfig:
+        return DistillConfig(lambda_=self.lambda_, warmup_steps=self.warmup_steps, temperature=self.temperature,
+                             hard_weight=self.hard_weight)
+
+    def train_config(self) -> TrainConfig:
+        check_method(self.method)
+        return TrainConfig(student_kind=self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
+                           shared_embeddings=self.shared_embeddings, adam_sparse=self.adam_sparse, dtype=self.dtype,
+                           seed=self.seed, sizes=CASE_SIZES)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CaseSpec":
+        """Inverse of ``dataclasses.asdict``; ValueError on unknown keys."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"data: unknown case setting(s) {unknown}")
+        return cls(**data)
+
+
+def case_schema(pooling: str = "mean") -> Schema:
+    """The schema of every case: user fields ``user_id`` (categorical, 5 ids), ``recent``
+    (multi-id, 6 ids, pooled by ``pooling``), ``age`` (dense, width 2); item fields
+    ``item_id`` (6 ids) and ``shop`` (3 ids); privileged ``cat_clicks`` (dense, width 2) and
+    ``chatted`` (categorical, 3 ids). Small vocabularies, so a batch repeats some ids (their
+    gradient rows are summed) and leaves others untouched (lazy and dense Adam differ there)."""
+    return Schema((
+        FeatureSpec("user_id", "categorical", "regular", "user", vocab_size=5),
+        FeatureSpec("recent", "multi_categorical", "regular", "user", vocab_size=6, pooling=pooling),
+        FeatureSpec("age", "dense", "regular", "user", width=2),
+        FeatureSpec("item_id", "categorical", "regular", "item", vocab_size=6),
+        FeatureSpec("shop", "categorical", "regular", "item", vocab_size=3),
+        FeatureSpec("cat_clicks", "dense", "privileged", None, width=2),
+        FeatureSpec("chatted", "categorical", "privileged", None, vocab_size=3),
+    ))
+
+
+def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dataset:
+    """``spec.rows`` random rows: ids uniform over each vocabulary, dense columns standard
+    normal, 0..3 ids per multi-id row with row 0 empty, labels 0 and 1 in rows 0 and 1, and
+    weights uniform in [0.5, 2) in the case's dtype when ``spec.weights``."""
+    n = spec.rows
+    columns = {}
+    for f in schema:
+        if f.kind == "categorical":
+            columns[f.name] = rng.integers(0, f.vocab_size, n)
+        elif f.kind == "dense":
+            columns[f.name] = rng.standard_normal((n, f.width))
+        else:
+            lengths = rng.integers(0, 4, n)
+            lengths[0] = 0
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            columns[f.name] = MultiIds(rng.integers(0, f.vocab_size, offsets[-1]), offsets)
+    labels = rng.random(n) < 0.5
+    labels[:2] = (False, True)
+    weights = rng.uniform(0.5, 2.0, n).astype(spec.dtype) if spec.weights else None
+    return Dataset(schema, columns, labels.astype(np.int8), user_ids=columns["user_id"], weights=weights)
+
+
+def _model_layout(model) -> dict:
+    """How ``model`` reads its parameters: per input slot the field and its table (None for
+    a dense column), in concatenation order, and the MLP layers' name prefixes."""
+    def inputs(encoder):
+        return [{"field": f.name, "table": encoder.table_names.get(f.name)} for f in encoder.fields]
+
+    def layers(stack):
+        return [w.removesuffix(".weight") for w, _ in stack.names]
+
+    if model.kind == "mlp":
+        return {"kind": "mlp", "inputs": inputs(model.encoder), "mlp": layers(model.mlp)}
+    return {"kind": "two_tower", "user_inputs": inputs(model.user_encoder), "item_inputs": inputs(model.item_encoder),
+            "user_mlp": layers(model.user_mlp), "item_mlp": layers(model.item_mlp),
+            "bias": f"{model.prefix}.bias" if model.bias else None}
+
+
+def _input_arrays(batch: Dataset) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, column in batch.columns.items():
+        if isinstance(column, MultiIds):
+            arrays[f"input.{name}.values"], arrays[f"input.{name}.offsets"] = column.values, column.offsets
+        else:
+            arrays[f"input.{name}"] = column
+    arrays["input.labels"] = batch.labels
+    if batch.weights is not None:
+        arrays["input.weights"] = batch.weights
+    return arrays
+
+
+def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
+    """All arrays of the case ``spec``, in file order: ``meta``, ``input.*``, ``param.*``
+    (initial values), ``output.*`` (docs/oracle.md lists every name, shape and dtype).
+
+    Initial parameters: ``init_params`` of the teacher (stream ``[seed, 2]``) then of the
+    student (stream ``[seed, 1]``), as in ``train.train``; then every bias is redrawn
+    ``~ N(0, BIAS_INIT_STD^2)`` from the data stream ``[seed, 5]`` (after the batch), so that
+    a mishandled bias shows at the first step. Step k = 1..3 runs ``train.step_gradients`` on
+    the same batch with ``lambda_at(start_step + k - 1)`` (0 without a teacher), then one
+    ``optim.Adam`` step. In two-stage mode the teacher's logits are computed once from its
+    parameters and held fixed; only the student is trained.
+    """
+    schema = case_schema(spec.pooling)
+    student, teacher = build_models(schema, spec.method, spec.train_config())
+    dtype = np.dtype(spec.dtype)
+    params = {}
+    if teacher is not None:
+        params.update(teacher.init_params(np.random.default_rng([spec.seed, STREAM_TEACHER_INIT]), dtype))
+    params.update(student.init_params(np.random.default_rng([spec.seed, STREAM_STUDENT_INIT]), dtype))
+    rng = np.random.default_rng([spec.seed, STREAM_CASE_DATA])
+    batch = _case_batch(spec, schema, rng)
+    for name in params:
+        if name.endswith(".bias"):
+            params[name] = (BIAS_INIT_STD * rng.standard_normal(params[name].shape)).astype(dtype)
+    sync = teacher is not None and spec.mode == "sync"
+    meta = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "case": asdict(spec), "steps": STEPS,
+        "optimizer_rule": ADAM_RULES[spec.adam_sparse], "schema": json.loads(schema.to_json()),
+        "models": {"student": _model_layout(student), "teacher": None if teacher is None else _model_layout(teacher)},
+        "teacher_trained": sync,
+    }
+    arrays = {META_KEY: np.array(json.dumps(meta))}
+    arrays.update(_input_arrays(batch))
+    arrays.update({f"param.{name}": value.copy() for name, value in params.items()})
+    arrays.update(_run_steps(spec, student, teacher, sync, params, batch))
+    return arrays
+
+
+def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch: Dataset) -> dict[str, np.ndarray]:
+    """The ``output.*`` arrays: the lambda of every step, first-step logits, losses and
+    gradients, the parameters after steps ``AFTER_STEPS``. Updates ``params`` in place."""
+    distill = spec.distill_config()
+    lambdas = [lambda_at(spec.start_step + k, distill) if teacher is not None else 0.0 for k in range(STEPS)]
+    frozen_teacher_logits = None if teacher is None or sync else teacher.forward(params, batch)[0]
+    optimizer = Adam(spec.lr, spec.beta1, spec.beta2, spec.eps, sparse=spec.adam_sparse)
+    outputs = {"output.lambdas": np.array(lambdas, dtype=np.float64)}
+    for k, lam in enumerate(lambdas, start=1):
+        out = step_gradients(student, teacher if sync else None, params, batch, lam, distill, frozen_teacher_logits)
+        trained = [name for name in params if name in out.grads]
+        if k == 1:
+            outputs["output.student_logits"] = out.student_logits
+            if out.teacher_logits is not None:
+                outputs["output.teacher_logits"] = out.teacher_logits
+            for term, value in out.terms.items():
+                if not np.isnan(value):  # "soft" without a teacher does not exist
+                    outputs[f"output.loss.{term}"] = np.asarray(value)
+            outputs.update({f"output.grad.{name}": to_dense(out.grads[name]) for name in trained})
+        optimizer.step(params, out.grads)
+        if k in AFTER_STEPS:
+            outputs.update({f"output.after{k}.{name}": params[name].copy() for name in trained})
+    return outputs
+
+
+def save_case(path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to one compressed ``.npz`` at exactly ``path`` (no pickled objects)."""
+    with open(path, "wb") as file:
+        np.savez_compressed(file, **arrays)
+
+
+def load_arrays(path, name: str = "path") -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (read with ``allow_pickle=False``), in file
+    order. ValueError starting with ``name`` when the file cannot be read as such."""
+    where = f"{name}: {os.fspath(path)!r}"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{where} cannot be read as .npz ({error})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{where} is a .npy array, not an .npz archive")
+    try:
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except ValueError as error:
+        raise ValueError(f"{where} holds an array that needs pickling ({error})") from None
+
+
+def case_meta(arrays: dict[str, np.ndarray], name: str = "case") -> dict:
+    """The decoded ``meta`` of a case; ValueError starting with ``name`` if it is not a case."""
+    try:
+        meta = json.loads(str(arrays[META_KEY]))
+    except (KeyError, json.JSONDecodeError):
+        raise ValueError(f"{name}: not a pfd_ref oracle case (no readable {META_KEY!r} array)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{name}: not a pfd_ref oracle case ({META_KEY!r} does not name the format)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{name}: case format {meta.get('format_version')}; this version reads {FORMAT_VERSION}")
+    return meta
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class ArrayResult:
+    """The comparison of one array. ``problem`` is "" (values compared), "missing",
+    "extra", "shape ..." or "dtype ..."; the errors are NaN when the values were not
+    compared, infinite where THEIRS is not finite."""
+
+    name: str
+    shape: tuple | None
+    max_abs_error: float
+    max_rel_error: float
+    passed: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """All comparisons of one check, in the case's array order, then the extra arrays."""
+
+    results: tuple[ArrayResult, ...]
+    rtol: float
+    atol: float
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the arrays that failed, in report order."""
+        return [r.name for r in self.results if not r.passed]
+
+    def format(self, only_failures: bool = False) -> str:
+        """A table: name, shape, worst absolute and relative error, ok/FAIL (with the
+        problem), then one summary line naming the first failures. ``only_failures`` leaves
+        out the passing rows."""
+        width = max([len(r.name) for r in self.results] + [5])
+        lines = [f"{'array':<{width}}  {'shape':<10} {'max abs err':>11}  {'max rel err':>11}  result"]
+        for r in self.results:
+            if only_failures and r.passed:
+                continue
+            shape = "-" if r.shape is None else str(r.shape)
+            errors = "          -            -" if math.isnan(r.max_abs_error) else (
+                f"{r.max_abs_error:11.3e}  {r.max_rel_error:11.3e}")
+            verdict = "ok" if r.passed else "FAIL" + (f" ({r.problem})" if r.problem else "")
+            lines.append(f"{r.name:<{width}}  {shape:<10} {errors}  {verdict}")
+        n = len(self.results)
+        tolerance = f"|theirs - case| <= {self.atol:g} + {self.rtol:g} |case|"
+        if self.passed:
+            lines.append(f"PASS: {n} arrays, every entry within {tolerance}")
+        else:
+            failed = self.failed
+            listed = ", ".join(failed[:SUMMARY_NAMES]) + (f", ... (+{len(failed) - SUMMARY_NAMES} more)"
+                                                            if len(failed) > SUMMARY_NAMES else "")
+            lines.append(f"FAIL: {len(failed)} of {n} arrays ({tolerance}): {listed}")
+        return "\n".join(lines)
+
+
+def _compare(name: str, expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> ArrayResult:
+    if actual.dtype != expected.dtype:
+        return ArrayResult(name, expected.shape, math.nan, math.nan, False,
+                           f"dtype {actual.dtype}, expected {expected.dtype}")
+    if actual.shape != expected.shape:
+        return ArrayResult(name, expected.shape, math.nan, math.nan, False,
+                           f"shape {actual.shape}, expected {expected.shape}")
+    if expected.dtype.kind not in "fc":  # ids, offsets, labels, meta: must be equal
+        equal = bool(np.array_equal(actual, expected))
+        return ArrayResult(name, expected.shape, 0.0 if equal else math.inf, 0.0 if equal else math.inf, equal,
+                           "" if equal else "values differ")
+    if expected.size == 0:
+        return ArrayResult(name, expected.shape, 0.0, 0.0, True)
+    expected64, actual64 = expected.astype(np.float64), actual.astype(np.float64)
+    difference = actual64 - expected64
+    abs_error = np.where(np.isfinite(difference), np.abs(difference), math.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_error = np.where(abs_error == 0, 0.0, abs_error / np.abs(expected64))
+    passed = bool(np.all(abs_error <= atol + rtol * np.abs(expected64)))
+    return ArrayResult(name, expected.shape, float(abs_error.max()), float(rel_error.max()), passed)
+
+
+def default_tolerances(case: dict[str, np.ndarray]) -> tuple[float, float]:
+    """``(rtol, atol)`` for the case's dtype: (1e-9, 1e-12) for float64, (1e-4, 1e-6) for float32."""
+    return DEFAULT_TOLERANCES[case_meta(case)["case"]["dtype"]]
+
+
+def check_arrays(case: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rtol: float | None = None,
+                 atol: float | None = None) -> CheckReport:
+    """Compare another implementation's arrays ``theirs`` with the case's, by name.
+
+    Required: every ``output.*`` array of the case. Compared: every array of ``theirs``
+    except ``meta`` (so ``input.*`` and ``param.*`` copies are checked too when present).
+    An array of ``theirs`` with a name the case lacks is an "extra" failure; a missing one, a
+    dtype or a shape that differs fails with that problem. Floating arrays pass when every
+    entry satisfies ``|theirs - case| <= atol + rtol |case|`` (NaN or infinity never passes);
+    integer arrays must be equal. Errors: ``max |theirs - case|`` and
+    ``max |theirs - case| / |case|`` over the entries (0/0 counts 0, x/0 infinity).
+    rtol, atol : None for ``default_tolerances(case)``; otherwise finite and >= 0.
+    """
+    default_rtol, default_atol = default_tolerances(case)
+    rtol = default_rtol if rtol is None else check_non_negative("rtol", rtol)
+    atol = default_atol if atol is None else check_non_negative("atol", atol)
+    results = []
+    for name, expected in case.items():
+        if name == META_KEY:
+            continue
+        if name in theirs:
+            results.append(_compare(name, expected, np.asarray(theirs[name]), rtol, atol))
+        elif name.startswith("output."):
+            results.append(ArrayResult(name, expected.shape, math.nan, math.nan, False, "missing"))
+    results += [ArrayResult(name, None, math.nan, math.nan, False, "extra")
+                for name in theirs if name != META_KEY and name not in case]
+    return CheckReport(tuple(results), rtol, atol)
+
+
+def check_files(case_path, theirs_path, rtol: float | None = None, atol: float | None = None) -> CheckReport:
+    """``check_arrays`` on two ``.npz`` files (the case first)."""
+    case = load_arrays(case_path, "case")
+    case_meta(case)
+    return check_arrays(case, load_arrays(theirs_path, "theirs"), rtol, atol)
+
+
+def recompute(case: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of the case rebuilt by this version of pfd_ref from the case's settings."""
+    return compute_case(CaseSpec.from_dict(case_meta(case)["case"]))
+

@@ -1,0 +1,58 @@
+"""Rewrite the golden oracle cases ``tests/golden/*.npz`` (float64) from ``GOLDEN_CASES``.
+
+Run from the repository root: ``python -m tests.golden.regenerate``. It deletes every
+``*.npz`` here first, so the directory holds exactly the cases listed below;
+``tests/test_oracle.py`` fails when the code no longer reproduces them (docs/oracle.md).
+
+Every student kind x method x mode appears once; across the set the cases also cover
+shared embeddings, temperatures other than 1, the warm-up boundary (lambda 0 at the first
+step, > 0 at steps 2 and 3), hard weight "one", sum and mean pooling of the multi-id field
+(every case has one, with an empty row), per-example weights, and lazy and dense Adam.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pfd_ref.oracle import CaseSpec, compute_case, save_case
+
+GOLDEN_DIR = Path(__file__).resolve().parent
+BOUNDARY = dict(warmup_steps=2, start_step=1)  # lambda_at(1) = 0, lambda_at(2) = lambda_at(3) = lambda
+
+GOLDEN_CASES = {
+    "mlp-baseline-sync": CaseSpec("mlp", "baseline", "sync", seed=1, weights=True),
+    "mlp-baseline-two_stage-dense": CaseSpec("mlp", "baseline", "two-stage", seed=2, adam_sparse="dense"),
+    "mlp-md-sync-boundary": CaseSpec("mlp", "md", "sync", seed=3, **BOUNDARY),
+    "mlp-md-two_stage-sum-dense": CaseSpec("mlp", "md", "two-stage", seed=4, pooling="sum", adam_sparse="dense"),
+    "mlp-pfd-sync-shared-T2-weights": CaseSpec("mlp", "pfd", "sync", seed=5, shared_embeddings=True, temperature=2.0,
+                                               weights=True),
+    "mlp-pfd-two_stage-T2": CaseSpec("mlp", "pfd", "two-stage", seed=6, temperature=2.0),
+    "mlp-pfd+md-sync-boundary-T0.5-hard_one": CaseSpec("mlp", "pfd+md", "sync", seed=7, temperature=0.5,
+                                                       hard_weight="one", lambda_=0.8, **BOUNDARY),
+    "mlp-pfd+md-two_stage-weights-sum": CaseSpec("mlp", "pfd+md", "two-stage", seed=8, weights=True, pooling="sum"),
+    "two_tower-baseline-two_stage-weights": CaseSpec("two_tower", "baseline", "two-stage", seed=9, weights=True),
+    "two_tower-baseline-sync-sum": CaseSpec("two_tower", "baseline", "sync", seed=10, pooling="sum"),
+    "two_tower-md-sync-shared": CaseSpec("two_tower", "md", "sync", seed=11, shared_embeddings=True),
+    "two_tower-md-two_stage-T3": CaseSpec("two_tower", "md", "two-stage", seed=12, temperature=3.0),
+    "two_tower-pfd-sync-T2-weights-dense": CaseSpec("two_tower", "pfd", "sync", seed=13, temperature=2.0,
+                                                    weights=True, adam_sparse="dense"),
+    "two_tower-pfd-two_stage-boundary": CaseSpec("two_tower", "pfd", "two-stage", seed=14, **BOUNDARY),
+    "two_tower-pfd+md-sync-shared-boundary-T2-dense": CaseSpec("two_tower", "pfd+md", "sync", seed=15,
+                                                               shared_embeddings=True, temperature=2.0,
+                                                               adam_sparse="dense", **BOUNDARY),
+    "two_tower-pfd+md-two_stage-weights-sum-dense": CaseSpec("two_tower", "pfd+md", "two-stage", seed=16,
+                                                             weights=True, pooling="sum", adam_sparse="dense"),
+}
+
+
+def main() -> None:
+    for stale in GOLDEN_DIR.glob("*.npz"):
+        stale.unlink()
+    for name, spec in GOLDEN_CASES.items():
+        save_case(GOLDEN_DIR / f"{name}.npz", compute_case(spec))
+    total = sum(path.stat().st_size for path in GOLDEN_DIR.glob("*.npz"))
+    print(f"wrote {len(GOLDEN_CASES)} cases to {GOLDEN_DIR} ({total / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
