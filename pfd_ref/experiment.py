@@ -2,8 +2,10 @@
 
 A record is one (task, method, seed) result with the keys ``task, method, seed, mode, auc,
 gauc, logloss, mean_predicted, observed_rate, train_seconds``. The summary gives, per
-method, the mean and sample standard deviation over seeds and the AUC/GAUC gain over the
-baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``).
+method, the mean and sample standard deviation over seeds, the AUC/GAUC gain over the
+baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``),
+and for ``pfd+md`` (and the ``teacher`` row) the AUC difference from its equal-capacity
+control ``md`` (``md_teacher``), the comparison that isolates the privileged features.
 The pseudo-methods ``teacher``, ``md_teacher`` and ``pfd_teacher`` report the own scores of
 the teacher of ``pfd+md``, ``md`` and ``pfd`` (``TEACHER_OF``). They are references, not
 servable models (``teacher`` and ``pfd_teacher`` read privileged features). Comparing
@@ -21,6 +23,9 @@ from pfd_ref.train import METHODS, TrainConfig, check_method, predict, train, wi
 
 TEACHER_OF = {"teacher": "pfd+md", "md_teacher": "md", "pfd_teacher": "pfd"}
 REPORTED_METHODS = METHODS + tuple(TEACHER_OF)
+# Equal-capacity controls: the same teacher architecture without privileged features. Only
+# a gain over the control can be credited to the privileged features (not to the teacher's size).
+CONTROL_OF = {"pfd+md": "md", "teacher": "md_teacher"}
 
 
 def parse_methods(methods) -> tuple[str, ...]:
@@ -74,16 +79,28 @@ def _evaluate(model, params: dict, data: Dataset) -> dict:
     return evaluate(data.labels, predict(model, params, data), data.user_ids)
 
 
+def _paired_gain(by_seed: dict, reference: dict | None, key: str) -> tuple[float, float, float]:
+    """``(mean, std, p)`` of ``by_seed[s][key] - reference[s][key]`` over the seeds of
+    ``by_seed`` (two-sided paired t-test); nan when ``reference`` lacks one of those seeds."""
+    seeds = sorted(by_seed)
+    if reference is None or by_seed is reference or not all(s in reference for s in seeds):
+        return float("nan"), float("nan"), float("nan")
+    cmp = paired_comparison(np.array([by_seed[s][key] for s in seeds]), np.array([reference[s][key] for s in seeds]))
+    return cmp["mean_gain"], cmp["std_gain"], cmp["p_value"]
+
+
 def summarize(records: list[dict], baseline: str = "baseline") -> list[dict]:
-    """One row per (task, method): mean and std of each metric over seeds, and the paired
-    AUC and GAUC gains over ``baseline`` (nan where the baseline is absent)."""
+    """One row per (task, method): mean and std of each metric over seeds; the paired AUC and
+    GAUC gains over ``baseline`` (``auc_gain``, ``auc_gain_std``, ``auc_p``, same for gauc);
+    and, for the methods of ``CONTROL_OF``, the paired AUC difference from their
+    equal-capacity control (``auc_vs_control``, ``auc_vs_control_std``, ``auc_vs_control_p``).
+    Entries are nan where the reference method or one of the seeds is absent."""
     rows = []
     for task in dict.fromkeys(r["task"] for r in records):
-        task_records = [r for r in records if r["task"] == task]
         by_method = {}
-        for r in task_records:
-            by_method.setdefault(r["method"], {})[r["seed"]] = r
-        base = by_method.get(baseline)
+        for r in records:
+            if r["task"] == task:
+                by_method.setdefault(r["method"], {})[r["seed"]] = r
         for method in sorted(by_method, key=lambda m: m in TEACHER_OF):  # teacher rows last
             by_seed = by_method[method]
             seeds = sorted(by_seed)
@@ -93,12 +110,10 @@ def summarize(records: list[dict], baseline: str = "baseline") -> list[dict]:
                 row[key] = float(values.mean())
                 row[key + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
             for key in ("auc", "gauc"):
-                if base is not None and method != baseline and all(s in base for s in seeds):
-                    cmp = paired_comparison(np.array([by_seed[s][key] for s in seeds]),
-                                            np.array([base[s][key] for s in seeds]))
-                    row[key + "_gain"], row[key + "_gain_std"], row[key + "_p"] = cmp["mean_gain"], cmp["std_gain"], cmp["p_value"]
-                else:
-                    row[key + "_gain"] = row[key + "_gain_std"] = row[key + "_p"] = float("nan")
+                row[key + "_gain"], row[key + "_gain_std"], row[key + "_p"] = _paired_gain(
+                    by_seed, by_method.get(baseline), key)
+            row["auc_vs_control"], row["auc_vs_control_std"], row["auc_vs_control_p"] = _paired_gain(
+                by_seed, by_method.get(CONTROL_OF.get(method)), "auc")
             rows.append(row)
     return rows
 
@@ -107,17 +122,28 @@ def _pm(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _gain_text(mean: float, std: float) -> str:
+    if np.isnan(mean):
+        return ""
+    return f"{mean:+.4f}" if np.isnan(std) else f"{mean:+.4f} ± {std:.4f}"
+
+
+def _p_text(p: float) -> str:
+    return "" if np.isnan(p) else f"{p:.3f}"
+
+
 def format_table(rows: list[dict]) -> str:
-    """Plain-text table of ``summarize`` rows for one task."""
-    header = ("method", "AUC", "GAUC", "log loss", "AUC gain vs baseline", "p", "train s")
+    """Plain-text table of ``summarize`` rows for one task, with a note on the controls."""
+    header = ("method", "AUC", "GAUC", "log loss", "AUC gain vs baseline", "p", "AUC vs control", "p", "train s")
     lines = []
     for r in rows:
-        gain = "" if np.isnan(r["auc_gain"]) else (f"{r['auc_gain']:+.4f}" if np.isnan(r["auc_gain_std"])
-                                                   else f"{r['auc_gain']:+.4f} ± {r['auc_gain_std']:.4f}")
-        p = "" if np.isnan(r["auc_p"]) else f"{r['auc_p']:.3f}"
         name = r["method"] + (" (not servable)" if r["method"] in TEACHER_OF else "")
         lines.append((name, _pm(r["auc"], r["auc_std"], 4), _pm(r["gauc"], r["gauc_std"], 4),
-                      _pm(r["logloss"], r["logloss_std"], 4), gain, p, f"{r['train_seconds']:.1f}"))
+                      _pm(r["logloss"], r["logloss_std"], 4), _gain_text(r["auc_gain"], r["auc_gain_std"]),
+                      _p_text(r["auc_p"]), _gain_text(r["auc_vs_control"], r["auc_vs_control_std"]),
+                      _p_text(r["auc_vs_control_p"]), f"{r['train_seconds']:.1f}"))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+    note = "control (same teacher capacity, no privileged features): " + ", ".join(
+        f"{method} vs {control}" for method, control in CONTROL_OF.items())
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines] + [note])

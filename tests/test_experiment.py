@@ -68,6 +68,22 @@ def test_summary_gives_mean_std_and_a_paired_gain_over_the_baseline():
     assert "teacher (not servable)" in table and f"{diff.mean():+.4f} ± {diff.std(ddof=1):.4f}" in table
 
 
+def test_summary_compares_pfd_md_with_its_equal_capacity_control():
+    md, pfd_md = [0.70, 0.74, 0.72], [0.71, 0.76, 0.72]
+    records = [_record("baseline", s, 0.7) for s in range(3)] + [_record("md", s, a) for s, a in enumerate(md)]
+    records += [_record("pfd+md", s, a) for s, a in enumerate(pfd_md)]
+    rows = {r["method"]: r for r in summarize(records)}
+    diff = np.array(pfd_md) - np.array(md)
+    assert rows["pfd+md"]["auc_vs_control"] == pytest.approx(diff.mean(), rel=1e-12)
+    assert rows["pfd+md"]["auc_vs_control_p"] == pytest.approx(stats.ttest_rel(pfd_md, md).pvalue, rel=1e-10)
+    assert np.isnan(rows["md"]["auc_vs_control"]) and np.isnan(rows["baseline"]["auc_vs_control"])
+    table = format_table(list(rows.values()))
+    pfd_md_line = next(line for line in table.splitlines() if line.startswith("pfd+md"))
+    assert f"{diff.mean():+.4f} ± {diff.std(ddof=1):.4f}" in pfd_md_line
+    assert "pfd+md vs md" in table.splitlines()[-1]
+
+
 def test_summary_without_a_shared_baseline_seed_reports_no_gain():
     rows = {r["method"]: r for r in summarize([_record("baseline", 0, 0.7), _record("pfd", 1, 0.8)])}
     assert np.isnan(rows["pfd"]["auc_gain"]) and np.isnan(rows["pfd"]["auc_std"])
+    assert np.isnan(rows["pfd"]["auc_vs_control"])
