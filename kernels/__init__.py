@@ -1,10 +1,14 @@
-"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, scatter-add.
+"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, scatter-add, ReLU
+backward, lazy Adam.
 
-Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels`` and
-``pfd_ref.sparse.coalesce_rows``) and parity tests (tests/test_kernels.py). The public
-functions below validate their arguments (float32 or float64, one dtype across arguments,
-C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between the
-serial and the parallel kernel; the ``@njit`` functions they call take plain arrays only.
+Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
+``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._sparse_adam_rows_update_`` and the
+``np.where`` of ``pfd_ref.layers.relu_backward``) and parity tests (tests/test_kernels.py).
+The public functions below validate their arguments (float32 or float64, one dtype across
+arguments, C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between
+the serial and the parallel kernel; the ``@njit`` functions they call take plain arrays
+only. ``sparse_adam_rows_`` updates the table and its moments in place, so it takes them
+in any layout.
 Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
 (used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
 Kernels are compiled on first use and cached on disk (``cache=True``);
@@ -15,12 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import embedding, mlp, scoring
+from kernels import activation, adam, embedding, mlp, scoring
+from kernels.activation import relu_backward
+from kernels.adam import sparse_adam_rows_
 from kernels.embedding import coalesce_rows
 from kernels.mlp import mlp_scores
 from kernels.scoring import score_items, top_k_items, top_k_scores
 
-__all__ = ["coalesce_rows", "compile_all", "mlp_scores", "score_items", "top_k_items", "top_k_scores"]
+__all__ = [
+    "coalesce_rows", "compile_all", "mlp_scores", "relu_backward", "score_items", "sparse_adam_rows_",
+    "top_k_items", "top_k_scores",
+]
 
 
 def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
@@ -31,3 +40,5 @@ def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
         scoring.warm_up(dtype)
         mlp.warm_up(dtype, mlp_depths)
         embedding.warm_up(dtype)
+        adam.warm_up(dtype)
+        activation.warm_up(dtype)

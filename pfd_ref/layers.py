@@ -6,8 +6,12 @@ returns the dtype it was given; mixing the two among its float arguments is a ``
 The derivation of every backward formula is in docs/derivations.md under the function's name.
 
 Public functions validate their inputs (shapes, dtypes, id ranges, NaN/infinity) with
-``pfd_ref.validation``; ``mlp_forward``/``mlp_backward`` validate once and then run the
-unchecked cores ``_linear_*``/``_relu_*`` layer by layer.
+``pfd_ref.validation`` and then call an unchecked core of the same name with a leading
+underscore (``embedding_forward`` -> ``_embedding_forward``), which computes the formula of
+the public docstring on arrays known to be valid. ``mlp_forward``/``mlp_backward`` validate
+once and run ``_linear_*``/``_relu_*`` layer by layer; ``pfd_ref.models`` calls the cores
+directly on batches of a validated ``Dataset`` and its own checked parameters (docs/conventions.md:
+inner loops do not re-validate).
 """
 
 from __future__ import annotations
@@ -78,9 +82,13 @@ def embedding_forward(table: np.ndarray, ids) -> np.ndarray:
     """
     table = _check_table(table)
     ids = check_ids("ids", ids, table.shape[0])
-    out = table[ids]
+    out = _embedding_forward(table, ids)
     _check_rows_finite(out)
     return out
+
+
+def _embedding_forward(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return table[ids]
 
 
 def embedding_backward(d_out: np.ndarray, ids, num_rows: int) -> RowSparseGrad:
@@ -94,6 +102,10 @@ def embedding_backward(d_out: np.ndarray, ids, num_rows: int) -> RowSparseGrad:
     num_rows = _check_num_rows(num_rows)
     ids = check_ids("ids", ids, num_rows)
     check_shape("ids", ids, (d_out.shape[0],))
+    return _embedding_backward(d_out, ids, num_rows)
+
+
+def _embedding_backward(d_out: np.ndarray, ids: np.ndarray, num_rows: int) -> RowSparseGrad:
     return _coalesce(ids, d_out, num_rows)
 
 
@@ -112,8 +124,12 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
     table = _check_table(table)
     pooling = _check_pooling(pooling)
     values, offsets = _check_pooled_ids(values, offsets, table.shape[0])
+    _check_rows_finite(table[values])
+    return _pooled_embedding_forward(table, values, offsets, pooling)
+
+
+def _pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
     gathered = table[values]
-    _check_rows_finite(gathered)
     counts = np.diff(offsets)
     out = np.zeros((counts.shape[0], table.shape[1]), dtype=table.dtype)
     nonempty = counts > 0
@@ -143,8 +159,13 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
     num_rows = _check_num_rows(num_rows)
     pooling = _check_pooling(pooling)
     values, offsets = _check_pooled_ids(values, offsets, num_rows)
+    check_shape("d_out", d_out, (offsets.shape[0] - 1, None))
+    return _pooled_embedding_backward(d_out, values, offsets, num_rows, pooling)
+
+
+def _pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
+                               pooling: str) -> RowSparseGrad:
     counts = np.diff(offsets)
-    check_shape("d_out", d_out, (counts.shape[0], None))
     value_grads = np.repeat(d_out, counts, axis=0)  # (nnz, d): row i's gradient, once per id in it
     if pooling == "mean":
         value_grads /= np.repeat(counts, counts)[:, None].astype(d_out.dtype)
@@ -155,7 +176,9 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
 
 
 def _linear_forward(x, weight, bias):
-    return x @ weight + bias
+    y = x @ weight
+    y += bias  # in place: the same sums as ``x @ weight + bias``, one temporary less
+    return y
 
 
 def _linear_backward(d_y, x, weight):
@@ -163,7 +186,9 @@ def _linear_backward(d_y, x, weight):
 
 
 def _relu_backward(d_y, x):
-    return np.where(x > 0, d_y, 0)
+    """``np.where(x > 0, d_y, 0)`` computed by the Numba kernel ``kernels.relu_backward`` (the
+    same bits; NumPy's ``where`` mispredicts a branch on about half of the elements)."""
+    return kernels.relu_backward(d_y, x)
 
 
 def _check_linear(x, weight, bias) -> None:
@@ -257,6 +282,10 @@ def mlp_forward(x: np.ndarray, weights: list, biases: list) -> tuple[np.ndarray,
     Returns ``(out (n, out), cache)`` with ``cache`` an ``MLPCache`` for ``mlp_backward``.
     """
     _check_mlp_params(x, weights, biases)
+    return _mlp_forward(x, weights, biases)
+
+
+def _mlp_forward(x: np.ndarray, weights: list, biases: list) -> tuple[np.ndarray, MLPCache]:
     h, inputs, pre_activations = x, [], []
     last = len(weights) - 1
     for j, (weight, bias) in enumerate(zip(weights, biases)):
@@ -282,6 +311,10 @@ def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, 
     last_z = cache.pre_activations[-1]
     d_out = check_float_array("d_out", d_out, ndim=2, dtype=last_z.dtype)
     check_shape("d_out", d_out, last_z.shape)
+    return _mlp_backward(d_out, cache)
+
+
+def _mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list]:
     num_layers = len(cache.weights)
     d_weights, d_biases = [None] * num_layers, [None] * num_layers
     d_z = d_out
@@ -307,6 +340,10 @@ def inner_product_forward(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     u, v : ``(n, k)`` of one float dtype. Returns ``(n,)`` in that dtype.
     """
     _check_pair(u, v)
+    return _inner_product_forward(u, v)
+
+
+def _inner_product_forward(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.einsum("ik,ik->i", u, v)
 
 
@@ -319,4 +356,8 @@ def inner_product_backward(d_logits: np.ndarray, u: np.ndarray, v: np.ndarray) -
     _check_pair(u, v)
     d_logits = check_float_array("d_logits", d_logits, ndim=1, dtype=u.dtype)
     check_shape("d_logits", d_logits, (u.shape[0],))
+    return _inner_product_backward(d_logits, u, v)
+
+
+def _inner_product_backward(d_logits: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d_logits[:, None] * v, d_logits[:, None] * u

@@ -13,6 +13,14 @@ A model owns a parameter-name prefix and reads only the columns of its own field
 Every model has ``init_params(rng, dtype)``, ``forward(params, batch) -> (logits, cache)``
 and ``backward(params, cache, d_logits) -> grads``; the chain rules are in
 docs/derivations.md ("Models").
+
+Validation happens once per call, at the model's boundary, and the layers' unchecked cores
+(``pfd_ref.layers._*``) do the arithmetic. ``forward`` checks each embedding table's dtype
+and shape, the ids of the batch (a ``Dataset`` validated them at construction, so only its
+field specs are compared; any other batch, such as serving's rows, is checked id by id), and
+runs the MLP through the checked ``layers.mlp_forward``, whose finiteness check on the MLP
+input covers every table row the batch looks up and every dense value. ``backward`` checks
+``d_logits`` and trusts the cache of its own ``forward``.
 """
 
 from __future__ import annotations
@@ -20,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from pfd_ref import layers
-from pfd_ref.data import Dataset
+from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec
-from pfd_ref.validation import FLOAT_DTYPES
+from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_shape
 
 EMBEDDING_INIT_STD = 0.05
 
@@ -32,6 +40,33 @@ def _check_dtype(dtype) -> np.dtype:
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
     return dtype
+
+
+def _batch_column(batch, field: FeatureSpec):
+    """The batch's column of ``field``, its ids known to lie inside ``[0, vocab_size)``.
+
+    A ``Dataset`` checked its columns against its schema when it was built, so a column is
+    used as it is when the schema gives the field the model's kind and vocabulary size; the
+    ids of any other batch are checked here (``ValueError`` naming ``batch.columns['name']``).
+    """
+    column = batch.columns[field.name]
+    if field.kind == "dense":
+        return column
+    if isinstance(batch, Dataset):  # its columns are exactly its schema's fields
+        spec = batch.schema[field.name]
+        if spec.kind == field.kind and spec.vocab_size == field.vocab_size:
+            return column
+    label = f"batch.columns[{field.name!r}]"
+    if field.kind == "categorical":
+        return check_ids(label, column, field.vocab_size)
+    values = check_ids(f"{label}.values", column.values, field.vocab_size)
+    return MultiIds(values, check_offsets(f"{label}.offsets", column.offsets, values.shape[0]))
+
+
+def _check_d_logits(d_logits, n: int, dtype: np.dtype) -> np.ndarray:
+    d_logits = check_float_array("d_logits", d_logits, ndim=1, dtype=dtype)
+    check_shape("d_logits", d_logits, (n,))
+    return d_logits
 
 
 def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype) -> np.ndarray:
@@ -68,17 +103,31 @@ class FieldEncoder:
             if f.kind != "dense"
         }
 
+    def _table(self, params: dict, field: FeatureSpec, dtype: np.dtype) -> np.ndarray:
+        """Table of ``field``; ``ValueError`` naming it unless a ``dtype`` array of shape ``(vocab_size, embed_dim)``."""
+        name = self.table_names[field.name]
+        table = params[name]
+        shape = (field.vocab_size, self.embed_dim)
+        if not isinstance(table, np.ndarray) or table.dtype != dtype or table.shape != shape:
+            got = f"{table.dtype} {table.shape}" if isinstance(table, np.ndarray) else type(table).__name__
+            raise ValueError(f"params[{name!r}]: expected a {dtype} array of shape {shape}, got {got}")
+        return table
+
     def forward(self, params: dict, batch: Dataset, dtype: np.dtype) -> tuple[np.ndarray, list]:
-        """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache."""
+        """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache.
+
+        Checks each table's dtype and shape and the batch's ids (``_batch_column``); the
+        finiteness of ``x`` is left to the MLP that reads it."""
         parts, cache = [], []
         for f in self.fields:
-            column = batch.columns[f.name]
+            column = _batch_column(batch, f)
             if f.kind == "dense":
                 parts.append(column.astype(dtype, copy=False))
             elif f.kind == "categorical":
-                parts.append(layers.embedding_forward(params[self.table_names[f.name]], column))
+                parts.append(layers._embedding_forward(self._table(params, f, dtype), column))
             else:
-                parts.append(layers.pooled_embedding_forward(params[self.table_names[f.name]], column.values, column.offsets, f.pooling))
+                table = self._table(params, f, dtype)
+                parts.append(layers._pooled_embedding_forward(table, column.values, column.offsets, f.pooling))
             cache.append(column)
         return np.concatenate(parts, axis=1), cache
 
@@ -90,9 +139,9 @@ class FieldEncoder:
             d_part = d_x[:, start:start + width]
             start += width
             if f.kind == "categorical":
-                grads[self.table_names[f.name]] = layers.embedding_backward(d_part, column, f.vocab_size)
+                grads[self.table_names[f.name]] = layers._embedding_backward(d_part, column, f.vocab_size)
             elif f.kind == "multi_categorical":
-                grads[self.table_names[f.name]] = layers.pooled_embedding_backward(
+                grads[self.table_names[f.name]] = layers._pooled_embedding_backward(
                     d_part, column.values, column.offsets, f.vocab_size, f.pooling
                 )
         return grads
@@ -116,12 +165,14 @@ class MLPStack:
         return params
 
     def forward(self, params: dict, x: np.ndarray):
+        """``layers.mlp_forward`` (checked: dtypes, shapes, finite ``x`` and parameters)."""
         weights = [params[w] for w, _ in self.names]
         biases = [params[b] for _, b in self.names]
         return layers.mlp_forward(x, weights, biases)
 
     def backward(self, cache, d_out: np.ndarray) -> tuple[np.ndarray, dict]:
-        d_x, d_weights, d_biases = layers.mlp_backward(d_out, cache)
+        """The unchecked ``layers._mlp_backward`` on the cache of ``forward``."""
+        d_x, d_weights, d_biases = layers._mlp_backward(d_out, cache)
         grads = {}
         for (w_name, b_name), d_w, d_b in zip(self.names, d_weights, d_biases):
             grads[w_name] = d_w
@@ -182,6 +233,7 @@ class MLPRanker:
     def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
         """Gradients of ``sum_i d_logits_i * logit_i`` for every parameter (embeddings row-sparse)."""
         encoder_cache, mlp_cache = cache
+        d_logits = _check_d_logits(d_logits, mlp_cache.inputs[0].shape[0], mlp_cache.inputs[0].dtype)
         d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None])
         return merge_grads(grads, self.encoder.backward(encoder_cache, d_x))
 
@@ -249,7 +301,7 @@ class TwoTower:
         x_item, item_enc_cache = self.item_encoder.forward(params, batch, self._dtype(params))
         u, user_cache = self.user_mlp.forward(params, x_user)
         v, item_cache = self.item_mlp.forward(params, x_item)
-        logits = layers.inner_product_forward(u, v)
+        logits = layers._inner_product_forward(u, v)
         if self.bias:
             logits = logits + params[f"{self.prefix}.bias"][0]
         return logits, (user_enc_cache, item_enc_cache, user_cache, item_cache, u, v)
@@ -258,7 +310,8 @@ class TwoTower:
         """Gradients of ``sum_i d_logits_i * logit_i``: ``d_u = d_logits * v``, ``d_v = d_logits * u``,
         ``d_b = sum_i d_logits_i``, then each tower's MLP and encoder backward."""
         user_enc_cache, item_enc_cache, user_cache, item_cache, u, v = cache
-        d_u, d_v = layers.inner_product_backward(d_logits, u, v)
+        d_logits = _check_d_logits(d_logits, u.shape[0], u.dtype)
+        d_u, d_v = layers._inner_product_backward(d_logits, u, v)
         d_x_user, grads = self.user_mlp.backward(user_cache, d_u)
         d_x_item, item_grads = self.item_mlp.backward(item_cache, d_v)
         merge_grads(grads, item_grads)

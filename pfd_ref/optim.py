@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+import kernels
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_non_negative, check_positive, check_shape
 
@@ -94,6 +95,11 @@ def _adam_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: 
     param -= step_size * m / denom
 
 
+def _sparse_adam_step_size(step: int, lr: float, beta1: float, beta2: float) -> float:
+    """SparseAdam's step size ``lr sqrt(1 - beta2^t) / (1 - beta1^t)`` in Python floats."""
+    return lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+
+
 def _sparse_adam_rows_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
     """torch.optim.SparseAdam's update, in place on the gathered rows ``param``, ``m``, ``v``
     (arrays of one shape ``(m_rows, d)`` and dtype); ``step`` is the table's step count t.
@@ -103,10 +109,12 @@ def _sparse_adam_rows_update_(param, grad, m, v, step: int, lr: float, beta1: fl
         p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 
     eps is added to the uncorrected root (Adam's dense rule adds it to the corrected one).
+    This is the readable twin of the Numba kernel ``kernels.sparse_adam_rows_``, which
+    ``Adam`` runs (gather, this update and scatter in one pass, the same bits).
     """
     m += (grad - m) * (1 - beta1)
     v += (grad * grad - v) * (1 - beta2)
-    step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    step_size = _sparse_adam_step_size(step, lr, beta1, beta2)
     denom = np.sqrt(v)
     denom += eps
     param -= step_size * (m / denom)
@@ -126,7 +134,8 @@ class Adam:
     touched rows is ``g_r + l2_embeddings * p[r]``, then
 
     - ``sparse="lazy"``: m, v and p change only on rows r, by SparseAdam's rule (t still
-      advances once per step for the whole table);
+      advances once per step for the whole table), in the Numba kernel
+      ``kernels.sparse_adam_rows_`` (bit-identical to its twin ``_sparse_adam_rows_update_``);
     - ``sparse="dense"``: the gradient is densified (zeros off r) and the whole table takes
       the dense update, so rows with non-zero m keep moving when absent from the batch.
 
@@ -161,14 +170,11 @@ class Adam:
             if not isinstance(grad, RowSparseGrad):
                 _adam_update_(param, grad, m, v, state["step"], **hyper)
                 continue
-            rows = grad.rows
-            param_rows = param[rows]
-            row_grad = _touched_row_grad(grad, param_rows, self.l2_embeddings)
-            if self.sparse == "dense":
-                dense_grad = np.zeros_like(param)
-                dense_grad[rows] = row_grad
-                _adam_update_(param, dense_grad, m, v, state["step"], **hyper)
-            else:
-                m_rows, v_rows = m[rows], v[rows]
-                _sparse_adam_rows_update_(param_rows, row_grad, m_rows, v_rows, state["step"], **hyper)
-                param[rows], m[rows], v[rows] = param_rows, m_rows, v_rows
+            if self.sparse == "lazy":
+                step_size = _sparse_adam_step_size(state["step"], self.lr, self.beta1, self.beta2)
+                kernels.sparse_adam_rows_(param, m, v, grad.rows, grad.values, step_size,
+                                          self.beta1, self.beta2, self.eps, self.l2_embeddings)
+                continue
+            dense_grad = np.zeros_like(param)
+            dense_grad[grad.rows] = _touched_row_grad(grad, param[grad.rows], self.l2_embeddings)
+            _adam_update_(param, dense_grad, m, v, state["step"], **hyper)

@@ -271,6 +271,7 @@ def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=
         batch = data.take(idx)
         logits, cache = model.forward(params, batch)
         loss, d_logits = hard_loss(logits, batch.labels, _weights(batch, params))
+        check_finite_loss(step - 1, {"hard": loss}, objective="hard")
         optimizer.step(params, model.backward(params, cache, d_logits))
         if progress is not None:
             progress(step, float(loss))
@@ -353,6 +354,21 @@ def step_gradients(student, teacher, params: dict, batch: Dataset, lam: float, d
     return StepOutput(s_logits, teacher_logits, terms, grads)
 
 
+def check_finite_loss(step: int, terms: dict, objective: str = "total") -> None:
+    """Raise ``ValueError`` naming the step and every loss term when ``terms[objective]`` (the
+    loss the gradients are of) is NaN or infinite; ``step`` counts from 0 as in the history.
+
+    The training loops call it once per step, before the optimizer, so the parameters stay
+    as they were before that step. The models' forward checks its inputs (finite MLP input
+    and parameters) and the optimizer its gradients; this catches what lies between, e.g. a
+    weighted mean whose sum overflows although every example's loss is finite.
+    """
+    if not np.isfinite(terms[objective]):
+        listing = ", ".join(f"{name}={float(value)}" for name, value in terms.items())
+        raise ValueError(f"loss: the {objective!r} loss is {float(terms[objective])} at step {step} (counted from 0; "
+                         f"terms: {listing}); the parameters were not updated at this step")
+
+
 def _run_loop(data, student, teacher, params, optimizer, config, n_steps, history, log_every, progress,
               frozen_teacher_logits):
     """One loop over the student's batches. With ``teacher`` (sync): both models step on
@@ -364,6 +380,7 @@ def _run_loop(data, student, teacher, params, optimizer, config, n_steps, histor
         lam = lambda_at(step, config.distill) if distilled else 0.0
         frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
         out = step_gradients(student, teacher, params, data.take(idx), lam, config.distill, frozen)
+        check_finite_loss(step, out.terms)
         optimizer.step(params, out.grads)
         if step % log_every == 0 or step == n_steps - 1:
             history.append({"step": step, "lambda": lam, **{k: float(v) for k, v in out.terms.items()}})

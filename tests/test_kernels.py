@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 import kernels
 import kernels._common
 from pfd_ref import reference_kernels as ref
+from pfd_ref.optim import _sparse_adam_rows_update_, _sparse_adam_step_size, _touched_row_grad
+from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.sparse import coalesce_rows as reference_coalesce_rows
 
 DTYPES = (np.float32, np.float64)
@@ -274,6 +276,80 @@ def test_coalesce_rows_sums_left_to_right_in_input_order():
     grads = np.array([[1.0], [1e-8], [1e-8], [-1.0]], np.float32)
     rows, values = kernels.coalesce_rows(np.zeros(4, np.int64), grads, 1)
     assert values[0, 0] == np.float32(((np.float32(1.0) + np.float32(1e-8)) + np.float32(1e-8)) - np.float32(1.0))
+
+
+# --------------------------------------------------------------------------- ReLU backward
+
+
+@PROPERTY
+@given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 6), st.booleans(), st.integers(0, 2**32 - 1))
+def test_relu_backward_matches_numpy_where_bit_for_bit(dtype, n, d, non_contiguous, seed):
+    rng = np.random.default_rng(seed)
+    specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45], dtype)
+    x = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
+    d_y = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
+    if non_contiguous:
+        x, d_y = strided(x), strided(d_y)
+    d_x = kernels.relu_backward(d_y, x)
+    expected = np.where(x > 0, d_y, 0)
+    assert d_x.dtype == dtype and d_x.shape == x.shape
+    np.testing.assert_array_equal(d_x.view(np.uint8), expected.view(np.uint8))
+
+
+def test_relu_backward_rejects_mixed_dtypes_and_shapes():
+    with pytest.raises(ValueError, match=r"^d_y: expected dtype float64"):
+        kernels.relu_backward(np.ones(3, np.float32), np.ones(3))
+    with pytest.raises(ValueError, match=r"^d_y: expected shape \(3,\)"):
+        kernels.relu_backward(np.ones(4), np.ones(3))
+
+
+# --------------------------------------------------------------------------- lazy Adam
+
+
+def twin_sparse_adam_rows_(param, m, v, rows, row_grads, step, l2, hyper):
+    """The NumPy twin with its gather and scatter, as ``Adam`` ran it before the kernel."""
+    param_rows = param[rows]
+    row_grad = _touched_row_grad(RowSparseGrad(rows, row_grads, param.shape[0]), param_rows, l2)
+    m_rows, v_rows = m[rows], v[rows]
+    _sparse_adam_rows_update_(param_rows, row_grad, m_rows, v_rows, step, **hyper)
+    param[rows], m[rows], v[rows] = param_rows, m_rows, v_rows
+
+
+@PROPERTY
+@given(
+    st.sampled_from(DTYPES),
+    st.integers(1, 12),
+    st.integers(1, 5),
+    st.sampled_from([0.0, 1e-3, 0.7]),
+    st.sampled_from([(0.9, 0.999, 1e-8), (0.5, 0.9, 1e-3), (0.0, 0.0, 1e-6)]),
+    st.integers(0, 2**32 - 1),
+)
+def test_sparse_adam_rows_matches_numpy_twin_bit_for_bit(dtype, num_rows, d, l2, betas_eps, seed):
+    rng = np.random.default_rng(seed)
+    beta1, beta2, eps = betas_eps
+    hyper = dict(lr=0.05, beta1=beta1, beta2=beta2, eps=eps)
+    table = real_valued(rng, (num_rows, d), dtype)
+    kernel_state = [table.copy(), np.zeros_like(table), np.zeros_like(table)]
+    twin_state = [table.copy(), np.zeros_like(table), np.zeros_like(table)]
+    for step in range(1, 6):
+        rows = np.flatnonzero(rng.random(num_rows) < 0.5)  # empty in some steps
+        row_grads = (real_valued(rng, (rows.size, d), dtype) * 10.0 ** rng.integers(-6, 3, (rows.size, 1))).astype(dtype)
+        step_size = _sparse_adam_step_size(step, 0.05, beta1, beta2)
+        kernels.sparse_adam_rows_(*kernel_state, rows, row_grads, step_size, beta1, beta2, eps, l2)
+        twin_sparse_adam_rows_(*twin_state, rows, row_grads, step, l2, hyper)
+        for kernel_array, twin_array in zip(kernel_state, twin_state):
+            assert kernel_array.dtype == dtype
+            np.testing.assert_array_equal(kernel_array.view(np.uint8), twin_array.view(np.uint8))
+
+
+def test_sparse_adam_rows_rejects_bad_rows_before_writing():
+    table = np.ones((4, 2))
+    m, v = np.zeros_like(table), np.zeros_like(table)
+    for rows in ([1, 1], [2, 1], [0, 4], [-1, 0]):
+        with pytest.raises(ValueError, match=r"^rows: must be unique, sorted ascending and inside \[0, 4\)"):
+            kernels.sparse_adam_rows_(table, m, v, np.array(rows), np.ones((2, 2)), 0.1, 0.9, 0.999, 1e-8)
+    np.testing.assert_array_equal(table, 1.0)
+    np.testing.assert_array_equal(m, 0.0)
 
 
 # --------------------------------------------------------------------------- layouts and checks

@@ -123,3 +123,76 @@ def test_shared_tables_are_named_once_for_both_models():
     assert "shared.embed.user_id" in s_names & t_names
     assert "teacher.embed.chatted" in t_names  # privileged tables are never shared
     assert not any(name.startswith("teacher.") for name in s_names)
+
+
+# ---------------------------------------------------------------- checks at the model boundary
+
+
+class Rows:
+    """A batch that is not a ``Dataset`` (like serving's rows): only ``.columns``."""
+
+    def __init__(self, columns):
+        self.columns = columns
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("table_name, bad", [("m.embed.user_id", np.nan), ("m.embed.recent", np.inf),
+                                              ("m.embed.item_id", -np.inf)])
+def test_forward_rejects_a_non_finite_table_row_the_batch_reads(kind, table_name, bad):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 3)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    batch = tiny_dataset(np.random.default_rng(1), 12, schema)
+    column = batch.columns[table_name.rsplit(".", 1)[1]]
+    row = column.values[0] if hasattr(column, "values") else column[0]
+    model.forward(params, batch)
+    params[table_name][row, 0] = bad
+    with pytest.raises(ValueError, match=r"^x: contains NaN or infinity"):
+        model.forward(params, batch)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_forward_checks_the_ids_of_a_batch_that_is_not_a_dataset(kind):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 3)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    batch = tiny_dataset(np.random.default_rng(1), 6, schema)
+    rows = Rows(dict(batch.columns))
+    np.testing.assert_array_equal(model.forward(params, rows)[0], model.forward(params, batch)[0])
+    rows.columns["user_id"] = batch.columns["user_id"].copy()
+    rows.columns["user_id"][2] = 7
+    with pytest.raises(ValueError, match=r"^batch.columns\['user_id'\]: id 7 is outside the table \[0, 7\)"):
+        model.forward(params, rows)
+    recent = batch.columns["recent"]
+    rows.columns = dict(batch.columns, recent=type(recent)(recent.values, recent.offsets[::-1].copy()))
+    with pytest.raises(ValueError, match=r"^batch.columns\['recent'\].offsets: must start at 0"):
+        model.forward(params, rows)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.astype(np.float32), r"expected a float64 array of shape \(9, 3\), got float32 \(9, 3\)"),
+    (lambda t: t[:-1], r"expected a float64 array of shape \(9, 3\), got float64 \(8, 3\)"),
+    (lambda t: t.tolist(), r"expected a float64 array of shape \(9, 3\), got list"),
+])
+def test_forward_rejects_a_table_of_another_dtype_or_shape(kind, change, message):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 3)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    params["m.embed.item_id"] = change(params["m.embed.item_id"])
+    with pytest.raises(ValueError, match=r"^params\['m.embed.item_id'\]: " + message):
+        model.forward(params, tiny_dataset(np.random.default_rng(1), 5, schema))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("d_logits, message", [
+    (np.ones(4), r"expected shape \(5,\)"), (np.ones(5, np.float32), "expected dtype float64"),
+    (np.array([1.0, np.nan, 0.0, 0.0, 0.0]), "contains NaN"),
+])
+def test_backward_checks_d_logits(kind, d_logits, message):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 3)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    _, cache = model.forward(params, tiny_dataset(np.random.default_rng(1), 5, schema))
+    with pytest.raises(ValueError, match=r"^d_logits: " + message):
+        model.backward(params, cache, d_logits)

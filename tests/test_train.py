@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pfd_ref.data import Dataset
 from pfd_ref.distill import DistillConfig
 from pfd_ref.sparse import to_dense
 from pfd_ref.train import (
-    METHODS, ModelSizes, TrainConfig, build_models, fit_alone, predict, step_gradients, train,
+    METHODS, ModelSizes, TrainConfig, build_models, check_finite_loss, fit_alone, predict, step_gradients, train,
 )
 from tiny import tiny_dataset, tiny_schema
 
@@ -161,3 +162,24 @@ def test_lambda_one_with_hard_weight_one_is_allowed_and_hard_weight_changes_the_
     a = train(data, "pfd", config(distill=DistillConfig(lambda_=0.5, hard_weight="one")))
     b = train(data, "pfd", config(distill=DistillConfig(lambda_=0.5)))
     assert not np.array_equal(a.params["student.mlp.0.weight"], b.params["student.mlp.0.weight"])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("mode, objective", [("sync", "total"), ("two-stage", "hard")])
+def test_a_loss_that_overflows_stops_training_naming_the_step_and_term(mode, objective):
+    """Weights near the float32 maximum give finite per-example losses and a finite gradient,
+    but their weighted sum overflows: the loop raises before the optimizer moves anything
+    (in two-stage mode the teacher's own loop, which trains first)."""
+    base = tiny_dataset(np.random.default_rng(3), 40)
+    data = Dataset(base.schema, base.columns, base.labels, base.user_ids, base.day,
+                   weights=np.full(base.n, 3e38, np.float32))
+    with pytest.raises(ValueError, match=rf"^loss: the '{objective}' loss is inf at step 0 \(counted from 0; "
+                                         r"terms: .*hard=inf.*\); the parameters were not updated"):
+        train(data, "pfd", config(dtype="float32", mode=mode))
+
+
+def test_check_finite_loss_checks_the_objective_and_lists_every_term():
+    check_finite_loss(4, {"hard": np.float32(0.5), "soft": np.nan, "total": np.float32(0.5)})  # no teacher: soft is nan
+    with pytest.raises(ValueError, match=r"^loss: the 'total' loss is nan at step 7 \(counted from 0; "
+                                         r"terms: hard=0.5, soft=nan, total=nan\)"):
+        check_finite_loss(7, {"hard": np.float32(0.5), "soft": np.float32("nan"), "total": np.float32("nan")})
