@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
     score.add_argument("--k", type=int, default=100)
     score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
+    table = commands.add_parser("table", help="print the tables of saved runs (`run --json` files, merged)")
+    table.add_argument("records", type=Path, nargs="+", help="JSON files written by `pfd-ref run --json`")
     _add_oracle_parser(commands)
     return parser
 
@@ -245,9 +247,7 @@ def command_run(args) -> int:
                 args.save / f"{task}_{result.method}_seed{seed}.npz", result, train)
         records = run_methods(task, train, test, args.methods, args.seeds, config, progress=progress, on_result=on_result)
         all_records.extend(records)
-        print(f"\n{task}  ({len(args.seeds)} seed(s); mean ± std over seeds; gain: paired over seeds)")
-        print(format_table(summarize(records)))
-        sys.stdout.flush()
+        _print_table(task, records)
     if args.json is not None:
         args.json.write_text(json.dumps(all_records, indent=1))
     return 0
@@ -270,11 +270,45 @@ def command_oracle(args) -> int:
     return 0 if report.passed else 1
 
 
+def _print_table(task: str, records: list[dict]) -> None:
+    n_seeds = len({r["seed"] for r in records})
+    print(f"\n{task}  ({n_seeds} seed(s); mean ± std over seeds; gain: paired over seeds)")
+    print(format_table(summarize(records)))
+    sys.stdout.flush()
+
+
+RECORD_KEYS = ("task", "method", "seed", "auc", "gauc", "logloss", "train_seconds")
+
+
+def command_table(args) -> int:
+    """Print the tables of the records in one or more ``run --json`` files (merged)."""
+    records = []
+    for path in args.records:
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"records: cannot read {path}: {err}")
+        if not isinstance(loaded, list):
+            raise ValueError(f"records: {path} does not hold a list of records (written by `pfd-ref run --json`)")
+        for i, record in enumerate(loaded):
+            missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise ValueError(f"records: {path}, record {i}: missing {', '.join(missing)}")
+        records.extend(loaded)
+    keys = [(r["task"], r["method"], r["seed"]) for r in records]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"records: task {duplicate[0]!r}, method {duplicate[1]!r}, seed {duplicate[2]} appears twice")
+    for task in dict.fromkeys(r["task"] for r in records):
+        _print_table(task, [r for r in records if r["task"] == task])
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": command_run, "score": command_score, "oracle": command_oracle}[args.command](args)
+        return {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table}[args.command](args)
     except ValueError as err:
         print(f"pfd-ref: error: {err}", file=sys.stderr)
         return 2

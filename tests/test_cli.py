@@ -114,3 +114,30 @@ def test_score_of_an_unknown_user_returns_2_naming_users(finished_run, capsys):
     code = main(["score", str(out_dir / "students" / "tiny_baseline_seed0.npz"), "--users", "987654", "--k", "3"])
     assert code == 2
     assert "error: users" in capsys.readouterr().err
+
+
+def test_table_reprints_the_run_from_its_json(finished_run, tmp_path, capsys):
+    code, stdout, records, out_dir = finished_run[0]
+    assert main(["table", str(out_dir / "out.json")]) == 0
+    assert capsys.readouterr().out == stdout
+    # two files holding different seeds merge into one table
+    halves = [tmp_path / "seed0.json", tmp_path / "seed1.json"]
+    for seed, path in enumerate(halves):
+        path.write_text(json.dumps([r for r in records if r["seed"] == seed]))
+    assert main(["table", *map(str, halves)]) == 0
+    assert capsys.readouterr().out == stdout
+
+
+@pytest.mark.parametrize("content, match", [("{}", "list of records"), ("[{\"task\": \"t\"}]", "missing method"),
+                                            ("not json", "cannot read")])
+def test_table_rejects_bad_record_files(tmp_path, capsys, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert main(["table", str(path)]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_table_rejects_a_record_given_twice(finished_run, capsys):
+    _, _, _, out_dir = finished_run[0]
+    assert main(["table", str(out_dir / "out.json"), str(out_dir / "out.json")]) == 2
+    assert "appears twice" in capsys.readouterr().err
