@@ -9,7 +9,7 @@ array ``meta``), and what pfd_ref computes from them:
 * the logits, each loss term and the gradient of every trained parameter at the first step;
 * the parameters after 1 and after 3 Adam steps.
 
-``compute_case(spec)`` builds the arrays, ``save_case``/``load_arrays`` write and read them
+``compute_case(spec)`` builds the arrays, ``save_case``/``pfd_ref.data.dataset.load_npz`` write and read them
 (``allow_pickle=False``), ``check_arrays(case, theirs)`` compares another implementation's
 arrays with the case's, name by name, and ``CheckReport.format()`` prints the result.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig, lambda_at
 from pfd_ref.optim import Adam
 from pfd_ref.schema import POOLINGS, FeatureSpec, Schema
@@ -255,23 +255,6 @@ def save_case(path, arrays: dict[str, np.ndarray]) -> None:
         np.savez_compressed(file, **arrays)
 
 
-def load_arrays(path, name: str = "path") -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path`` (read with ``allow_pickle=False``), in file
-    order. ValueError starting with ``name`` when the file cannot be read as such."""
-    where = f"{name}: {os.fspath(path)!r}"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{where} cannot be read as .npz ({error})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{where} is a .npy array, not an .npz archive")
-    try:
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except ValueError as error:
-        raise ValueError(f"{where} holds an array that needs pickling ({error})") from None
-
-
 def case_meta(arrays: dict[str, np.ndarray], name: str = "case") -> dict:
     """The decoded ``meta`` of a case; ValueError starting with ``name`` if it is not a case."""
     try:
@@ -403,9 +386,9 @@ def check_arrays(case: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rto
 
 def check_files(case_path, theirs_path, rtol: float | None = None, atol: float | None = None) -> CheckReport:
     """``check_arrays`` on two ``.npz`` files (the case first)."""
-    case = load_arrays(case_path, "case")
+    case = load_npz(case_path, "case")
     case_meta(case)
-    return check_arrays(case, load_arrays(theirs_path, "theirs"), rtol, atol)
+    return check_arrays(case, load_npz(theirs_path, "theirs"), rtol, atol)
 
 
 def recompute(case: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

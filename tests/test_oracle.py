@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfd_ref.cli import main
-from pfd_ref.oracle import (ADAM_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case, load_arrays,
+from pfd_ref.data.dataset import load_npz
+from pfd_ref.oracle import (ADAM_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case,
                             recompute, save_case)
 from pfd_ref.train import METHODS, MODES, STUDENT_KINDS
 
@@ -43,7 +44,7 @@ def small_case():
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
 def test_golden_case_is_reproduced(path):
-    golden = load_arrays(path)
+    golden = load_npz(path)
     again = recompute(golden)
     assert case_meta(again) == case_meta(golden)
     report = check_arrays(golden, again, rtol=DRIFT_RTOL, atol=DRIFT_ATOL)
@@ -55,12 +56,12 @@ def test_golden_files_are_exactly_the_listed_cases():
     cases = _golden_cases()
     assert sorted(p.stem for p in GOLDEN_FILES) == sorted(cases)
     for name, spec in cases.items():
-        assert case_meta(load_arrays(GOLDEN_DIR / f"{name}.npz"))["case"] == asdict(spec), name
+        assert case_meta(load_npz(GOLDEN_DIR / f"{name}.npz"))["case"] == asdict(spec), name
     assert sum(p.stat().st_size for p in GOLDEN_FILES) < 1_000_000
 
 
 def test_golden_set_covers_every_kind_method_mode_and_feature():
-    metas = [case_meta(load_arrays(p)) for p in GOLDEN_FILES]
+    metas = [case_meta(load_npz(p)) for p in GOLDEN_FILES]
     cases = [m["case"] for m in metas]
     assert {(c["model"], c["method"], c["mode"]) for c in cases} == {
         (k, m, mode) for k in STUDENT_KINDS for m in METHODS for mode in MODES}
@@ -70,13 +71,13 @@ def test_golden_set_covers_every_kind_method_mode_and_feature():
     assert {c["hard_weight"] for c in cases} == {"one_minus_lambda", "one"}
     for feature in (lambda c: c["shared_embeddings"], lambda c: c["weights"], lambda c: c["temperature"] != 1):
         assert {c["model"] for c in cases if feature(c) and c["method"] != "baseline"} == set(STUDENT_KINDS)
-    boundary = [p for p in GOLDEN_FILES if (lambdas := load_arrays(p)["output.lambdas"])[0] == 0 < lambdas[1]]
+    boundary = [p for p in GOLDEN_FILES if (lambdas := load_npz(p)["output.lambdas"])[0] == 0 < lambdas[1]]
     assert {p.stem.split("-")[0] for p in boundary} == set(STUDENT_KINDS)
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
 def test_golden_case_has_empty_multi_id_rows_repeated_ids_and_untouched_rows(path):
-    arrays = load_arrays(path)
+    arrays = load_npz(path)
     assert np.any(np.diff(arrays["input.recent.offsets"]) == 0)
     assert len(np.unique(arrays["input.item_id"])) < arrays["input.item_id"].size
     table_grads = [v for n, v in arrays.items() if n.startswith("output.grad.") and ".embed." in n]
@@ -230,10 +231,10 @@ def test_a_file_that_is_not_a_case_is_rejected(tmp_path):
         check_files(tmp_path / "plain.npz", tmp_path / "plain.npz")
     np.save(tmp_path / "single.npy", np.zeros(2))
     with pytest.raises(ValueError, match="^theirs: .* not an .npz archive"):
-        load_arrays(tmp_path / "single.npy", "theirs")
+        load_npz(tmp_path / "single.npy", "theirs")
     np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="^theirs: .*pickling"):
-        load_arrays(tmp_path / "pickled.npz", "theirs")
+        load_npz(tmp_path / "pickled.npz", "theirs")
 
 
 def test_a_newer_case_format_is_rejected(small_case):
@@ -256,7 +257,7 @@ def dumped(tmp_path_factory):
 def test_cli_dump_writes_the_case_of_its_options(dumped):
     expected = compute_case(CaseSpec("two_tower", "pfd", "sync", seed=4, temperature=2.0, shared_embeddings=True,
                                      weights=True, pooling="sum"))
-    arrays = load_arrays(dumped)
+    arrays = load_npz(dumped)
     assert list(arrays) == list(expected) and all(np.array_equal(arrays[n], expected[n]) for n in arrays)
 
 
@@ -267,7 +268,7 @@ def test_cli_check_against_itself_passes(dumped, capsys):
 
 
 def test_cli_check_fails_with_the_names_of_the_bad_arrays(dumped, tmp_path, capsys):
-    theirs = _only_outputs(load_arrays(dumped))
+    theirs = _only_outputs(load_npz(dumped))
     theirs["output.after1.student.bias"] = theirs["output.after1.student.bias"] + 1e-6
     del theirs["output.lambdas"]
     np.savez(tmp_path / "theirs.npz", **theirs)

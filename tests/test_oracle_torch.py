@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the PyTorch cross-check needs torch (pip install torch==2.13.0, CPU wheel)")
 
 from pfd_ref.cli import main  # noqa: E402
-from pfd_ref.oracle import case_meta, check_arrays, load_arrays  # noqa: E402
+from pfd_ref.data.dataset import load_npz  # noqa: E402
+from pfd_ref.oracle import case_meta, check_arrays  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_FILES = sorted((ROOT / "tests" / "golden").glob("*.npz"))
@@ -33,7 +34,7 @@ torch_pfd = _load_example()
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
 def test_torch_reproduces_the_golden_case(path):
-    case = load_arrays(path)
+    case = load_npz(path)
     outputs, rule = torch_pfd.run_case(*torch_pfd.load_case(path))
     assert rule in case_meta(case)["optimizer_rule"]  # the case names the torch optimizer it matches
     report = check_arrays(case, outputs, rtol=RTOL, atol=ATOL)
@@ -44,7 +45,7 @@ def test_torch_reproduces_the_golden_case(path):
 def _failures(case_name: str, bug: str):
     path = ROOT / "tests" / "golden" / f"{case_name}.npz"
     outputs, _ = torch_pfd.run_case(*torch_pfd.load_case(path), bug=bug)
-    return path, outputs, set(check_arrays(load_arrays(path), outputs, rtol=RTOL, atol=ATOL).failed)
+    return path, outputs, set(check_arrays(load_npz(path), outputs, rtol=RTOL, atol=ATOL).failed)
 
 
 def test_no_detach_moves_the_teacher_only():
@@ -64,7 +65,7 @@ def test_missing_t_squared_shows_in_the_soft_loss():
     assert {"output.loss.soft", "output.loss.student_total", "output.loss.total",
             "output.grad.student.mlp.0.weight", "output.after3.student.mlp.0.weight"} <= failed
     assert not failed & {"output.loss.hard", "output.student_logits", "output.teacher_logits", "output.lambdas"}
-    case = load_arrays(ROOT / "tests" / "golden" / "mlp-pfd-two_stage-T2.npz")
+    case = load_npz(ROOT / "tests" / "golden" / "mlp-pfd-two_stage-T2.npz")
     assert outputs["output.loss.soft"] * 4 == pytest.approx(case["output.loss.soft"], rel=1e-12)
 
 

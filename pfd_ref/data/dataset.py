@@ -98,6 +98,23 @@ def _check_int_vector(name: str, x, n: int) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
+def load_npz(path, name: str = "path") -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (read with ``allow_pickle=False``), in file
+    order. ValueError starting with ``name`` when the file cannot be read as such."""
+    where = f"{name}: {os.fspath(path)!r}"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{where} cannot be read as .npz ({error})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{where} is a .npy array, not an .npz archive")
+    try:
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except ValueError as error:
+        raise ValueError(f"{where} holds an array that needs pickling ({error})") from None
+
+
 class Dataset:
     """``n`` rows of columns described by ``schema``, with labels, user ids, days and weights.
 
@@ -246,14 +263,7 @@ class Dataset:
         Raises ``ValueError`` naming the file when it is not a pfd_ref dataset.
         """
         where = f"path: {os.fspath(path)!r}"
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise ValueError(f"{where} is not a pfd_ref dataset (cannot read it as .npz: {error})") from None
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"{where} is not a pfd_ref dataset (a .npy array, not an .npz archive)")
-        with loaded:
-            arrays = {key: loaded[key] for key in loaded.files}
+        arrays = load_npz(path)
         if FORMAT_KEY not in arrays:
             raise ValueError(f"{where} is not a pfd_ref dataset (no {FORMAT_KEY!r} entry)")
         if int(arrays[FORMAT_KEY]) != FORMAT_VERSION:
