@@ -1,14 +1,15 @@
-"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, scatter-add, ReLU
-backward, lazy Adam.
+"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
+lookup, scatter-adds, ReLU backward, dense and lazy Adam.
 
 Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
-``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._sparse_adam_rows_update_`` and the
-``np.where`` of ``pfd_ref.layers.relu_backward``) and parity tests (tests/test_kernels.py).
+``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_`` and
+``_sparse_adam_rows_update_``, and the
+``np.where`` of ``pfd_ref.layers._relu_backward``) and parity tests (tests/test_kernels.py).
 The public functions below validate their arguments (float32 or float64, one dtype across
 arguments, C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between
 the serial and the parallel kernel; the ``@njit`` functions they call take plain arrays
 only. ``sparse_adam_rows_`` updates the table and its moments in place, so it takes them
-in any layout.
+in any layout; ``adam_update_`` updates through flat views, so it takes them C-contiguous.
 Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
 (used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
 Kernels are compiled on first use and cached on disk (``cache=True``);
@@ -21,14 +22,14 @@ import numpy as np
 
 from kernels import activation, adam, embedding, mlp, scoring
 from kernels.activation import relu_backward
-from kernels.adam import sparse_adam_rows_
-from kernels.embedding import coalesce_rows
+from kernels.adam import adam_update_, sparse_adam_rows_
+from kernels.embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
 from kernels.mlp import mlp_scores
 from kernels.scoring import score_items, top_k_items, top_k_scores
 
 __all__ = [
-    "coalesce_rows", "compile_all", "mlp_scores", "relu_backward", "score_items", "sparse_adam_rows_",
-    "top_k_items", "top_k_scores",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "mlp_scores", "pool_rows", "relu_backward",
+    "score_items", "sparse_adam_rows_", "top_k_items", "top_k_scores",
 ]
 
 

@@ -1,16 +1,22 @@
-"""Lazy Adam kernel for training: torch.optim.SparseAdam's update on the touched rows of a table.
+"""Adam kernels for training: torch.optim.Adam's update of a dense parameter and
+torch.optim.SparseAdam's update on the touched rows of a table.
 
-Twin: ``pfd_ref.optim._sparse_adam_rows_update_`` applied to the gathered rows
-``param[rows]``, ``m[rows]``, ``v[rows]`` (with the L2 term of
-``pfd_ref.optim._touched_row_grad``) and scattered back. The kernel does the gather, the
-update and the scatter in one pass, in place, with the twin's operations in the twin's
-order, so both give the same bits in float32 and float64 (tests/test_kernels.py).
+Twins: ``pfd_ref.optim._adam_update_`` for ``adam_update_``; for ``sparse_adam_rows_``,
+``pfd_ref.optim._sparse_adam_rows_update_`` applied to the gathered rows ``param[rows]``,
+``m[rows]``, ``v[rows]`` (with the L2 term of ``pfd_ref.optim._touched_row_grad``) and
+scattered back. The kernels run the twins' operations in the twins' order in one pass, in
+place (the sparse one gathers and scatters in the same pass), so kernel and twin give the
+same bits in float32 and float64 (tests/test_kernels.py). One pass instead of the twin's
+dozen NumPy calls matters for the small MLP parameters, where each call's fixed cost
+dominates.
 
 Rounding: NumPy rounds a Python-float scalar to the array's dtype before each operation
 (NEP 50), while Numba would promote a float32 value times a float64 scalar to float64. The
 scalars are therefore rounded to the arrays' dtype once, in the Python layer, and passed as
 an array of that dtype; every operation inside the kernel is then in that dtype. No
-``fastmath`` (it would allow fused multiply-adds and reordering).
+``fastmath`` (it would allow fused multiply-adds and reordering). ``error_model="numpy"``:
+a division by zero gives NumPy's IEEE result instead of raising, which also lets LLVM
+vectorise the loops (Python's error model puts a zero test before every division).
 
 The kernel reads the gradient as given: a NaN or infinity in ``row_grads`` reaches the
 parameters exactly as in the twin (``pfd_ref.optim.Adam.step`` checks gradients first).
@@ -24,11 +30,39 @@ from numba import njit
 from kernels._common import check_float_layout
 from pfd_ref.validation import check_float_dtype
 
-# positions in the ``scalars`` array of the kernel
+# positions in the ``scalars`` array of the sparse kernel
 _ONE_MINUS_BETA1, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _L2 = range(5)
+# and of the dense kernel
+_D_ONE_MINUS_BETA1, _D_BETA2, _D_ONE_MINUS_BETA2, _D_BIAS_CORRECTION2_SQRT, _D_EPS, _D_STEP_SIZE = range(6)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _adam_dense(param, grad, m, v, scalars):
+    """In place over flat arrays of one dtype, element by element (``pfd_ref.optim._adam_update_``):
+
+        m <- m + (1 - beta1) * (g - m);  v <- v * beta2;  v <- v + ((1 - beta2) * g) * g
+        p <- p - (step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
+
+    ``scalars`` holds ``(1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size)``
+    in the arrays' dtype.
+    """
+    one_minus_beta1 = scalars[_D_ONE_MINUS_BETA1]
+    beta2 = scalars[_D_BETA2]
+    one_minus_beta2 = scalars[_D_ONE_MINUS_BETA2]
+    bias_correction2_sqrt = scalars[_D_BIAS_CORRECTION2_SQRT]
+    eps = scalars[_D_EPS]
+    step_size = scalars[_D_STEP_SIZE]
+    for i in range(param.shape[0]):
+        g = grad[i]
+        m_new = m[i] + one_minus_beta1 * (g - m[i])
+        v_new = v[i] * beta2
+        v_new = v_new + one_minus_beta2 * g * g
+        m[i] = m_new
+        v[i] = v_new
+        param[i] = param[i] - step_size * m_new / (np.sqrt(v_new) / bias_correction2_sqrt + eps)
+
+
+@njit(cache=True, error_model="numpy")
 def _rows_are_valid(rows, num_rows):
     """True when ``rows`` is strictly increasing and inside ``[0, num_rows)``."""
     for u in range(rows.shape[0]):
@@ -37,7 +71,7 @@ def _rows_are_valid(rows, num_rows):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
     """In place on rows ``rows[u]`` of ``param``, ``m``, ``v``, element by element:
 
@@ -64,6 +98,33 @@ def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
             m[r, j] = m_new
             v[r, j] = v_new
             param[r, j] = p - step_size * (m_new / (np.sqrt(v_new) + eps))
+
+
+def adam_update_(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step_size: float,
+                 bias_correction2_sqrt: float, beta1: float, beta2: float, eps: float) -> None:
+    """torch.optim.Adam's update of a whole parameter, in place, elementwise and in this order:
+
+        m <- m + (1 - beta1) (g - m)
+        v <- v beta2 + ((1 - beta2) g) g
+        p <- p - (step_size m) / (sqrt(v) / bias_correction2_sqrt + eps)
+
+    with ``step_size = lr / (1 - beta1^t)`` and ``bias_correction2_sqrt = sqrt(1 - beta2^t)``
+    computed by the caller. param, m, v : float32/float64 arrays of one shape and dtype,
+    C-contiguous (they are updated in place; ``pfd_ref.optim.Adam`` runs the NumPy twin on
+    a parameter that is not); grad : the same shape and dtype (copied if not C-contiguous).
+    The scalars are rounded to that dtype, as NumPy rounds a Python float next to an array.
+    """
+    check_float_dtype("param", param)
+    for name, array in (("grad", grad), ("m", m), ("v", v)):
+        check_float_dtype(name, array, param.dtype)
+        if array.shape != param.shape:
+            raise ValueError(f"{name}: expected shape {param.shape} (the parameter's), got {array.shape}")
+    for name, array in (("param", param), ("m", m), ("v", v)):
+        if not array.flags.c_contiguous:
+            raise ValueError(f"{name}: must be C-contiguous (it is updated in place through a flat view)")
+    grad = np.ascontiguousarray(grad)
+    scalars = np.array([1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size], dtype=param.dtype)
+    _adam_dense(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), scalars)
 
 
 def sparse_adam_rows_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row_grads: np.ndarray,
@@ -107,5 +168,6 @@ def sparse_adam_rows_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row
 def warm_up(dtype) -> None:
     """Run the kernels of this module once on tiny inputs of ``dtype`` (compiles them)."""
     table = np.zeros((3, 2), dtype)
+    adam_update_(table, np.ones_like(table), np.zeros_like(table), np.zeros_like(table), 0.1, 0.5, 0.9, 0.999, 1e-8)
     sparse_adam_rows_(table, np.zeros_like(table), np.zeros_like(table), np.array([0, 2]),
                       np.ones((2, 2), dtype), 0.1, 0.9, 0.999, 1e-8)

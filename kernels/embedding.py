@@ -1,13 +1,38 @@
-"""Embedding-table kernel for training: the row-sparse scatter-add of an embedding backward.
+"""Embedding-table kernels for training: the pooled lookup of a multi-id field and the
+row-sparse scatter-adds of the embedding backward passes.
 
-Twin: ``pfd_ref.sparse.coalesce_rows`` (stable argsort + ``np.add.reduceat``).
+Twins (``pfd_ref.reference_kernels``): ``pool_rows`` (gather + ``np.add.reduceat``),
+``coalesce_rows`` (``pfd_ref.sparse.coalesce_rows``: stable argsort + ``np.add.reduceat``)
+and ``coalesce_pooled_rows`` (``np.repeat`` of each row's gradient to its ids, then the
+coalesce).
 
-The gather ``table[ids]`` has no kernel: NumPy's fancy indexing was as fast as a serial
-Numba loop for clustered ids and twice as fast for uniform ids, and a parallel loop paid
-only for large batches and only while the second core was free (docs/performance.md).
+Summation orders, and so the bits:
 
-The kernel only adds values: a NaN or infinity in ``row_grads`` reaches the output exactly
-as in the twin, so it does not scan for them (the layers validate at their own boundary).
+* ``pool_rows`` adds the rows of one multi-id row in NumPy's order for
+  ``np.add.reduceat(rows, starts, axis=0)``: the first row plus NumPy's pairwise sum of the
+  others (``pairwise_sum`` in NumPy's ``loops_utils.h.src``: a plain loop below 8 terms,
+  8 interleaved accumulators up to 128). Above 128 NumPy sums the halves recursively; such
+  rare rows (more than 129 ids) are left to ``np.add.reduceat`` itself, which keeps the
+  kernel free of recursion (it compiles in a third of the time). Kernel and twin give the
+  same bits (tests/test_kernels.py, which fails if a future NumPy changes that order).
+* The scatter-adds sum each id's rows strictly left to right in input order, the first row
+  copied and the next ones added: the order of a stable sort by id. The twin's
+  ``np.add.reduceat`` adds runs pairwise, so the two agree to rounding (exactly on
+  integer-valued data).
+
+Grouping by id: for a table of at most ``COUNTING_ROWS_PER_ID`` rows per input row (plus a
+constant), a counting pass over a scratch array of the table's size finds the unique ids in
+``O(n + num_rows)``; for larger tables ``np.unique`` sorts the ids (``O(n log n)``, no pass
+over the table). Both give the same ``rows`` and slots, so the same sums.
+
+The gather ``table[ids]`` of a single-id field has no kernel: NumPy's fancy indexing was as
+fast as a serial Numba loop for clustered ids and twice as fast for uniform ids
+(docs/performance.md).
+
+``error_model="numpy"``: divisions follow IEEE as in NumPy, with no zero test before each
+(the test would also keep LLVM from vectorising the loops). The kernels only add, divide
+and copy values: a NaN or infinity in an input reaches the output exactly as in the twins,
+so they do not scan for them (the layers validate at their own boundary).
 """
 
 from __future__ import annotations
@@ -16,35 +41,160 @@ import numpy as np
 from numba import njit
 
 from kernels._common import check_float_layout
-from pfd_ref.validation import check_ids
+from pfd_ref.validation import check_ids, check_offsets
+
+# NumPy's pairwise summation: below 8 values a plain loop from -0.0, up to 128 (PW_BLOCKSIZE)
+# eight interleaved accumulators, above that the two halves summed separately (left to NumPy).
+_PAIRWISE_UNROLL = 8
+_PAIRWISE_BLOCK = 128
+
+# Counting pass when num_rows <= COUNTING_ROWS_PER_ID * n + COUNTING_MIN_ROWS, np.unique
+# otherwise; at n = 1024, d = 16 the two cost the same near num_rows = 40k
+# (docs/performance.md, "Embedding kernels for training").
+COUNTING_ROWS_PER_ID = 32
+COUNTING_MIN_ROWS = 4096
 
 
-@njit(cache=True)
-def _sum_rows_in_order(ids, order, row_grads):
-    """Coalesce rows visited in ``order`` (a stable argsort of ``ids``).
-
-    Returns ``rows`` (unique ids, ascending) and ``values`` with ``values[u]`` the sum of
-    ``row_grads[i]`` over ``ids[i] == rows[u]``, added one row after another in input
-    order (the first row is copied, the next ones are added to it).
-    """
-    n = order.shape[0]
-    unique = 0
-    for p in range(n):
-        unique += p == 0 or ids[order[p]] != ids[order[p - 1]]
-    rows = np.empty(unique, np.int64)
-    values = np.empty((unique, row_grads.shape[1]), row_grads.dtype)
-    u = -1
-    for p in range(n):
-        i = order[p]
-        if p == 0 or ids[i] != rows[u]:
-            u += 1
-            rows[u] = ids[i]
-            for j in range(row_grads.shape[1]):
-                values[u, j] = row_grads[i, j]
+@njit(cache=True, error_model="numpy")
+def _pool_rows(table, values, offsets, mean, out):
+    """Rows of at most ``_PAIRWISE_BLOCK + 1`` ids: ``out[i] = table[values[a]] + P`` over the
+    CSR row ``[a, b)`` of example ``i``, with ``P`` NumPy's pairwise sum of the other rows
+    ``table[values[a+1:b]]`` (column by column: from -0.0 one after another below 8 terms,
+    else 8 interleaved accumulators combined as a tree, then the remainder one by one),
+    divided by ``b - a`` when ``mean``. ``out`` arrives zeroed: empty rows and longer rows
+    (left to the caller) stay zero. Returns the number of those longer rows."""
+    d = table.shape[1]
+    rest = np.empty(d, out.dtype)
+    acc = np.empty((_PAIRWISE_UNROLL, d), out.dtype)
+    count = np.empty(1, out.dtype)  # the row's length, rounded to the dtype as NumPy's astype does
+    long_rows = 0
+    for i in range(offsets.shape[0] - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b - a > _PAIRWISE_BLOCK + 1:
+            long_rows += 1
+            continue
+        if b == a:
+            continue
+        lo, n = a + 1, b - a - 1  # the pairwise part
+        if n < _PAIRWISE_UNROLL:
+            for j in range(d):
+                rest[j] = -0.0  # the identity of +, as NumPy >= 2 starts (so -0.0 + -0.0 stays -0.0)
+            for p in range(lo, b):
+                for j in range(d):
+                    rest[j] += table[values[p], j]
         else:
-            for j in range(row_grads.shape[1]):
-                values[u, j] += row_grads[i, j]
-    return rows, values
+            acc[:] = -0.0  # -0.0 + x is x: the same bits as NumPy's copy of the first 8 terms
+            stop = lo + n - n % _PAIRWISE_UNROLL
+            for p in range(lo, stop, _PAIRWISE_UNROLL):
+                for k in range(_PAIRWISE_UNROLL):
+                    for j in range(d):
+                        acc[k, j] += table[values[p + k], j]
+            for j in range(d):
+                rest[j] = ((acc[0, j] + acc[1, j]) + (acc[2, j] + acc[3, j])) + ((acc[4, j] + acc[5, j]) + (acc[6, j] + acc[7, j]))
+            for p in range(stop, b):
+                for j in range(d):
+                    rest[j] += table[values[p], j]
+        first = values[a]
+        for j in range(d):
+            out[i, j] = table[first, j]
+            if n:
+                out[i, j] += rest[j]
+        if mean:
+            count[0] = b - a
+            c = count[0]
+            for j in range(d):
+                out[i, j] /= c
+    return long_rows
+
+
+@njit(cache=True, error_model="numpy")
+def _unique_by_counting(ids, num_rows):
+    """``(rows, slots)``: the unique ids ascending and, for each input position, the index
+    of its id in ``rows`` (what ``np.unique(ids, return_inverse=True)`` returns), found with
+    one scratch entry per table row."""
+    slot_of_id = np.zeros(num_rows, np.int64)
+    for i in range(ids.shape[0]):
+        slot_of_id[ids[i]] = 1
+    unique = 0
+    for r in range(num_rows):
+        if slot_of_id[r]:
+            slot_of_id[r] = unique
+            unique += 1
+    rows = np.empty(unique, np.int64)
+    slots = np.empty(ids.shape[0], np.int64)
+    for i in range(ids.shape[0]):
+        slots[i] = slot_of_id[ids[i]]
+        rows[slots[i]] = ids[i]
+    return rows, slots
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_segments_into_slots(slots, offsets, grads, mean, unique):
+    """``values[u] = sum`` over the ids ``p`` with ``slots[p] == u``, left to right in ``p``,
+    of ``grads[i]`` (divided by the row's length ``c_i`` when ``mean``) where ``p`` lies in
+    the CSR row ``[offsets[i], offsets[i + 1])``; the first term is copied, the next added."""
+    d = grads.shape[1]
+    values = np.empty((unique, d), grads.dtype)
+    filled = np.zeros(unique, np.bool_)
+    row = np.empty(d, grads.dtype)  # grads[i], divided by c_i when mean
+    count = np.empty(1, grads.dtype)
+    for i in range(offsets.shape[0] - 1):
+        a, b = offsets[i], offsets[i + 1]
+        if b == a:
+            continue
+        count[0] = b - a
+        c = count[0]
+        for j in range(d):
+            row[j] = grads[i, j] / c if mean else grads[i, j]
+        for p in range(a, b):
+            u = slots[p]
+            if filled[u]:
+                for j in range(d):
+                    values[u, j] += row[j]
+            else:
+                filled[u] = True
+                for j in range(d):
+                    values[u, j] = row[j]
+    return values
+
+
+def _unique_with_slots(ids: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unique ids ascending (int64) and each position's index into them; see the module docstring."""
+    if num_rows <= COUNTING_ROWS_PER_ID * ids.shape[0] + COUNTING_MIN_ROWS:
+        return _unique_by_counting(ids, num_rows)
+    rows, slots = np.unique(ids, return_inverse=True)
+    return rows, slots.reshape(-1)
+
+
+def _check_pooling_flag(pooling) -> bool:
+    if pooling not in ("sum", "mean"):
+        raise ValueError(f"pooling: expected 'sum' or 'mean', got {pooling!r}")
+    return pooling == "mean"
+
+
+def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
+    """Pooled lookup of a multi-id field: with ``R_i = values[offsets[i]:offsets[i+1]]`` and
+    ``c_i = |R_i|``, ``out[i] = sum_{k in R_i} table[k]`` (``pooling="sum"``) or that sum
+    divided by ``c_i`` (``"mean"``); an empty row pools to zeros. The sum is taken in
+    ``np.add.reduceat``'s order (module docstring), so the twin gives the same bits.
+
+    table : float32/float64 ``(V, d)``, C-contiguous; values : integer ``(nnz,)`` in
+    ``[0, V)``; offsets : integer ``(n + 1,)`` from 0, non-decreasing, to ``nnz``.
+    Returns ``(n, d)`` in the table's dtype.
+    """
+    table = check_float_layout("table", table, ndims=(2,))
+    mean = _check_pooling_flag(pooling)
+    values = np.ascontiguousarray(check_ids("values", values, table.shape[0]))
+    offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
+    out = np.zeros((offsets.shape[0] - 1, table.shape[1]), table.dtype)
+    if _pool_rows(table, values, offsets, mean, out) == 0:
+        return out
+    for i in np.flatnonzero(np.diff(offsets) > _PAIRWISE_BLOCK + 1):  # rare long rows: NumPy itself
+        a, b = offsets[i], offsets[i + 1]
+        out[i] = np.add.reduceat(table[values[a:b]], [0], axis=0)[0]
+        if mean:
+            out[i] /= out.dtype.type(b - a)
+    return out
 
 
 def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +212,35 @@ def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray
     ids = np.ascontiguousarray(check_ids("ids", ids, num_rows))
     if ids.shape[0] != row_grads.shape[0]:
         raise ValueError(f"ids: expected {row_grads.shape[0]} ids, one per row of row_grads, got {ids.shape[0]}")
-    order = np.argsort(ids, kind="stable")
-    return _sum_rows_in_order(ids, order, row_grads)
+    rows, slots = _unique_with_slots(ids, num_rows)
+    one_per_row = np.arange(ids.shape[0] + 1, dtype=np.int64)
+    return rows, _sum_segments_into_slots(slots, one_per_row, row_grads, False, rows.shape[0])
+
+
+def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Table gradient of ``pool_rows``: each id ``k`` of row ``i`` receives ``d_out[i]``
+    (sum) or ``d_out[i] / c_i`` (mean), and the occurrences of an id add up, left to right
+    in the order of ``values``: ``d_table[k] = sum_{p : values[p] == k} d_out[i(p)] (/ c_i(p))``.
+
+    d_out : float32/float64 ``(n, d)`` (copied if not C-contiguous); values, offsets : the
+    CSR ids of ``pool_rows``; num_rows : ``V``. Returns ``(rows, grad_rows)`` as
+    ``coalesce_rows`` does; empty rows contribute nothing. The same bits as
+    ``coalesce_rows(values, np.repeat(d_out, c, axis=0) (/ c per row), num_rows)``.
+    """
+    d_out = check_float_layout("d_out", d_out, ndims=(2,), copy=True)
+    mean = _check_pooling_flag(pooling)
+    values = np.ascontiguousarray(check_ids("values", values, num_rows))
+    offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
+    if offsets.shape[0] - 1 != d_out.shape[0]:
+        raise ValueError(f"d_out: expected {offsets.shape[0] - 1} rows, one per CSR row, got {d_out.shape[0]}")
+    rows, slots = _unique_with_slots(values, num_rows)
+    return rows, _sum_segments_into_slots(slots, offsets, d_out, mean, rows.shape[0])
 
 
 def warm_up(dtype) -> None:
-    """Run the kernel of this module once on tiny inputs of ``dtype`` (compiles it)."""
-    ids = np.array([1, 0, 1], np.int64)
-    _sum_rows_in_order(ids, np.argsort(ids, kind="stable"), np.ones((3, 2), dtype))
+    """Run the kernels of this module once on tiny inputs of ``dtype`` (compiles them)."""
+    table = np.ones((3, 2), dtype)
+    values, offsets = np.array([1, 0, 1], np.int64), np.array([0, 2, 3], np.int64)
+    pool_rows(table, values, offsets, "mean")
+    coalesce_rows(values, table, 3)
+    coalesce_pooled_rows(table[:2], values, offsets, 3, "mean")

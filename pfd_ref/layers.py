@@ -129,18 +129,10 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
 
 
 def _pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
-    gathered = table[values]
-    counts = np.diff(offsets)
-    out = np.zeros((counts.shape[0], table.shape[1]), dtype=table.dtype)
-    nonempty = counts > 0
-    if gathered.shape[0]:
-        # np.add.reduceat would return a single element (not zero) for an empty segment, so
-        # only the starts of non-empty rows are passed; each such segment then runs exactly
-        # to the start of the next non-empty row (empty rows in between hold no values).
-        out[nonempty] = np.add.reduceat(gathered, offsets[:-1][nonempty], axis=0)
-    if pooling == "mean":
-        out[nonempty] /= counts[nonempty, None].astype(table.dtype)
-    return out
+    """The Numba kernel ``kernels.pool_rows``, which adds a row's embeddings in
+    ``np.add.reduceat``'s order: the same bits as its NumPy twin
+    ``pfd_ref.reference_kernels.pool_rows`` (gather + ``np.add.reduceat``)."""
+    return kernels.pool_rows(table, values, offsets, pooling)
 
 
 def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> RowSparseGrad:
@@ -165,11 +157,10 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
 
 def _pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
                                pooling: str) -> RowSparseGrad:
-    counts = np.diff(offsets)
-    value_grads = np.repeat(d_out, counts, axis=0)  # (nnz, d): row i's gradient, once per id in it
-    if pooling == "mean":
-        value_grads /= np.repeat(counts, counts)[:, None].astype(d_out.dtype)
-    return _coalesce(values, value_grads, num_rows)
+    """The Numba kernel ``kernels.coalesce_pooled_rows`` (each id's terms added left to
+    right); its NumPy twin ``pfd_ref.reference_kernels.coalesce_pooled_rows`` repeats each
+    row's gradient to its ids and coalesces them."""
+    return RowSparseGrad(*kernels.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling), num_rows)
 
 
 # --------------------------------------------------------------------------- linear and relu

@@ -23,8 +23,16 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return _sigmoid_both(x, np.exp(-np.abs(x)))[0]
+
+
+def _sigmoid_both(x: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(s(x), s(-x))`` from ``e = exp(-|x|)``, each as ``_sigmoid`` computes it alone:
+    ``s(x)`` is ``1 / (1 + e)`` where ``x >= 0`` and ``s(-x)`` where ``x <= 0``, the other
+    one ``e / (1 + e)`` (the same bits as two calls, one ``exp`` instead of two)."""
+    one_plus_e = 1 + e
+    large, small = 1 / one_plus_e, e / one_plus_e
+    return np.where(x >= 0, large, small), np.where(x <= 0, large, small)
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -81,8 +89,9 @@ def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):
     weights = check_weights("weights", weights, n, logits.dtype)
     sign = 2 * labels.astype(logits.dtype) - 1
     signed_logits = sign * logits
-    loss = _weighted_mean(-_log_sigmoid(signed_logits), weights)
-    d_logits = -sign * _sigmoid(-signed_logits) / n
+    e = np.exp(-np.abs(signed_logits))  # shared by log s(a z) and s(-a z)
+    loss = _weighted_mean(-(np.minimum(signed_logits, 0) - np.log1p(e)), weights)
+    d_logits = -sign * _sigmoid_both(signed_logits, e)[1] / n
     if weights is not None:
         d_logits *= weights
     return loss, d_logits
@@ -120,11 +129,14 @@ def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperatur
     temperature = check_positive("temperature", temperature)
     weights = check_weights("weights", weights, n, student_logits.dtype)
     scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
-    teacher_prob = _sigmoid(scaled_teacher)
-    teacher_complement = _sigmoid(-scaled_teacher)  # 1 - p without cancellation when p is near 1
-    cross_entropy = -(teacher_prob * _log_sigmoid(scaled_student) + teacher_complement * _log_sigmoid(-scaled_student))
+    # 1 - p as s(-t / T), without cancellation when p is near 1
+    teacher_prob, teacher_complement = _sigmoid_both(scaled_teacher, np.exp(-np.abs(scaled_teacher)))
+    e_student = np.exp(-np.abs(scaled_student))
+    log1p_e = np.log1p(e_student)  # log q = min(z/T, 0) - log1p(e), log(1 - q) = min(-z/T, 0) - log1p(e)
+    log_q, log_one_minus_q = np.minimum(scaled_student, 0) - log1p_e, np.minimum(-scaled_student, 0) - log1p_e
+    cross_entropy = -(teacher_prob * log_q + teacher_complement * log_one_minus_q)
     loss = _weighted_mean(temperature**2 * cross_entropy, weights)
-    d_student = temperature * (_sigmoid(scaled_student) - teacher_prob) / n
+    d_student = temperature * (_sigmoid_both(scaled_student, e_student)[0] - teacher_prob) / n
     if weights is not None:
         d_student *= weights
     return loss, d_student

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pfd_ref.validation import check_float_array, check_same_dtype
+from pfd_ref.sparse import coalesce_rows
+from pfd_ref.validation import check_float_array, check_ids, check_offsets, check_same_dtype
 
 
 def score_items(items: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -79,3 +80,44 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndar
         e = np.exp(-np.abs(h))
         h = np.where(h >= 0, 1 / (1 + e), e / (1 + e))
     return h
+
+
+def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
+    """Pooled lookup: ``out[i] = sum_{k in R_i} table[k]`` (``"sum"``) or that sum divided by
+    ``c_i = |R_i|`` (``"mean"``), ``R_i = values[offsets[i]:offsets[i+1]]``; empty rows pool
+    to zeros.
+
+    table : float ``(V, d)``; values : integer ``(nnz,)``; offsets : integer ``(n + 1,)``.
+    Returns ``(n, d)`` in the table's dtype. Each row's sum is one ``np.add.reduceat`` segment.
+    """
+    table = check_float_array("table", table, ndim=2)
+    values = check_ids("values", values, table.shape[0])
+    offsets = check_offsets("offsets", offsets, values.shape[0])
+    counts = np.diff(offsets)
+    out = np.zeros((counts.shape[0], table.shape[1]), dtype=table.dtype)
+    nonempty = counts > 0
+    if values.shape[0]:
+        # np.add.reduceat would return a single element (not zero) for an empty segment, so
+        # only the starts of non-empty rows are passed; each such segment then runs exactly
+        # to the start of the next non-empty row (empty rows in between hold no values).
+        out[nonempty] = np.add.reduceat(table[values], offsets[:-1][nonempty], axis=0)
+    if pooling == "mean":
+        out[nonempty] /= counts[nonempty, None].astype(table.dtype)
+    return out
+
+
+def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Table gradient of ``pool_rows``: ``d_table[k] = sum_i m_ik d_out[i] (/ c_i for "mean")``
+    with ``m_ik`` the number of times id ``k`` occurs in row ``i``.
+
+    d_out : float ``(n, d)``; values, offsets : as in ``pool_rows``; num_rows : ``V``.
+    Returns ``(rows, grad_rows)``: the touched ids ascending and their gradient rows.
+    """
+    d_out = check_float_array("d_out", d_out, ndim=2)
+    values = check_ids("values", values, num_rows)
+    counts = np.diff(check_offsets("offsets", offsets, values.shape[0]))
+    value_grads = np.repeat(d_out, counts, axis=0)  # (nnz, d): row i's gradient, once per id in it
+    if pooling == "mean":
+        value_grads /= np.repeat(counts, counts)[:, None].astype(d_out.dtype)
+    grad = coalesce_rows(values, value_grads, num_rows)
+    return grad.rows, grad.values

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 import kernels
 import kernels._common
 from pfd_ref import reference_kernels as ref
-from pfd_ref.optim import _sparse_adam_rows_update_, _sparse_adam_step_size, _touched_row_grad
+import kernels.embedding
+from pfd_ref.optim import Adam, _adam_update_, _sparse_adam_rows_update_, _sparse_adam_step_size, _touched_row_grad
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.sparse import coalesce_rows as reference_coalesce_rows
 
@@ -278,6 +279,80 @@ def test_coalesce_rows_sums_left_to_right_in_input_order():
     assert values[0, 0] == np.float32(((np.float32(1.0) + np.float32(1e-8)) + np.float32(1e-8)) - np.float32(1.0))
 
 
+def test_coalesce_rows_counting_and_sorting_paths_agree_bit_for_bit(monkeypatch):
+    rng = np.random.default_rng(8)
+    ids = np.concatenate([rng.integers(0, 50, 300), rng.integers(9_990, 10_000, 40)])
+    row_grads = real_valued(rng, (ids.size, 3), np.float32)
+    counted = kernels.coalesce_rows(ids, row_grads, 10_000)  # 10 000 <= 32 * 340 + 4096: counting pass
+    monkeypatch.setattr(kernels.embedding, "COUNTING_ROWS_PER_ID", 0)
+    monkeypatch.setattr(kernels.embedding, "COUNTING_MIN_ROWS", 0)  # now np.unique
+    sorted_ = kernels.coalesce_rows(ids, row_grads, 10_000)
+    for a, b in zip(counted, sorted_):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+# --------------------------------------------------------------------------- pooled embedding
+
+
+@st.composite
+def pooled_case(draw):
+    """A table, CSR ids with empty rows, rows of 1-7 ids (NumPy's plain loop), 8-128 (its
+    eight accumulators) and above 128 (its halving), and signed zeros among the entries."""
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    num_rows, d = draw(st.integers(1, 30)), draw(st.integers(1, 5))
+    counts = np.array(draw(st.lists(st.sampled_from([0, 1, 2, 3, 7, 8, 9, 16, 17, 129, 300]), max_size=6)), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    values = rng.integers(0, num_rows, offsets[-1])
+    table = (real_valued(rng, (num_rows, d), dtype) * 10.0 ** rng.integers(-4, 4, (num_rows, 1))).astype(dtype)
+    table[rng.random((num_rows, d)) < 0.2] = -0.0
+    return table, values, offsets
+
+
+@PROPERTY
+@given(pooled_case(), st.sampled_from(["sum", "mean"]))
+def test_pool_rows_matches_reduceat_twin(case, pooling):
+    table, values, offsets = case
+    out = kernels.pool_rows(table, values, offsets, pooling)
+    expected = ref.pool_rows(table, values, offsets, pooling)
+    assert out.dtype == table.dtype and out.shape == expected.shape
+    # the same values, rounding included (reduceat's order); the signs of zeros follow NumPy >= 2
+    np.testing.assert_array_equal(out, expected)
+    if int(np.__version__.split(".")[0]) >= 2:
+        np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))
+
+
+@PROPERTY
+@given(pooled_case(), st.sampled_from(["sum", "mean"]), st.booleans())
+def test_coalesce_pooled_rows_matches_repeat_then_coalesce(case, pooling, non_contiguous):
+    table, values, offsets = case
+    n, d = offsets.size - 1, table.shape[1]
+    rng = np.random.default_rng(values.size)
+    d_out = real_valued(rng, (n, d), table.dtype)
+    rows, grad_rows = kernels.coalesce_pooled_rows(strided(d_out) if non_contiguous else d_out, values, offsets,
+                                                   table.shape[0], pooling)
+    # bit for bit against the kernel scatter-add of the repeated gradient rows
+    counts = np.diff(offsets)
+    repeated = np.repeat(d_out, counts, axis=0)
+    if pooling == "mean":
+        repeated /= np.repeat(counts, counts)[:, None].astype(table.dtype)
+    expected_rows, expected_values = kernels.coalesce_rows(values, repeated, table.shape[0])
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(grad_rows.view(np.uint8), expected_values.view(np.uint8))
+    # and to rounding against the NumPy twin (np.add.reduceat adds long runs pairwise)
+    twin_rows, twin_values = ref.coalesce_pooled_rows(d_out, values, offsets, table.shape[0], pooling)
+    np.testing.assert_array_equal(rows, twin_rows)
+    np.testing.assert_allclose(grad_rows, twin_values, rtol=1000 * rtol(table.dtype), atol=1000 * rtol(table.dtype))
+
+
+def test_pool_rows_on_no_examples_and_on_empty_rows_only():
+    table = np.ones((3, 2), np.float32)
+    assert kernels.pool_rows(table, np.zeros(0, np.int64), np.zeros(1, np.int64), "mean").shape == (0, 2)
+    np.testing.assert_array_equal(kernels.pool_rows(table, np.zeros(0, np.int64), np.zeros(3, np.int64), "mean"), 0.0)
+    rows, grad_rows = kernels.coalesce_pooled_rows(np.ones((2, 2)), np.zeros(0, np.int64), np.zeros(3, np.int64), 3, "sum")
+    assert rows.shape == (0,) and grad_rows.shape == (0, 2)
+
+
 # --------------------------------------------------------------------------- ReLU backward
 
 
@@ -342,6 +417,49 @@ def test_sparse_adam_rows_matches_numpy_twin_bit_for_bit(dtype, num_rows, d, l2,
             np.testing.assert_array_equal(kernel_array.view(np.uint8), twin_array.view(np.uint8))
 
 
+@PROPERTY
+@given(
+    st.sampled_from(DTYPES),
+    st.sampled_from([(), (1,), (7,), (3, 4)]),
+    st.sampled_from([(0.9, 0.999, 1e-8), (0.5, 0.9, 1e-3), (0.0, 0.0, 1e-6)]),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_adam_update_matches_numpy_twin_bit_for_bit(dtype, shape, betas_eps, non_contiguous_grad, seed):
+    rng = np.random.default_rng(seed)
+    beta1, beta2, eps = betas_eps
+    param = np.asarray(real_valued(rng, shape, dtype))
+    kernel_state = [param.copy(), np.zeros_like(param), np.zeros_like(param)]
+    twin_state = [param.copy(), np.zeros_like(param), np.zeros_like(param)]
+    for step in range(1, 6):
+        grad = np.asarray(real_valued(rng, shape, dtype) * 10.0 ** rng.integers(-6, 3, shape), dtype)
+        if non_contiguous_grad and grad.ndim:
+            grad = strided(grad)
+        step_size, correction = 0.05 / (1 - beta1**step), (1 - beta2**step) ** 0.5
+        kernels.adam_update_(kernel_state[0], grad, *kernel_state[1:], step_size, correction, beta1, beta2, eps)
+        _adam_update_(twin_state[0], grad, *twin_state[1:], step, 0.05, beta1, beta2, eps)
+        for kernel_array, twin_array in zip(kernel_state, twin_state):
+            assert kernel_array.dtype == dtype
+            np.testing.assert_array_equal(kernel_array.reshape(-1).view(np.uint8), twin_array.reshape(-1).view(np.uint8))
+
+
+def test_adam_runs_the_numpy_twin_on_a_parameter_that_is_not_contiguous():
+    rng = np.random.default_rng(3)
+    weight = real_valued(rng, (4, 6), np.float32)
+    grad = real_valued(rng, (4, 3), np.float32)
+    view_params = {"w": weight.copy()[:, ::2]}
+    copy_params = {"w": np.ascontiguousarray(weight[:, ::2])}
+    for params in (view_params, copy_params):
+        optimizer = Adam(0.1)
+        for _ in range(3):
+            optimizer.step(params, {"w": grad})
+    assert not view_params["w"].flags.c_contiguous
+    np.testing.assert_array_equal(view_params["w"], copy_params["w"])
+    with pytest.raises(ValueError, match=r"^param: must be C-contiguous"):
+        kernels.adam_update_(view_params["w"], grad, np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32),
+                             0.1, 1.0, 0.9, 0.999, 1e-8)
+
+
 def test_sparse_adam_rows_rejects_bad_rows_before_writing():
     table = np.ones((4, 2))
     m, v = np.zeros_like(table), np.zeros_like(table)
@@ -398,6 +516,13 @@ def test_reusable_arrays_are_rejected_when_not_contiguous():
         (lambda: kernels.mlp_scores(np.ones((1, 2)), [np.ones((2, 1), np.float32)], [np.ones(1)]), r"^weights\[0\]: expected dtype float64"),
         (lambda: kernels.coalesce_rows(np.array([0, 5]), np.ones((2, 1)), 3), r"^ids: id 5 is outside"),
         (lambda: kernels.coalesce_rows(np.array([0]), np.ones((2, 1)), 3), r"^ids: expected 2 ids"),
+        (lambda: kernels.pool_rows(np.ones((3, 2)), np.array([0, 3]), np.array([0, 2]), "sum"), r"^values: id 3 is outside"),
+        (lambda: kernels.pool_rows(np.ones((3, 2)), np.array([0, 1]), np.array([0, 3]), "sum"), r"^offsets: must start at 0"),
+        (lambda: kernels.pool_rows(np.ones((3, 2)), np.array([0]), np.array([0, 1]), "max"), r"^pooling: expected 'sum' or 'mean'"),
+        (lambda: kernels.pool_rows(np.ones((3, 4))[:, ::2], np.array([0]), np.array([0, 1]), "sum"), r"^table: must be C-contiguous"),
+        (lambda: kernels.coalesce_pooled_rows(np.ones((3, 2)), np.array([0]), np.array([0, 1]), 3, "sum"), r"^d_out: expected 1 rows"),
+        (lambda: kernels.adam_update_(np.ones(2), np.ones(3), np.ones(2), np.ones(2), 0.1, 1.0, 0.9, 0.999, 1e-8), r"^grad: expected shape \(2,\)"),
+        (lambda: kernels.adam_update_(np.ones(2), np.ones(2, np.float32), np.ones(2), np.ones(2), 0.1, 1.0, 0.9, 0.999, 1e-8), r"^grad: expected dtype float64"),
     ],
 )
 def test_bad_arguments_are_named(call, message):
