@@ -4,7 +4,7 @@
 
 Sections: machine limits (STREAM-like triad, BLAS GEMM), single-user scoring, fused top-k,
 top-k of precomputed scores, batched top-k (GEMM + selection), MLP scoring, the embedding
-scatter-add and gather, the parallel threshold (2 threads), cold start (compile and
+kernels of training (scatter-add, pooled field) and the gather, the parallel threshold (2 threads), cold start (compile and
 cache-load times), and the issue's targets with the measured ratio. Every ratio is between candidates timed
 round-robin in the same process (benchmarks/common.py). float32 throughout. Without
 torch installed its columns are skipped.
@@ -20,6 +20,7 @@ from numba import njit
 
 import kernels
 import kernels._common
+import kernels.embedding
 from benchmarks.common import (
     parse_and_run,
     gemm_gflops,
@@ -35,6 +36,7 @@ from benchmarks.common import (
     write_json,
 )
 from kernels.scoring import _gemm_block_rows
+from pfd_ref import reference_kernels
 from pfd_ref.sparse import coalesce_rows as numpy_coalesce_rows
 
 DTYPE = np.float32
@@ -277,10 +279,31 @@ def bench_mlp(cfg, rng, torch, gemm_peak):
     return rows
 
 
+def _grouped_sum(unique_with_slots, ids, grads, vocab):
+    """The scatter-add with a given grouping step (``kernels.embedding``'s two paths)."""
+    rows, slots = unique_with_slots(ids, vocab)
+    one_per_row = np.arange(ids.shape[0] + 1, dtype=np.int64)
+    return rows, kernels.embedding._sum_segments_into_slots(slots, one_per_row, grads, False, rows.shape[0])
+
+
+def _np_unique_slots(ids, vocab):
+    rows, slots = np.unique(ids, return_inverse=True)
+    return rows, slots.reshape(-1)
+
+
 def bench_scatter_add(cfg, rng):
+    """``kernels.coalesce_rows`` (which picks its grouping path) against each path forced,
+    the NumPy twin (stable argsort + reduceat) and ``np.add.at``. The first rows are the
+    tables of the training benchmark's student (batch 1024, 16-d), then a table just above
+    and below the counting/sorting switch, then large ones."""
     rows = []
-    for n, d, vocab in [(4096, 32, 1_000_000), (65536, 64, 1_000_000), (65536, 64, 1000)]:
+    cases = [(1024, 16, 100), (1024, 16, 10_000), (1024, 16, 30_000), (1024, 16, 60_000),
+             (4096, 32, 1_000_000), (65536, 64, 1_000_000), (65536, 64, 1000)]
+    for n, d, vocab in cases:
         ids = np.minimum(rng.zipf(1.2, n) - 1, vocab - 1).astype(np.int64)  # a few hot ids, a long tail
+        uniform = n == 1024  # the training batches' ids are closer to uniform over the table
+        if uniform:
+            ids = rng.integers(0, vocab, n)
         grads = rng.standard_normal((n, d)).astype(DTYPE)
 
         def add_at():
@@ -292,23 +315,66 @@ def bench_scatter_add(cfg, rng):
         t = time_side_by_side(
             {
                 "kernel": lambda: kernels.coalesce_rows(ids, grads, vocab),
+                "counting": lambda: _grouped_sum(kernels.embedding._unique_by_counting, ids, grads, vocab),
+                "np_unique": lambda: _grouped_sum(_np_unique_slots, ids, grads, vocab),
                 "reduceat": lambda: numpy_coalesce_rows(ids, grads, vocab),
                 "add_at": add_at,
-                "argsort": lambda: np.argsort(ids, kind="stable"),
+            },
+            cfg["repeats"],
+        )
+        counting = vocab <= kernels.embedding.COUNTING_ROWS_PER_ID * n + kernels.embedding.COUNTING_MIN_ROWS
+        rows.append(
+            dict(
+                n=n, d=d, vocab=vocab, ids="uniform" if uniform else "zipf", unique=int(np.unique(ids).shape[0]),
+                path="counting" if counting else "np.unique", kernel_us=t["kernel"] * 1e6,
+                counting_us=t["counting"] * 1e6, np_unique_us=t["np_unique"] * 1e6,
+                reduceat_us=t["reduceat"] * 1e6, x_reduceat=t["reduceat"] / t["kernel"],
+                add_at_us=t["add_at"] * 1e6, x_add_at=t["add_at"] / t["kernel"],
+            )
+        )
+    print_table(
+        "Embedding scatter-add (coalesce gradient rows by id). kernel: kernels.coalesce_rows, grouping by "
+        "the path named; counting / np_unique: each grouping path forced, the same summing kernel; "
+        "reduceat: pfd_ref.sparse.coalesce_rows (stable argsort + np.add.reduceat); add_at: np.unique + np.add.at",
+        ["n", "d", "vocab", "ids", "unique", "path", "kernel_us", "counting_us", "np_unique_us", "reduceat_us",
+         "x_reduceat", "add_at_us", "x_add_at"],
+        rows,
+    )
+    return rows
+
+
+def bench_pooled(cfg, rng):
+    """The multi-id field of the training benchmark (100 ids, 16-d, mean pooling, about 5 ids
+    per row) and a larger one: ``kernels.pool_rows`` and ``kernels.coalesce_pooled_rows``
+    against their NumPy twins in ``pfd_ref.reference_kernels``."""
+    rows = []
+    for n, d, vocab, mean_length in [(1024, 16, 100, 5), (65536, 32, 10_000, 5)]:
+        offsets = np.concatenate([[0], np.cumsum(rng.poisson(mean_length, n))]).astype(np.int64)
+        values = rng.integers(0, vocab, offsets[-1])
+        table = rng.standard_normal((vocab, d)).astype(DTYPE)
+        d_out = rng.standard_normal((n, d)).astype(DTYPE)
+        t = time_side_by_side(
+            {
+                "pool_kernel": lambda: kernels.pool_rows(table, values, offsets, "mean"),
+                "pool_twin": lambda: reference_kernels.pool_rows(table, values, offsets, "mean"),
+                "backward_kernel": lambda: kernels.coalesce_pooled_rows(d_out, values, offsets, vocab, "mean"),
+                "backward_twin": lambda: reference_kernels.coalesce_pooled_rows(d_out, values, offsets, vocab, "mean"),
             },
             cfg["repeats"],
         )
         rows.append(
             dict(
-                n=n, d=d, vocab=vocab, unique=int(np.unique(ids).shape[0]), kernel_us=t["kernel"] * 1e6,
-                reduceat_us=t["reduceat"] * 1e6, x_reduceat=t["reduceat"] / t["kernel"],
-                add_at_us=t["add_at"] * 1e6, x_add_at=t["add_at"] / t["kernel"], argsort_us=t["argsort"] * 1e6,
+                n=n, d=d, vocab=vocab, ids=int(offsets[-1]), pool_kernel_us=t["pool_kernel"] * 1e6,
+                pool_twin_us=t["pool_twin"] * 1e6, x_pool_twin=t["pool_twin"] / t["pool_kernel"],
+                backward_kernel_us=t["backward_kernel"] * 1e6, backward_twin_us=t["backward_twin"] * 1e6,
+                x_backward_twin=t["backward_twin"] / t["backward_kernel"],
             )
         )
     print_table(
-        "Embedding scatter-add (coalesce gradient rows by id; reduceat: pfd_ref.sparse.coalesce_rows; "
-        "add_at: np.unique + np.add.at; argsort: the stable sort both kernel and reduceat start with)",
-        ["n", "d", "vocab", "unique", "kernel_us", "reduceat_us", "x_reduceat", "add_at_us", "x_add_at", "argsort_us"],
+        "Pooled multi-id field, mean pooling (pool: kernels.pool_rows vs gather + np.add.reduceat, the same bits; "
+        "backward: kernels.coalesce_pooled_rows vs np.repeat + pfd_ref.sparse.coalesce_rows)",
+        ["n", "d", "vocab", "ids", "pool_kernel_us", "pool_twin_us", "x_pool_twin", "backward_kernel_us",
+         "backward_twin_us", "x_backward_twin"],
         rows,
     )
     return rows
@@ -500,6 +566,7 @@ def run(threads: int, quick: bool) -> dict:
     results["batched"] = bench_batched(cfg, rng, torch, limits["gemm_float32_GFLOPs"])
     results["mlp"] = bench_mlp(cfg, rng, torch, limits["gemm_float32_GFLOPs"])
     results["scatter_add"] = bench_scatter_add(cfg, rng)
+    results["pooled"] = bench_pooled(cfg, rng)
     results["gather"] = bench_gather(cfg, rng)
     if threads > 1:
         results["parallel_threshold"] = bench_parallel_threshold(cfg, rng)

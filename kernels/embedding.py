@@ -15,8 +15,9 @@ Summation orders, and so the bits:
   rare rows (more than 129 ids) are left to ``np.add.reduceat`` itself, which keeps the
   kernel free of recursion (it compiles in a third of the time). Kernel and twin give the
   same bits (tests/test_kernels.py, which fails if a future NumPy changes that order).
-* The scatter-adds sum each id's rows strictly left to right in input order, the first row
-  copied and the next ones added: the order of a stable sort by id. The twin's
+* The scatter-adds sum each id's rows strictly left to right in input order, from -0.0
+  (which gives the bits of starting from the first row: -0.0 + x is x for every x): the
+  order of a stable sort by id. The twin's
   ``np.add.reduceat`` adds runs pairwise, so the two agree to rounding (exactly on
   integer-valued data).
 
@@ -59,10 +60,15 @@ COUNTING_MIN_ROWS = 4096
 def _pool_rows(table, values, offsets, mean, out):
     """Rows of at most ``_PAIRWISE_BLOCK + 1`` ids: ``out[i] = table[values[a]] + P`` over the
     CSR row ``[a, b)`` of example ``i``, with ``P`` NumPy's pairwise sum of the other rows
-    ``table[values[a+1:b]]`` (column by column: from -0.0 one after another below 8 terms,
-    else 8 interleaved accumulators combined as a tree, then the remainder one by one),
-    divided by ``b - a`` when ``mean``. ``out`` arrives zeroed: empty rows and longer rows
-    (left to the caller) stay zero. Returns the number of those longer rows."""
+    ``table[values[a+1:b]]``, column by column: with 8 or more terms, 8 interleaved
+    accumulators (term ``q`` into accumulator ``q % 8``) combined as a tree, then the
+    remaining ``n % 8`` terms added one by one; with fewer, all terms one by one from -0.0.
+    Divided by ``b - a`` when ``mean``. ``out`` arrives zeroed: empty rows and longer rows
+    (left to the caller) stay zero. Returns the number of those longer rows.
+
+    Starting a sum from -0.0 gives the bits of starting from its first term (-0.0 + x is x
+    for every x), which NumPy does for its accumulators; NumPy >= 2 starts its plain loop
+    from -0.0 as well."""
     d = table.shape[1]
     rest = np.empty(d, out.dtype)
     acc = np.empty((_PAIRWISE_UNROLL, d), out.dtype)
@@ -75,30 +81,27 @@ def _pool_rows(table, values, offsets, mean, out):
             continue
         if b == a:
             continue
-        lo, n = a + 1, b - a - 1  # the pairwise part
-        if n < _PAIRWISE_UNROLL:
-            for j in range(d):
-                rest[j] = -0.0  # the identity of +, as NumPy >= 2 starts (so -0.0 + -0.0 stays -0.0)
-            for p in range(lo, b):
-                for j in range(d):
-                    rest[j] += table[values[p], j]
-        else:
-            acc[:] = -0.0  # -0.0 + x is x: the same bits as NumPy's copy of the first 8 terms
+        lo, n = a + 1, b - a - 1  # the pairwise part: terms lo .. b - 1
+        for j in range(d):
+            rest[j] = -0.0
+        stop = lo
+        if n >= _PAIRWISE_UNROLL:
             stop = lo + n - n % _PAIRWISE_UNROLL
-            for p in range(lo, stop, _PAIRWISE_UNROLL):
-                for k in range(_PAIRWISE_UNROLL):
-                    for j in range(d):
-                        acc[k, j] += table[values[p + k], j]
+            for k in range(_PAIRWISE_UNROLL):
+                for j in range(d):
+                    acc[k, j] = -0.0
+            for p in range(lo, stop):
+                k = (p - lo) % _PAIRWISE_UNROLL
+                for j in range(d):
+                    acc[k, j] += table[values[p], j]
             for j in range(d):
                 rest[j] = ((acc[0, j] + acc[1, j]) + (acc[2, j] + acc[3, j])) + ((acc[4, j] + acc[5, j]) + (acc[6, j] + acc[7, j]))
-            for p in range(stop, b):
-                for j in range(d):
-                    rest[j] += table[values[p], j]
+        for p in range(stop, b):
+            for j in range(d):
+                rest[j] += table[values[p], j]
         first = values[a]
         for j in range(d):
-            out[i, j] = table[first, j]
-            if n:
-                out[i, j] += rest[j]
+            out[i, j] = table[first, j] + rest[j] if n else table[first, j]
         if mean:
             count[0] = b - a
             c = count[0]
@@ -112,7 +115,9 @@ def _unique_by_counting(ids, num_rows):
     """``(rows, slots)``: the unique ids ascending and, for each input position, the index
     of its id in ``rows`` (what ``np.unique(ids, return_inverse=True)`` returns), found with
     one scratch entry per table row."""
-    slot_of_id = np.zeros(num_rows, np.int64)
+    slot_of_id = np.empty(num_rows, np.int64)
+    for r in range(num_rows):
+        slot_of_id[r] = 0
     for i in range(ids.shape[0]):
         slot_of_id[ids[i]] = 1
     unique = 0
@@ -132,29 +137,25 @@ def _unique_by_counting(ids, num_rows):
 def _sum_segments_into_slots(slots, offsets, grads, mean, unique):
     """``values[u] = sum`` over the ids ``p`` with ``slots[p] == u``, left to right in ``p``,
     of ``grads[i]`` (divided by the row's length ``c_i`` when ``mean``) where ``p`` lies in
-    the CSR row ``[offsets[i], offsets[i + 1])``; the first term is copied, the next added."""
+    the CSR row ``[offsets[i], offsets[i + 1])``. Each sum starts from -0.0, which gives the
+    bits of starting from its first term."""
     d = grads.shape[1]
     values = np.empty((unique, d), grads.dtype)
-    filled = np.zeros(unique, np.bool_)
+    for u in range(unique):
+        for j in range(d):
+            values[u, j] = -0.0
     row = np.empty(d, grads.dtype)  # grads[i], divided by c_i when mean
     count = np.empty(1, grads.dtype)
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
-        if b == a:
-            continue
         count[0] = b - a
         c = count[0]
         for j in range(d):
             row[j] = grads[i, j] / c if mean else grads[i, j]
         for p in range(a, b):
             u = slots[p]
-            if filled[u]:
-                for j in range(d):
-                    values[u, j] += row[j]
-            else:
-                filled[u] = True
-                for j in range(d):
-                    values[u, j] = row[j]
+            for j in range(d):
+                values[u, j] += row[j]
     return values
 
 
