@@ -5,7 +5,8 @@
 One step = losses, hand-derived gradients and an Adam update on one batch of 1024 rows of
 the synthetic CVR data (float32), for the MLP student alone (``baseline``) and for the
 synchronous PFD pair (teacher on regular + privileged features, student distilled with
-lambda = 0.5). pfd_ref's Adam is lazy: embedding rows absent from the batch are not
+lambda = 0.5); pfd_ref's teacher is also timed alone, so that the sync step can be set
+against the two models' own steps. pfd_ref's Adam is lazy: embedding rows absent from the batch are not
 touched (SparseAdam semantics). The PyTorch peer is the same model, run twice: sparse
 embeddings with SparseAdam + Adam, and dense embeddings with one Adam; the faster of the two
 is the peer. Every figure is a median of round-robin rounds after a warm-up
@@ -65,19 +66,24 @@ def cycling(step, items: list):
 def pfd_ref_step(method: str, schema, batches: list, rng: np.random.Generator):
     """One pfd_ref training step of ``method`` ("baseline" or "pfd"): ``step_gradients`` +
     lazy ``Adam.step``. Returns ``(callable over the batches, student, teacher)``."""
-    config = TrainConfig(student_kind="mlp")
-    student, teacher = build_models(schema, method, config)
+    student, teacher = build_models(schema, method, TrainConfig(student_kind="mlp"))
+    return model_step(student, teacher, batches, rng), student, teacher
+
+
+def model_step(student, teacher, batches: list, rng: np.random.Generator):
+    """A callable running one ``step_gradients`` + lazy ``Adam.step`` per call, cycling over
+    ``batches``: ``student`` alone on its hard loss when ``teacher`` is None, else sync PFD."""
     params = student.init_params(rng, DTYPE)
     if teacher is not None:
         params.update(teacher.init_params(rng, DTYPE))
-    optimizer = Adam(config.lr, sparse="lazy")
+    optimizer = Adam(TrainConfig().lr, sparse="lazy")
     lam = LAMBDA if teacher is not None else 0.0
     distill = DistillConfig(lambda_=LAMBDA) if teacher is not None else DistillConfig()
 
     def step(batch):
         optimizer.step(params, step_gradients(student, teacher, params, batch, lam, distill).grads)
 
-    return cycling(step, batches), student, teacher
+    return cycling(step, batches)
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -194,6 +200,9 @@ def run(threads: int, quick: bool) -> dict:
     for method in ("baseline", "pfd"):
         candidates[(method, "pfd_ref")], student, teacher = pfd_ref_step(method, train.schema, batches, rng)
         models[method] = (student, teacher)
+    # the teacher trained alone (hard loss): sync PFD against student + teacher isolates what
+    # synchronous distillation adds beyond running the two models
+    candidates[("teacher", "pfd_ref")] = model_step(models["pfd"][1], None, batches, rng)
     if torch is not None:
         for method in ("baseline", "pfd"):
             for sparse in (True, False):
@@ -221,7 +230,15 @@ def run(threads: int, quick: bool) -> dict:
             targets.append({"target": f"{step_names[method]}: pfd_ref samples/s / fastest torch ({best_peer})",
                             "goal": ">= 1.5", "measured": ratio, "met": "yes" if ratio >= 1.5 else "no"})
     pfd_over_baseline = times[("pfd", "pfd_ref")] / times[("baseline", "pfd_ref")]
+    teacher_time = times[("teacher", "pfd_ref")]
+    rows.append({"step": "teacher alone (hard loss) / pfd_ref", "samples/s": round(BATCH_SIZE / teacher_time),
+                 "ms/step": teacher_time * 1e3})
     rows.append({"step": "sync PFD / student step, pfd_ref", "ratio": pfd_over_baseline, "ratio of": "time per step"})
+    rows.append({"step": "teacher alone / student step, pfd_ref", "ratio": teacher_time / times[("baseline", "pfd_ref")],
+                 "ratio of": "time per step"})
+    rows.append({"step": "sync PFD / (student + teacher alone), pfd_ref",
+                 "ratio": times[("pfd", "pfd_ref")] / (times[("baseline", "pfd_ref")] + teacher_time),
+                 "ratio of": "time per step"})
     targets.insert(0, {"target": "pfd_ref sync PFD step time / student step time", "goal": "<= 2",
                        "measured": pfd_over_baseline, "met": "yes" if pfd_over_baseline <= 2 else "no"})
 

@@ -8,13 +8,15 @@ coalesce).
 
 Summation orders, and so the bits:
 
-* ``pool_rows`` adds the rows of one multi-id row in NumPy's order for
-  ``np.add.reduceat(rows, starts, axis=0)``: the first row plus NumPy's pairwise sum of the
-  others (``pairwise_sum`` in NumPy's ``loops_utils.h.src``: a plain loop below 8 terms,
-  8 interleaved accumulators up to 128). Above 128 NumPy sums the halves recursively; such
-  rare rows (more than 129 ids) are left to ``np.add.reduceat`` itself, which keeps the
-  kernel free of recursion (it compiles in a third of the time). Kernel and twin give the
-  same bits (tests/test_kernels.py, which fails if a future NumPy changes that order).
+* ``pool_rows`` gives the bits of ``np.add.reduceat(rows, starts, axis=0)``, which sums a
+  segment as its first row plus NumPy's pairwise sum of the others (``pairwise_sum`` in
+  NumPy's ``loops_utils.h.src``). Below 8 terms that pairwise sum adds one term after
+  another, so the kernel does the same for rows of up to ``SHORT_ROW_IDS`` = 8 ids; the
+  longer rows (8 interleaved accumulators and a tree in NumPy) are gathered and passed to
+  ``np.add.reduceat`` itself, in one call. With about 5 ids per row that is a few percent
+  of the rows, and it keeps the kernel small (it compiles in under half the time of one
+  that also mirrors the accumulators). tests/test_kernels.py checks the bits, and fails if
+  a future NumPy changes its order.
 * The scatter-adds sum each id's rows strictly left to right in input order, from -0.0
   (which gives the bits of starting from the first row: -0.0 + x is x for every x): the
   order of a stable sort by id. The twin's
@@ -44,10 +46,9 @@ from numba import njit
 from kernels._common import check_float_layout
 from pfd_ref.validation import check_ids, check_offsets
 
-# NumPy's pairwise summation: below 8 values a plain loop from -0.0, up to 128 (PW_BLOCKSIZE)
-# eight interleaved accumulators, above that the two halves summed separately (left to NumPy).
-_PAIRWISE_UNROLL = 8
-_PAIRWISE_BLOCK = 128
+# NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);
+# a row of up to 8 ids has at most 7 terms after its first id.
+SHORT_ROW_IDS = 8
 
 # Counting pass when num_rows <= COUNTING_ROWS_PER_ID * n + COUNTING_MIN_ROWS, np.unique
 # otherwise; at n = 1024, d = 16 the two cost the same near num_rows = 40k
@@ -57,57 +58,48 @@ COUNTING_MIN_ROWS = 4096
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_rows(table, values, offsets, mean, out):
-    """Rows of at most ``_PAIRWISE_BLOCK + 1`` ids: ``out[i] = table[values[a]] + P`` over the
-    CSR row ``[a, b)`` of example ``i``, with ``P`` NumPy's pairwise sum of the other rows
-    ``table[values[a+1:b]]``, column by column: with 8 or more terms, 8 interleaved
-    accumulators (term ``q`` into accumulator ``q % 8``) combined as a tree, then the
-    remaining ``n % 8`` terms added one by one; with fewer, all terms one by one from -0.0.
-    Divided by ``b - a`` when ``mean``. ``out`` arrives zeroed: empty rows and longer rows
-    (left to the caller) stay zero. Returns the number of those longer rows.
-
-    Starting a sum from -0.0 gives the bits of starting from its first term (-0.0 + x is x
-    for every x), which NumPy does for its accumulators; NumPy >= 2 starts its plain loop
-    from -0.0 as well."""
+def _pool_short_rows(table, values, offsets, mean, out):
+    """Rows of at most ``SHORT_ROW_IDS`` ids: ``out[i] = (table[values[a]] + R) / c`` over the
+    CSR row ``[a, b)`` of example ``i``, with ``R`` the other rows ``table[values[a+1:b]]``
+    added one by one from -0.0 (NumPy's pairwise sum below 8 terms) and ``c = b - a`` when
+    ``mean``, else 1 (``x / 1`` is ``x``). ``out`` arrives zeroed: empty rows and longer
+    rows (left to the caller) stay zero. Returns the number of those longer rows."""
     d = table.shape[1]
     rest = np.empty(d, out.dtype)
-    acc = np.empty((_PAIRWISE_UNROLL, d), out.dtype)
-    count = np.empty(1, out.dtype)  # the row's length, rounded to the dtype as NumPy's astype does
+    count = np.empty(1, out.dtype)  # the divisor, rounded to the dtype as NumPy's astype does
     long_rows = 0
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
-        if b - a > _PAIRWISE_BLOCK + 1:
+        if b - a > SHORT_ROW_IDS:
             long_rows += 1
             continue
         if b == a:
             continue
-        lo, n = a + 1, b - a - 1  # the pairwise part: terms lo .. b - 1
         for j in range(d):
             rest[j] = -0.0
-        stop = lo
-        if n >= _PAIRWISE_UNROLL:
-            stop = lo + n - n % _PAIRWISE_UNROLL
-            for k in range(_PAIRWISE_UNROLL):
-                for j in range(d):
-                    acc[k, j] = -0.0
-            for p in range(lo, stop):
-                k = (p - lo) % _PAIRWISE_UNROLL
-                for j in range(d):
-                    acc[k, j] += table[values[p], j]
-            for j in range(d):
-                rest[j] = ((acc[0, j] + acc[1, j]) + (acc[2, j] + acc[3, j])) + ((acc[4, j] + acc[5, j]) + (acc[6, j] + acc[7, j]))
-        for p in range(stop, b):
+        for p in range(a + 1, b):
             for j in range(d):
                 rest[j] += table[values[p], j]
+        count[0] = b - a if mean else 1
+        c = count[0]
         first = values[a]
         for j in range(d):
-            out[i, j] = table[first, j] + rest[j] if n else table[first, j]
-        if mean:
-            count[0] = b - a
-            c = count[0]
-            for j in range(d):
-                out[i, j] /= c
+            out[i, j] = (table[first, j] + rest[j]) / c
     return long_rows
+
+
+def _pool_long_rows(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, mean: bool, out: np.ndarray) -> None:
+    """``out[i]`` for the rows of more than ``SHORT_ROW_IDS`` ids, by ``np.add.reduceat`` over
+    those rows' ids gathered into one CSR array (one call for all of them)."""
+    lengths = np.diff(offsets)
+    rows = np.flatnonzero(lengths > SHORT_ROW_IDS)
+    row_lengths = lengths[rows]
+    starts = np.concatenate([[0], np.cumsum(row_lengths)[:-1]])
+    positions = np.repeat(offsets[rows] - starts, row_lengths) + np.arange(row_lengths.sum())
+    sums = np.add.reduceat(table[values[positions]], starts, axis=0)
+    if mean:
+        sums /= row_lengths[:, None].astype(out.dtype)
+    out[rows] = sums
 
 
 @njit(cache=True, error_model="numpy")
@@ -137,21 +129,23 @@ def _unique_by_counting(ids, num_rows):
 def _sum_segments_into_slots(slots, offsets, grads, mean, unique):
     """``values[u] = sum`` over the ids ``p`` with ``slots[p] == u``, left to right in ``p``,
     of ``grads[i]`` (divided by the row's length ``c_i`` when ``mean``) where ``p`` lies in
-    the CSR row ``[offsets[i], offsets[i + 1])``. Each sum starts from -0.0, which gives the
-    bits of starting from its first term."""
+    the CSR row ``[offsets[i], offsets[i + 1])``. Each sum starts from -0.0 and without
+    ``mean`` the rows are divided by 1, neither of which changes a bit."""
     d = grads.shape[1]
     values = np.empty((unique, d), grads.dtype)
     for u in range(unique):
         for j in range(d):
             values[u, j] = -0.0
-    row = np.empty(d, grads.dtype)  # grads[i], divided by c_i when mean
+    row = np.empty(d, grads.dtype)  # grads[i] / c_i, or grads[i] / 1
     count = np.empty(1, grads.dtype)
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
-        count[0] = b - a
+        if b == a:
+            continue
+        count[0] = b - a if mean else 1
         c = count[0]
         for j in range(d):
-            row[j] = grads[i, j] / c if mean else grads[i, j]
+            row[j] = grads[i, j] / c
         for p in range(a, b):
             u = slots[p]
             for j in range(d):
@@ -188,13 +182,8 @@ def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
     values = np.ascontiguousarray(check_ids("values", values, table.shape[0]))
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     out = np.zeros((offsets.shape[0] - 1, table.shape[1]), table.dtype)
-    if _pool_rows(table, values, offsets, mean, out) == 0:
-        return out
-    for i in np.flatnonzero(np.diff(offsets) > _PAIRWISE_BLOCK + 1):  # rare long rows: NumPy itself
-        a, b = offsets[i], offsets[i + 1]
-        out[i] = np.add.reduceat(table[values[a:b]], [0], axis=0)[0]
-        if mean:
-            out[i] /= out.dtype.type(b - a)
+    if _pool_short_rows(table, values, offsets, mean, out):
+        _pool_long_rows(table, values, offsets, mean, out)
     return out
 
 

@@ -296,8 +296,9 @@ def test_coalesce_rows_counting_and_sorting_paths_agree_bit_for_bit(monkeypatch)
 
 @st.composite
 def pooled_case(draw):
-    """A table, CSR ids with empty rows, rows of 1-7 ids (NumPy's plain loop), 8-128 (its
-    eight accumulators) and above 128 (its halving), and signed zeros among the entries."""
+    """A table, CSR ids with empty rows, rows of 1-8 ids (summed by the kernel as NumPy's
+    plain loop does), 9 and more (NumPy's accumulators, 129 and more its halving: passed to
+    np.add.reduceat), and signed zeros among the entries."""
     dtype = draw(st.sampled_from(DTYPES))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     num_rows, d = draw(st.integers(1, 30)), draw(st.integers(1, 5))
