@@ -279,16 +279,16 @@ def bench_mlp(cfg, rng, torch, gemm_peak):
     return rows
 
 
-def _grouped_sum(unique_with_slots, ids, grads, vocab):
-    """The scatter-add with a given grouping step (``kernels.embedding``'s two paths)."""
-    rows, slots = unique_with_slots(ids, vocab)
+def _counting_path(ids, grads, vocab):
+    """``kernels.embedding``'s counting path, forced: one scratch entry per table row."""
     one_per_row = np.arange(ids.shape[0] + 1, dtype=np.int64)
-    return rows, kernels.embedding._sum_segments_into_slots(slots, one_per_row, grads, False, rows.shape[0])
+    return kernels.embedding._coalesce_by_counting(ids, one_per_row, grads, False, vocab)
 
 
-def _np_unique_slots(ids, vocab):
-    rows, slots = np.unique(ids, return_inverse=True)
-    return rows, slots.reshape(-1)
+def _np_unique_path(ids, grads, vocab):
+    """``kernels.embedding``'s sorting path, forced: ``np.unique`` renumbers, then the same kernel."""
+    rows, renumbered = np.unique(ids, return_inverse=True)
+    return rows, _counting_path(renumbered.reshape(-1), grads, rows.shape[0])[1]
 
 
 def bench_scatter_add(cfg, rng):
@@ -315,8 +315,8 @@ def bench_scatter_add(cfg, rng):
         t = time_side_by_side(
             {
                 "kernel": lambda: kernels.coalesce_rows(ids, grads, vocab),
-                "counting": lambda: _grouped_sum(kernels.embedding._unique_by_counting, ids, grads, vocab),
-                "np_unique": lambda: _grouped_sum(_np_unique_slots, ids, grads, vocab),
+                "counting": lambda: _counting_path(ids, grads, vocab),
+                "np_unique": lambda: _np_unique_path(ids, grads, vocab),
                 "reduceat": lambda: numpy_coalesce_rows(ids, grads, vocab),
                 "add_at": add_at,
             },

@@ -63,15 +63,6 @@ def _adam_dense(param, grad, m, v, scalars):
 
 
 @njit(cache=True, error_model="numpy")
-def _rows_are_valid(rows, num_rows):
-    """True when ``rows`` is strictly increasing and inside ``[0, num_rows)``."""
-    for u in range(rows.shape[0]):
-        if rows[u] < 0 or rows[u] >= num_rows or (u > 0 and rows[u] <= rows[u - 1]):
-            return False
-    return True
-
-
-@njit(cache=True, error_model="numpy")
 def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
     """In place on rows ``rows[u]`` of ``param``, ``m``, ``v``, element by element:
 
@@ -80,7 +71,12 @@ def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
         p <- p - step_size * (m / (sqrt(v) + eps))
 
     ``scalars`` holds ``(1 - beta1, 1 - beta2, eps, step_size, l2)`` in the arrays' dtype.
+    Returns False, having written nothing, unless ``rows`` is strictly increasing and
+    inside ``[0, len(param))``; True after the update.
     """
+    for u in range(rows.shape[0]):
+        if rows[u] < 0 or rows[u] >= param.shape[0] or (u > 0 and rows[u] <= rows[u - 1]):
+            return False
     one_minus_beta1 = scalars[_ONE_MINUS_BETA1]
     one_minus_beta2 = scalars[_ONE_MINUS_BETA2]
     eps = scalars[_EPS]
@@ -98,6 +94,7 @@ def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
             m[r, j] = m_new
             v[r, j] = v_new
             param[r, j] = p - step_size * (m_new / (np.sqrt(v_new) + eps))
+    return True
 
 
 def adam_update_(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step_size: float,
@@ -159,10 +156,9 @@ def sparse_adam_rows_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row
     if row_grads.shape[1] != param.shape[1]:
         raise ValueError(f"row_grads: expected {param.shape[1]} columns (the parameter's), got {row_grads.shape[1]}")
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    if not _rows_are_valid(rows, param.shape[0]):
-        raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {param.shape[0]})")
     scalars = np.array([1 - beta1, 1 - beta2, eps, step_size, l2], dtype=param.dtype)
-    _sparse_adam_rows(param, m, v, rows, row_grads, scalars, bool(l2 > 0))
+    if not _sparse_adam_rows(param, m, v, rows, row_grads, scalars, bool(l2 > 0)):
+        raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {param.shape[0]})")
 
 
 def warm_up(dtype) -> None:

@@ -24,9 +24,10 @@ Summation orders, and so the bits:
   integer-valued data).
 
 Grouping by id: for a table of at most ``COUNTING_ROWS_PER_ID`` rows per input row (plus a
-constant), a counting pass over a scratch array of the table's size finds the unique ids in
-``O(n + num_rows)``; for larger tables ``np.unique`` sorts the ids (``O(n log n)``, no pass
-over the table). Both give the same ``rows`` and slots, so the same sums.
+constant), a counting pass over a scratch array of the table's size finds the ids present
+in ``O(n + num_rows)``; for larger tables ``np.unique`` first renumbers the ids ``0 .. m-1``
+(``O(n log n)``, no pass over the table) and the same kernel counts over those. Both give
+the same rows and add the same terms in the same order, so the same bits.
 
 The gather ``table[ids]`` of a single-id field has no kernel: NumPy's fancy indexing was as
 fast as a serial Numba loop for clustered ids and twice as fast for uniform ids
@@ -103,34 +104,24 @@ def _pool_long_rows(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, 
 
 
 @njit(cache=True, error_model="numpy")
-def _unique_by_counting(ids, num_rows):
-    """``(rows, slots)``: the unique ids ascending and, for each input position, the index
-    of its id in ``rows`` (what ``np.unique(ids, return_inverse=True)`` returns), found with
-    one scratch entry per table row."""
+def _coalesce_by_counting(ids, offsets, grads, mean, num_rows):
+    """``(rows, values)``: ``rows`` the ids present, ascending, found with one scratch entry
+    per table row (``ids`` in ``[0, num_rows)``); ``values[u]`` the sum over the positions
+    ``p`` with ``ids[p] == rows[u]``, left to right in ``p``, of ``grads[i] / c_i`` where
+    ``p`` lies in the CSR row ``[offsets[i], offsets[i + 1])`` and ``c_i`` is that row's
+    length when ``mean``, else 1. Each sum starts from -0.0; neither that nor dividing by 1
+    changes a bit."""
     slot_of_id = np.empty(num_rows, np.int64)
     for r in range(num_rows):
         slot_of_id[r] = 0
-    for i in range(ids.shape[0]):
-        slot_of_id[ids[i]] = 1
+    for p in range(ids.shape[0]):
+        slot_of_id[ids[p]] = 1
     unique = 0
     for r in range(num_rows):
         if slot_of_id[r]:
             slot_of_id[r] = unique
             unique += 1
     rows = np.empty(unique, np.int64)
-    slots = np.empty(ids.shape[0], np.int64)
-    for i in range(ids.shape[0]):
-        slots[i] = slot_of_id[ids[i]]
-        rows[slots[i]] = ids[i]
-    return rows, slots
-
-
-@njit(cache=True, error_model="numpy")
-def _sum_segments_into_slots(slots, offsets, grads, mean, unique):
-    """``values[u] = sum`` over the ids ``p`` with ``slots[p] == u``, left to right in ``p``,
-    of ``grads[i]`` (divided by the row's length ``c_i`` when ``mean``) where ``p`` lies in
-    the CSR row ``[offsets[i], offsets[i + 1])``. Each sum starts from -0.0 and without
-    ``mean`` the rows are divided by 1, neither of which changes a bit."""
     d = grads.shape[1]
     values = np.empty((unique, d), grads.dtype)
     for u in range(unique):
@@ -147,18 +138,21 @@ def _sum_segments_into_slots(slots, offsets, grads, mean, unique):
         for j in range(d):
             row[j] = grads[i, j] / c
         for p in range(a, b):
-            u = slots[p]
+            u = slot_of_id[ids[p]]
+            rows[u] = ids[p]
             for j in range(d):
                 values[u, j] += row[j]
-    return values
+    return rows, values
 
 
-def _unique_with_slots(ids: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique ids ascending (int64) and each position's index into them; see the module docstring."""
+def _coalesce(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: bool, num_rows: int):
+    """``_coalesce_by_counting`` on the table itself when it is small enough, else on the
+    ids renumbered by ``np.unique`` (``0 .. m-1``, in the order of the ids), which gives the
+    same rows and the same sums without a pass over the table; see the module docstring."""
     if num_rows <= COUNTING_ROWS_PER_ID * ids.shape[0] + COUNTING_MIN_ROWS:
-        return _unique_by_counting(ids, num_rows)
-    rows, slots = np.unique(ids, return_inverse=True)
-    return rows, slots.reshape(-1)
+        return _coalesce_by_counting(ids, offsets, grads, mean, num_rows)
+    rows, renumbered = np.unique(ids, return_inverse=True)
+    return rows, _coalesce_by_counting(renumbered.reshape(-1), offsets, grads, mean, rows.shape[0])[1]
 
 
 def _check_pooling_flag(pooling) -> bool:
@@ -202,9 +196,7 @@ def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray
     ids = np.ascontiguousarray(check_ids("ids", ids, num_rows))
     if ids.shape[0] != row_grads.shape[0]:
         raise ValueError(f"ids: expected {row_grads.shape[0]} ids, one per row of row_grads, got {ids.shape[0]}")
-    rows, slots = _unique_with_slots(ids, num_rows)
-    one_per_row = np.arange(ids.shape[0] + 1, dtype=np.int64)
-    return rows, _sum_segments_into_slots(slots, one_per_row, row_grads, False, rows.shape[0])
+    return _coalesce(ids, np.arange(ids.shape[0] + 1, dtype=np.int64), row_grads, False, num_rows)
 
 
 def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,8 +215,7 @@ def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pool
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     if offsets.shape[0] - 1 != d_out.shape[0]:
         raise ValueError(f"d_out: expected {offsets.shape[0] - 1} rows, one per CSR row, got {d_out.shape[0]}")
-    rows, slots = _unique_with_slots(values, num_rows)
-    return rows, _sum_segments_into_slots(slots, offsets, d_out, mean, rows.shape[0])
+    return _coalesce(values, offsets, d_out, mean, num_rows)
 
 
 def warm_up(dtype) -> None:
