@@ -117,9 +117,10 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
     (``pooling="mean"``); an empty row (``c_i = 0``) pools to zeros. Repeated ids in a row
     count once per occurrence.
 
-    table : float32/float64 ``(V, d)``; values : integer ``(nnz,)`` in ``[0, V)``;
-    offsets : integer ``(n + 1,)``, ``offsets[0] = 0``, non-decreasing, ``offsets[n] = nnz``.
-    Returns ``(n, d)`` in the table's dtype.
+    table : float32/float64 ``(V, d)``, C-contiguous (the Numba kernel reads it in place; a
+    strided table is rejected with a message, not copied on every call); values : integer
+    ``(nnz,)`` in ``[0, V)``; offsets : integer ``(n + 1,)``, ``offsets[0] = 0``,
+    non-decreasing, ``offsets[n] = nnz``. Returns ``(n, d)`` in the table's dtype.
     """
     table = _check_table(table)
     pooling = _check_pooling(pooling)

@@ -141,8 +141,9 @@ class Adam:
         lazy:   p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 
     Dense gradients get no L2 term; their update runs in the Numba kernel
-    ``kernels.adam_update_`` (bit-identical to its twin ``_adam_update_``). For a RowSparseGrad with rows r the gradient of the
-    touched rows is ``g_r + l2_embeddings * p[r]``, then
+    ``kernels.adam_update_`` (bit-identical to its twin ``_adam_update_``). For a
+    RowSparseGrad with rows r the gradient of the touched rows is ``g_r + l2_embeddings * p[r]``,
+    then
 
     - ``sparse="lazy"``: m, v and p change only on rows r, by SparseAdam's rule (t still
       advances once per step for the whole table), in the Numba kernel

@@ -111,6 +111,14 @@ def test_embedding_checks_finiteness_of_the_rows_it_reads_only():
 # --------------------------------------------------------------------------- pooled embedding
 
 
+def test_pooled_embedding_rejects_a_strided_table_instead_of_copying_it():
+    table = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(ValueError, match=r"^table: must be C-contiguous"):
+        layers.pooled_embedding_forward(table[:, ::2], [0, 2], [0, 2], "sum")
+    np.testing.assert_array_equal(layers.pooled_embedding_forward(np.ascontiguousarray(table[:, ::2]), [0, 2], [0, 2], "sum"),
+                                  [[8.0, 12.0]])
+
+
 @settings(max_examples=25, deadline=None)
 @given(lengths=st.lists(st.integers(0, 4), min_size=0, max_size=6), num_rows=st.integers(1, 4),
        d=st.integers(1, 3), pooling=st.sampled_from(layers.POOLINGS), seed=seeds)
