@@ -19,9 +19,8 @@ Summation orders, and so the bits:
   a future NumPy changes its order.
 * The scatter-adds sum each id's rows strictly left to right in input order, from -0.0
   (which gives the bits of starting from the first row: -0.0 + x is x for every x): the
-  order of a stable sort by id. The twin's
-  ``np.add.reduceat`` adds runs pairwise, so the two agree to rounding (exactly on
-  integer-valued data).
+  order of a stable sort by id. The twin's ``np.add.reduceat`` adds runs pairwise, so the
+  two agree to rounding (exactly on integer-valued data).
 
 Grouping by id: for a table of at most ``COUNTING_ROWS_PER_ID`` rows per input row (plus a
 constant), a counting pass over a scratch array of the table's size finds the ids present
@@ -52,7 +51,7 @@ from pfd_ref.validation import check_ids, check_offsets
 SHORT_ROW_IDS = 8
 
 # Counting pass when num_rows <= COUNTING_ROWS_PER_ID * n + COUNTING_MIN_ROWS, np.unique
-# otherwise; at n = 1024, d = 16 the two cost the same near num_rows = 40k
+# otherwise; at n = 1024, d = 16 the two paths cross between 30k and 60k table rows
 # (docs/performance.md, "Embedding kernels for training").
 COUNTING_ROWS_PER_ID = 32
 COUNTING_MIN_ROWS = 4096
