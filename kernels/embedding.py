@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from kernels._common import check_float_layout
-from pfd_ref.validation import check_ids, check_offsets
+from pfd_ref.validation import check_ids, check_offsets, check_pooling
 
 # NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);
 # a row of up to 8 ids has at most 7 terms after its first id.
@@ -115,12 +115,14 @@ def _coalesce_by_counting(ids, offsets, grads, mean, num_rows):
         slot_of_id[r] = 0
     for p in range(ids.shape[0]):
         slot_of_id[ids[p]] = 1
+    present = np.empty(min(ids.shape[0], num_rows), np.int64)
     unique = 0
     for r in range(num_rows):
         if slot_of_id[r]:
             slot_of_id[r] = unique
+            present[unique] = r
             unique += 1
-    rows = np.empty(unique, np.int64)
+    rows = present[:unique]
     d = grads.shape[1]
     values = np.empty((unique, d), grads.dtype)
     for u in range(unique):
@@ -138,7 +140,6 @@ def _coalesce_by_counting(ids, offsets, grads, mean, num_rows):
             row[j] = grads[i, j] / c
         for p in range(a, b):
             u = slot_of_id[ids[p]]
-            rows[u] = ids[p]
             for j in range(d):
                 values[u, j] += row[j]
     return rows, values
@@ -154,12 +155,6 @@ def _coalesce(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: boo
     return rows, _coalesce_by_counting(renumbered.reshape(-1), offsets, grads, mean, rows.shape[0])[1]
 
 
-def _check_pooling_flag(pooling) -> bool:
-    if pooling not in ("sum", "mean"):
-        raise ValueError(f"pooling: expected 'sum' or 'mean', got {pooling!r}")
-    return pooling == "mean"
-
-
 def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
     """Pooled lookup of a multi-id field: with ``R_i = values[offsets[i]:offsets[i+1]]`` and
     ``c_i = |R_i|``, ``out[i] = sum_{k in R_i} table[k]`` (``pooling="sum"``) or that sum
@@ -171,7 +166,7 @@ def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
     Returns ``(n, d)`` in the table's dtype.
     """
     table = check_float_layout("table", table, ndims=(2,))
-    mean = _check_pooling_flag(pooling)
+    mean = check_pooling(pooling) == "mean"
     values = np.ascontiguousarray(check_ids("values", values, table.shape[0]))
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     out = np.zeros((offsets.shape[0] - 1, table.shape[1]), table.dtype)
@@ -209,7 +204,7 @@ def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pool
     ``coalesce_rows(values, np.repeat(d_out, c, axis=0) (/ c per row), num_rows)``.
     """
     d_out = check_float_layout("d_out", d_out, ndims=(2,), copy=True)
-    mean = _check_pooling_flag(pooling)
+    mean = check_pooling(pooling) == "mean"
     values = np.ascontiguousarray(check_ids("values", values, num_rows))
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     if offsets.shape[0] - 1 != d_out.shape[0]:

@@ -22,9 +22,7 @@ import numpy as np
 
 import kernels
 from pfd_ref.sparse import RowSparseGrad
-from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_shape
-
-POOLINGS = ("sum", "mean")
+from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_pooling, check_shape
 
 
 # --------------------------------------------------------------------------- checks
@@ -50,12 +48,6 @@ def _check_num_rows(num_rows) -> int:
     if isinstance(num_rows, bool) or not isinstance(num_rows, (int, np.integer)) or num_rows < 1:
         raise ValueError(f"num_rows: expected an integer >= 1 (the table's number of rows), got {num_rows!r}")
     return int(num_rows)
-
-
-def _check_pooling(pooling) -> str:
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
-    return pooling
 
 
 def _check_pooled_ids(values, offsets, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +115,7 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
     non-decreasing, ``offsets[n] = nnz``. Returns ``(n, d)`` in the table's dtype.
     """
     table = _check_table(table)
-    pooling = _check_pooling(pooling)
+    pooling = check_pooling(pooling)
     values, offsets = _check_pooled_ids(values, offsets, table.shape[0])
     _check_rows_finite(table[values])
     return _pooled_embedding_forward(table, values, offsets, pooling)
@@ -150,7 +142,7 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
     """
     d_out = check_float_array("d_out", d_out, ndim=2)
     num_rows = _check_num_rows(num_rows)
-    pooling = _check_pooling(pooling)
+    pooling = check_pooling(pooling)
     values, offsets = _check_pooled_ids(values, offsets, num_rows)
     check_shape("d_out", d_out, (offsets.shape[0] - 1, None))
     return _pooled_embedding_backward(d_out, values, offsets, num_rows, pooling)

@@ -26,11 +26,11 @@ from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig, lambda_at
 from pfd_ref.optim import Adam
-from pfd_ref.schema import POOLINGS, FeatureSpec, Schema
+from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
 from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
                            check_method, step_gradients)
-from pfd_ref.validation import check_non_negative
+from pfd_ref.validation import check_non_negative, check_pooling
 
 FORMAT_NAME = "pfd_ref oracle case"
 FORMAT_VERSION = 1
@@ -94,8 +94,7 @@ class CaseSpec:
             raise ValueError(f"start_step: must be >= 0, got {self.start_step}")
         if self.dtype not in DEFAULT_TOLERANCES:
             raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r}")
+        check_pooling(self.pooling)
         Adam(self.lr, self.beta1, self.beta2, self.eps, sparse=self.adam_sparse)  # raises on a bad optimizer setting
         self.train_config()  # raises on a bad model, method, mode or distillation setting
 

@@ -21,10 +21,11 @@ import json
 import numbers
 from dataclasses import asdict, dataclass
 
+from pfd_ref.validation import POOLINGS
+
 KINDS = ("categorical", "multi_categorical", "dense")
 ROLES = ("regular", "privileged")
 TOWERS = ("user", "item")
-POOLINGS = ("sum", "mean")
 
 
 def _is_int(value) -> bool:

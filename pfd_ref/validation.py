@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+POOLINGS = ("sum", "mean")  # how a multi-id row is pooled: the sum or the mean of its embeddings
 
 
 def check_float_dtype(name: str, x, dtype=None) -> np.ndarray:
@@ -65,6 +66,13 @@ def check_ids(name: str, ids, num_rows: int, ndim: int = 1) -> np.ndarray:
         bad = ids[(ids < 0) | (ids >= num_rows)][0]
         raise ValueError(f"{name}: id {int(bad)} is outside the table [0, {num_rows})")
     return ids.astype(np.int64, copy=False)
+
+
+def check_pooling(pooling) -> str:
+    """Return ``pooling``; raise unless it is one of ``POOLINGS``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected {' or '.join(map(repr, POOLINGS))}, got {pooling!r}")
+    return pooling
 
 
 def check_offsets(name: str, offsets, num_values: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import gradcheck
 from gradcheck import numerical_gradient, relative_error
 from pfd_ref import layers
 from pfd_ref.sparse import RowSparseGrad
+from pfd_ref.validation import POOLINGS
 
 DTYPES = [np.float32, np.float64]
 GRAD_TOLERANCE = 1e-6
@@ -121,7 +122,7 @@ def test_pooled_embedding_rejects_a_strided_table_instead_of_copying_it():
 
 @settings(max_examples=25, deadline=None)
 @given(lengths=st.lists(st.integers(0, 4), min_size=0, max_size=6), num_rows=st.integers(1, 4),
-       d=st.integers(1, 3), pooling=st.sampled_from(layers.POOLINGS), seed=seeds)
+       d=st.integers(1, 3), pooling=st.sampled_from(POOLINGS), seed=seeds)
 def test_pooled_embedding_backward_matches_finite_differences(lengths, num_rows, d, pooling, seed):
     # few table rows and rows of up to 4 ids: repeated ids within a row and empty rows are common
     rng = np.random.default_rng(seed)
@@ -137,7 +138,7 @@ def test_pooled_embedding_backward_matches_finite_differences(lengths, num_rows,
     np.testing.assert_array_equal(grad.rows, np.unique(values))
 
 
-@pytest.mark.parametrize("pooling", layers.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_pooled_embedding_with_empty_rows_at_start_middle_end_and_repeated_ids(pooling):
     rng = np.random.default_rng(0)
     table = rng.standard_normal((5, 3))
@@ -160,7 +161,7 @@ def test_pooled_embedding_with_empty_rows_at_start_middle_end_and_repeated_ids(p
     assert relative_error(grad.to_dense(), numeric) < GRAD_TOLERANCE
 
 
-@pytest.mark.parametrize("pooling", layers.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("n", [0, 3])
 def test_pooled_embedding_with_no_ids_at_all(pooling, n):
     table = np.ones((4, 2), np.float32)
@@ -287,7 +288,7 @@ def every_layer_output(dtype) -> dict[str, np.ndarray]:
         "mlp_forward": out, "mlp_backward.d_x": d_x,
         "inner_product_forward": layers.inner_product_forward(u, v),
     }
-    for pooling in layers.POOLINGS:
+    for pooling in POOLINGS:
         outputs[f"pooled_forward.{pooling}"] = layers.pooled_embedding_forward(table, values, offsets, pooling)
         grad = layers.pooled_embedding_backward(draw(4, 3), values, offsets, 5, pooling)
         outputs[f"pooled_backward.{pooling}"] = grad.to_dense()
