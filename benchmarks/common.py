@@ -43,7 +43,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from kernels._common import chunk_bounds, run_chunks
+from pfd_ref.kernels._common import chunk_bounds, run_chunks
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Set on some processors for older OpenBLAS builds; they slow a current NumPy, so the

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import activation, adam, embedding, mlp, scoring
-from kernels.activation import relu_backward
-from kernels.adam import adam_update_, sparse_adam_rows_
-from kernels.embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
-from kernels.mlp import mlp_scores
-from kernels.scoring import score_items, top_k_items, top_k_scores
+from . import activation, adam, embedding, mlp, scoring
+from .activation import relu_backward
+from .adam import adam_update_, sparse_adam_rows_
+from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
+from .mlp import mlp_scores
+from .scoring import score_items, top_k_items, top_k_scores
 
 __all__ = [
     "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "mlp_scores", "pool_rows", "relu_backward",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels._common import check_float_layout
+from ._common import check_float_layout
 from pfd_ref.validation import check_float_dtype
 
 # positions in the ``scalars`` array of the sparse kernel

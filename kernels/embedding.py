@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels._common import check_float_layout
+from ._common import check_float_layout
 from pfd_ref.validation import check_ids, check_offsets, check_pooling
 
 # NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels._common import check_float_layout, raise_nonfinite
+from ._common import check_float_layout, raise_nonfinite
 
 BLAS_MIN_ROWS = 16
 ROW_BLOCK = 1024

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels._common import (
+from ._common import (
     check_float_layout,
     check_k,
     chunk_bounds,
@@ -43,7 +43,7 @@ from kernels._common import (
     raise_nonfinite,
     run_chunks,
 )
-from kernels.heap import offer, sort_best_first
+from .heap import offer, sort_best_first
 from pfd_ref.validation import check_float_array, check_same_dtype
 
 FASTMATH = {"reassoc", "contract"}

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-import kernels
+from pfd_ref import kernels
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_pooling, check_shape
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-import kernels
+from pfd_ref import kernels
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_non_negative, check_positive, check_shape
 

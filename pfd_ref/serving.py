@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-import kernels
+from pfd_ref import kernels
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.models import TwoTower, build_model
 

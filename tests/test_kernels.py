@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-import kernels._common
+from pfd_ref import kernels
+import pfd_ref.kernels._common  # noqa: F401 (kernels._common below)
 from pfd_ref import reference_kernels as ref
-import kernels.embedding
+import pfd_ref.kernels.embedding  # noqa: F401
 from pfd_ref.optim import Adam, _adam_update_, _sparse_adam_rows_update_, _sparse_adam_step_size, _touched_row_grad
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.sparse import coalesce_rows as reference_coalesce_rows
