@@ -1,15 +1,16 @@
 """Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
-lookup, scatter-adds, ReLU backward, dense and lazy Adam.
+lookup, scatter-adds, ReLU backward, dense and lazy Adam, lazy Adagrad.
 
 Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
-``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_`` and
-``_sparse_adam_rows_update_``, and the
+``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_``,
+``_sparse_adam_rows_update_`` and ``_sparse_adagrad_rows_update_``, and the
 ``np.where`` of ``pfd_ref.layers._relu_backward``) and parity tests (tests/test_kernels.py).
 The public functions below validate their arguments (float32 or float64, one dtype across
 arguments, C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between
 the serial and the parallel kernel; the ``@njit`` functions they call take plain arrays
-only. ``sparse_adam_rows_`` updates the table and its moments in place, so it takes them
-in any layout; ``adam_update_`` updates through flat views, so it takes them C-contiguous.
+only. ``sparse_adam_rows_`` and ``sparse_adagrad_rows_`` update the table and its state in
+place, so they take them in any layout; ``adam_update_`` updates through flat views, so it
+takes them C-contiguous.
 Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
 (used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
 Kernels are compiled on first use and cached on disk (``cache=True``);
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import activation, adam, embedding, mlp, scoring
+from . import activation, adagrad, adam, embedding, mlp, scoring
 from .activation import relu_backward
+from .adagrad import sparse_adagrad_rows_
 from .adam import adam_update_, sparse_adam_rows_
 from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
 from .mlp import mlp_scores
@@ -29,7 +31,7 @@ from .scoring import score_items, top_k_items, top_k_scores
 
 __all__ = [
     "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "mlp_scores", "pool_rows", "relu_backward",
-    "score_items", "sparse_adam_rows_", "top_k_items", "top_k_scores",
+    "score_items", "sparse_adagrad_rows_", "sparse_adam_rows_", "top_k_items", "top_k_scores",
 ]
 
 
@@ -42,4 +44,5 @@ def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
         mlp.warm_up(dtype, mlp_depths)
         embedding.warm_up(dtype)
         adam.warm_up(dtype)
+        adagrad.warm_up(dtype)
         activation.warm_up(dtype)

@@ -15,7 +15,8 @@ from pfd_ref.data import Dataset
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
 from pfd_ref.experiment import REPORTED_METHODS, format_table, parse_methods, run_methods, summarize
-from pfd_ref.train import MODES, STUDENT_KINDS, Progress, TrainConfig, check_schedule
+from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES
+from pfd_ref.train import MODES, STUDENT_KINDS, Progress, TrainConfig, check_lr_warmup, check_schedule
 
 TASKS = ("ctr", "cvr")
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}
@@ -74,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-epochs", type=int, default=None, help="two-stage: teacher epochs (default: --epochs)")
     run.add_argument("--seeds", type=_seeds, default=list(range(DEFAULT_SEEDS)), help="a count N (seeds 0..N-1) or a comma list")
     run.add_argument("--batch-size", type=int, default=None, help=f"default: {_per_source('batch_size')}")
-    run.add_argument("--lr", type=float, default=TrainConfig.lr)
+    run.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate (after the warm-up)")
+    run.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TrainConfig.optimizer,
+                     help="Adam (lazy embedding rows), Adagrad (lazy rows) or plain SGD (docs/optim.md)")
+    run.add_argument("--lr-warmup-steps", type=int, default=TrainConfig.lr_warmup_steps,
+                     help="linear learning-rate warm-up: lr * min(1, (t + 1) / N) at 0-based step t of every loop")
+    run.add_argument("--adagrad-initial-accumulator", type=float, default=None,
+                     help=f"Adagrad's accumulator start value (default {TrainConfig.adagrad_initial_accumulator:g})")
+    run.add_argument("--adagrad-eps", type=float, default=None,
+                     help=f"Adagrad's eps, added to sqrt(accumulator) (default {TrainConfig.adagrad_eps:g})")
     run.add_argument("--shared-embeddings", action="store_true", help="sync: teacher and student share regular embeddings")
     run.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     run.add_argument("--privileged-strength", type=float, default=None, help="synthetic data: strength of the privileged signal")
@@ -127,12 +136,19 @@ def _add_oracle_parser(commands) -> None:
     dump.add_argument("--start-step", type=int, default=CaseSpec.start_step,
                       help="global 0-based index of the case's first step (lambda schedule)")
     dump.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=CaseSpec.hard_weight)
+    dump.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=CaseSpec.optimizer)
     dump.add_argument("--lr", type=float, default=CaseSpec.lr)
-    dump.add_argument("--beta1", type=float, default=CaseSpec.beta1)
-    dump.add_argument("--beta2", type=float, default=CaseSpec.beta2)
-    dump.add_argument("--eps", type=float, default=CaseSpec.eps)
-    dump.add_argument("--adam", dest="adam_sparse", choices=("lazy", "dense"), default=CaseSpec.adam_sparse,
-                      help="embedding tables: lazy (SparseAdam rule) or dense (Adam rule)")
+    dump.add_argument("--lr-warmup-steps", type=int, default=CaseSpec.lr_warmup_steps,
+                      help="linear learning-rate warm-up: lr * min(1, (start_step + k) / N) at step k = 1..3")
+    dump.add_argument("--beta1", type=float, default=CaseSpec.beta1, help="Adam")
+    dump.add_argument("--beta2", type=float, default=CaseSpec.beta2, help="Adam")
+    dump.add_argument("--eps", type=float, default=CaseSpec.eps, help="Adam")
+    dump.add_argument("--adam", dest="adam_sparse", choices=SPARSE_MODES, default=CaseSpec.adam_sparse,
+                      help="Adam's embedding tables: lazy (SparseAdam rule) or dense (Adam rule)")
+    dump.add_argument("--adagrad-initial-accumulator", type=float, default=CaseSpec.adagrad_initial_accumulator)
+    dump.add_argument("--adagrad-eps", type=float, default=CaseSpec.adagrad_eps)
+    dump.add_argument("--adagrad", dest="adagrad_sparse", choices=SPARSE_MODES, default=CaseSpec.adagrad_sparse,
+                      help="Adagrad's embedding tables: lazy (sparse gradients) or dense (densified)")
     dump.add_argument("--shared-embeddings", action="store_true", help="sync: one table per regular field")
     dump.add_argument("--weights", action="store_true", help="per-example weights")
     dump.add_argument("--pooling", choices=("mean", "sum"), default=CaseSpec.pooling, help="of the multi-id field")
@@ -167,12 +183,19 @@ def command_score(args) -> int:
     return 0
 
 
+ADAGRAD_OPTIONS = {"adagrad_initial_accumulator": "--adagrad-initial-accumulator", "adagrad_eps": "--adagrad-eps"}
+
+
 def _train_config(args, student_kind: str) -> TrainConfig:
     distill = DistillConfig(lambda_=args.lambda_, warmup_steps=args.warmup_steps, temperature=args.temperature,
                             hard_weight=args.hard_weight)
+    adagrad = {name: getattr(args, name) for name in ADAGRAD_OPTIONS if getattr(args, name) is not None}
+    if adagrad and args.optimizer != "adagrad":
+        raise ValueError(f"{ADAGRAD_OPTIONS[next(iter(adagrad))]}: only with --optimizer adagrad")
     return TrainConfig(student_kind=student_kind, mode=args.mode, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                        batch_size=args.batch_size, lr=args.lr, distill=distill, shared_embeddings=args.shared_embeddings,
-                       teacher_folds=args.teacher_folds, dtype=args.dtype)
+                       teacher_folds=args.teacher_folds, dtype=args.dtype, optimizer=args.optimizer,
+                       lr_warmup_steps=args.lr_warmup_steps, **adagrad)
 
 
 def _data_source(args) -> str:
@@ -234,12 +257,15 @@ def command_run(args) -> int:
     for task, train, test, config in runs:  # and schedule errors before any training
         if any(m != "baseline" for m in args.methods):
             check_schedule(config, train.n)
+        check_lr_warmup(config, train.n, teacher_alone=config.mode == "two-stage"
+                        and any(m != "baseline" for m in args.methods))
     progress = None if args.quiet else Progress
     all_records = []
     for task, train, test, config in runs:
         student_kind = config.student_kind
         print(f"\n== {task}: {train.n} training rows, {test.n} test rows, student {student_kind}, mode {args.mode}, "
-              f"lambda {args.lambda_}, warm-up {args.warmup_steps} steps, seeds {args.seeds}", file=sys.stderr)
+              f"lambda {args.lambda_}, warm-up {args.warmup_steps} steps, seeds {args.seeds}{_optimizer_text(config)}",
+              file=sys.stderr)
         on_result = None
         if args.save is not None:
             from pfd_ref.serving import save_student
@@ -253,6 +279,19 @@ def command_run(args) -> int:
     return 0
 
 
+def _optimizer_text(config: TrainConfig) -> str:
+    """The optimizer for the run's header line; empty for the default (Adam, no learning-rate warm-up)."""
+    text = ""
+    if config.optimizer == "adagrad":
+        text += (f", optimizer adagrad (initial accumulator {config.adagrad_initial_accumulator:g}, "
+                 f"eps {config.adagrad_eps:g})")
+    elif config.optimizer != TrainConfig.optimizer:
+        text += f", optimizer {config.optimizer}"
+    if config.lr_warmup_steps:
+        text += f", lr {config.lr:g} after a {config.lr_warmup_steps}-step learning-rate warm-up"
+    return text
+
+
 def command_oracle(args) -> int:
     """``dump``: write the case; ``check``: print the report, exit 1 when any array fails."""
     from pfd_ref import oracle
@@ -261,8 +300,8 @@ def command_oracle(args) -> int:
         arrays = oracle.compute_case(spec)
         oracle.save_case(args.out, arrays)
         outputs = sum(name.startswith("output.") for name in arrays)
-        print(f"wrote {args.out}: {spec.model} {spec.method} {spec.mode} {spec.dtype}, {len(arrays)} arrays "
-              f"({outputs} outputs)")
+        print(f"wrote {args.out}: {spec.model} {spec.method} {spec.mode} {spec.dtype} {spec.optimizer}, "
+              f"{len(arrays)} arrays ({outputs} outputs)")
         return 0
     report = oracle.check_files(args.case, args.theirs, args.rtol, args.atol)
     print(f"pfd-ref oracle check: {args.case} (case) vs {args.theirs} (theirs)")

@@ -7,7 +7,8 @@ array ``meta``), and what pfd_ref computes from them:
 
 * the soft-loss weight lambda of each of its ``STEPS = 3`` steps (all on the same batch);
 * the logits, each loss term and the gradient of every trained parameter at the first step;
-* the parameters after 1 and after 3 Adam steps.
+* the parameters after 1 and after 3 optimizer steps (Adam, Adagrad or SGD), and the
+  learning rate of every step when the case has a learning-rate warm-up.
 
 ``compute_case(spec)`` builds the arrays, ``save_case``/``pfd_ref.data.dataset.load_npz`` write and read them
 (``allow_pickle=False``), ``check_arrays(case, theirs)`` compares another implementation's
@@ -25,7 +26,7 @@ import numpy as np
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig, lambda_at
-from pfd_ref.optim import Adam
+from pfd_ref.optim import check_optimizer_fields, make_optimizer
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
 from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
@@ -40,10 +41,18 @@ AFTER_STEPS = (1, 3)
 STREAM_CASE_DATA = 5
 BIAS_INIT_STD = 0.1
 CASE_SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5, 4))
-ADAM_RULES = {
-    "lazy": "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
-    "dense": "adam_dense = torch.optim.Adam on every parameter (embedding gradients densified)",
+OPTIMIZER_RULES = {  # (optimizer, how its embedding tables are updated) -> the torch optimizer that matches
+    ("adam", "lazy"): "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
+    ("adam", "dense"): "adam_dense = torch.optim.Adam on every parameter (embedding gradients densified)",
+    ("adagrad", "lazy"): "adagrad_lazy = torch.optim.Adagrad on every parameter, embedding tables with sparse gradients",
+    ("adagrad", "dense"): "adagrad_dense = torch.optim.Adagrad on every parameter (embedding gradients densified)",
+    ("sgd", None): "sgd = torch.optim.SGD on every parameter",
 }
+LR_WARMUP_RULE = ("; learning rate: torch.optim.lr_scheduler.LambdaLR with the factor "
+                  "min(1, (start_step + t + 1) / lr_warmup_steps) at the case's 0-based step t")
+# the CaseSpec fields that only one optimizer reads
+OPTIMIZER_FIELDS = {"beta1": "adam", "beta2": "adam", "eps": "adam", "adam_sparse": "adam",
+                    "adagrad_initial_accumulator": "adagrad", "adagrad_eps": "adagrad", "adagrad_sparse": "adagrad"}
 DEFAULT_TOLERANCES = {"float64": (1e-9, 1e-12), "float32": (1e-4, 1e-6)}
 SUMMARY_NAMES = 4  # failing names repeated in the report's last line
 
@@ -57,8 +66,12 @@ class CaseSpec:
     seed : draws the batch and the initial parameters; dtype : "float64" or "float32";
     rows : batch size n (>= 2); lambda_, temperature, warmup_steps, hard_weight : the
     ``DistillConfig``; start_step : the global (0-based) index of the case's first step, so
-    step ``k`` (1..3) uses ``lambda_at(start_step + k - 1)``; lr, beta1, beta2, eps,
-    adam_sparse : the optimizer (Adam state starts fresh at the case's first step);
+    step ``k`` (1..3) uses ``lambda_at(start_step + k - 1)`` and the learning rate
+    ``warmup_lr(lr, start_step + k - 1, lr_warmup_steps)``; optimizer : "adam", "adagrad"
+    or "sgd", its state fresh at the case's first step; lr, lr_warmup_steps : the learning
+    rate and its linear warm-up (0: none); beta1, beta2, eps, adam_sparse : Adam's options;
+    adagrad_initial_accumulator, adagrad_eps, adagrad_sparse : Adagrad's (an option of
+    another optimizer must stay at its default);
     shared_embeddings : sync only; weights : draw per-example weights;
     pooling : "mean" or "sum", the pooling of the multi-id field ``recent``.
     """
@@ -79,6 +92,11 @@ class CaseSpec:
     beta2: float = 0.999
     eps: float = 1e-8
     adam_sparse: str = "lazy"
+    optimizer: str = "adam"
+    lr_warmup_steps: int = 0
+    adagrad_initial_accumulator: float = 0.1
+    adagrad_eps: float = 0.0
+    adagrad_sparse: str = "lazy"
     shared_embeddings: bool = False
     weights: bool = False
     pooling: str = "mean"
@@ -95,7 +113,8 @@ class CaseSpec:
         if self.dtype not in DEFAULT_TOLERANCES:
             raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
         check_pooling(self.pooling)
-        Adam(self.lr, self.beta1, self.beta2, self.eps, sparse=self.adam_sparse)  # raises on a bad optimizer setting
+        check_optimizer_fields(self, OPTIMIZER_FIELDS)
+        self.make_optimizer()  # raises on a bad optimizer setting
         self.train_config()  # raises on a bad model, method, mode or distillation setting
 
     def distill_config(self) -> DistillConfig:
@@ -107,6 +126,21 @@ class CaseSpec:
         return TrainConfig(student_kind=self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
                            shared_embeddings=self.shared_embeddings, adam_sparse=self.adam_sparse, dtype=self.dtype,
                            seed=self.seed, sizes=CASE_SIZES)
+
+    def make_optimizer(self):
+        """A fresh optimizer whose warm-up schedule starts at ``start_step``."""
+        options = dict(lr_warmup_steps=self.lr_warmup_steps, start_step=self.start_step)
+        if self.optimizer == "adam":
+            options.update(beta1=self.beta1, beta2=self.beta2, eps=self.eps, sparse=self.adam_sparse)
+        elif self.optimizer == "adagrad":
+            options.update(initial_accumulator_value=self.adagrad_initial_accumulator, eps=self.adagrad_eps,
+                           sparse=self.adagrad_sparse)
+        return make_optimizer(self.optimizer, self.lr, **options)
+
+    def optimizer_rule(self) -> str:
+        """The torch optimizer (and scheduler) that reproduces this case's updates (docs/oracle.md)."""
+        table_mode = {"adam": self.adam_sparse, "adagrad": self.adagrad_sparse}.get(self.optimizer)
+        return OPTIMIZER_RULES[self.optimizer, table_mode] + (LR_WARMUP_RULE if self.lr_warmup_steps else "")
 
     @classmethod
     def from_dict(cls, data: dict) -> "CaseSpec":
@@ -194,7 +228,7 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     ``~ N(0, BIAS_INIT_STD^2)`` from the data stream ``[seed, 5]`` (after the batch), so that
     a mishandled bias shows at the first step. Step k = 1..3 runs ``train.step_gradients`` on
     the same batch with ``lambda_at(start_step + k - 1)`` (0 without a teacher), then one
-    ``optim.Adam`` step. In two-stage mode the teacher's logits are computed once from its
+    step of ``spec.make_optimizer()``. In two-stage mode the teacher's logits are computed once from its
     parameters and held fixed; only the student is trained.
     """
     schema = case_schema(spec.pooling)
@@ -212,7 +246,7 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     sync = teacher is not None and spec.mode == "sync"
     meta = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "case": asdict(spec), "steps": STEPS,
-        "optimizer_rule": ADAM_RULES[spec.adam_sparse], "schema": json.loads(schema.to_json()),
+        "optimizer_rule": spec.optimizer_rule(), "schema": json.loads(schema.to_json()),
         "models": {"student": _model_layout(student), "teacher": None if teacher is None else _model_layout(teacher)},
         "teacher_trained": sync,
     }
@@ -224,13 +258,16 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
 
 
 def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch: Dataset) -> dict[str, np.ndarray]:
-    """The ``output.*`` arrays: the lambda of every step, first-step logits, losses and
-    gradients, the parameters after steps ``AFTER_STEPS``. Updates ``params`` in place."""
+    """The ``output.*`` arrays: the lambda of every step (and its learning rate, with a
+    learning-rate warm-up), first-step logits, losses and gradients, the parameters after
+    steps ``AFTER_STEPS``. Updates ``params`` in place."""
     distill = spec.distill_config()
     lambdas = [lambda_at(spec.start_step + k, distill) if teacher is not None else 0.0 for k in range(STEPS)]
     frozen_teacher_logits = None if teacher is None or sync else teacher.forward(params, batch)[0]
-    optimizer = Adam(spec.lr, spec.beta1, spec.beta2, spec.eps, sparse=spec.adam_sparse)
+    optimizer = spec.make_optimizer()
     outputs = {"output.lambdas": np.array(lambdas, dtype=np.float64)}
+    if spec.lr_warmup_steps:
+        outputs["output.lrs"] = np.zeros(STEPS, dtype=np.float64)  # filled in below, step by step
     for k, lam in enumerate(lambdas, start=1):
         out = step_gradients(student, teacher if sync else None, params, batch, lam, distill, frozen_teacher_logits)
         trained = [name for name in params if name in out.grads]
@@ -242,6 +279,8 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
                 if not np.isnan(value):  # "soft" without a teacher does not exist
                     outputs[f"output.loss.{term}"] = np.asarray(value)
             outputs.update({f"output.grad.{name}": to_dense(out.grads[name]) for name in trained})
+        if spec.lr_warmup_steps:
+            outputs["output.lrs"][k - 1] = optimizer.current_lr()
         optimizer.step(params, out.grads)
         if k in AFTER_STEPS:
             outputs.update({f"output.after{k}.{name}": params[name].copy() for name in trained})

@@ -32,7 +32,7 @@ from pfd_ref.data import Dataset
 from pfd_ref.distill import DistillConfig, lambda_at, student_objective
 from pfd_ref.losses import hard_loss
 from pfd_ref.models import MLPRanker, TwoTower, merge_grads
-from pfd_ref.optim import Adam
+from pfd_ref.optim import check_optimizer_fields, make_optimizer
 from pfd_ref.schema import Schema
 
 METHODS = ("baseline", "md", "pfd", "pfd+md")
@@ -40,6 +40,9 @@ MODES = ("sync", "two-stage")
 STUDENT_KINDS = ("two_tower", "mlp")
 
 STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 2, 3, 4
+# the TrainConfig fields that only one optimizer reads
+OPTIMIZER_FIELDS = {"adam_sparse": "adam", "adagrad_initial_accumulator": "adagrad", "adagrad_eps": "adagrad",
+                    "adagrad_sparse": "adagrad"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,17 @@ class TrainConfig:
     epochs : passes over the training set for the student (and for the teacher in sync mode).
     teacher_epochs : passes for the teacher in two-stage mode (None: same as ``epochs``).
     shared_embeddings : in sync mode, teacher and student use one table per regular field.
-    adam_sparse : "lazy" (touched rows only, SparseAdam semantics) or "dense".
+    optimizer : "adam", "adagrad" or "sgd" (docs/optim.md); every training loop (the sync
+        loop, a two-stage teacher, the student) gets a fresh one from ``make_optimizer``.
+    lr : the learning rate (after the warm-up).
+    lr_warmup_steps : N >= 0, a linear learning-rate warm-up over each loop's first N
+        optimizer steps, ``lr_t = lr * min(1, (t + 1) / N)`` (``pfd_ref.optim.warmup_lr``; 0: none).
+        Not to be confused with ``distill.warmup_steps`` (lambda = 0 at the start).
+    adam_sparse : Adam only: "lazy" (touched rows only, SparseAdam semantics) or "dense".
+    adagrad_initial_accumulator, adagrad_eps, adagrad_sparse : Adagrad only: the
+        accumulator's start value and eps (``pfd_ref.optim.Adagrad``; defaults TensorFlow 1's,
+        0.1 and 0), "lazy" or "dense" embedding updates (equal up to rounding).
+    An option of another optimizer than ``optimizer`` must stay at its default.
     teacher_folds : two-stage only; 0 trains one teacher on all rows (in-sample soft labels),
         K >= 2 cross-fits K teachers (out-of-fold soft labels, ``out_of_fold_teacher_logits``).
     """
@@ -76,7 +89,12 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     shared_embeddings: bool = False
     teacher_folds: int = 0
+    optimizer: str = "adam"
+    lr_warmup_steps: int = 0
     adam_sparse: str = "lazy"
+    adagrad_initial_accumulator: float = 0.1
+    adagrad_eps: float = 0.0
+    adagrad_sparse: str = "lazy"
     l2_embeddings: float = 0.0
     dtype: str = "float32"
     seed: int = 0
@@ -96,6 +114,18 @@ class TrainConfig:
             raise ValueError("shared_embeddings: only defined for mode 'sync'")
         if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
             raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
+        check_optimizer_fields(self, OPTIMIZER_FIELDS)
+        self.make_optimizer()  # raises on a bad learning rate, warm-up or optimizer option
+
+    def make_optimizer(self):
+        """A fresh optimizer for one training loop: its state and its warm-up start at step 0."""
+        options = dict(l2_embeddings=self.l2_embeddings, lr_warmup_steps=self.lr_warmup_steps)
+        if self.optimizer == "adam":
+            options.update(sparse=self.adam_sparse)
+        elif self.optimizer == "adagrad":
+            options.update(initial_accumulator_value=self.adagrad_initial_accumulator, eps=self.adagrad_eps,
+                           sparse=self.adagrad_sparse)
+        return make_optimizer(self.optimizer, self.lr, **options)
 
 
 @dataclass
@@ -211,6 +241,21 @@ def check_schedule(config: TrainConfig, n_rows: int) -> None:
                          f"({n_steps} steps of {config.batch_size} rows); lambda would never be applied")
 
 
+def check_lr_warmup(config: TrainConfig, n_rows: int, teacher_alone: bool) -> None:
+    """Raise ValueError when the learning-rate warm-up is longer than a training loop of the
+    run (its learning rate would never reach ``lr``). The loops: the student's (with the
+    teacher, in sync mode) and, when ``teacher_alone``, a two-stage teacher's, on every row
+    or, cross-fitted, on all but the largest fold."""
+    loops = {"student": _steps(n_rows, config.batch_size, config.epochs)}
+    if teacher_alone:
+        fit_rows = n_rows - -(-n_rows // config.teacher_folds) if config.teacher_folds else n_rows
+        loops["teacher"] = _steps(fit_rows, config.batch_size, config.teacher_epochs or config.epochs)
+    for loop, n_steps in loops.items():
+        if config.lr_warmup_steps > n_steps:
+            raise ValueError(f"lr_warmup_steps: {config.lr_warmup_steps} is longer than the {loop}'s training "
+                             f"({n_steps} steps of {config.batch_size} rows); the learning rate would never reach lr")
+
+
 def train(data: Dataset, method: str, config: TrainConfig,
           progress: Callable[[str, int], Callable[[int, float], None]] | None = None,
           log_every: int = 50, teacher_logits: np.ndarray | None = None) -> TrainResult:
@@ -228,13 +273,15 @@ def train(data: Dataset, method: str, config: TrainConfig,
         check_schedule(config, data.n)
     if teacher_logits is not None and (config.mode != "two-stage" or teacher is None):
         raise ValueError("teacher_logits: only for a two-stage run of a method with a teacher")
+    check_lr_warmup(config, data.n, teacher_alone=teacher is not None and config.mode == "two-stage"
+                    and teacher_logits is None)
     n_steps = _steps(data.n, config.batch_size, config.epochs)
     dtype = np.dtype(config.dtype)
     params = {}
     if teacher is not None:
         params.update(teacher.init_params(np.random.default_rng([config.seed, STREAM_TEACHER_INIT]), dtype))
     params.update(student.init_params(np.random.default_rng([config.seed, STREAM_STUDENT_INIT]), dtype))
-    optimizer = Adam(config.lr, sparse=config.adam_sparse, l2_embeddings=config.l2_embeddings)
+    optimizer = config.make_optimizer()
     progress = progress or (lambda label, total: (lambda step, loss: None))
     start = time.perf_counter()
     history = []
@@ -260,11 +307,11 @@ def train(data: Dataset, method: str, config: TrainConfig,
 def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=None) -> None:
     """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place.
 
-    Uses the same batch-order stream as every other loop and its own Adam, so with equal
+    Uses the same batch-order stream as every other loop and its own optimizer, so with equal
     epochs the result equals the teacher of a synchronous run without shared embeddings,
     bit for bit.
     """
-    optimizer = Adam(config.lr, sparse=config.adam_sparse, l2_embeddings=config.l2_embeddings)
+    optimizer = config.make_optimizer()
     epochs = config.teacher_epochs or config.epochs
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
     for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs), start=1):

@@ -123,6 +123,14 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
+def check_count(name: str, value) -> int:
+    """Return ``value`` as an int; raise unless it is a whole number >= 0 (a bool is not one)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or not np.isfinite(value) or int(value) != value or value < 0:
+        raise ValueError(f"{name}: must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
 def check_non_negative(name: str, value: float) -> float:
     """Raise unless ``value`` is a finite number >= 0."""
     if not np.isfinite(value) or value < 0:

@@ -63,6 +63,47 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
     assert not json_path.exists() and not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--lr-warmup-steps", "-1"], "error: lr_warmup_steps: must be a whole number >= 0"),
+    (["--lr-warmup-steps", "6"], "error: lr_warmup_steps: 6 is longer than the student's training (5 steps of 32 rows)"),
+    (["--mode", "two-stage", "--teacher-epochs", "1", "--epochs", "2", "--lr-warmup-steps", "6"],
+     "error: lr_warmup_steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
+    (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: must be a finite number >= 0"),
+    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: initial_accumulator_value:"),
+    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0"], "error: eps: must be > 0 when"),
+    (["--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
+    (["--optimizer", "sgd", "--adagrad-initial-accumulator", "0.2"],
+     "error: --adagrad-initial-accumulator: only with --optimizer adagrad"),
+])
+def test_bad_optimizer_options_return_2_before_training(data_file, tmp_path, capsys, extra, message):
+    """200 rows less the last day's test split leave 134 training rows: 5 batches of 32."""
+    json_path = tmp_path / "out.json"
+    code = main(["run", "--data", str(data_file), "--methods", "baseline,pfd", "--batch-size", "32",
+                 "--warmup-steps", "1", "--json", str(json_path), "--save", str(tmp_path / "s"), *extra])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message in captured.err
+    assert captured.out == ""
+    assert not json_path.exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--optimizer", "rmsprop"), ("--lr-warmup-steps", "2.5")])
+def test_unknown_optimizer_and_fractional_warmup_are_argparse_errors(data_file, capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--data", str(data_file), option, value])
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--optimizer", "adagrad", "--lr-warmup-steps", "3", "--adagrad-eps", "1e-10"],
+                                   ["--optimizer", "sgd", "--lr", "0.05", "--lr-warmup-steps", "5"]])
+def test_run_with_another_optimizer_and_a_warmup(data_file, tmp_path, capsys, extra):
+    assert main(_run_args(data_file, tmp_path, *extra)) == 0
+    records = json.loads((tmp_path / "out.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in records) == [("baseline", 0), ("baseline", 1), ("pfd", 0), ("pfd", 1)]
+    assert f"optimizer {extra[1]}" in capsys.readouterr().err
+
+
 def test_run_prints_a_table_with_every_method(finished_run):
     code, stdout, _, _ = finished_run[0]
     assert code == 0

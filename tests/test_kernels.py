@@ -17,7 +17,8 @@ from pfd_ref import kernels
 import pfd_ref.kernels._common  # noqa: F401 (kernels._common below)
 from pfd_ref import reference_kernels as ref
 import pfd_ref.kernels.embedding  # noqa: F401
-from pfd_ref.optim import Adam, _adam_update_, _sparse_adam_rows_update_, _sparse_adam_step_size, _touched_row_grad
+from pfd_ref.optim import (Adam, _adam_update_, _sparse_adagrad_rows_update_, _sparse_adam_rows_update_,
+                           _sparse_adam_step_size, _touched_row_grad)
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.sparse import coalesce_rows as reference_coalesce_rows
 
@@ -471,6 +472,66 @@ def test_sparse_adam_rows_rejects_bad_rows_before_writing():
     np.testing.assert_array_equal(m, 0.0)
 
 
+# --------------------------------------------------------------------------- lazy Adagrad
+
+
+def twin_sparse_adagrad_rows_(param, accumulator, rows, row_grads, lr, eps, l2):
+    """The NumPy twin with its gather and scatter (``Adagrad`` with ``sparse="lazy"`` runs the kernel)."""
+    param_rows = param[rows]
+    row_grad = _touched_row_grad(RowSparseGrad(rows, row_grads, param.shape[0]), param_rows, l2)
+    accumulator_rows = accumulator[rows]
+    _sparse_adagrad_rows_update_(param_rows, row_grad, accumulator_rows, lr, eps)
+    param[rows], accumulator[rows] = param_rows, accumulator_rows
+
+
+@PROPERTY
+@given(
+    st.sampled_from(DTYPES),
+    st.integers(1, 12),
+    st.integers(1, 5),
+    st.sampled_from([0.0, 1e-3, 0.7]),
+    st.sampled_from([(0.1, 0.0), (0.0, 1e-10), (1e-6, 1e-3)]),
+    st.integers(0, 2**32 - 1),
+)
+def test_sparse_adagrad_rows_matches_numpy_twin_bit_for_bit(dtype, num_rows, d, l2, init_eps, seed):
+    rng = np.random.default_rng(seed)
+    initial_accumulator, eps = init_eps
+    table = real_valued(rng, (num_rows, d), dtype)
+    kernel_state = [table.copy(), np.full_like(table, initial_accumulator)]
+    twin_state = [table.copy(), np.full_like(table, initial_accumulator)]
+    for step in range(6):
+        rows = np.flatnonzero(rng.random(num_rows) < 0.5)  # empty in some steps
+        row_grads = (real_valued(rng, (rows.size, d), dtype) * 10.0 ** rng.integers(-6, 3, (rows.size, 1))).astype(dtype)
+        lr = 0.05 * min(1.0, (step + 1) / 4)  # a warm-up's learning rates
+        kernels.sparse_adagrad_rows_(*kernel_state, rows, row_grads, lr, eps, l2)
+        twin_sparse_adagrad_rows_(*twin_state, rows, row_grads, lr, eps, l2)
+        for kernel_array, twin_array in zip(kernel_state, twin_state):
+            assert kernel_array.dtype == dtype
+            np.testing.assert_array_equal(kernel_array.view(np.uint8), twin_array.view(np.uint8))
+
+
+def test_sparse_adagrad_rows_takes_a_table_that_is_not_contiguous():
+    rng = np.random.default_rng(6)
+    wide = real_valued(rng, (5, 6), np.float32)
+    view, copy = wide.copy()[:, ::2], np.ascontiguousarray(wide[:, ::2])
+    view_acc, copy_acc = np.full((5, 6), 0.1, np.float32)[:, ::2], np.full((5, 3), 0.1, np.float32)
+    grads = real_valued(rng, (2, 3), np.float32)
+    kernels.sparse_adagrad_rows_(view, view_acc, np.array([1, 3]), grads, 0.1, 0.0)
+    kernels.sparse_adagrad_rows_(copy, copy_acc, np.array([1, 3]), grads, 0.1, 0.0)
+    np.testing.assert_array_equal(view, copy)
+    np.testing.assert_array_equal(view_acc, copy_acc)
+
+
+def test_sparse_adagrad_rows_rejects_bad_rows_before_writing():
+    table = np.ones((4, 2))
+    accumulator = np.full_like(table, 0.1)
+    for rows in ([1, 1], [2, 1], [0, 4], [-1, 0]):
+        with pytest.raises(ValueError, match=r"^rows: must be unique, sorted ascending and inside \[0, 4\)"):
+            kernels.sparse_adagrad_rows_(table, accumulator, np.array(rows), np.ones((2, 2)), 0.1, 0.0)
+    np.testing.assert_array_equal(table, 1.0)
+    np.testing.assert_array_equal(accumulator, 0.1)
+
+
 # --------------------------------------------------------------------------- layouts and checks
 
 
@@ -524,6 +585,11 @@ def test_reusable_arrays_are_rejected_when_not_contiguous():
         (lambda: kernels.coalesce_pooled_rows(np.ones((3, 2)), np.array([0]), np.array([0, 1]), 3, "sum"), r"^d_out: expected 1 rows"),
         (lambda: kernels.adam_update_(np.ones(2), np.ones(3), np.ones(2), np.ones(2), 0.1, 1.0, 0.9, 0.999, 1e-8), r"^grad: expected shape \(2,\)"),
         (lambda: kernels.adam_update_(np.ones(2), np.ones(2, np.float32), np.ones(2), np.ones(2), 0.1, 1.0, 0.9, 0.999, 1e-8), r"^grad: expected dtype float64"),
+        (lambda: kernels.sparse_adagrad_rows_(np.ones((3, 2)), np.ones((3, 2), np.float32), [0], np.ones((1, 2)), 0.1, 0.0), r"^accumulator: expected dtype float64"),
+        (lambda: kernels.sparse_adagrad_rows_(np.ones((3, 2)), np.ones((3, 1)), [0], np.ones((1, 2)), 0.1, 0.0), r"^accumulator: expected shape \(3, 2\)"),
+        (lambda: kernels.sparse_adagrad_rows_(np.ones(3), np.ones(3), [0], np.ones((1, 1)), 0.1, 0.0), r"^param: expected 2 dimension"),
+        (lambda: kernels.sparse_adagrad_rows_(np.ones((3, 2)), np.ones((3, 2)), [0, 1], np.ones((1, 2)), 0.1, 0.0), r"^rows: expected one integer row id per row"),
+        (lambda: kernels.sparse_adagrad_rows_(np.ones((3, 2)), np.ones((3, 2)), [0], np.ones((1, 3)), 0.1, 0.0), r"^row_grads: expected 2 columns"),
     ],
 )
 def test_bad_arguments_are_named(call, message):

@@ -1,13 +1,17 @@
-"""Tests of pfd_ref.optim: hand-computed steps, lazy vs dense sparse Adam, L2, dtypes, errors."""
+"""Tests of pfd_ref.optim: hand-computed steps, torch's arithmetic order restated, lazy vs
+dense row-sparse updates, L2, the learning-rate warm-up, dtypes, errors. The comparison with
+torch itself is tests/test_optim_torch.py."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfd_ref.optim import SGD, Adam
+from pfd_ref import optim
+from pfd_ref.optim import SGD, Adagrad, Adam, warmup_lr
 from pfd_ref.sparse import RowSparseGrad
 
 
@@ -260,7 +264,9 @@ def test_adam_l2_is_not_applied_to_dense_parameters():
 
 @pytest.mark.parametrize("make_opt", [lambda: SGD(0.1, l2_embeddings=0.1),
                                       lambda: Adam(0.1, l2_embeddings=0.1, sparse="lazy"),
-                                      lambda: Adam(0.1, l2_embeddings=0.1, sparse="dense")])
+                                      lambda: Adam(0.1, l2_embeddings=0.1, sparse="dense"),
+                                      lambda: Adagrad(0.1, l2_embeddings=0.1, sparse="lazy"),
+                                      lambda: Adagrad(0.1, l2_embeddings=0.1, sparse="dense", lr_warmup_steps=3)])
 def test_float32_stays_float32_and_updates_in_place(make_opt):
     rng = np.random.default_rng(2)
     params = {"w": rng.normal(size=(3, 2)).astype(np.float32), "e": rng.normal(size=(V, D)).astype(np.float32)}
@@ -276,7 +282,7 @@ def test_float32_stays_float32_and_updates_in_place(make_opt):
         assert params[name].dtype == np.float32
         assert not np.array_equal(params[name], before[name])
     for state in getattr(opt, "state", {}).values():
-        assert state["m"].dtype == np.float32 and state["v"].dtype == np.float32
+        assert all(array.dtype == np.float32 for key, array in state.items() if key != "step")
 
 
 def test_float32_adam_stays_close_to_float64():
@@ -293,7 +299,7 @@ def test_float32_adam_stays_close_to_float64():
 
 # ---------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("make_opt", [lambda: SGD(0.1), lambda: Adam(0.1)])
+@pytest.mark.parametrize("make_opt", [lambda: SGD(0.1), lambda: Adam(0.1), lambda: Adagrad(0.1)])
 @pytest.mark.parametrize("grads, message", [
     ({"missing": np.zeros(2)}, r"^grads\['missing'\]"),
     ({"w": np.zeros(3)}, r"^grads\['w'\]: expected shape"),
@@ -341,3 +347,245 @@ def test_adam_rejects_bad_hyperparameters(kwargs, name):
 def test_sgd_rejects_bad_hyperparameters(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}:"):
         SGD(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=0.0), "^lr:"), (dict(lr=float("inf")), "^lr:"),
+    (dict(lr=0.1, initial_accumulator_value=-0.1), "^initial_accumulator_value:"),
+    (dict(lr=0.1, initial_accumulator_value=float("nan")), "^initial_accumulator_value:"),
+    (dict(lr=0.1, initial_accumulator_value=float("inf")), "^initial_accumulator_value:"),
+    (dict(lr=0.1, eps=-1e-10), "^eps:"), (dict(lr=0.1, eps=float("nan")), "^eps:"),
+    (dict(lr=0.1, initial_accumulator_value=0.0, eps=0.0), r"^eps: must be > 0 when initial_accumulator_value is 0"),
+    (dict(lr=0.1, l2_embeddings=-1e-3), "^l2_embeddings:"), (dict(lr=0.1, sparse="rowwise"), "^sparse:"),
+])
+def test_adagrad_rejects_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Adagrad(**kwargs)
+
+
+@pytest.mark.parametrize("optimizer", [SGD, Adam, Adagrad])
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(lr_warmup_steps=-1), "lr_warmup_steps"), (dict(lr_warmup_steps=2.5), "lr_warmup_steps"),
+    (dict(lr_warmup_steps=True), "lr_warmup_steps"), (dict(lr_warmup_steps="10"), "lr_warmup_steps"),
+    (dict(lr_warmup_steps=float("inf")), "lr_warmup_steps"), (dict(start_step=-2), "start_step"),
+])
+def test_every_optimizer_rejects_a_bad_warmup(optimizer, kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}: must be a whole number >= 0"):
+        optimizer(0.1, **kwargs)
+
+
+def test_make_optimizer_names_an_unknown_optimizer():
+    assert isinstance(optim.make_optimizer("adagrad", 0.1, eps=1e-10), Adagrad)
+    with pytest.raises(ValueError, match=r"^optimizer: expected one of \('adam', 'adagrad', 'sgd'\), got 'rmsprop'"):
+        optim.make_optimizer("rmsprop", 0.1)
+
+
+# ---------------------------------------------------------------- Adagrad, hand-computed
+
+def test_adagrad_two_steps_by_hand():
+    """lr 0.1, initial accumulator 0.1, eps 0; the numbers of docs/optim.md."""
+    w = np.array([1.0, -1.0])
+    opt = Adagrad(lr=0.1)
+    opt.step({"w": w}, {"w": np.array([0.3, -0.4])})
+    # a1 = 0.1 + g1^2 = [0.19, 0.26];  w1 = w0 - 0.1 g1 / sqrt(a1)
+    np.testing.assert_allclose(opt.state["w"]["accumulator"], [0.19, 0.26], rtol=1e-15)
+    np.testing.assert_allclose(w, [1.0 - 0.03 / math.sqrt(0.19), -1.0 + 0.04 / math.sqrt(0.26)], rtol=1e-15)
+    np.testing.assert_allclose(w, [0.931175279839, -0.921553545945], atol=1e-12)
+    opt.step({"w": w}, {"w": np.array([0.1, 0.2])})
+    # a2 = a1 + g2^2 = [0.2, 0.3];  w2 = w1 - 0.1 g2 / sqrt(a2)
+    np.testing.assert_allclose(opt.state["w"]["accumulator"], [0.2, 0.3], rtol=1e-15)
+    np.testing.assert_allclose(w, [0.908814600064, -0.958068383112], atol=1e-12)
+
+
+def test_adagrad_eps_is_added_outside_the_root():
+    """torch's and Keras 2's placement: p - lr g / (sqrt(a) + eps); inside the root
+    (Keras 3) the first step of a zero accumulator would move by lr g / sqrt(g^2 + eps)."""
+    w = np.array([0.0])
+    Adagrad(lr=1.0, initial_accumulator_value=0.0, eps=0.5).step({"w": w}, {"w": np.array([0.5])})
+    assert w[0] == -0.5  # 0.5 / (0.5 + 0.5); inside the root: 0.5 / sqrt(0.75) = 0.577...
+
+
+def _torch_order_adagrad(p, a, grads, lr, eps, rows_of_step=None):
+    """torch/optim/adagrad.py, ``_single_tensor_adagrad``, restated: the dense branch
+    (``a + g g``, ``sqrt(a) + eps``, ``p - (lr g) / std``) or, with rows, the sparse
+    branch (the same on the rows, then ``p - lr (g / std)``)."""
+    p, a = p.copy(), a.copy()
+    for step, g in enumerate(grads):
+        if rows_of_step is None:
+            a = a + g * g
+            p = p - (lr * g) / (np.sqrt(a) + eps)
+        else:
+            rows = rows_of_step[step]
+            a[rows] = a[rows] + g * g
+            p[rows] = p[rows] - lr * (g / (np.sqrt(a[rows]) + eps))
+    return p, a
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("init_eps", [(0.1, 0.0), (0.0, 1e-10), (0.5, 1e-3)])
+def test_dense_adagrad_follows_torchs_arithmetic_order_bitwise(dtype, init_eps):
+    rng = np.random.default_rng(21)
+    init, eps = init_eps
+    p0 = rng.normal(size=(7, 5)).astype(dtype)
+    grads = [(rng.normal(size=(7, 5)) * 10.0 ** rng.integers(-5, 3, size=(7, 5))).astype(dtype) for _ in range(50)]
+    w, opt = p0.copy(), Adagrad(0.03, init, eps)
+    for g in grads:
+        opt.step({"w": w}, {"w": g})
+    expected_p, expected_a = _torch_order_adagrad(p0, np.full_like(p0, init), grads, dtype(0.03), dtype(eps))
+    assert w.dtype == dtype and opt.state["w"]["accumulator"].dtype == dtype
+    np.testing.assert_array_equal(opt.state["w"]["accumulator"], expected_a)
+    np.testing.assert_array_equal(w, expected_p)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lazy_adagrad_follows_torchs_sparse_arithmetic_order_bitwise(dtype):
+    rng = np.random.default_rng(22)
+    p0 = rng.normal(size=(V, D)).astype(dtype)
+    rows_of_step = [np.flatnonzero(rng.random(V) < 0.5) for _ in range(40)]
+    grads = [(rng.normal(size=(r.size, D)) * 10.0 ** rng.integers(-5, 3, size=(r.size, 1))).astype(dtype)
+             for r in rows_of_step]
+    table, opt = p0.copy(), Adagrad(0.03, 0.0, 1e-10)
+    for rows, g in zip(rows_of_step, grads):
+        opt.step({"e": table}, {"e": _sparse(rows, g, V, dtype)})
+    expected_p, expected_a = _torch_order_adagrad(p0, np.zeros_like(p0), grads, dtype(0.03), dtype(1e-10), rows_of_step)
+    np.testing.assert_array_equal(opt.state["e"]["accumulator"], expected_a)
+    np.testing.assert_array_equal(table, expected_p)
+
+
+def test_adagrad_matches_duchis_formula():
+    """Duchi, Hazan & Singer (2011), diagonal Adagrad: p_t = p_{t-1} - lr g_t / (sqrt(a0 + sum_s g_s^2) + eps),
+    written independently (the accumulator re-summed from scratch at every step)."""
+    rng = np.random.default_rng(3)
+    grads = [rng.normal(size=6) for _ in range(30)]
+    w = p = rng.normal(size=6)
+    w = w.copy()
+    opt = Adagrad(0.2, initial_accumulator_value=0.05, eps=1e-6)
+    for t, g in enumerate(grads):
+        opt.step({"w": w}, {"w": g})
+        p = p - 0.2 * g / (np.sqrt(0.05 + sum(h**2 for h in grads[:t + 1])) + 1e-6)
+    np.testing.assert_allclose(w, p, rtol=1e-13)
+
+
+# ---------------------------------------------------------------- Adagrad, row-sparse
+
+def _adagrad_sparse_steps(mode, l2=0.0):
+    """Steps touch rows [1, 3], [3, 4], [0, 3]; returns the table and accumulator after each step."""
+    rng = np.random.default_rng(8)
+    table = rng.normal(size=(V, D))
+    opt = Adagrad(0.1, sparse=mode, l2_embeddings=l2)
+    snapshots = [(table.copy(), np.full((V, D), 0.1))]
+    for rows in ([1, 3], [3, 4], [0, 3]):
+        opt.step({"e": table}, {"e": _sparse(rows, rng.normal(size=(2, D)), V)})
+        snapshots.append((table.copy(), opt.state["e"]["accumulator"].copy()))
+    return snapshots
+
+
+def test_lazy_adagrad_touches_only_the_rows_in_the_batch():
+    snapshots = _adagrad_sparse_steps("lazy")
+    (p0, a0), (p1, a1), (p2, a2), (p3, a3) = snapshots
+    for never in (2, 5):
+        assert np.array_equal(p3[never], p0[never]) and np.array_equal(a3[never], a0[never])
+    # row 1 is touched at step 1 only: bit-identical afterwards, value and accumulator
+    assert np.array_equal(p3[1], p1[1]) and np.array_equal(a3[1], a1[1]) and not np.array_equal(p1[1], p0[1])
+    assert np.all(a3[3] > a2[3]) and not np.array_equal(p3[3], p2[3])
+
+
+def test_adagrad_lazy_and_dense_modes_agree_up_to_rounding():
+    """A zero gradient leaves Adagrad's accumulator and parameter as they are, so the dense
+    mode moves the same rows by the same amounts; only the grouping of lr (g / d) differs."""
+    for (lazy_p, lazy_a), (dense_p, dense_a) in zip(_adagrad_sparse_steps("lazy", 0.3), _adagrad_sparse_steps("dense", 0.3)):
+        np.testing.assert_array_equal(lazy_a, dense_a)
+        np.testing.assert_allclose(lazy_p, dense_p, rtol=1e-15, atol=0)
+        np.testing.assert_array_equal(lazy_p[[2, 5]], dense_p[[2, 5]])
+
+
+@pytest.mark.parametrize("mode", ["lazy", "dense"])
+def test_adagrad_l2_is_added_to_touched_rows_only(mode):
+    rng = np.random.default_rng(12)
+    table = rng.normal(size=(V, D))
+    explicit = table.copy()
+    rows, values = np.array([0, 4]), rng.normal(size=(2, D))
+    Adagrad(0.1, sparse=mode, l2_embeddings=0.3).step({"e": table}, {"e": _sparse(rows, values, V)})
+    Adagrad(0.1, sparse=mode).step({"e": explicit}, {"e": _sparse(rows, values + 0.3 * explicit[rows], V)})
+    np.testing.assert_array_equal(table, explicit)
+    w, w_plain = np.array([1.0, 2.0]), np.array([1.0, 2.0])
+    Adagrad(0.1, l2_embeddings=0.5).step({"w": w}, {"w": np.array([0.3, -0.2])})
+    Adagrad(0.1).step({"w": w_plain}, {"w": np.array([0.3, -0.2])})
+    np.testing.assert_array_equal(w, w_plain)
+
+
+def test_adagrad_accumulator_starts_at_its_initial_value_per_parameter():
+    params = {"a": np.zeros(2, np.float32), "b": np.ones(2, np.float32)}
+    opt = Adagrad(0.1, initial_accumulator_value=0.3)
+    opt.step(params, {"a": np.ones(2, np.float32)})
+    assert "b" not in opt.state
+    assert opt.state["a"]["accumulator"].dtype == np.float32
+    np.testing.assert_array_equal(opt.state["a"]["accumulator"], np.float32(0.3) + np.float32(1.0))
+    np.testing.assert_array_equal(params["b"], [1.0, 1.0])
+
+
+# ---------------------------------------------------------------- learning-rate warm-up
+
+def test_warmup_lr_is_linear_up_to_lr_then_flat():
+    assert [warmup_lr(0.2, t, 4) for t in range(6)] == [0.2 * 0.25, 0.2 * 0.5, 0.2 * 0.75, 0.2, 0.2, 0.2]
+    assert [warmup_lr(0.2, t, 0) for t in range(3)] == [0.2, 0.2, 0.2]
+    assert warmup_lr(0.2, 0, 1) == 0.2
+    assert warmup_lr(0.01, 2, 3) == 0.01  # min(1, 3 / 3) = 1.0 exactly: no rounding at the end of the warm-up
+
+
+def _with_lr(make_opt, lr):
+    """The optimizer with its base learning rate replaced (how torch's LambdaLR drives one)."""
+    opt = make_opt()
+    opt.lr = lr
+    return opt
+
+
+@pytest.mark.parametrize("make_opt", [lambda **kw: SGD(0.1, l2_embeddings=0.2, **kw),
+                                      lambda **kw: Adam(0.1, l2_embeddings=0.2, **kw),
+                                      lambda **kw: Adam(0.1, sparse="dense", **kw),
+                                      lambda **kw: Adagrad(0.1, l2_embeddings=0.2, **kw),
+                                      lambda **kw: Adagrad(0.1, sparse="dense", **kw)])
+@pytest.mark.parametrize("start_step", [0, 2])
+def test_every_optimizer_steps_at_the_warmed_up_learning_rate(make_opt, start_step):
+    """Step t of an optimizer with lr_warmup_steps = 4 equals the optimizer without warm-up
+    whose learning rate is set to lr * min(1, (t + 1) / 4) before that step, bit for bit."""
+    rng = np.random.default_rng(4)
+    params = {"w": rng.normal(size=(3, 2)), "e": rng.normal(size=(V, D))}
+    reference = {k: v.copy() for k, v in params.items()}
+    warmed = make_opt(lr_warmup_steps=4, start_step=start_step)
+    plain = make_opt()
+    lrs = []
+    for t in range(start_step, start_step + 6):
+        grads = {"w": rng.normal(size=(3, 2)), "e": _sparse([1, 4], rng.normal(size=(2, D)), V)}
+        lrs.append(warmed.current_lr())
+        warmed.step(params, grads)
+        plain.lr = 0.1 * min(1.0, (t + 1) / 4)
+        plain.step(reference, grads)
+        for name in params:
+            np.testing.assert_array_equal(params[name], reference[name])
+    assert lrs == [0.1 * min(1.0, (t + 1) / 4) for t in range(start_step, start_step + 6)]
+    assert warmed.steps_taken == start_step + 6 and warmed.lr == 0.1
+
+
+def test_sgd_warmup_first_step_moves_by_lr_over_n():
+    w = np.array([1.0])
+    SGD(0.3, lr_warmup_steps=3).step({"w": w}, {"w": np.array([1.0])})
+    assert w[0] == 1.0 - 0.3 * (1 / 3)
+
+
+def test_a_rejected_step_does_not_advance_the_warmup():
+    opt = SGD(0.1, lr_warmup_steps=5)
+    with pytest.raises(ValueError, match=r"^grads\['missing'\]"):
+        opt.step({"w": np.zeros(2)}, {"missing": np.zeros(2)})
+    assert opt.steps_taken == 0 and opt.current_lr() == 0.1 * (1 / 5)
+
+
+def test_derivations_name_every_update_rule_of_the_optimizers():
+    """docs/derivations.md has a section headed with each update rule's function, and the
+    names resolve."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "derivations.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    for function in (SGD, Adam, Adagrad, warmup_lr, optim._adam_update_, optim._sparse_adam_rows_update_,
+                     optim._adagrad_update_, optim._sparse_adagrad_rows_update_):
+        dotted = f"`pfd_ref.optim.{function.__qualname__}`"
+        assert any(dotted in heading for heading in headings), dotted

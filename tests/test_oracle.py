@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pfd_ref.cli import main
 from pfd_ref.data.dataset import load_npz
-from pfd_ref.oracle import (ADAM_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case,
+from pfd_ref.oracle import (LR_WARMUP_RULE, OPTIMIZER_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case,
                             recompute, save_case)
 from pfd_ref.train import METHODS, MODES, STUDENT_KINDS
 
@@ -73,6 +73,13 @@ def test_golden_set_covers_every_kind_method_mode_and_feature():
         assert {c["model"] for c in cases if feature(c) and c["method"] != "baseline"} == set(STUDENT_KINDS)
     boundary = [p for p in GOLDEN_FILES if (lambdas := load_npz(p)["output.lambdas"])[0] == 0 < lambdas[1]]
     assert {p.stem.split("-")[0] for p in boundary} == set(STUDENT_KINDS)
+    assert {c["optimizer"] for c in cases} == {"adam", "adagrad", "sgd"}
+    adagrad = [c for c in cases if c["optimizer"] == "adagrad"]
+    assert {c["adagrad_sparse"] for c in adagrad} == {"lazy", "dense"}
+    assert {(c["adagrad_initial_accumulator"], c["adagrad_eps"]) for c in adagrad} >= {(0.1, 0.0), (0.0, 1e-10)}
+    lr_warmup = [c for c in cases if c["lr_warmup_steps"]]
+    assert {c["optimizer"] for c in lr_warmup} == {"adam", "adagrad", "sgd"}
+    assert any(c["start_step"] < c["lr_warmup_steps"] <= c["start_step"] + 3 for c in lr_warmup)  # reaches lr inside
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
@@ -91,7 +98,7 @@ def test_case_holds_the_documented_arrays(small_case):
     arrays = small_case
     meta = case_meta(arrays)
     params = [n.removeprefix("param.") for n in arrays if n.startswith("param.")]
-    assert meta["teacher_trained"] and meta["optimizer_rule"] == ADAM_RULES["lazy"]
+    assert meta["teacher_trained"] and meta["optimizer_rule"] == OPTIMIZER_RULES["adam", "lazy"]
     for prefix in ("output.grad.", "output.after1.", "output.after3."):
         assert [n.removeprefix(prefix) for n in arrays if n.startswith(prefix)] == params
         for name in params:
@@ -120,6 +127,33 @@ def test_warmup_boundary_lambdas():
     assert arrays["output.loss.student_total"] == arrays["output.loss.hard"]
 
 
+def test_learning_rate_warmup_is_recorded_step_by_step():
+    arrays = compute_case(CaseSpec("mlp", "baseline", "sync", optimizer="sgd", lr=0.06, lr_warmup_steps=4, start_step=1))
+    assert list(arrays["output.lrs"]) == [0.06 * (2 / 4), 0.06 * (3 / 4), 0.06]
+    assert case_meta(arrays)["optimizer_rule"] == OPTIMIZER_RULES["sgd", None] + LR_WARMUP_RULE
+    # SGD: the first update is -lr_1 g exactly
+    np.testing.assert_array_equal(arrays["output.after1.student.mlp.0.weight"],
+                                  arrays["param.student.mlp.0.weight"] - 0.03 * arrays["output.grad.student.mlp.0.weight"])
+    assert "output.lrs" not in compute_case(CaseSpec("mlp", "baseline", "sync", optimizer="sgd"))
+
+
+@pytest.mark.parametrize("spec, rule", [
+    (CaseSpec(), "adam_lazy"), (CaseSpec(adam_sparse="dense"), "adam_dense"),
+    (CaseSpec(optimizer="adagrad"), "adagrad_lazy"), (CaseSpec(optimizer="adagrad", adagrad_sparse="dense"), "adagrad_dense"),
+    (CaseSpec(optimizer="sgd"), "sgd"),
+])
+def test_each_optimizer_setting_names_its_torch_rule(spec, rule):
+    assert spec.optimizer_rule().startswith(rule + " = torch.optim.")
+    assert case_meta(compute_case(replace(spec, method="baseline")))["optimizer_rule"] == spec.optimizer_rule()
+
+
+def test_the_optimizers_move_the_parameters_differently():
+    changes = (dict(), dict(adam_sparse="dense"), dict(optimizer="adagrad"), dict(optimizer="sgd"))
+    tables = [compute_case(replace(CaseSpec(), method="baseline", **change))["output.after3.student.embed.user_id"]
+              for change in changes]
+    assert not any(np.array_equal(a, b) for i, a in enumerate(tables) for b in tables[i + 1:])
+
+
 def test_dump_is_deterministic_and_float32_keeps_its_dtype():
     spec = CaseSpec("two_tower", "pfd+md", "sync", dtype="float32", shared_embeddings=True, weights=True)
     first, second = compute_case(spec), compute_case(spec)
@@ -144,6 +178,12 @@ def test_a_case_round_trips_through_a_file_without_pickle(tmp_path, small_case):
     (dict(mode="two-stage", shared_embeddings=True), "shared_embeddings:"), (dict(dtype="float16"), "dtype:"),
     (dict(pooling="max"), "pooling:"), (dict(beta2=1.0), "beta2:"), (dict(start_step=-1), "start_step:"),
     (dict(temperature=0.0), "temperature:"), (dict(adam_sparse="row"), "sparse:"), (dict(seed=1.5), "seed:"),
+    (dict(optimizer="rmsprop"), "optimizer:"), (dict(lr_warmup_steps=-3), "lr_warmup_steps:"),
+    (dict(optimizer="adagrad", adagrad_eps=-1.0), "eps:"), (dict(optimizer="adagrad", adagrad_sparse="row"), "sparse:"),
+    (dict(optimizer="adagrad", adagrad_initial_accumulator=0.0), "eps: must be > 0 when"),
+    (dict(optimizer="adagrad", beta1=0.5), "beta1: an option of optimizer 'adam'"),
+    (dict(optimizer="sgd", eps=1e-6), "eps: an option of optimizer 'adam'"),
+    (dict(adagrad_eps=1e-10), "adagrad_eps: an option of optimizer 'adagrad'"),
 ])
 def test_bad_case_settings_raise_naming_the_setting(change, message):
     with pytest.raises(ValueError, match=f"^{message}"):
@@ -261,6 +301,18 @@ def test_cli_dump_writes_the_case_of_its_options(dumped):
     assert list(arrays) == list(expected) and all(np.array_equal(arrays[n], expected[n]) for n in arrays)
 
 
+def test_cli_dump_takes_the_optimizer_options(tmp_path):
+    path = tmp_path / "adagrad.npz"
+    assert main(["oracle", "dump", "--model", "mlp", "--method", "md", "--mode", "two-stage", "--optimizer", "adagrad",
+                 "--adagrad-initial-accumulator", "0", "--adagrad-eps", "1e-10", "--adagrad", "dense",
+                 "--lr", "0.05", "--lr-warmup-steps", "5", "--start-step", "3", "--out", str(path)]) == 0
+    spec = CaseSpec("mlp", "md", "two-stage", optimizer="adagrad", adagrad_initial_accumulator=0.0, adagrad_eps=1e-10,
+                    adagrad_sparse="dense", lr=0.05, lr_warmup_steps=5, start_step=3)
+    arrays, expected = load_npz(path), compute_case(spec)
+    assert case_meta(arrays)["case"] == asdict(spec)
+    assert list(arrays) == list(expected) and all(np.array_equal(arrays[n], expected[n]) for n in arrays)
+
+
 def test_cli_check_against_itself_passes(dumped, capsys):
     assert main(["oracle", "check", str(dumped), str(dumped)]) == 0
     out = capsys.readouterr().out
@@ -285,6 +337,10 @@ def test_cli_check_fails_with_the_names_of_the_bad_arrays(dumped, tmp_path, caps
     (["check", "CASE", "CASE", "--rtol", "-1"], "rtol: "),
     (["dump", "--model", "mlp", "--method", "pfd", "--mode", "two-stage", "--shared-embeddings", "--out", "x.npz"],
      "shared_embeddings: "),
+    (["dump", "--model", "mlp", "--method", "pfd", "--mode", "sync", "--lr-warmup-steps", "-1", "--out", "x.npz"],
+     "lr_warmup_steps: "),
+    (["dump", "--model", "mlp", "--method", "pfd", "--mode", "sync", "--adagrad-eps", "1e-10", "--out", "x.npz"],
+     "adagrad_eps: an option of optimizer 'adagrad'"),
 ])
 def test_cli_errors_exit_2_naming_the_input(dumped, tmp_path, capsys, argv, message):
     argv = [str(dumped) if a == "CASE" else str(tmp_path / a) if a.endswith(".npz") else a for a in argv]

@@ -1,7 +1,8 @@
 """Independent cross-check: every golden case rebuilt in PyTorch autograd
-(docs/examples/torch_pfd.py) matches pfd_ref's losses, gradients and updated parameters at
-rtol 1e-9 in float64; and ``oracle check`` catches three typical bugs of a PFD
-implementation, naming the arrays they corrupt."""
+(docs/examples/torch_pfd.py, torch's own optimizers and learning-rate scheduler) matches
+pfd_ref's losses, gradients and updated parameters at rtol 1e-9 in float64; and
+``oracle check`` catches four typical bugs of a PFD implementation, naming the arrays they
+corrupt."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def _load_example():
 
 
 torch_pfd = _load_example()
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
@@ -78,10 +80,21 @@ def test_lambda_during_warmup_shows_in_the_lambdas():
     assert not failed & {"output.loss.hard", "output.loss.soft", "output.student_logits", "output.teacher_logits"}
 
 
+def test_lr_warmup_off_by_one_shows_in_the_learning_rates():
+    """The SGD case warms up over 3 steps: lr / 3, 2 lr / 3, lr. The bug uses 0, lr / 3,
+    2 lr / 3: step 1's forward, losses and gradients are right, every update is wrong."""
+    _, outputs, failed = _failures("mlp-pfd-two_stage-sgd-lr_warmup3", "lr-warmup-off-by-one")
+    assert list(outputs["output.lrs"]) == [0.0, 0.05 / 3, 0.05 * 2 / 3]
+    assert {"output.lrs", "output.after1.student.mlp.0.weight", "output.after3.student.embed.user_id"} <= failed
+    assert not {n for n in failed if n.startswith(("output.loss.", "output.grad.", "output.lambdas"))}
+    assert not failed & {"output.student_logits", "output.teacher_logits"}
+
+
 @pytest.mark.parametrize("case_name, bug, name", [
     ("two_tower-pfd-sync-T2-weights-dense", "no-detach", "output.grad.teacher.bias"),
     ("mlp-pfd-two_stage-T2", "no-t-squared", "output.loss.soft"),
     ("two_tower-pfd-two_stage-boundary", "lambda-in-warmup", "output.lambdas"),
+    ("mlp-pfd-two_stage-sgd-lr_warmup3", "lr-warmup-off-by-one", "output.lrs"),
 ])
 def test_cli_check_exits_1_on_each_bug(tmp_path, capsys, case_name, bug, name):
     case_path = ROOT / "tests" / "golden" / f"{case_name}.npz"

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from pfd_ref.data import Dataset
 from pfd_ref.distill import DistillConfig
 from pfd_ref.sparse import to_dense
+from pfd_ref.optim import SGD, Adagrad, Adam
 from pfd_ref.train import (
-    METHODS, ModelSizes, TrainConfig, build_models, check_finite_loss, fit_alone, predict, step_gradients, train,
+    METHODS, ModelSizes, TrainConfig, build_models, check_finite_loss, check_lr_warmup, fit_alone, predict,
+    step_gradients, train,
 )
 from tiny import tiny_dataset, tiny_schema
 
@@ -129,11 +131,64 @@ def test_two_stage_freezes_the_teacher_while_the_student_trains():
 
 @pytest.mark.parametrize("changes,match", [
     (dict(distill=DistillConfig(lambda_=0.5, warmup_steps=1000)), "warmup_steps"),
+    (dict(lr_warmup_steps=7), r"^lr_warmup_steps: 7 is longer than the student's training \(6 steps of 16 rows\)"),
 ])
 def test_warmup_longer_than_training_is_rejected_before_work(changes, match):
-    data = tiny_dataset(np.random.default_rng(0), 40)
+    data = tiny_dataset(np.random.default_rng(0), 40)  # 2 epochs of 3 batches of 16 rows
     with pytest.raises(ValueError, match=match):
         train(data, "pfd", config(**changes))
+
+
+def test_lr_warmup_may_last_the_whole_run_and_counts_every_loop():
+    """40 rows, batches of 16, 2 epochs: the student's loop has 6 steps; a two-stage teacher
+    trained alone for 1 epoch 3, and with 3 folds on 40 - 14 = 26 rows: 2 epochs of 2 batches."""
+    check_lr_warmup(config(lr_warmup_steps=6), 40, teacher_alone=False)
+    check_lr_warmup(config(lr_warmup_steps=6, mode="two-stage"), 40, teacher_alone=True)
+    with pytest.raises(ValueError, match=r"^lr_warmup_steps: 5 is longer than the teacher's training \(3 steps"):
+        check_lr_warmup(config(lr_warmup_steps=5, mode="two-stage", teacher_epochs=1), 40, teacher_alone=True)
+    with pytest.raises(ValueError, match=r"^lr_warmup_steps: 5 is longer than the teacher's training \(4 steps"):
+        check_lr_warmup(config(lr_warmup_steps=5, mode="two-stage", teacher_folds=3), 40, teacher_alone=True)
+    check_lr_warmup(config(lr_warmup_steps=5, mode="two-stage", teacher_folds=3), 40, teacher_alone=False)
+
+
+@pytest.mark.parametrize("name, optimizer_class", [("adam", Adam), ("adagrad", Adagrad), ("sgd", SGD)])
+def test_every_loop_gets_a_fresh_optimizer_of_the_configured_kind(name, optimizer_class):
+    cfg = config(optimizer=name, lr_warmup_steps=3, l2_embeddings=0.01)
+    first, second = cfg.make_optimizer(), cfg.make_optimizer()
+    assert type(first) is optimizer_class and first is not second
+    assert (first.lr, first.lr_warmup_steps, first.steps_taken, first.l2_embeddings) == (0.01, 3, 0, 0.01)
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
+@pytest.mark.parametrize("mode", ["sync", "two-stage"])
+def test_training_with_another_optimizer_and_a_warmup_is_reproducible(optimizer, mode):
+    data = tiny_dataset(np.random.default_rng(5), 48)
+    cfg = config(optimizer=optimizer, mode=mode, lr=0.05, lr_warmup_steps=4)
+    first, again = train(data, "pfd+md", cfg), train(data, "pfd+md", cfg)
+    assert_same_params(first.params, again.params)
+    adam = train(data, "pfd+md", config(mode=mode, lr=0.05, lr_warmup_steps=4))
+    no_warmup = train(data, "pfd+md", config(optimizer=optimizer, mode=mode, lr=0.05))
+    for other in (adam, no_warmup):
+        assert not np.array_equal(first.params["student.mlp.0.weight"], other.params["student.mlp.0.weight"])
+
+
+def test_a_one_step_lr_warmup_changes_nothing():
+    """lr * min(1, (t + 1) / 1) = lr exactly: a run with lr_warmup_steps = 1 is the run without, bit for bit."""
+    data = tiny_dataset(np.random.default_rng(6), 40)
+    for optimizer in ("adam", "adagrad", "sgd"):
+        assert_same_params(train(data, "pfd", config(optimizer=optimizer, lr_warmup_steps=1)).params,
+                           train(data, "pfd", config(optimizer=optimizer)).params)
+
+
+def test_sync_teacher_with_adagrad_and_warmup_is_bit_identical_to_training_it_alone():
+    """The teacher's update does not depend on the student's (Adagrad's state is per
+    parameter; the warm-up counts the shared loop's steps), as for Adam."""
+    data = tiny_dataset(np.random.default_rng(9), 60)
+    cfg = config(optimizer="adagrad", lr=0.05, lr_warmup_steps=5)
+    result = train(data, "pfd", cfg)
+    alone = result.teacher.init_params(np.random.default_rng([cfg.seed, 2]), np.float64)
+    fit_alone(data, result.teacher, alone, cfg)
+    assert_same_params(result.params, alone, names=list(alone))
 
 
 @pytest.mark.parametrize("make,match", [
@@ -146,6 +201,16 @@ def test_warmup_longer_than_training_is_rejected_before_work(changes, match):
     (lambda: config(student_kind="forest"), "student_kind"),
     (lambda: config(mode="two-stage", shared_embeddings=True), "shared_embeddings"),
     (lambda: config(epochs=0), "epochs"),
+    (lambda: config(optimizer="rmsprop"), r"^optimizer: expected one of \('adam', 'adagrad', 'sgd'\)"),
+    (lambda: config(lr_warmup_steps=-1), "^lr_warmup_steps: must be a whole number >= 0"),
+    (lambda: config(lr_warmup_steps=2.5), "^lr_warmup_steps: must be a whole number >= 0"),
+    (lambda: config(lr=0.0), "^lr: must be a finite number > 0"),
+    (lambda: config(optimizer="adagrad", adagrad_eps=-1e-8), "^eps:"),
+    (lambda: config(optimizer="adagrad", adagrad_initial_accumulator=-0.1), "^initial_accumulator_value:"),
+    (lambda: config(optimizer="adagrad", adagrad_initial_accumulator=0.0), "^eps: must be > 0 when"),
+    (lambda: config(optimizer="adagrad", adagrad_sparse="rows"), "^sparse:"),
+    (lambda: config(optimizer="adam", adagrad_eps=1e-10), "^adagrad_eps: an option of optimizer 'adagrad'"),
+    (lambda: config(optimizer="sgd", adam_sparse="dense"), "^adam_sparse: an option of optimizer 'adam'"),
 ])
 def test_bad_settings_raise_naming_the_setting(make, match):
     with pytest.raises(ValueError, match=match):

@@ -9,9 +9,10 @@ case's ``output.*`` arrays under the same names::
     python docs/examples/torch_pfd.py case.npz theirs.npz [--bug no-detach]
     pfd-ref oracle check case.npz theirs.npz
 
-``--bug`` seeds one of three typical mistakes, to see what the checker reports:
+``--bug`` seeds one of four typical mistakes, to see what the checker reports:
 ``no-detach`` (the soft loss moves the teacher), ``no-t-squared`` (the soft loss lacks its
-``T^2`` factor), ``lambda-in-warmup`` (the soft loss is weighted by lambda from step 0).
+``T^2`` factor), ``lambda-in-warmup`` (the soft loss is weighted by lambda from step 0),
+``lr-warmup-off-by-one`` (the learning-rate warm-up's factor is t / N instead of (t + 1) / N).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BUGS = ("no-detach", "no-t-squared", "lambda-in-warmup")
+BUGS = ("no-detach", "no-t-squared", "lambda-in-warmup", "lr-warmup-off-by-one")
 LAZY_RULE = "torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere"
 DENSE_RULE = "torch.optim.Adam on every parameter"
+ADAGRAD_LAZY_RULE = "torch.optim.Adagrad on every parameter, embedding tables with sparse gradients"
+ADAGRAD_DENSE_RULE = "torch.optim.Adagrad on every parameter (embedding gradients densified)"
+SGD_RULE = "torch.optim.SGD on every parameter"
+LR_WARMUP_RULE = "torch.optim.lr_scheduler.LambdaLR"
 
 
 def load_case(path) -> tuple[dict, dict]:
@@ -95,13 +100,32 @@ class Model:
 
 
 def _optimizers(case: dict, trained: dict, tables: set) -> tuple[list, str]:
-    """Lazy: SparseAdam on the (sparse-gradient) tables, Adam on the rest; dense: one Adam."""
+    """The torch optimizers of the case's rule (``meta.optimizer_rule``): Adam lazy = SparseAdam
+    on the (sparse-gradient) tables + Adam on the rest; Adam dense = one Adam; Adagrad = one
+    Adagrad (it takes sparse and dense gradients); SGD = one SGD."""
+    if case["optimizer"] == "sgd":
+        return [torch.optim.SGD(list(trained.values()), lr=case["lr"])], SGD_RULE
+    if case["optimizer"] == "adagrad":
+        hyper = dict(lr=case["lr"], initial_accumulator_value=case["adagrad_initial_accumulator"],
+                     eps=case["adagrad_eps"])
+        rule = ADAGRAD_LAZY_RULE if case["adagrad_sparse"] == "lazy" else ADAGRAD_DENSE_RULE
+        return [torch.optim.Adagrad(list(trained.values()), **hyper)], rule
     hyper = dict(lr=case["lr"], betas=(case["beta1"], case["beta2"]), eps=case["eps"])
     if case["adam_sparse"] == "dense":
         return [torch.optim.Adam(list(trained.values()), **hyper)], DENSE_RULE
     sparse = [p for name, p in trained.items() if name in tables]
     dense = [p for name, p in trained.items() if name not in tables]
     return [torch.optim.SparseAdam(sparse, **hyper), torch.optim.Adam(dense, **hyper)], LAZY_RULE
+
+
+def lr_warmup(case: dict, optimizers: list, bug: str | None = None) -> list:
+    """With ``lr_warmup_steps`` N > 0, one ``LambdaLR`` per optimizer: the case's step t (0-based)
+    uses lr * min(1, (start_step + t + 1) / N); stepped after every optimizer step. None without."""
+    if not case["lr_warmup_steps"]:
+        return []
+    offset = case["start_step"] + (0 if bug == "lr-warmup-off-by-one" else 1)
+    factor = lambda t: min(1.0, (offset + t) / case["lr_warmup_steps"])  # noqa: E731
+    return [torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for optimizer in optimizers]
 
 
 def lambda_at(case: dict, step: int, bug: str | None = None) -> float:
@@ -118,7 +142,8 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     ``t`` detached; student_total = a hard + lambda_k soft (a = 1 - lambda_k or 1);
     total = student_total + teacher_hard in sync mode (teacher_hard = mean_i w_i BCE(t_i, y_i)),
     else student_total (the two-stage teacher is frozen: its logits are computed once, without
-    gradient). ``total.backward()``, then one Adam step.
+    gradient). ``total.backward()``, then one step of the case's optimizer (and of its
+    learning-rate scheduler, when the case has a warm-up).
     """
     if bug not in (None, *BUGS):
         raise ValueError(f"bug: expected one of {BUGS} or None, got {bug!r}")
@@ -126,7 +151,9 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     schema = {field["name"]: field for field in meta["schema"]["features"]}
     params = {name.removeprefix("param."): torch.tensor(value, requires_grad=True)
               for name, value in arrays.items() if name.startswith("param.")}
-    lazy = case["adam_sparse"] == "lazy"
+    # the embedding lookups give sparse gradients where the rule updates the tables lazily
+    table_updates = {"adam": case["adam_sparse"], "adagrad": case["adagrad_sparse"]}.get(case["optimizer"], "dense")
+    lazy = table_updates == "lazy"
     student = Model(meta["models"]["student"], params, arrays, schema, sparse=lazy)
     teacher = None if meta["models"]["teacher"] is None else Model(meta["models"]["teacher"], params, arrays, schema,
                                                                    sparse=lazy)
@@ -136,6 +163,9 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     tables = {slot["table"] for model in (student, teacher) if model for key, slots in model.layout.items()
               if key.endswith("inputs") for slot in slots if slot["table"]}
     optimizers, rule = _optimizers(case, trained, tables)
+    schedulers = lr_warmup(case, optimizers, bug)
+    if schedulers:
+        rule += "; learning rate: " + LR_WARMUP_RULE
     labels = torch.from_numpy(arrays["input.labels"]).to(student.dtype)
     weights = torch.from_numpy(arrays["input.weights"]) if "input.weights" in arrays else None
     temperature = case["temperature"]
@@ -144,6 +174,7 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
             frozen_teacher_logits = teacher.logits()
     lambdas = [lambda_at(case, case["start_step"] + k, bug) if teacher is not None else 0.0 for k in range(meta["steps"])]
     outputs = {"output.lambdas": torch.tensor(lambdas, dtype=torch.float64)}
+    lrs = []
     for k, lam in enumerate(lambdas, start=1):
         for p in trained.values():
             p.grad = None
@@ -170,10 +201,15 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
                 outputs["output.teacher_logits"] = t
             outputs.update({f"output.loss.{term}": value for term, value in losses.items()})
             outputs.update({f"output.grad.{name}": p.grad.to_dense() for name, p in trained.items()})
+        lrs.append(optimizers[0].param_groups[0]["lr"])
         for optimizer in optimizers:
             optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
         if k in (1, 3):
             outputs.update({f"output.after{k}.{name}": p.detach().clone() for name, p in trained.items()})
+    if schedulers:
+        outputs["output.lrs"] = torch.tensor(lrs, dtype=torch.float64)
     return {name: value.detach().numpy() for name, value in outputs.items()}, rule
 
 

@@ -4,10 +4,12 @@ Run from the repository root: ``python -m tests.golden.regenerate``. It deletes 
 ``*.npz`` here first, so the directory holds exactly the cases listed below;
 ``tests/test_oracle.py`` fails when the code no longer reproduces them (docs/oracle.md).
 
-Every student kind x method x mode appears once; across the set the cases also cover
-shared embeddings, temperatures other than 1, the warm-up boundary (lambda 0 at the first
-step, > 0 at steps 2 and 3), hard weight "one", sum and mean pooling of the multi-id field
-(every case has one, with an empty row), per-example weights, and lazy and dense Adam.
+Every student kind x method x mode appears once with Adam; across the set the cases also
+cover shared embeddings, temperatures other than 1, the warm-up boundary (lambda 0 at the
+first step, > 0 at steps 2 and 3), hard weight "one", sum and mean pooling of the multi-id
+field (every case has one, with an empty row), per-example weights, lazy and dense Adam,
+lazy and dense Adagrad (with TensorFlow 1's and with PyTorch's defaults), SGD, and a linear
+learning-rate warm-up, from the first step and from inside a longer run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pfd_ref.oracle import CaseSpec, compute_case, save_case
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 BOUNDARY = dict(warmup_steps=2, start_step=1)  # lambda_at(1) = 0, lambda_at(2) = lambda_at(3) = lambda
+TORCH_ADAGRAD = dict(adagrad_initial_accumulator=0.0, adagrad_eps=1e-10)  # torch.optim.Adagrad's defaults
 
 GOLDEN_CASES = {
     "mlp-baseline-sync": CaseSpec("mlp", "baseline", "sync", seed=1, weights=True),
@@ -42,6 +45,21 @@ GOLDEN_CASES = {
                                                                adam_sparse="dense", **BOUNDARY),
     "two_tower-pfd+md-two_stage-weights-sum-dense": CaseSpec("two_tower", "pfd+md", "two-stage", seed=16,
                                                              weights=True, pooling="sum", adam_sparse="dense"),
+    # optimizers other than Adam, and the learning-rate warm-up (lr 0.05: Adagrad's and SGD's steps are smaller)
+    "mlp-pfd-sync-shared-adagrad_dense": CaseSpec("mlp", "pfd", "sync", seed=17, shared_embeddings=True,
+                                                  optimizer="adagrad", lr=0.05, adagrad_sparse="dense"),
+    "two_tower-pfd+md-sync-adagrad_lazy-weights": CaseSpec("two_tower", "pfd+md", "sync", seed=18, weights=True,
+                                                           optimizer="adagrad", lr=0.05),
+    "two_tower-md-two_stage-adagrad_lazy-torch_defaults-sum": CaseSpec("two_tower", "md", "two-stage", seed=19,
+                                                                       pooling="sum", optimizer="adagrad", lr=0.05,
+                                                                       **TORCH_ADAGRAD),
+    "mlp-pfd-two_stage-sgd-lr_warmup3": CaseSpec("mlp", "pfd", "two-stage", seed=20, optimizer="sgd", lr=0.05,
+                                                  lr_warmup_steps=3),  # lr / 3, 2 lr / 3, lr
+    "two_tower-pfd-sync-adagrad_lazy-lr_warmup4-boundary": CaseSpec("two_tower", "pfd", "sync", seed=21,
+                                                                    optimizer="adagrad", lr=0.05, lr_warmup_steps=4,
+                                                                    **BOUNDARY),  # 2 lr / 4, 3 lr / 4, lr
+    "mlp-pfd+md-sync-adam-lr_warmup1000": CaseSpec("mlp", "pfd+md", "sync", seed=22, lr_warmup_steps=1000,
+                                                   start_step=500),  # 501 lr / 1000, ...
 }
 
 
