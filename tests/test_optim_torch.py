@@ -29,12 +29,15 @@ LR = 0.05
 
 
 def _explained_by_fused_multiply_add(theirs, ours, x, y, z) -> bool:
-    """Whether every entry where ``theirs`` differs from ``ours`` equals ``x * y + z`` rounded
-    once (float64; computed exactly with fractions, on the differing entries only)."""
+    """Whether every entry where ``theirs`` differs from ``ours`` is ``x * y + z`` rounded
+    twice (the product, then the sum: NumPy's and pfd_ref's) in ``ours`` and rounded once
+    (a fused multiply-add; computed exactly with fractions) in ``theirs``; float64."""
     x, y, z, theirs, ours = np.broadcast_arrays(x, y, z, theirs, ours)
     differ = theirs != ours
-    return all(float(Fraction(a) * Fraction(b) + Fraction(c)) == t
-               for a, b, c, t in zip(x[differ], y[differ], z[differ], theirs[differ]))
+    twice_rounded = x[differ] * y[differ] + z[differ]
+    return np.array_equal(ours[differ], twice_rounded) and all(
+        float(Fraction(a) * Fraction(b) + Fraction(c)) == t
+        for a, b, c, t in zip(x[differ], y[differ], z[differ], theirs[differ]))
 
 
 def _grads(rng, shape, steps, decades=(-4, 2)):
