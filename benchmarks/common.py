@@ -24,6 +24,7 @@ API:
     machine_info()                          CPU, cores, versions, BLAS, environment
     print_table(title, columns, rows)       fixed-width table of dict rows
     run_python(code, env)                   run code in a fresh interpreter, return stdout
+    parse_and_run(...) / benchmark_main(...)  the shared command line of a benchmark module
 """
 
 from __future__ import annotations
@@ -257,4 +258,14 @@ def parse_and_run(module: str, description: str, quick_help: str, run, argv=None
             json.dump(run(counts[0], args.quick), handle)
         return None
     return args, run_per_thread_count(module, ["--quick"] if args.quick else [], counts)
+
+
+def benchmark_main(module: str, description: str, quick_help: str, run, argv=None) -> None:
+    """``parse_and_run``, then (in the parent) write every run to ``--json`` when given."""
+    parsed = parse_and_run(module, description, quick_help, run, argv)
+    if parsed is None:
+        return
+    args, runs = parsed
+    if args.json:
+        write_json(args.json, {"runs": runs})
 

@@ -20,13 +20,12 @@ import json
 import numpy as np
 
 from benchmarks.common import (
-    parse_and_run,
+    benchmark_main,
     import_torch,
     machine_info,
     print_table,
     set_threads,
     time_side_by_side,
-    write_json,
 )
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import DistillConfig
@@ -256,12 +255,7 @@ def run(threads: int, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parsed = parse_and_run("benchmarks.training", __doc__.splitlines()[0], "fewer repeats", run, argv)
-    if parsed is None:
-        return
-    args, runs = parsed
-    if args.json:
-        write_json(args.json, {"runs": runs})
+    benchmark_main("benchmarks.training", __doc__.splitlines()[0], "fewer repeats", run, argv)
 
 
 if __name__ == "__main__":

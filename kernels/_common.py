@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba import njit
 
 from pfd_ref.validation import check_float_array, check_float_dtype
 
@@ -98,6 +99,43 @@ def check_float_layout(name: str, x, ndims: tuple[int, ...], dtype=None, copy: b
         f"{name}: must be C-contiguous; call np.ascontiguousarray({name}) once and reuse "
         "the result (a copy on every call would cost a full pass over the array)"
     )
+
+
+def check_row_update(param: np.ndarray, states: dict, rows, row_grads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checks of a lazy row update (``sparse_adam_rows_``, ``sparse_adagrad_rows_``): ``param``
+    a float32/float64 ``(V, d)`` table, every array of ``states`` (name -> optimizer state)
+    of its shape and dtype, ``row_grads`` ``(k, d)`` of its dtype (copied if not
+    C-contiguous), ``rows`` one integer id per gradient row. Returns ``(rows as int64,
+    row_grads)``. That the rows are increasing and inside the table is checked by the kernel
+    (``rows_are_increasing_inside``), which then writes nothing."""
+    check_float_dtype("param", param)
+    if param.ndim != 2:
+        raise ValueError(f"param: expected 2 dimension(s), got shape {param.shape}")
+    for name, state in states.items():
+        check_float_dtype(name, state, param.dtype)
+        if state.shape != param.shape:
+            raise ValueError(f"{name}: expected shape {param.shape} (the parameter's), got {state.shape}")
+    row_grads = check_float_layout("row_grads", row_grads, ndims=(2,), dtype=param.dtype, copy=True)
+    rows = np.asarray(rows)
+    if rows.dtype.kind not in "iu" or rows.shape != (row_grads.shape[0],):
+        raise ValueError(f"rows: expected one integer row id per row of row_grads, got {rows.dtype} {rows.shape}")
+    if row_grads.shape[1] != param.shape[1]:
+        raise ValueError(f"row_grads: expected {param.shape[1]} columns (the parameter's), got {row_grads.shape[1]}")
+    return np.ascontiguousarray(rows, dtype=np.int64), row_grads
+
+
+def raise_bad_rows(num_rows: int) -> None:
+    """The error of a lazy row update whose kernel found ``rows`` not increasing or outside the table."""
+    raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {num_rows})")
+
+
+@njit(cache=True)
+def rows_are_increasing_inside(rows, num_rows) -> bool:
+    """True when ``rows`` is strictly increasing and inside ``[0, num_rows)`` (kernels' check)."""
+    for u in range(rows.shape[0]):
+        if rows[u] < 0 or rows[u] >= num_rows or (u > 0 and rows[u] <= rows[u - 1]):
+            return False
+    return True
 
 
 def check_k(k) -> int:

@@ -21,8 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import check_float_layout
-from pfd_ref.validation import check_float_dtype
+from ._common import check_row_update, raise_bad_rows, rows_are_increasing_inside
 
 # positions in the ``scalars`` array of the kernel
 _LR, _EPS, _L2 = range(3)
@@ -40,9 +39,8 @@ def _sparse_adagrad_rows(param, accumulator, rows, row_grads, scalars, use_l2):
     nothing, unless ``rows`` is strictly increasing and inside ``[0, len(param))``; True
     after the update.
     """
-    for u in range(rows.shape[0]):
-        if rows[u] < 0 or rows[u] >= param.shape[0] or (u > 0 and rows[u] <= rows[u - 1]):
-            return False
+    if not rows_are_increasing_inside(rows, param.shape[0]):
+        return False
     lr = scalars[_LR]
     eps = scalars[_EPS]
     l2 = scalars[_L2]
@@ -75,22 +73,10 @@ def sparse_adagrad_rows_(param: np.ndarray, accumulator: np.ndarray, rows, row_g
     ``(k, d)`` in the same dtype (copied if not C-contiguous); lr : this step's learning
     rate. The scalars are rounded to that dtype.
     """
-    check_float_dtype("param", param)
-    if param.ndim != 2:
-        raise ValueError(f"param: expected 2 dimension(s), got shape {param.shape}")
-    check_float_dtype("accumulator", accumulator, param.dtype)
-    if accumulator.shape != param.shape:
-        raise ValueError(f"accumulator: expected shape {param.shape} (the parameter's), got {accumulator.shape}")
-    row_grads = check_float_layout("row_grads", row_grads, ndims=(2,), dtype=param.dtype, copy=True)
-    rows = np.asarray(rows)
-    if rows.dtype.kind not in "iu" or rows.shape != (row_grads.shape[0],):
-        raise ValueError(f"rows: expected one integer row id per row of row_grads, got {rows.dtype} {rows.shape}")
-    if row_grads.shape[1] != param.shape[1]:
-        raise ValueError(f"row_grads: expected {param.shape[1]} columns (the parameter's), got {row_grads.shape[1]}")
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    rows, row_grads = check_row_update(param, {"accumulator": accumulator}, rows, row_grads)
     scalars = np.array([lr, eps, l2], dtype=param.dtype)
     if not _sparse_adagrad_rows(param, accumulator, rows, row_grads, scalars, bool(l2 > 0)):
-        raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {param.shape[0]})")
+        raise_bad_rows(param.shape[0])
 
 
 def warm_up(dtype) -> None:

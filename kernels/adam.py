@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import check_float_layout
+from ._common import check_row_update, raise_bad_rows, rows_are_increasing_inside
 from pfd_ref.validation import check_float_dtype
 
 # positions in the ``scalars`` array of the sparse kernel
@@ -74,9 +74,8 @@ def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
     Returns False, having written nothing, unless ``rows`` is strictly increasing and
     inside ``[0, len(param))``; True after the update.
     """
-    for u in range(rows.shape[0]):
-        if rows[u] < 0 or rows[u] >= param.shape[0] or (u > 0 and rows[u] <= rows[u - 1]):
-            return False
+    if not rows_are_increasing_inside(rows, param.shape[0]):
+        return False
     one_minus_beta1 = scalars[_ONE_MINUS_BETA1]
     one_minus_beta2 = scalars[_ONE_MINUS_BETA2]
     eps = scalars[_EPS]
@@ -142,23 +141,10 @@ def sparse_adam_rows_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row
     rows : integer ``(k,)``, strictly increasing, inside ``[0, V)``; row_grads : ``(k, d)``
     in the same dtype (copied if not C-contiguous). The scalars are rounded to that dtype.
     """
-    check_float_dtype("param", param)
-    if param.ndim != 2:
-        raise ValueError(f"param: expected 2 dimension(s), got shape {param.shape}")
-    for name, state in (("m", m), ("v", v)):
-        check_float_dtype(name, state, param.dtype)
-        if state.shape != param.shape:
-            raise ValueError(f"{name}: expected shape {param.shape} (the parameter's), got {state.shape}")
-    row_grads = check_float_layout("row_grads", row_grads, ndims=(2,), dtype=param.dtype, copy=True)
-    rows = np.asarray(rows)
-    if rows.dtype.kind not in "iu" or rows.shape != (row_grads.shape[0],):
-        raise ValueError(f"rows: expected one integer row id per row of row_grads, got {rows.dtype} {rows.shape}")
-    if row_grads.shape[1] != param.shape[1]:
-        raise ValueError(f"row_grads: expected {param.shape[1]} columns (the parameter's), got {row_grads.shape[1]}")
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    rows, row_grads = check_row_update(param, {"m": m, "v": v}, rows, row_grads)
     scalars = np.array([1 - beta1, 1 - beta2, eps, step_size, l2], dtype=param.dtype)
     if not _sparse_adam_rows(param, m, v, rows, row_grads, scalars, bool(l2 > 0)):
-        raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {param.shape[0]})")
+        raise_bad_rows(param.shape[0])
 
 
 def warm_up(dtype) -> None:

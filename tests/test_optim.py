@@ -241,22 +241,24 @@ def test_empty_sparse_gradient_advances_the_step_count_only():
     np.testing.assert_array_equal(table, 1.0)
 
 
+@pytest.mark.parametrize("optimizer", [Adam, Adagrad])
 @pytest.mark.parametrize("mode", ["lazy", "dense"])
-def test_adam_l2_is_added_to_touched_rows_only(mode):
+def test_l2_is_added_to_touched_rows_only(optimizer, mode):
     rng = np.random.default_rng(11)
     table = rng.normal(size=(V, D))
     explicit = table.copy()
     rows, values = np.array([1, 4]), rng.normal(size=(2, D))
-    Adam(0.1, sparse=mode, l2_embeddings=0.3).step({"e": table}, {"e": _sparse(rows, values, V)})
-    Adam(0.1, sparse=mode).step({"e": explicit}, {"e": _sparse(rows, values + 0.3 * explicit[rows], V)})
+    optimizer(0.1, sparse=mode, l2_embeddings=0.3).step({"e": table}, {"e": _sparse(rows, values, V)})
+    optimizer(0.1, sparse=mode).step({"e": explicit}, {"e": _sparse(rows, values + 0.3 * explicit[rows], V)})
     np.testing.assert_array_equal(table, explicit)
 
 
-def test_adam_l2_is_not_applied_to_dense_parameters():
+@pytest.mark.parametrize("optimizer", [Adam, Adagrad])
+def test_l2_is_not_applied_to_dense_parameters(optimizer):
     w, w_plain = np.array([1.0, 2.0]), np.array([1.0, 2.0])
     for _ in range(2):
-        Adam(0.1, l2_embeddings=0.5).step({"w": w}, {"w": np.array([0.3, -0.2])})
-        Adam(0.1).step({"w": w_plain}, {"w": np.array([0.3, -0.2])})
+        optimizer(0.1, l2_embeddings=0.5).step({"w": w}, {"w": np.array([0.3, -0.2])})
+        optimizer(0.1).step({"w": w_plain}, {"w": np.array([0.3, -0.2])})
     np.testing.assert_array_equal(w, w_plain)
 
 
@@ -497,21 +499,6 @@ def test_adagrad_lazy_and_dense_modes_agree_up_to_rounding():
         np.testing.assert_array_equal(lazy_a, dense_a)
         np.testing.assert_allclose(lazy_p, dense_p, rtol=1e-15, atol=0)
         np.testing.assert_array_equal(lazy_p[[2, 5]], dense_p[[2, 5]])
-
-
-@pytest.mark.parametrize("mode", ["lazy", "dense"])
-def test_adagrad_l2_is_added_to_touched_rows_only(mode):
-    rng = np.random.default_rng(12)
-    table = rng.normal(size=(V, D))
-    explicit = table.copy()
-    rows, values = np.array([0, 4]), rng.normal(size=(2, D))
-    Adagrad(0.1, sparse=mode, l2_embeddings=0.3).step({"e": table}, {"e": _sparse(rows, values, V)})
-    Adagrad(0.1, sparse=mode).step({"e": explicit}, {"e": _sparse(rows, values + 0.3 * explicit[rows], V)})
-    np.testing.assert_array_equal(table, explicit)
-    w, w_plain = np.array([1.0, 2.0]), np.array([1.0, 2.0])
-    Adagrad(0.1, l2_embeddings=0.5).step({"w": w}, {"w": np.array([0.3, -0.2])})
-    Adagrad(0.1).step({"w": w_plain}, {"w": np.array([0.3, -0.2])})
-    np.testing.assert_array_equal(w, w_plain)
 
 
 def test_adagrad_accumulator_starts_at_its_initial_value_per_parameter():
