@@ -347,12 +347,33 @@ def make_optimizer(name: str, lr: float, **options):
     return OPTIMIZERS[check_optimizer(name)](lr, **options)
 
 
-def check_optimizer_fields(config, owners: dict[str, str]) -> None:
-    """Raise ValueError naming the first field of the dataclass instance ``config`` that is
+# The settings fields (of a TrainConfig, an oracle CaseSpec) that only one optimizer reads.
+OPTIMIZER_FIELDS = {"adam_sparse": "adam", "beta1": "adam", "beta2": "adam", "eps": "adam",
+                    "adagrad_initial_accumulator": "adagrad", "adagrad_eps": "adagrad", "adagrad_sparse": "adagrad"}
+
+
+def check_optimizer_fields(settings) -> None:
+    """Raise ValueError naming the first field of the dataclass instance ``settings`` that is
     set away from its default although it belongs to another optimizer than
-    ``config.optimizer`` (``owners`` maps a field to the optimizer that reads it), so that
-    no option is silently ignored. Checks ``config.optimizer`` first."""
-    check_optimizer(config.optimizer)
-    for name, owner in owners.items():
-        if config.optimizer != owner and getattr(config, name) != type(config).__dataclass_fields__[name].default:
-            raise ValueError(f"{name}: an option of optimizer {owner!r}, but the optimizer is {config.optimizer!r}")
+    ``settings.optimizer`` (``OPTIMIZER_FIELDS``; fields ``settings`` lacks are skipped), so
+    that no option is silently ignored. Checks ``settings.optimizer`` first."""
+    check_optimizer(settings.optimizer)
+    fields = type(settings).__dataclass_fields__
+    for name, owner in OPTIMIZER_FIELDS.items():
+        if name in fields and settings.optimizer != owner and getattr(settings, name) != fields[name].default:
+            raise ValueError(f"{name}: an option of optimizer {owner!r}, but the optimizer is {settings.optimizer!r}")
+
+
+def optimizer_from(settings, **common):
+    """A fresh optimizer ``settings.optimizer`` with learning rate ``settings.lr``, its own
+    options read from the fields of ``settings`` (a TrainConfig or an oracle CaseSpec) named
+    in ``OPTIMIZER_FIELDS`` (those ``settings`` lacks keep the optimizer's defaults), and
+    ``common`` (``lr_warmup_steps``, ``l2_embeddings``, ``start_step``) for every optimizer."""
+    options = dict(common)
+    if settings.optimizer == "adam":
+        options.update(sparse=settings.adam_sparse,
+                       **{name: getattr(settings, name) for name in ("beta1", "beta2", "eps") if hasattr(settings, name)})
+    elif settings.optimizer == "adagrad":
+        options.update(initial_accumulator_value=settings.adagrad_initial_accumulator, eps=settings.adagrad_eps,
+                       sparse=settings.adagrad_sparse)
+    return make_optimizer(settings.optimizer, settings.lr, **options)

@@ -26,7 +26,7 @@ import numpy as np
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig, lambda_at
-from pfd_ref.optim import check_optimizer_fields, make_optimizer
+from pfd_ref.optim import check_optimizer_fields, optimizer_from
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
 from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
@@ -50,9 +50,6 @@ OPTIMIZER_RULES = {  # (optimizer, how its embedding tables are updated) -> the 
 }
 LR_WARMUP_RULE = ("; learning rate: torch.optim.lr_scheduler.LambdaLR with the factor "
                   "min(1, (start_step + t + 1) / lr_warmup_steps) at the case's 0-based step t")
-# the CaseSpec fields that only one optimizer reads
-OPTIMIZER_FIELDS = {"beta1": "adam", "beta2": "adam", "eps": "adam", "adam_sparse": "adam",
-                    "adagrad_initial_accumulator": "adagrad", "adagrad_eps": "adagrad", "adagrad_sparse": "adagrad"}
 DEFAULT_TOLERANCES = {"float64": (1e-9, 1e-12), "float32": (1e-4, 1e-6)}
 SUMMARY_NAMES = 4  # failing names repeated in the report's last line
 
@@ -113,7 +110,7 @@ class CaseSpec:
         if self.dtype not in DEFAULT_TOLERANCES:
             raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
         check_pooling(self.pooling)
-        check_optimizer_fields(self, OPTIMIZER_FIELDS)
+        check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad optimizer setting
         self.train_config()  # raises on a bad model, method, mode or distillation setting
 
@@ -129,13 +126,7 @@ class CaseSpec:
 
     def make_optimizer(self):
         """A fresh optimizer whose warm-up schedule starts at ``start_step``."""
-        options = dict(lr_warmup_steps=self.lr_warmup_steps, start_step=self.start_step)
-        if self.optimizer == "adam":
-            options.update(beta1=self.beta1, beta2=self.beta2, eps=self.eps, sparse=self.adam_sparse)
-        elif self.optimizer == "adagrad":
-            options.update(initial_accumulator_value=self.adagrad_initial_accumulator, eps=self.adagrad_eps,
-                           sparse=self.adagrad_sparse)
-        return make_optimizer(self.optimizer, self.lr, **options)
+        return optimizer_from(self, lr_warmup_steps=self.lr_warmup_steps, start_step=self.start_step)
 
     def optimizer_rule(self) -> str:
         """The torch optimizer (and scheduler) that reproduces this case's updates (docs/oracle.md)."""

@@ -32,7 +32,7 @@ from pfd_ref.data import Dataset
 from pfd_ref.distill import DistillConfig, lambda_at, student_objective
 from pfd_ref.losses import hard_loss
 from pfd_ref.models import MLPRanker, TwoTower, merge_grads
-from pfd_ref.optim import check_optimizer_fields, make_optimizer
+from pfd_ref.optim import check_optimizer_fields, optimizer_from
 from pfd_ref.schema import Schema
 
 METHODS = ("baseline", "md", "pfd", "pfd+md")
@@ -40,9 +40,6 @@ MODES = ("sync", "two-stage")
 STUDENT_KINDS = ("two_tower", "mlp")
 
 STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 2, 3, 4
-# the TrainConfig fields that only one optimizer reads
-OPTIMIZER_FIELDS = {"adam_sparse": "adam", "adagrad_initial_accumulator": "adagrad", "adagrad_eps": "adagrad",
-                    "adagrad_sparse": "adagrad"}
 
 
 @dataclass(frozen=True)
@@ -75,9 +72,9 @@ class TrainConfig:
     adagrad_initial_accumulator, adagrad_eps, adagrad_sparse : Adagrad only: the
         accumulator's start value and eps (``pfd_ref.optim.Adagrad``; defaults TensorFlow 1's,
         0.1 and 0), "lazy" or "dense" embedding updates (equal up to rounding).
-    An option of another optimizer than ``optimizer`` must stay at its default.
     teacher_folds : two-stage only; 0 trains one teacher on all rows (in-sample soft labels),
         K >= 2 cross-fits K teachers (out-of-fold soft labels, ``out_of_fold_teacher_logits``).
+    An option of another optimizer than ``optimizer`` must stay at its default (ValueError).
     """
 
     student_kind: str = "mlp"
@@ -114,18 +111,12 @@ class TrainConfig:
             raise ValueError("shared_embeddings: only defined for mode 'sync'")
         if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
             raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
-        check_optimizer_fields(self, OPTIMIZER_FIELDS)
+        check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad learning rate, warm-up or optimizer option
 
     def make_optimizer(self):
         """A fresh optimizer for one training loop: its state and its warm-up start at step 0."""
-        options = dict(l2_embeddings=self.l2_embeddings, lr_warmup_steps=self.lr_warmup_steps)
-        if self.optimizer == "adam":
-            options.update(sparse=self.adam_sparse)
-        elif self.optimizer == "adagrad":
-            options.update(initial_accumulator_value=self.adagrad_initial_accumulator, eps=self.adagrad_eps,
-                           sparse=self.adagrad_sparse)
-        return make_optimizer(self.optimizer, self.lr, **options)
+        return optimizer_from(self, l2_embeddings=self.l2_embeddings, lr_warmup_steps=self.lr_warmup_steps)
 
 
 @dataclass
