@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit
 
 from pfd_ref.validation import check_float_array, check_float_dtype
 
@@ -107,7 +106,8 @@ def check_row_update(param: np.ndarray, states: dict, rows, row_grads: np.ndarra
     of its shape and dtype, ``row_grads`` ``(k, d)`` of its dtype (copied if not
     C-contiguous), ``rows`` one integer id per gradient row. Returns ``(rows as int64,
     row_grads)``. That the rows are increasing and inside the table is checked by the kernel
-    (``rows_are_increasing_inside``), which then writes nothing."""
+    itself before it writes anything (a separate jitted check would cost one more compiled
+    function: docs/performance.md, "Cold start"); it then calls ``raise_bad_rows``."""
     check_float_dtype("param", param)
     if param.ndim != 2:
         raise ValueError(f"param: expected 2 dimension(s), got shape {param.shape}")
@@ -127,15 +127,6 @@ def check_row_update(param: np.ndarray, states: dict, rows, row_grads: np.ndarra
 def raise_bad_rows(num_rows: int) -> None:
     """The error of a lazy row update whose kernel found ``rows`` not increasing or outside the table."""
     raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {num_rows})")
-
-
-@njit(cache=True)
-def rows_are_increasing_inside(rows, num_rows) -> bool:
-    """True when ``rows`` is strictly increasing and inside ``[0, num_rows)`` (kernels' check)."""
-    for u in range(rows.shape[0]):
-        if rows[u] < 0 or rows[u] >= num_rows or (u > 0 and rows[u] <= rows[u - 1]):
-            return False
-    return True
 
 
 def check_k(k) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import check_row_update, raise_bad_rows, rows_are_increasing_inside
+from ._common import check_row_update, raise_bad_rows
 
 # positions in the ``scalars`` array of the kernel
 _LR, _EPS, _L2 = range(3)
@@ -39,8 +39,9 @@ def _sparse_adagrad_rows(param, accumulator, rows, row_grads, scalars, use_l2):
     nothing, unless ``rows`` is strictly increasing and inside ``[0, len(param))``; True
     after the update.
     """
-    if not rows_are_increasing_inside(rows, param.shape[0]):
-        return False
+    for u in range(rows.shape[0]):
+        if rows[u] < 0 or rows[u] >= param.shape[0] or (u > 0 and rows[u] <= rows[u - 1]):
+            return False
     lr = scalars[_LR]
     eps = scalars[_EPS]
     l2 = scalars[_L2]

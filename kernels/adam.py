@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import check_row_update, raise_bad_rows, rows_are_increasing_inside
+from ._common import check_row_update, raise_bad_rows
 from pfd_ref.validation import check_float_dtype
 
 # positions in the ``scalars`` array of the sparse kernel
@@ -74,8 +74,9 @@ def _sparse_adam_rows(param, m, v, rows, row_grads, scalars, use_l2):
     Returns False, having written nothing, unless ``rows`` is strictly increasing and
     inside ``[0, len(param))``; True after the update.
     """
-    if not rows_are_increasing_inside(rows, param.shape[0]):
-        return False
+    for u in range(rows.shape[0]):
+        if rows[u] < 0 or rows[u] >= param.shape[0] or (u > 0 and rows[u] <= rows[u - 1]):
+            return False
     one_minus_beta1 = scalars[_ONE_MINUS_BETA1]
     one_minus_beta2 = scalars[_ONE_MINUS_BETA2]
     eps = scalars[_EPS]
