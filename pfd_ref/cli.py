@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-epochs", type=int, default=None, help="two-stage: teacher epochs (default: --epochs)")
     run.add_argument("--seeds", type=_seeds, default=list(range(DEFAULT_SEEDS)), help="a count N (seeds 0..N-1) or a comma list")
     run.add_argument("--batch-size", type=int, default=None, help=f"default: {_per_source('batch_size')}")
-    run.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate (after the warm-up)")
+    run.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate (reached after --lr-warmup-steps)")
     run.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TrainConfig.optimizer,
                      help="Adam (lazy embedding rows), Adagrad (lazy rows) or plain SGD (docs/optim.md)")
     run.add_argument("--lr-warmup-steps", type=int, default=TrainConfig.lr_warmup_steps,
@@ -134,7 +134,7 @@ def _add_oracle_parser(commands) -> None:
     dump.add_argument("--temperature", type=float, default=CaseSpec.temperature)
     dump.add_argument("--warmup-steps", type=int, default=CaseSpec.warmup_steps)
     dump.add_argument("--start-step", type=int, default=CaseSpec.start_step,
-                      help="global 0-based index of the case's first step (lambda schedule)")
+                      help="global 0-based index of the case's first step (lambda and learning-rate schedules)")
     dump.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=CaseSpec.hard_weight)
     dump.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=CaseSpec.optimizer)
     dump.add_argument("--lr", type=float, default=CaseSpec.lr)
