@@ -1,5 +1,5 @@
 """Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
-lookup, scatter-adds, ReLU backward, dense and lazy Adam, lazy Adagrad.
+lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Adagrad.
 
 Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
 ``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_``,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activation, adagrad, adam, embedding, mlp, scoring
-from .activation import relu_backward
+from .activation import leaky_relu_backward, relu_backward
 from .adagrad import sparse_adagrad_rows_
 from .adam import adam_update_, sparse_adam_rows_
 from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
@@ -30,8 +30,9 @@ from .mlp import mlp_scores
 from .scoring import score_items, top_k_items, top_k_scores
 
 __all__ = [
-    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "mlp_scores", "pool_rows", "relu_backward",
-    "score_items", "sparse_adagrad_rows_", "sparse_adam_rows_", "top_k_items", "top_k_scores",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "mlp_scores",
+    "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_", "sparse_adam_rows_", "top_k_items",
+    "top_k_scores",
 ]
 
 

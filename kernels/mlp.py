@@ -1,4 +1,4 @@
-"""MLP forward pass for scoring: ReLU hidden layers, a linear output, optional sigmoid.
+"""MLP forward pass for scoring: ReLU or LeakyReLU hidden layers, a linear output, optional sigmoid.
 
 Twin (readable NumPy reference): ``pfd_ref.reference_kernels.mlp_scores``.
 
@@ -15,7 +15,7 @@ Two paths, chosen by the batch size ``n``:
   serial (it is ``1/width`` of the work, and threads started between two GEMMs would
   compete with BLAS's still-spinning threads).
 
-Non-finite values: every pre-activation is checked before its ReLU (a ReLU would map
+Non-finite values: every pre-activation is checked before its activation (a ReLU would map
 ``-inf`` to 0 and hide it). A NaN or infinity in ``x``, a weight or a bias always makes
 some pre-activation of its layer non-finite (``0 * inf`` is NaN), so the check is complete;
 the error then names the argument that holds it.
@@ -35,7 +35,7 @@ from ._common import check_float_layout, raise_nonfinite
 BLAS_MIN_ROWS = 16
 ROW_BLOCK = 1024
 
-ACT_RELU, ACT_LINEAR, ACT_SIGMOID = 0, 1, 2
+ACT_RELU, ACT_LINEAR, ACT_SIGMOID, ACT_LEAKY_RELU = 0, 1, 2, 3
 
 
 @njit(cache=True)
@@ -73,8 +73,9 @@ def _matmul_small(h, w, y):
 
 
 @njit(cache=True)
-def _bias_activate(y, b, activation):
-    """y[r, j] = act(y[r, j] + b[j]) in place; return the count of non-finite y + b."""
+def _bias_activate(y, b, activation, slope):
+    """y[r, j] = act(y[r, j] + b[j]) in place; return the count of non-finite y + b.
+    ``slope`` (LeakyReLU only) is a scalar of y's dtype."""
     nonfinite = 0
     zero, one = y.dtype.type(0), y.dtype.type(1)  # typed constants: arithmetic stays in y's dtype
     for r in range(y.shape[0]):
@@ -83,6 +84,8 @@ def _bias_activate(y, b, activation):
             nonfinite += not np.isfinite(v)
             if activation == ACT_RELU:
                 v = v if v > 0 else zero
+            elif activation == ACT_LEAKY_RELU:
+                v = v if v > 0 else slope * v
             elif activation == ACT_SIGMOID:
                 v = _sigmoid(v, one)
             y[r, j] = v
@@ -90,7 +93,7 @@ def _bias_activate(y, b, activation):
 
 
 @njit(cache=True)
-def _mlp_rows(x, weights, biases, output_activation, out, scratch):
+def _mlp_rows(x, weights, biases, hidden_activation, slope, output_activation, out, scratch):
     """The whole forward pass for a few rows in one call; return the non-finite count.
 
     ``scratch`` is a flat buffer of ``2 * n * max hidden width`` elements; hidden layer l
@@ -109,9 +112,9 @@ def _mlp_rows(x, weights, biases, output_activation, out, scratch):
         else:
             start = (layer % 2) * half
             y = scratch[start : start + n * w.shape[1]].reshape(n, w.shape[1])
-            activation = ACT_RELU
+            activation = hidden_activation
         _matmul_small(h, w, y)
-        nonfinite += _bias_activate(y, biases[layer], activation)
+        nonfinite += _bias_activate(y, biases[layer], activation, slope)
         h = y
     return nonfinite
 
@@ -150,29 +153,37 @@ def _explain_layer(layer, w, b, width, dtype):
     raise ValueError(f"biases[{layer}]: expected shape ({w.shape[1]},), got {b.shape}")
 
 
-def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndarray:
+def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_slope: float = 0.0) -> np.ndarray:
     """Forward pass of an MLP for scoring.
 
-    ``h_0 = x``; ``h_{l+1} = relu(h_l @ W_l + b_l)`` for ``l < L - 1``; output
+    ``h_0 = x``; ``h_{l+1} = act(h_l @ W_l + b_l)`` for ``l < L - 1``; output
     ``z = h_{L-1} @ W_{L-1} + b_{L-1}``, or ``sigmoid(z) = 1 / (1 + exp(-z))`` when
-    ``sigmoid``.
+    ``sigmoid``. ``act`` is ReLU (``max(z, 0)``) when ``negative_slope`` is 0, else
+    LeakyReLU (``z if z > 0 else negative_slope * z``, the slope rounded to x's dtype and
+    the product computed in it).
 
     x : float32/float64 ``(n, i)``, copied if not C-contiguous (``n`` may be 0);
     weights : list of L >= 1 arrays, ``W_l`` of shape ``(in_l, out_l)`` with ``in_0 = i``
     and ``in_{l+1} = out_l``; biases : list of L arrays ``(out_l,)``. Weights and biases
     have ``x``'s dtype and must be C-contiguous (else rejected).
+    negative_slope : 0 (ReLU) or in ``(0, 1)`` (LeakyReLU).
     Returns ``(n, out_{L-1})`` in ``x``'s dtype. Raises ``ValueError`` naming the argument
     that holds a NaN or infinity, or ``x`` if a pre-activation overflowed.
     """
     x, weights, biases, hidden = _check_mlp(x, weights, biases)
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)) \
+            or not 0 <= negative_slope < 1:
+        raise ValueError(f"negative_slope: expected 0 (ReLU) or a number in (0, 1) (LeakyReLU), got {negative_slope!r}")
+    hidden_activation = ACT_LEAKY_RELU if negative_slope else ACT_RELU
+    slope = x.dtype.type(negative_slope)
     n = x.shape[0]
     out = np.empty((n, weights[-1].shape[1]), x.dtype)
     output_activation = ACT_SIGMOID if sigmoid else ACT_LINEAR
     if n < BLAS_MIN_ROWS:
         scratch = np.empty(2 * n * hidden, x.dtype)
-        nonfinite = _mlp_rows(x, weights, biases, output_activation, out, scratch)
+        nonfinite = _mlp_rows(x, weights, biases, hidden_activation, slope, output_activation, out, scratch)
     else:
-        nonfinite = _mlp_blas(x, weights, biases, output_activation, out)
+        nonfinite = _mlp_blas(x, weights, biases, hidden_activation, slope, output_activation, out)
     if nonfinite:
         suspects = {"x": x}
         suspects.update({f"weights[{l}]": w for l, w in enumerate(weights)})
@@ -181,7 +192,7 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndar
     return out
 
 
-def _mlp_blas(x, weights, biases, output_activation, out) -> int:
+def _mlp_blas(x, weights, biases, hidden_activation, slope, output_activation, out) -> int:
     block = min(ROW_BLOCK, x.shape[0])
     buffers = [np.empty((block, w.shape[1]), x.dtype) for w in weights[:-1]]
     nonfinite = 0
@@ -193,7 +204,7 @@ def _mlp_blas(x, weights, biases, output_activation, out) -> int:
             y = out[r0:r1] if last else buffers[layer][: r1 - r0]
             with np.errstate(invalid="ignore", over="ignore"):  # counted just below
                 np.matmul(h, w, out=y)
-            nonfinite += _bias_activate(y, b, output_activation if last else ACT_RELU)
+            nonfinite += _bias_activate(y, b, output_activation if last else hidden_activation, slope)
             h = y
     return nonfinite
 
@@ -205,5 +216,5 @@ def warm_up(dtype, depths: tuple[int, ...]) -> None:
     for depth in depths:
         weights = tuple(np.ones((2, 2), dtype) for _ in range(depth))
         biases = tuple(np.ones(2, dtype) for _ in range(depth))
-        _mlp_rows(x, weights, biases, ACT_LINEAR, np.empty((2, 2), dtype), np.empty(8, dtype))
-    _bias_activate(x.copy(), x[0], ACT_RELU)
+        _mlp_rows(x, weights, biases, ACT_LEAKY_RELU, dtype(0.01), ACT_LINEAR, np.empty((2, 2), dtype), np.empty(8, dtype))
+    _bias_activate(x.copy(), x[0], ACT_RELU, dtype(0))

@@ -15,8 +15,11 @@ from pfd_ref.data import Dataset
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
 from pfd_ref.experiment import REPORTED_METHODS, format_table, parse_methods, run_methods, summarize
+from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
+from pfd_ref.models import TOWER_NORMS
 from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES
-from pfd_ref.train import MODES, STUDENT_KINDS, Progress, TrainConfig, check_lr_warmup, check_schedule
+from pfd_ref.train import (MODES, STUDENT_KINDS, ModelSizes, Progress, TrainConfig, check_batch_norm_batches,
+                           check_lr_warmup, check_schedule)
 
 TASKS = ("ctr", "cvr")
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--teacher-folds", type=int, default=0,
                      help="two-stage: cross-fit the teacher's soft labels over K folds (0: in-sample)")
+    _add_layer_options(run, ModelSizes())
 
     score = commands.add_parser("score", help="top-k items for users from a student saved by `run --save`")
     score.add_argument("model", type=Path, help="a student file (.npz) written by `pfd-ref run --save DIR`")
@@ -114,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("records", type=Path, nargs="+", help="JSON files written by `pfd-ref run --json`")
     _add_oracle_parser(commands)
     return parser
+
+
+def _add_layer_options(parser, defaults) -> None:
+    """``--activation``, ``--batch-norm``, ``--tower-norm``, ``--tower-scale`` (``train.ModelSizes``)."""
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation,
+                        help=f"hidden activation of every MLP (leaky_relu: slope {LEAKY_RELU_SLOPE})")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="batch normalisation before every hidden activation (running averages for evaluation)")
+    parser.add_argument("--tower-norm", choices=TOWER_NORMS, default=defaults.tower_norm,
+                        help="two-tower models: l2-normalise both tower outputs (the paper: l2)")
+    parser.add_argument("--tower-scale", type=float, default=defaults.tower_scale,
+                        help="two-tower models: score = S * <u, v> + b (the paper: 5, with --tower-norm l2)")
 
 
 def _add_oracle_parser(commands) -> None:
@@ -152,6 +168,7 @@ def _add_oracle_parser(commands) -> None:
     dump.add_argument("--shared-embeddings", action="store_true", help="sync: one table per regular field")
     dump.add_argument("--weights", action="store_true", help="per-example weights")
     dump.add_argument("--pooling", choices=("mean", "sum"), default=CaseSpec.pooling, help="of the multi-id field")
+    _add_layer_options(dump, CaseSpec)
     check = actions.add_parser("check", help="compare another implementation's arrays with a case")
     check.add_argument("case", type=Path, help="a case written by `oracle dump`")
     check.add_argument("theirs", type=Path, help="an .npz with the case's output.* arrays, by the same names")
@@ -192,10 +209,12 @@ def _train_config(args, student_kind: str) -> TrainConfig:
     adagrad = {name: getattr(args, name) for name in ADAGRAD_OPTIONS if getattr(args, name) is not None}
     if adagrad and args.optimizer != "adagrad":
         raise ValueError(f"{ADAGRAD_OPTIONS[next(iter(adagrad))]}: only with --optimizer adagrad")
+    sizes = ModelSizes(activation=args.activation, batch_norm=args.batch_norm, tower_norm=args.tower_norm,
+                       tower_scale=args.tower_scale)
     return TrainConfig(student_kind=student_kind, mode=args.mode, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                        batch_size=args.batch_size, lr=args.lr, distill=distill, shared_embeddings=args.shared_embeddings,
                        teacher_folds=args.teacher_folds, dtype=args.dtype, optimizer=args.optimizer,
-                       lr_warmup_steps=args.lr_warmup_steps, **adagrad)
+                       lr_warmup_steps=args.lr_warmup_steps, sizes=sizes, **adagrad)
 
 
 def _data_source(args) -> str:
@@ -254,11 +273,14 @@ def command_run(args) -> int:
     _resolve_data_defaults(args)
     _train_config(args, "mlp")  # option errors surface before any data is generated
     runs = [(task, train, test, _train_config(args, kind)) for task, train, test, kind in _datasets(args)]
+    if (args.tower_norm != "none" or args.tower_scale != 1) and all(c.student_kind == "mlp" for *_, c in runs):
+        raise ValueError("--tower-norm: the tower options act on two-tower models; this run trains MLP students only")
     for task, train, test, config in runs:  # and schedule errors before any training
         if any(m != "baseline" for m in args.methods):
             check_schedule(config, train.n)
         check_lr_warmup(config, train.n, teacher_alone=config.mode == "two-stage"
                         and any(m != "baseline" for m in args.methods))
+        check_batch_norm_batches(config, train.n)
     progress = None if args.quiet else Progress
     all_records = []
     for task, train, test, config in runs:

@@ -5,11 +5,15 @@ Layout (docs/conventions.md): a linear layer computes ``y = x @ W + b`` with ``W
 returns the dtype it was given; mixing the two among its float arguments is a ``ValueError``.
 The derivation of every backward formula is in docs/derivations.md under the function's name.
 
+Constants: ``LEAKY_RELU_SLOPE`` (0.01, PyTorch's ``nn.LeakyReLU`` default), ``BATCH_NORM_EPS``
+(1e-5) and ``BATCH_NORM_MOMENTUM`` (0.1, both ``torch.nn.BatchNorm1d``'s defaults),
+``L2_NORM_EPS`` (1e-12, ``torch.nn.functional.normalize``'s); docs/derivations.md says why.
+
 Public functions validate their inputs (shapes, dtypes, id ranges, NaN/infinity) with
 ``pfd_ref.validation`` and then call an unchecked core of the same name with a leading
 underscore (``embedding_forward`` -> ``_embedding_forward``), which computes the formula of
 the public docstring on arrays known to be valid. ``mlp_forward``/``mlp_backward`` validate
-once and run ``_linear_*``/``_relu_*`` layer by layer; ``pfd_ref.models`` calls the cores
+once and run the cores layer by layer; ``pfd_ref.models`` calls the cores
 directly on batches of a validated ``Dataset`` and its own checked parameters (docs/conventions.md:
 inner loops do not re-validate).
 """
@@ -23,6 +27,12 @@ import numpy as np
 from pfd_ref import kernels
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_pooling, check_shape
+
+ACTIVATIONS = ("relu", "leaky_relu")  # the hidden-layer activations of an MLP
+LEAKY_RELU_SLOPE = 0.01  # y = x for x > 0, else LEAKY_RELU_SLOPE * x (torch.nn.LeakyReLU's default)
+BATCH_NORM_EPS = 1e-5  # x_hat = (z - mean) / sqrt(var + eps) (torch.nn.BatchNorm1d's default)
+BATCH_NORM_MOMENTUM = 0.1  # running <- (1 - momentum) running + momentum batch (torch's convention)
+L2_NORM_EPS = 1e-12  # u / max(||u||, eps) (torch.nn.functional.normalize's default)
 
 
 # --------------------------------------------------------------------------- checks
@@ -226,87 +236,383 @@ def relu_backward(d_y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _relu_backward(d_y, x)
 
 
+# --------------------------------------------------------------------------- leaky relu
+
+
+def check_activation(activation) -> str:
+    """Return ``activation``; ``ValueError`` naming it unless one of ``ACTIVATIONS``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def negative_slope(activation: str) -> float:
+    """The slope of a hidden activation for negative inputs: 0 for ``"relu"``,
+    ``LEAKY_RELU_SLOPE`` for ``"leaky_relu"``."""
+    return LEAKY_RELU_SLOPE if check_activation(activation) == "leaky_relu" else 0.0
+
+
+def _check_slope(slope) -> float:
+    if isinstance(slope, bool) or not isinstance(slope, (int, float, np.floating)) or not 0 < slope < 1:
+        raise ValueError(f"negative_slope: expected a number in (0, 1) (0 is ReLU: relu_forward), got {slope!r}")
+    return float(slope)
+
+
+def _activation_forward(z: np.ndarray, slope: float) -> np.ndarray:
+    """``max(z, 0)`` for ``slope == 0`` (ReLU), else ``max(z, slope z)``, which for
+    ``0 < slope < 1`` is ``z if z > 0 else slope z`` (LeakyReLU), element for element the
+    same bits (``slope z`` is rounded in ``z``'s dtype: a Python float is cast to it)."""
+    return np.maximum(z, 0) if slope == 0 else np.maximum(z, z * slope)
+
+
+def _activation_backward(d_y: np.ndarray, z: np.ndarray, slope: float) -> np.ndarray:
+    return _relu_backward(d_y, z) if slope == 0 else _leaky_relu_backward(d_y, z, slope)
+
+
+def _leaky_relu_backward(d_y, x, slope):
+    """``np.where(x > 0, d_y, d_y * slope)`` computed by the Numba kernel
+    ``kernels.leaky_relu_backward`` (twin: ``pfd_ref.reference_kernels.leaky_relu_backward``)."""
+    return kernels.leaky_relu_backward(d_y, x, slope)
+
+
+def leaky_relu_forward(x: np.ndarray, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
+    """``y = x`` where ``x > 0``, else ``negative_slope * x``, elementwise.
+
+    x : float32/float64, any shape; negative_slope : in ``(0, 1)`` (default
+    ``LEAKY_RELU_SLOPE`` = 0.01), applied in ``x``'s dtype. Returns ``y`` of that shape and dtype.
+    """
+    x = check_float_array("x", x)
+    return _activation_forward(x, _check_slope(negative_slope))
+
+
+def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
+    """``d_x = d_y`` where ``x > 0``, else ``negative_slope * d_y`` (at ``x = 0`` the
+    derivative is taken as ``negative_slope``, as PyTorch does).
+
+    d_y, x : the same shape and float dtype; returns ``d_x`` of that shape and dtype.
+    """
+    x = check_float_array("x", x)
+    d_y = check_float_array("d_y", d_y, dtype=x.dtype)
+    check_shape("d_y", d_y, x.shape)
+    return _leaky_relu_backward(d_y, x, _check_slope(negative_slope))
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+class BatchNormCache(NamedTuple):
+    """What ``batch_norm_backward`` and ``batch_norm_running_average`` need from
+    ``batch_norm_forward``: ``x_hat (n, m)``, ``inv_std = 1 / sqrt(var + eps)`` ``(m,)``,
+    ``gamma (m,)``, the batch ``mean (m,)`` and biased variance ``var (m,)``."""
+
+    x_hat: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def _check_batch_norm(z, gamma, beta, min_rows: int) -> None:
+    z = check_float_array("z", z, ndim=2)
+    if z.shape[0] < min_rows:
+        raise ValueError(f"z: batch normalisation with batch statistics needs at least {min_rows} rows, "
+                         f"got {z.shape[0]}")
+    for name, array in (("gamma", gamma), ("beta", beta)):
+        check_shape(name, check_float_array(name, array, ndim=1, dtype=z.dtype), (z.shape[1],))
+
+
+def batch_norm_forward(z: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                       eps: float = BATCH_NORM_EPS) -> tuple[np.ndarray, BatchNormCache]:
+    """Batch normalisation with the statistics of the batch (training mode), per column ``c``:
+
+        mean_c = (1/n) sum_i z[i, c];   var_c = (1/n) sum_i (z[i, c] - mean_c)^2   (biased)
+        x_hat[i, c] = (z[i, c] - mean_c) / sqrt(var_c + eps);   y[i, c] = gamma_c x_hat[i, c] + beta_c
+
+    z : ``(n, m)`` with ``n >= 2``; gamma, beta : ``(m,)``; one float dtype; eps > 0.
+    Returns ``(y (n, m), cache)``; the cache holds the batch mean and biased variance for
+    ``batch_norm_running_average``.
+    """
+    _check_batch_norm(z, gamma, beta, min_rows=2)
+    return _batch_norm_forward(z, gamma, beta, eps)
+
+
+def _batch_norm_forward(z, gamma, beta, eps):
+    mean = z.mean(axis=0)
+    centered = z - mean
+    var = np.mean(centered * centered, axis=0)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat = centered * inv_std
+    return x_hat * gamma + beta, BatchNormCache(x_hat, inv_std, gamma, mean, var)
+
+
+def batch_norm_backward(d_y: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``batch_norm_forward`` given ``d_y = dL/dy``, per column (sums over rows):
+
+        d_beta = sum_i d_y[i];   d_gamma = sum_i d_y[i] x_hat[i]
+        d_z[i] = gamma inv_std / n * (n d_y[i] - d_beta - x_hat[i] d_gamma)
+
+    (the batch mean and variance depend on every row, hence the two sums; docs/derivations.md).
+    d_y : ``(n, m)`` in the forward's dtype. Returns ``(d_z (n, m), d_gamma (m,), d_beta (m,))``.
+    """
+    if not isinstance(cache, BatchNormCache):
+        raise ValueError(f"cache: expected the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
+    d_y = check_float_array("d_y", d_y, ndim=2, dtype=cache.x_hat.dtype)
+    check_shape("d_y", d_y, cache.x_hat.shape)
+    return _batch_norm_backward(d_y, cache)
+
+
+def _batch_norm_backward(d_y, cache):
+    n = d_y.shape[0]
+    d_beta = d_y.sum(axis=0)
+    d_gamma = (d_y * cache.x_hat).sum(axis=0)
+    d_z = (cache.gamma * cache.inv_std / n) * (n * d_y - d_beta - cache.x_hat * d_gamma)
+    return d_z, d_gamma, d_beta
+
+
+def batch_norm_running_average(running_mean: np.ndarray, running_var: np.ndarray, cache: BatchNormCache,
+                               momentum: float = BATCH_NORM_MOMENTUM) -> tuple[np.ndarray, np.ndarray]:
+    """The running averages after one training-mode forward (PyTorch's rule):
+
+        running_mean <- (1 - momentum) running_mean + momentum mean
+        running_var  <- (1 - momentum) running_var  + momentum var n / (n - 1)   (unbiased)
+
+    running_mean, running_var : ``(m,)`` in the cache's dtype; cache : of a batch of ``n >= 2``
+    rows. Returns the new ``(running_mean, running_var)`` (new arrays; the inputs are unchanged).
+    """
+    if not isinstance(cache, BatchNormCache):
+        raise ValueError(f"cache: expected the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
+    for name, array in (("running_mean", running_mean), ("running_var", running_var)):
+        check_shape(name, check_float_array(name, array, ndim=1, dtype=cache.mean.dtype), cache.mean.shape)
+    return _batch_norm_running_average(running_mean, running_var, cache, momentum)
+
+
+def _batch_norm_running_average(running_mean, running_var, cache, momentum):
+    n = cache.x_hat.shape[0]
+    unbiased_var = cache.var * (n / (n - 1))
+    return (1 - momentum) * running_mean + momentum * cache.mean, (1 - momentum) * running_var + momentum * unbiased_var
+
+
+def fold_batch_norm(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
+                    running_mean: np.ndarray, running_var: np.ndarray,
+                    eps: float = BATCH_NORM_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """A linear layer followed by batch normalisation with its running averages (evaluation
+    mode), as one linear layer: ``BN(x @ W + b) = x @ W' + b'`` with
+
+        scale = gamma / sqrt(running_var + eps)                              (m,)
+        W' = W * scale (each column c times scale_c);   b' = (b - running_mean) * scale + beta
+
+    weight : ``(i, m)``; bias : ``(m,)`` or None (no bias: ``b = 0``); gamma, beta,
+    running_mean, running_var : ``(m,)``; one float dtype. Returns ``(W' (i, m), b' (m,))``.
+    """
+    weight = check_float_array("weight", weight, ndim=2)
+    m = weight.shape[1]
+    named = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
+    if bias is not None:
+        named["bias"] = bias
+    for name, array in named.items():
+        check_shape(name, check_float_array(name, array, ndim=1, dtype=weight.dtype), (m,))
+    if np.any(running_var < 0):
+        raise ValueError("running_var: must be >= 0")
+    return _fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var, eps)
+
+
+def _fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var, eps):
+    scale = gamma / np.sqrt(running_var + eps)
+    centered_bias = -running_mean if bias is None else bias - running_mean
+    return weight * scale, centered_bias * scale + beta
+
+
+# --------------------------------------------------------------------------- l2 normalisation
+
+
+def l2_normalize_forward(u: np.ndarray, eps: float = L2_NORM_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """Each row divided by its Euclidean norm, clamped from below by ``eps``:
+
+        r_i = ||u_i|| = sqrt(sum_k u[i, k]^2);   u_hat[i] = u[i] / max(r_i, eps)
+
+    u : ``(n, k)`` float32/float64; eps > 0 (default ``L2_NORM_EPS`` = 1e-12, as
+    ``torch.nn.functional.normalize``). Returns ``(u_hat (n, k), r (n,))`` in ``u``'s dtype.
+    """
+    u = check_float_array("u", u, ndim=2)
+    return _l2_normalize_forward(u, eps)
+
+
+def _l2_normalize_forward(u, eps):
+    norms = np.sqrt(np.einsum("ik,ik->i", u, u))
+    return u / np.maximum(norms, eps)[:, None], norms
+
+
+def l2_normalize_backward(d_u_hat: np.ndarray, u: np.ndarray, eps: float = L2_NORM_EPS) -> np.ndarray:
+    """Gradient of ``l2_normalize_forward`` given ``d_u_hat = dL/du_hat``, row by row:
+
+        r_i >= eps:  d_u[i] = (d_u_hat[i] - u_hat[i] <d_u_hat[i], u_hat[i]>) / r_i
+        r_i <  eps:  d_u[i] = d_u_hat[i] / eps          (clamped: the divisor is the constant eps)
+
+    (at ``r_i = eps`` the unclamped branch is taken, as PyTorch's ``clamp_min`` does).
+    d_u_hat, u : ``(n, k)`` of one float dtype. Returns ``d_u (n, k)`` in that dtype.
+    """
+    u = check_float_array("u", u, ndim=2)
+    d_u_hat = check_float_array("d_u_hat", d_u_hat, ndim=2, dtype=u.dtype)
+    check_shape("d_u_hat", d_u_hat, u.shape)
+    u_hat, norms = _l2_normalize_forward(u, eps)
+    return _l2_normalize_backward(d_u_hat, u_hat, norms, eps)
+
+
+def _l2_normalize_backward(d_u_hat, u_hat, norms, eps):
+    projection = np.einsum("ik,ik->i", d_u_hat, u_hat)
+    projection[norms < eps] = 0  # clamped rows: no derivative through the norm
+    return (d_u_hat - projection[:, None] * u_hat) / np.maximum(norms, eps)[:, None]
+
+
 # --------------------------------------------------------------------------- mlp
+
+
+class BatchNormParams(NamedTuple):
+    """The batch normalisation of one hidden layer: ``gamma``, ``beta`` (trained) and the
+    buffers ``running_mean``, ``running_var`` (running averages, not trained); ``(m,)`` each."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
 
 
 class MLPCache(NamedTuple):
     """What ``mlp_backward`` needs from ``mlp_forward``.
 
     inputs[j] : ``h_j``, the input of layer ``j`` (``h_0 = x``), shape ``(n, in_j)``.
-    pre_activations[j] : ``z_j = h_j @ W_j + b_j``, shape ``(n, out_j)``.
+    pre_activations[j] : ``a_j``, what the activation of layer ``j`` reads: ``z_j = h_j @ W_j
+    + b_j``, or ``BN_j(h_j @ W_j)`` with batch normalisation; shape ``(n, out_j)``.
     weights[j] : ``W_j``, shape ``(in_j, out_j)``.
+    negative_slope : the activation's slope for negative inputs (0: ReLU).
+    norm_caches : one ``BatchNormCache`` per hidden layer (training mode with batch
+    normalisation), else empty.
+    folded : True for an evaluation-mode forward with batch normalisation (it ran on folded
+    weights, which are not the parameters: such a cache has no backward).
     """
 
     inputs: list
     pre_activations: list
     weights: list
+    negative_slope: float = 0.0
+    norm_caches: tuple | list = ()
+    folded: bool = False
 
 
-def _check_mlp_params(x, weights, biases) -> None:
+def _check_mlp_params(x, weights, biases, norms) -> None:
     if len(weights) == 0 or len(weights) != len(biases):
         raise ValueError(f"weights: expected one or more layers and as many biases, "
                          f"got {len(weights)} weights and {len(biases)} biases")
+    if norms is not None and len(norms) != len(weights) - 1:
+        raise ValueError(f"norms: expected one BatchNormParams per hidden layer ({len(weights) - 1}), got {len(norms)}")
     x = check_float_array("x", x, ndim=2)
     width = x.shape[1]
     for j, (weight, bias) in enumerate(zip(weights, biases)):
         weight = check_float_array(f"weights[{j}]", weight, ndim=2, dtype=x.dtype)
         check_shape(f"weights[{j}]", weight, (width, None))
-        bias = check_float_array(f"biases[{j}]", bias, ndim=1, dtype=x.dtype)
-        check_shape(f"biases[{j}]", bias, (weight.shape[1],))
         width = weight.shape[1]
+        if norms is not None and j < len(norms):
+            if bias is not None:
+                raise ValueError(f"biases[{j}]: must be None for a layer followed by batch normalisation "
+                                 "(its mean subtraction cancels a bias)")
+            for name, array in zip(BatchNormParams._fields, norms[j]):
+                check_shape(f"norms[{j}].{name}", check_float_array(f"norms[{j}].{name}", array, ndim=1, dtype=x.dtype),
+                            (width,))
+        else:
+            bias = check_float_array(f"biases[{j}]", bias, ndim=1, dtype=x.dtype)
+            check_shape(f"biases[{j}]", bias, (width,))
 
 
-def mlp_forward(x: np.ndarray, weights: list, biases: list) -> tuple[np.ndarray, MLPCache]:
-    """A multi-layer perceptron with ReLU after every layer but the last (a linear output):
+def mlp_forward(x: np.ndarray, weights: list, biases: list, activation: str = "relu", norms: list | None = None,
+                training: bool = False) -> tuple[np.ndarray, MLPCache]:
+    """A multi-layer perceptron with an activation after every layer but the last (a linear
+    output), optionally with batch normalisation before each hidden activation:
 
-        h_0 = x;  z_j = h_j @ W_j + b_j;  h_{j+1} = relu(z_j) for j < L;  out = z_L
+        h_0 = x
+        a_j = h_j @ W_j + b_j                  (no batch normalisation)
+        a_j = BN_j(h_j @ W_j)                  (with it; the layer has no bias)
+        h_{j+1} = act(a_j) for j < L;  out = a_L = h_L @ W_L + b_L
+
+    ``act`` is ReLU (``activation="relu"``) or LeakyReLU with slope ``LEAKY_RELU_SLOPE``
+    (``"leaky_relu"``). ``BN_j`` uses the batch's statistics when ``training``
+    (``batch_norm_forward``; the cache then holds them for ``batch_norm_running_average``),
+    and the running averages otherwise, folded into the layer (``fold_batch_norm``).
 
     x : ``(n, in)``; weights : ``[W_0 (in, h_1), ..., W_L (h_L, out)]``; biases :
-    ``[b_0 (h_1,), ..., b_L (out,)]``; all of one float dtype.
+    ``[b_0 (h_1,), ..., b_L (out,)]``, with ``b_j`` None for ``j < L`` when ``norms`` is given;
+    norms : None, or one ``BatchNormParams`` per hidden layer; all of one float dtype.
     Returns ``(out (n, out), cache)`` with ``cache`` an ``MLPCache`` for ``mlp_backward``.
     """
-    _check_mlp_params(x, weights, biases)
-    return _mlp_forward(x, weights, biases)
+    _check_mlp_params(x, weights, biases, norms)
+    if norms is not None and training and x.shape[0] < 2:
+        raise ValueError(f"x: batch normalisation with batch statistics needs at least 2 rows, got {x.shape[0]}")
+    return _mlp_forward(x, weights, biases, negative_slope(activation), norms, training)
 
 
-def _mlp_forward(x: np.ndarray, weights: list, biases: list) -> tuple[np.ndarray, MLPCache]:
-    h, inputs, pre_activations = x, [], []
+def _mlp_forward(x: np.ndarray, weights: list, biases: list, slope: float = 0.0, norms: list | None = None,
+                 training: bool = False) -> tuple[np.ndarray, MLPCache]:
+    folded = norms is not None and not training
+    if folded:
+        weights, biases = list(weights), list(biases)
+        for j, norm in enumerate(norms):
+            weights[j], biases[j] = _fold_batch_norm(weights[j], biases[j], *norm, BATCH_NORM_EPS)
+        norms = None
+    h, inputs, pre_activations, norm_caches = x, [], [], []
     last = len(weights) - 1
     for j, (weight, bias) in enumerate(zip(weights, biases)):
         inputs.append(h)
-        z = _linear_forward(h, weight, bias)
-        pre_activations.append(z)
-        h = z if j == last else np.maximum(z, 0)
-    return h, MLPCache(inputs, pre_activations, list(weights))
+        if norms is not None and j < last:
+            a, norm_cache = _batch_norm_forward(h @ weight, norms[j].gamma, norms[j].beta, BATCH_NORM_EPS)
+            norm_caches.append(norm_cache)
+        else:
+            a = _linear_forward(h, weight, bias)
+        pre_activations.append(a)
+        h = a if j == last else _activation_forward(a, slope)
+    return h, MLPCache(inputs, pre_activations, list(weights), slope, norm_caches, folded)
 
 
-def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list]:
-    """Backward recursion of ``mlp_forward`` given ``d_out = dL/dout``:
+def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list, list]:
+    """Backward recursion of ``mlp_forward`` given ``d_out = dL/dout`` (``act'`` is the
+    activation's derivative: ``1[a > 0]`` for ReLU, ``1`` or the slope for LeakyReLU):
 
-        d_z_L = d_out
-        d_W_j = h_j^T @ d_z_j;  d_b_j = sum_n d_z_j[n, :];  d_h_j = d_z_j @ W_j^T
-        d_z_{j-1} = d_h_j * 1[z_{j-1} > 0]            (j = L, ..., 1);   d_x = d_h_0
+        d_a_L = d_out
+        d_W_j = h_j^T @ d_z_j;  d_h_j = d_z_j @ W_j^T;  d_b_j = sum_n d_z_j[n, :]
+            with d_z_j = d_a_j, or, with batch normalisation (j < L),
+            (d_z_j, d_gamma_j, d_beta_j) = batch_norm_backward(d_a_j)
+        d_a_{j-1} = d_h_j * act'(a_{j-1})            (j = L, ..., 1);   d_x = d_h_0
 
-    d_out : ``(n, out)`` in the dtype of the forward pass.
-    Returns ``(d_x (n, in), [d_W_0, ..., d_W_L], [d_b_0, ..., d_b_L])`` in that dtype.
+    d_out : ``(n, out)`` in the dtype of the forward pass, whose cache must come from a
+    training-mode forward when the MLP has batch normalisation.
+    Returns ``(d_x (n, in), [d_W_0, ..., d_W_L], [d_b_0, ..., d_b_L], d_norms)`` in that dtype:
+    ``d_b_j`` is None and ``d_norms[j] = (d_gamma_j, d_beta_j)`` for a batch-normalised
+    layer; ``d_norms`` is empty without batch normalisation.
     """
     if not isinstance(cache, MLPCache):
         raise ValueError(f"cache: expected the MLPCache returned by mlp_forward, got {type(cache).__name__}")
+    if cache.folded:
+        raise ValueError("cache: an evaluation-mode forward of an MLP with batch normalisation has no backward "
+                         "(it ran on folded weights); run mlp_forward with training=True")
     last_z = cache.pre_activations[-1]
     d_out = check_float_array("d_out", d_out, ndim=2, dtype=last_z.dtype)
     check_shape("d_out", d_out, last_z.shape)
     return _mlp_backward(d_out, cache)
 
 
-def _mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list]:
+def _mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list, list]:
     num_layers = len(cache.weights)
     d_weights, d_biases = [None] * num_layers, [None] * num_layers
-    d_z = d_out
+    d_norms = [None] * len(cache.norm_caches)
+    d_a = d_out
     for j in reversed(range(num_layers)):
-        d_h, d_weights[j], d_biases[j] = _linear_backward(d_z, cache.inputs[j], cache.weights[j])
+        if j < len(cache.norm_caches):
+            d_z, d_gamma, d_beta = _batch_norm_backward(d_a, cache.norm_caches[j])
+            d_norms[j] = (d_gamma, d_beta)
+            d_h, d_weights[j] = d_z @ cache.weights[j].T, cache.inputs[j].T @ d_z
+        else:
+            d_h, d_weights[j], d_biases[j] = _linear_backward(d_a, cache.inputs[j], cache.weights[j])
         if j > 0:
-            d_z = _relu_backward(d_h, cache.pre_activations[j - 1])
-    return d_h, d_weights, d_biases
+            d_a = _activation_backward(d_h, cache.pre_activations[j - 1], cache.negative_slope)
+    return d_h, d_weights, d_biases, d_norms
 
 
 # --------------------------------------------------------------------------- inner product

@@ -3,16 +3,24 @@
 * ``MLPRanker``: ``logit = MLP([e_1, ..., e_F, dense_1, ...])`` over the concatenated field
   embeddings and dense columns of its fields (the CVR student, the CVR teachers and the
   "stronger model" teacher of the CTR task).
-* ``TwoTower``: ``logit = <u, v> + b`` with ``u = MLP_user(x_user)`` and
-  ``v = MLP_item(x_item)`` (the inner-product pre-ranking student of the CTR task). Its
-  ``pfd`` teacher puts the privileged (user x item) fields into the user tower, see
-  docs/method.md.
+* ``TwoTower``: ``logit = S <f(u), f(v)> + b`` with ``u = MLP_user(x_user)``,
+  ``v = MLP_item(x_item)``, ``f`` the identity or the l2 normalisation and ``S`` a scale
+  (the inner-product pre-ranking student of the CTR task). Its ``pfd`` teacher puts the
+  privileged (user x item) fields into the user tower, see docs/method.md.
+
+Every MLP has ReLU or LeakyReLU hidden activations, optionally with batch normalisation
+before them (``MLPStack``). ``forward(params, batch, training=False)``: with batch
+normalisation, training mode uses the batch's statistics and evaluation mode (the default:
+``train.predict``, serving) the running averages, which are buffers kept among the
+parameters (``buffer_names``; no gradient, so no optimizer step touches them) and renewed by
+the training loop from ``running_averages(params, cache)`` after each step.
+``exported(params)`` folds batch normalisation into the linear layers for serving.
 
 A model owns a parameter-name prefix and reads only the columns of its own fields
 (``feature_names``), so a student built from regular fields cannot read a privileged column.
-Every model has ``init_params(rng, dtype)``, ``forward(params, batch) -> (logits, cache)``
-and ``backward(params, cache, d_logits) -> grads``; the chain rules are in
-docs/derivations.md ("Models").
+Every model has ``init_params(rng, dtype)``, ``forward(params, batch, training=False) ->
+(logits, cache)``, ``backward(params, cache, d_logits) -> grads``, ``running_averages``,
+``buffer_names`` and ``exported``; the chain rules are in docs/derivations.md ("Models").
 
 Validation happens once per call, at the model's boundary, and the layers' unchecked cores
 (``pfd_ref.layers._*``) do the arithmetic. ``forward`` checks each embedding table's dtype
@@ -33,6 +41,7 @@ from pfd_ref.schema import FeatureSpec
 from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_shape
 
 EMBEDDING_INIT_STD = 0.05
+TOWER_NORMS = ("none", "l2")  # the two-tower output normalisation: none, or u / max(||u||, eps)
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -148,36 +157,95 @@ class FieldEncoder:
 
 
 class MLPStack:
-    """Parameters ``{prefix}.{j}.weight (in_j, out_j)`` and ``{prefix}.{j}.bias (out_j,)`` of
-    an MLP with layer sizes ``sizes = (in, h_1, ..., out)``; ReLU after all but the last layer."""
+    """The parameters of an MLP with layer sizes ``sizes = (in, h_1, ..., out)`` and its
+    forward/backward (``layers.mlp_forward`` / ``layers.mlp_backward``).
 
-    def __init__(self, prefix: str, sizes: tuple[int, ...]):
+    Layer ``j`` has ``{prefix}.{j}.weight (in_j, out_j)`` and ``{prefix}.{j}.bias (out_j,)``;
+    with ``batch_norm`` a hidden layer has no bias (the batch mean subtraction cancels it) and
+    instead ``{prefix}.{j}.bn.gamma``, ``{prefix}.{j}.bn.beta`` (trained) and the buffers
+    ``{prefix}.{j}.bn.running_mean``, ``{prefix}.{j}.bn.running_var`` (running averages,
+    never given a gradient, so no optimizer touches them). ``activation`` ("relu" or
+    "leaky_relu") follows every hidden layer; the output layer is linear.
+    """
+
+    def __init__(self, prefix: str, sizes: tuple[int, ...], activation: str = "relu", batch_norm: bool = False):
         self.prefix = prefix
         self.sizes = tuple(int(s) for s in sizes)
-        self.names = [(f"{prefix}.{j}.weight", f"{prefix}.{j}.bias") for j in range(len(self.sizes) - 1)]
+        self.activation = layers.check_activation(activation)
+        self.batch_norm = bool(batch_norm)
+        last = len(self.sizes) - 2
+        self.names = [(f"{prefix}.{j}.weight", None if self.batch_norm and j < last else f"{prefix}.{j}.bias")
+                      for j in range(last + 1)]
+        self.norm_names = [layers.BatchNormParams(*(f"{prefix}.{j}.bn.{part}" for part in layers.BatchNormParams._fields))
+                           for j in range(last)] if self.batch_norm else []
+
+    @property
+    def buffer_names(self) -> tuple[str, ...]:
+        """The running averages (not trained): ``{prefix}.{j}.bn.running_mean`` and ``.running_var``."""
+        return tuple(name for norm in self.norm_names for name in (norm.running_mean, norm.running_var))
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
-        """Glorot-uniform weights, zero biases."""
+        """Glorot-uniform weights, zero biases; with batch normalisation ``gamma = 1``,
+        ``beta = 0``, ``running_mean = 0``, ``running_var = 1`` (PyTorch's and Keras's initial values)."""
         params = {}
         for (w_name, b_name), fan_in, fan_out in zip(self.names, self.sizes[:-1], self.sizes[1:]):
             params[w_name] = glorot_uniform(rng, fan_in, fan_out, dtype)
-            params[b_name] = np.zeros(fan_out, dtype=dtype)
+            if b_name is not None:
+                params[b_name] = np.zeros(fan_out, dtype=dtype)
+        for norm, width in zip(self.norm_names, self.sizes[1:]):
+            params.update({norm.gamma: np.ones(width, dtype), norm.beta: np.zeros(width, dtype),
+                           norm.running_mean: np.zeros(width, dtype), norm.running_var: np.ones(width, dtype)})
         return params
 
-    def forward(self, params: dict, x: np.ndarray):
-        """``layers.mlp_forward`` (checked: dtypes, shapes, finite ``x`` and parameters)."""
+    def _norms(self, params: dict):
+        return [layers.BatchNormParams(*(params[name] for name in norm)) for norm in self.norm_names] or None
+
+    def forward(self, params: dict, x: np.ndarray, training: bool = False):
+        """``layers.mlp_forward`` (checked: dtypes, shapes, finite ``x`` and parameters);
+        batch statistics when ``training``, else the running averages folded into the weights."""
         weights = [params[w] for w, _ in self.names]
-        biases = [params[b] for _, b in self.names]
-        return layers.mlp_forward(x, weights, biases)
+        biases = [None if b is None else params[b] for _, b in self.names]
+        return layers.mlp_forward(x, weights, biases, self.activation, self._norms(params), training)
 
     def backward(self, cache, d_out: np.ndarray) -> tuple[np.ndarray, dict]:
-        """The unchecked ``layers._mlp_backward`` on the cache of ``forward``."""
-        d_x, d_weights, d_biases = layers._mlp_backward(d_out, cache)
+        """The unchecked ``layers._mlp_backward`` on the cache of a training-mode ``forward``
+        (``ValueError`` naming the cache for an evaluation-mode one with batch normalisation)."""
+        if cache.folded:
+            raise ValueError("cache: backward needs a forward with training=True (batch normalisation uses the "
+                             "batch's statistics there; evaluation mode runs on folded weights)")
+        d_x, d_weights, d_biases, d_norms = layers._mlp_backward(d_out, cache)
         grads = {}
         for (w_name, b_name), d_w, d_b in zip(self.names, d_weights, d_biases):
             grads[w_name] = d_w
-            grads[b_name] = d_b
+            if b_name is not None:
+                grads[b_name] = d_b
+        for norm, (d_gamma, d_beta) in zip(self.norm_names, d_norms):
+            grads[norm.gamma], grads[norm.beta] = d_gamma, d_beta
         return d_x, grads
+
+    def running_averages(self, params: dict, cache) -> dict[str, np.ndarray]:
+        """The buffers after the training-mode forward of ``cache``
+        (``layers.batch_norm_running_average``, momentum ``layers.BATCH_NORM_MOMENTUM``);
+        empty without batch normalisation."""
+        updated = {}
+        for norm, norm_cache in zip(self.norm_names, cache.norm_caches):
+            updated[norm.running_mean], updated[norm.running_var] = layers._batch_norm_running_average(
+                params[norm.running_mean], params[norm.running_var], norm_cache, layers.BATCH_NORM_MOMENTUM)
+        return updated
+
+    def folded(self, params: dict) -> tuple["MLPStack", dict]:
+        """This MLP without batch normalisation and its parameters with every batch-normalised
+        layer folded into a linear layer (``layers.fold_batch_norm``, running averages): the
+        same function as an evaluation-mode ``forward``, as plain linear layers for serving."""
+        plain = MLPStack(self.prefix, self.sizes, self.activation)
+        out = {}
+        for j, ((w_name, b_name), (plain_w, plain_b)) in enumerate(zip(self.names, plain.names)):
+            if j < len(self.norm_names):
+                norm = self.norm_names[j]
+                out[plain_w], out[plain_b] = layers.fold_batch_norm(params[w_name], None, *(params[p] for p in norm))
+            else:
+                out[plain_w], out[plain_b] = params[w_name], params[b_name]
+        return plain, out
 
 
 def _table_names(prefix: str, fields, shared_prefix: str | None) -> dict[str, str]:
@@ -198,64 +266,104 @@ def merge_grads(into: dict, grads: dict) -> dict:
     return into
 
 
+def check_tower_norm(tower_norm, tower_scale) -> tuple[str, float]:
+    """Return ``(tower_norm, float(tower_scale))``; ``ValueError`` naming the bad one."""
+    if tower_norm not in TOWER_NORMS:
+        raise ValueError(f"tower_norm: expected one of {TOWER_NORMS}, got {tower_norm!r}")
+    if isinstance(tower_scale, bool) or not isinstance(tower_scale, (int, float, np.number)) \
+            or not np.isfinite(tower_scale) or tower_scale <= 0:
+        raise ValueError(f"tower_scale: expected a finite number > 0 (it multiplies every score), got {tower_scale!r}")
+    return tower_norm, float(tower_scale)
+
+
 class MLPRanker:
     """``logit_i = MLP(x_i)[0]`` with ``x = FieldEncoder(fields)(batch)``.
 
     Shapes: batch of ``n`` rows -> ``x (n, D)`` -> logits ``(n,)``; ``hidden`` gives the
-    hidden sizes, the output layer has one unit and no activation.
+    hidden sizes, each followed by ``activation`` ("relu" or "leaky_relu") with batch
+    normalisation before it when ``batch_norm`` (``MLPStack``); the output layer has one unit
+    and no activation.
     """
 
     kind = "mlp"
 
-    def __init__(self, prefix: str, fields, embed_dim: int = 16, hidden=(64, 32), shared_prefix: str | None = None):
+    def __init__(self, prefix: str, fields, embed_dim: int = 16, hidden=(64, 32), shared_prefix: str | None = None,
+                 activation: str = "relu", batch_norm: bool = False):
         self.prefix = prefix
         self.fields = tuple(fields)
         self.embed_dim = int(embed_dim)
         self.hidden = tuple(int(h) for h in hidden)
         self.shared_prefix = shared_prefix
         self.encoder = FieldEncoder(self.fields, self.embed_dim, _table_names(prefix, self.fields, shared_prefix))
-        self.mlp = MLPStack(f"{prefix}.mlp", (self.encoder.output_dim, *self.hidden, 1))
+        self.mlp = MLPStack(f"{prefix}.mlp", (self.encoder.output_dim, *self.hidden, 1), activation, batch_norm)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    @property
+    def buffer_names(self) -> tuple[str, ...]:
+        """Parameters that are running averages, not trained (batch normalisation)."""
+        return self.mlp.buffer_names
+
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
         dtype = _check_dtype(dtype)
         return {**self.encoder.init_params(rng, dtype), **self.mlp.init_params(rng, dtype)}
 
-    def forward(self, params: dict, batch: Dataset) -> tuple[np.ndarray, tuple]:
-        """Return logits ``(n,)`` and the cache for ``backward``."""
+    def forward(self, params: dict, batch: Dataset, training: bool = False) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n,)`` and the cache for ``backward``. ``training``: batch
+        normalisation uses the batch's statistics (and ``backward`` is possible); otherwise
+        (evaluation, serving) its running averages."""
         x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype)
-        out, mlp_cache = self.mlp.forward(params, x)
+        out, mlp_cache = self.mlp.forward(params, x, training)
         return out[:, 0], (encoder_cache, mlp_cache)
 
     def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
-        """Gradients of ``sum_i d_logits_i * logit_i`` for every parameter (embeddings row-sparse)."""
+        """Gradients of ``sum_i d_logits_i * logit_i`` for every trained parameter (embeddings
+        row-sparse; none for the buffers)."""
         encoder_cache, mlp_cache = cache
         d_logits = _check_d_logits(d_logits, mlp_cache.inputs[0].shape[0], mlp_cache.inputs[0].dtype)
         d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None])
         return merge_grads(grads, self.encoder.backward(encoder_cache, d_x))
 
+    def running_averages(self, params: dict, cache: tuple) -> dict[str, np.ndarray]:
+        """The buffers after the training-mode forward of ``cache`` (empty without batch normalisation)."""
+        return self.mlp.running_averages(params, cache[1])
+
+    def exported(self, params: dict) -> tuple["MLPRanker", dict]:
+        """The model to serve and its parameters: batch normalisation folded into the linear
+        layers (``MLPStack.folded``), buffers dropped; the same logits as ``forward`` in
+        evaluation mode, up to rounding."""
+        served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, self.shared_prefix, self.mlp.activation)
+        mlp, mlp_params = self.mlp.folded(params)
+        return served, {**{name: params[name] for name in self.encoder.table_names.values()}, **mlp_params}
+
     def config(self) -> dict:
         return {
             "kind": self.kind, "prefix": self.prefix, "fields": [f.to_dict() for f in self.fields],
             "embed_dim": self.embed_dim, "hidden": list(self.hidden), "shared_prefix": self.shared_prefix,
+            "activation": self.mlp.activation, "batch_norm": self.mlp.batch_norm,
         }
 
 
 class TwoTower:
-    """``logit_i = <u_i, v_i> + b`` with ``u = MLP_user(x_user) (n, k)``, ``v = MLP_item(x_item) (n, k)``.
+    """``logit_i = S <f(u_i), f(v_i)> + b`` with ``u = MLP_user(x_user) (n, k)``,
+    ``v = MLP_item(x_item) (n, k)``.
 
     ``user_fields`` feed the user tower and ``item_fields`` the item tower; ``tower_hidden``
-    are the hidden sizes of both towers and ``out_dim = k`` their output width (a linear last
-    layer). ``b`` (parameter ``{prefix}.bias``, shape ``(1,)``) is present when ``bias``.
+    are the hidden sizes of both towers (each followed by ``activation``, with batch
+    normalisation before it when ``batch_norm``) and ``out_dim = k`` their output width (a
+    linear last layer). ``f`` is the identity (``tower_norm="none"``) or the l2 normalisation
+    ``u / max(||u||, layers.L2_NORM_EPS)`` (``"l2"``, the paper's); ``S = tower_scale > 0``
+    (the paper: 5 with l2). ``b`` (parameter ``{prefix}.bias``, shape ``(1,)``) is present
+    when ``bias``.
     """
 
     kind = "two_tower"
 
     def __init__(self, prefix: str, user_fields, item_fields, embed_dim: int = 16, tower_hidden=(64,),
-                 out_dim: int = 32, bias: bool = True, shared_prefix: str | None = None):
+                 out_dim: int = 32, bias: bool = True, shared_prefix: str | None = None, activation: str = "relu",
+                 batch_norm: bool = False, tower_norm: str = "none", tower_scale: float = 1.0):
         self.prefix = prefix
         self.user_fields = tuple(user_fields)
         self.item_fields = tuple(item_fields)
@@ -264,15 +372,23 @@ class TwoTower:
         self.out_dim = int(out_dim)
         self.bias = bool(bias)
         self.shared_prefix = shared_prefix
+        self.tower_norm, self.tower_scale = check_tower_norm(tower_norm, tower_scale)
         names = _table_names(prefix, self.user_fields + self.item_fields, shared_prefix)
         self.user_encoder = FieldEncoder(self.user_fields, self.embed_dim, names)
         self.item_encoder = FieldEncoder(self.item_fields, self.embed_dim, names)
-        self.user_mlp = MLPStack(f"{prefix}.user_tower", (self.user_encoder.output_dim, *self.tower_hidden, self.out_dim))
-        self.item_mlp = MLPStack(f"{prefix}.item_tower", (self.item_encoder.output_dim, *self.tower_hidden, self.out_dim))
+        self.user_mlp = MLPStack(f"{prefix}.user_tower", (self.user_encoder.output_dim, *self.tower_hidden, self.out_dim),
+                                 activation, batch_norm)
+        self.item_mlp = MLPStack(f"{prefix}.item_tower", (self.item_encoder.output_dim, *self.tower_hidden, self.out_dim),
+                                 activation, batch_norm)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.user_fields + self.item_fields)
+
+    @property
+    def buffer_names(self) -> tuple[str, ...]:
+        """Parameters that are running averages, not trained (batch normalisation)."""
+        return self.user_mlp.buffer_names + self.item_mlp.buffer_names
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
         dtype = _check_dtype(dtype)
@@ -287,31 +403,46 @@ class TwoTower:
     def _dtype(self, params: dict) -> np.dtype:
         return params[self.user_mlp.names[0][0]].dtype
 
+    def _normalized(self, tower_output: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(f(u), ||u||)`` with ``f`` the tower normalisation (norms None for "none")."""
+        if self.tower_norm == "none":
+            return tower_output, None
+        return layers._l2_normalize_forward(tower_output, layers.L2_NORM_EPS)
+
     def user_vectors(self, params: dict, batch: Dataset) -> np.ndarray:
-        """User-tower output ``u`` of shape ``(n, out_dim)`` (for serving)."""
-        return self.user_mlp.forward(params, self.user_encoder.forward(params, batch, self._dtype(params))[0])[0]
+        """``f(u)`` of shape ``(n, out_dim)``: the user tower's output, l2-normalised when
+        ``tower_norm`` is "l2" (evaluation mode; for serving)."""
+        x = self.user_encoder.forward(params, batch, self._dtype(params))[0]
+        return self._normalized(self.user_mlp.forward(params, x)[0])[0]
 
     def item_vectors(self, params: dict, batch: Dataset) -> np.ndarray:
-        """Item-tower output ``v`` of shape ``(n, out_dim)`` (precomputed offline for serving)."""
-        return self.item_mlp.forward(params, self.item_encoder.forward(params, batch, self._dtype(params))[0])[0]
+        """``f(v)`` of shape ``(n, out_dim)``, as ``user_vectors`` (precomputed offline for serving)."""
+        x = self.item_encoder.forward(params, batch, self._dtype(params))[0]
+        return self._normalized(self.item_mlp.forward(params, x)[0])[0]
 
-    def forward(self, params: dict, batch: Dataset) -> tuple[np.ndarray, tuple]:
-        """Return logits ``(n,)`` and the cache for ``backward``."""
+    def forward(self, params: dict, batch: Dataset, training: bool = False) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n,)`` and the cache for ``backward``; ``training`` as in ``MLPRanker.forward``."""
         x_user, user_enc_cache = self.user_encoder.forward(params, batch, self._dtype(params))
         x_item, item_enc_cache = self.item_encoder.forward(params, batch, self._dtype(params))
-        u, user_cache = self.user_mlp.forward(params, x_user)
-        v, item_cache = self.item_mlp.forward(params, x_item)
-        logits = layers._inner_product_forward(u, v)
+        u, user_cache = self.user_mlp.forward(params, x_user, training)
+        v, item_cache = self.item_mlp.forward(params, x_item, training)
+        (u_hat, u_norms), (v_hat, v_norms) = self._normalized(u), self._normalized(v)
+        logits = self.tower_scale * layers._inner_product_forward(u_hat, v_hat)
         if self.bias:
             logits = logits + params[f"{self.prefix}.bias"][0]
-        return logits, (user_enc_cache, item_enc_cache, user_cache, item_cache, u, v)
+        return logits, (user_enc_cache, item_enc_cache, user_cache, item_cache, u_hat, v_hat, u_norms, v_norms)
 
     def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
-        """Gradients of ``sum_i d_logits_i * logit_i``: ``d_u = d_logits * v``, ``d_v = d_logits * u``,
-        ``d_b = sum_i d_logits_i``, then each tower's MLP and encoder backward."""
-        user_enc_cache, item_enc_cache, user_cache, item_cache, u, v = cache
-        d_logits = _check_d_logits(d_logits, u.shape[0], u.dtype)
-        d_u, d_v = layers._inner_product_backward(d_logits, u, v)
+        """Gradients of ``sum_i d_logits_i * logit_i``: ``d_b = sum_i d_logits_i``;
+        ``d_f(u) = S d_logits * f(v)``, ``d_f(v) = S d_logits * f(u)``; through the l2
+        normalisation (``layers.l2_normalize_backward``) when ``tower_norm`` is "l2"; then each
+        tower's MLP and encoder backward."""
+        user_enc_cache, item_enc_cache, user_cache, item_cache, u_hat, v_hat, u_norms, v_norms = cache
+        d_logits = _check_d_logits(d_logits, u_hat.shape[0], u_hat.dtype)
+        d_u, d_v = layers._inner_product_backward(self.tower_scale * d_logits, u_hat, v_hat)
+        if self.tower_norm == "l2":
+            d_u = layers._l2_normalize_backward(d_u, u_hat, u_norms, layers.L2_NORM_EPS)
+            d_v = layers._l2_normalize_backward(d_v, v_hat, v_norms, layers.L2_NORM_EPS)
         d_x_user, grads = self.user_mlp.backward(user_cache, d_u)
         d_x_item, item_grads = self.item_mlp.backward(item_cache, d_v)
         merge_grads(grads, item_grads)
@@ -320,13 +451,32 @@ class TwoTower:
         merge_grads(grads, self.user_encoder.backward(user_enc_cache, d_x_user))
         return merge_grads(grads, self.item_encoder.backward(item_enc_cache, d_x_item))
 
+    def running_averages(self, params: dict, cache: tuple) -> dict[str, np.ndarray]:
+        """The buffers of both towers after the training-mode forward of ``cache``."""
+        return {**self.user_mlp.running_averages(params, cache[2]), **self.item_mlp.running_averages(params, cache[3])}
+
+    def exported(self, params: dict) -> tuple["TwoTower", dict]:
+        """The model to serve and its parameters: each tower's batch normalisation folded into
+        its linear layers (``MLPStack.folded``), buffers dropped; ``tower_norm`` and
+        ``tower_scale`` kept (serving normalises and scales as ``forward`` does)."""
+        served = TwoTower(self.prefix, self.user_fields, self.item_fields, self.embed_dim, self.tower_hidden,
+                          self.out_dim, self.bias, self.shared_prefix, self.user_mlp.activation, False,
+                          self.tower_norm, self.tower_scale)
+        _, user_params = self.user_mlp.folded(params)
+        _, item_params = self.item_mlp.folded(params)
+        tables = {name: params[name] for encoder in (self.user_encoder, self.item_encoder)
+                  for name in encoder.table_names.values()}
+        bias = {f"{self.prefix}.bias": params[f"{self.prefix}.bias"]} if self.bias else {}
+        return served, {**tables, **user_params, **item_params, **bias}
+
     def config(self) -> dict:
         return {
             "kind": self.kind, "prefix": self.prefix,
             "user_fields": [f.to_dict() for f in self.user_fields],
             "item_fields": [f.to_dict() for f in self.item_fields],
             "embed_dim": self.embed_dim, "tower_hidden": list(self.tower_hidden), "out_dim": self.out_dim,
-            "bias": self.bias, "shared_prefix": self.shared_prefix,
+            "bias": self.bias, "shared_prefix": self.shared_prefix, "activation": self.user_mlp.activation,
+            "batch_norm": self.user_mlp.batch_norm, "tower_norm": self.tower_norm, "tower_scale": self.tower_scale,
         }
 
 

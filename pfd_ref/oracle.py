@@ -8,7 +8,9 @@ array ``meta``), and what pfd_ref computes from them:
 * the soft-loss weight lambda of each of its ``STEPS = 3`` steps (all on the same batch);
 * the logits, each loss term and the gradient of every trained parameter at the first step;
 * the parameters after 1 and after 3 optimizer steps (Adam, Adagrad or SGD), and the
-  learning rate of every step when the case has a learning-rate warm-up.
+  learning rate of every step when the case has a learning-rate warm-up (with batch
+  normalisation, also the running averages, and the student's evaluation-mode logits after
+  step 3).
 
 ``compute_case(spec)`` builds the arrays, ``save_case``/``pfd_ref.data.dataset.load_npz`` write and read them
 (``allow_pickle=False``), ``check_arrays(case, theirs)`` compares another implementation's
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig, lambda_at
@@ -40,6 +43,7 @@ STEPS = 3
 AFTER_STEPS = (1, 3)
 STREAM_CASE_DATA = 5
 BIAS_INIT_STD = 0.1
+RUNNING_VAR_INIT_RANGE = (0.5, 1.5)
 CASE_SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5, 4))
 OPTIMIZER_RULES = {  # (optimizer, how its embedding tables are updated) -> the torch optimizer that matches
     ("adam", "lazy"): "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
@@ -70,7 +74,9 @@ class CaseSpec:
     adagrad_initial_accumulator, adagrad_eps, adagrad_sparse : Adagrad's (an option of
     another optimizer must stay at its default);
     shared_embeddings : sync only; weights : draw per-example weights;
-    pooling : "mean" or "sum", the pooling of the multi-id field ``recent``.
+    pooling : "mean" or "sum", the pooling of the multi-id field ``recent``;
+    activation, batch_norm, tower_norm, tower_scale : the layers of every model
+    (``train.ModelSizes``).
     """
 
     model: str = "mlp"
@@ -97,6 +103,10 @@ class CaseSpec:
     shared_embeddings: bool = False
     weights: bool = False
     pooling: str = "mean"
+    activation: str = "relu"
+    batch_norm: bool = False
+    tower_norm: str = "none"
+    tower_scale: float = 1.0
 
     def __post_init__(self):
         for name in ("seed", "rows", "start_step"):
@@ -110,6 +120,8 @@ class CaseSpec:
         if self.dtype not in DEFAULT_TOLERANCES:
             raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
         check_pooling(self.pooling)
+        if self.model != "two_tower" and (self.tower_norm != "none" or self.tower_scale != 1):
+            raise ValueError(f"tower_norm: tower normalisation and scale are for model 'two_tower', got {self.model!r}")
         check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad optimizer setting
         self.train_config()  # raises on a bad model, method, mode or distillation setting
@@ -122,7 +134,9 @@ class CaseSpec:
         check_method(self.method)
         return TrainConfig(student_kind=self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
                            shared_embeddings=self.shared_embeddings, adam_sparse=self.adam_sparse, dtype=self.dtype,
-                           seed=self.seed, sizes=CASE_SIZES)
+                           seed=self.seed, sizes=replace(CASE_SIZES, activation=self.activation,
+                                                         batch_norm=self.batch_norm, tower_norm=self.tower_norm,
+                                                         tower_scale=self.tower_scale))
 
     def make_optimizer(self):
         """A fresh optimizer whose warm-up schedule starts at ``start_step``."""
@@ -183,18 +197,27 @@ def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dat
 
 def _model_layout(model) -> dict:
     """How ``model`` reads its parameters: per input slot the field and its table (None for
-    a dense column), in concatenation order, and the MLP layers' name prefixes."""
+    a dense column), in concatenation order, the MLP layers' name prefixes, the hidden
+    activation and its negative slope, the batch normalisation's constants (None without it)
+    and, for a two-tower model, the tower normalisation, its epsilon and the scale."""
     def inputs(encoder):
         return [{"field": f.name, "table": encoder.table_names.get(f.name)} for f in encoder.fields]
 
-    def layers(stack):
+    def layer_names(stack):
         return [w.removesuffix(".weight") for w, _ in stack.names]
 
+    stack = model.mlp if model.kind == "mlp" else model.user_mlp
+    batch_norm = {"eps": layers.BATCH_NORM_EPS, "momentum": layers.BATCH_NORM_MOMENTUM,
+                  "running_var": "unbiased"} if stack.batch_norm else None
+    common = {"activation": stack.activation, "negative_slope": layers.negative_slope(stack.activation),
+              "batch_norm": batch_norm}
     if model.kind == "mlp":
-        return {"kind": "mlp", "inputs": inputs(model.encoder), "mlp": layers(model.mlp)}
+        return {"kind": "mlp", "inputs": inputs(model.encoder), "mlp": layer_names(model.mlp), **common}
     return {"kind": "two_tower", "user_inputs": inputs(model.user_encoder), "item_inputs": inputs(model.item_encoder),
-            "user_mlp": layers(model.user_mlp), "item_mlp": layers(model.item_mlp),
-            "bias": f"{model.prefix}.bias" if model.bias else None}
+            "user_mlp": layer_names(model.user_mlp), "item_mlp": layer_names(model.item_mlp),
+            "bias": f"{model.prefix}.bias" if model.bias else None, **common, "tower_norm": model.tower_norm,
+            "tower_norm_eps": layers.L2_NORM_EPS if model.tower_norm == "l2" else None,
+            "tower_scale": model.tower_scale}
 
 
 def _input_arrays(batch: Dataset) -> dict[str, np.ndarray]:
@@ -215,12 +238,15 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     (initial values), ``output.*`` (docs/oracle.md lists every name, shape and dtype).
 
     Initial parameters: ``init_params`` of the teacher (stream ``[seed, 2]``) then of the
-    student (stream ``[seed, 1]``), as in ``train.train``; then every bias is redrawn
-    ``~ N(0, BIAS_INIT_STD^2)`` from the data stream ``[seed, 5]`` (after the batch), so that
-    a mishandled bias shows at the first step. Step k = 1..3 runs ``train.step_gradients`` on
-    the same batch with ``lambda_at(start_step + k - 1)`` (0 without a teacher), then one
-    step of ``spec.make_optimizer()``. In two-stage mode the teacher's logits are computed once from its
-    parameters and held fixed; only the student is trained.
+    student (stream ``[seed, 1]``), as in ``train.train``; then, in parameter order, every
+    bias and batch-normalisation ``beta`` and ``running_mean`` is redrawn
+    ``~ N(0, BIAS_INIT_STD^2)``, every ``gamma`` ``~ 1 + N(0, BIAS_INIT_STD^2)`` and every
+    ``running_var`` ``~ U(RUNNING_VAR_INIT_RANGE)``, from the data stream ``[seed, 5]``
+    (after the batch), so that a mishandled one shows at the first step. Step k = 1..3 runs
+    ``train.step_gradients`` on the same batch with ``lambda_at(start_step + k - 1)`` (0
+    without a teacher), then one step of ``spec.make_optimizer()`` and the running-average
+    update. In two-stage mode the teacher's logits are computed once from its parameters, in
+    evaluation mode, and held fixed; only the student is trained.
     """
     schema = case_schema(spec.pooling)
     student, teacher = build_models(schema, spec.method, spec.train_config())
@@ -232,8 +258,12 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([spec.seed, STREAM_CASE_DATA])
     batch = _case_batch(spec, schema, rng)
     for name in params:
-        if name.endswith(".bias"):
+        if name.endswith((".bias", ".bn.beta", ".bn.running_mean")):
             params[name] = (BIAS_INIT_STD * rng.standard_normal(params[name].shape)).astype(dtype)
+        elif name.endswith(".bn.gamma"):
+            params[name] = (1 + BIAS_INIT_STD * rng.standard_normal(params[name].shape)).astype(dtype)
+        elif name.endswith(".bn.running_var"):
+            params[name] = rng.uniform(*RUNNING_VAR_INIT_RANGE, size=params[name].shape).astype(dtype)
     sync = teacher is not None and spec.mode == "sync"
     meta = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "case": asdict(spec), "steps": STEPS,
@@ -250,8 +280,9 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
 
 def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch: Dataset) -> dict[str, np.ndarray]:
     """The ``output.*`` arrays: the lambda of every step (and its learning rate, with a
-    learning-rate warm-up), first-step logits, losses and gradients, the parameters after
-    steps ``AFTER_STEPS``. Updates ``params`` in place."""
+    learning-rate warm-up), first-step logits, losses and gradients, the trained parameters
+    and running averages after steps ``AFTER_STEPS``, and with batch normalisation the
+    student's evaluation-mode logits after the last step. Updates ``params`` in place."""
     distill = spec.distill_config()
     lambdas = [lambda_at(spec.start_step + k, distill) if teacher is not None else 0.0 for k in range(STEPS)]
     frozen_teacher_logits = None if teacher is None or sync else teacher.forward(params, batch)[0]
@@ -273,8 +304,11 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
         if spec.lr_warmup_steps:
             outputs["output.lrs"][k - 1] = optimizer.current_lr()
         optimizer.step(params, out.grads)
+        params.update(out.buffers)
         if k in AFTER_STEPS:
-            outputs.update({f"output.after{k}.{name}": params[name].copy() for name in trained})
+            outputs.update({f"output.after{k}.{name}": params[name].copy() for name in trained + list(out.buffers)})
+    if spec.batch_norm:
+        outputs["output.eval_student_logits"] = student.forward(params, batch)[0]
     return outputs
 
 

@@ -59,9 +59,11 @@ def top_k_items(items: np.ndarray, users: np.ndarray, k: int) -> tuple[np.ndarra
     return top_k_scores(score_items(items, users), k)
 
 
-def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndarray:
-    """MLP forward pass: ``h_{l+1} = relu(h_l @ W_l + b_l)`` for hidden layers, a linear
-    output ``z = h @ W_last + b_last``, and ``1 / (1 + exp(-z))`` when ``sigmoid``.
+def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_slope: float = 0.0) -> np.ndarray:
+    """MLP forward pass: ``h_{l+1} = act(h_l @ W_l + b_l)`` for hidden layers, a linear
+    output ``z = h @ W_last + b_last``, and ``1 / (1 + exp(-z))`` when ``sigmoid``;
+    ``act(z) = max(z, 0)`` (ReLU) when ``negative_slope`` is 0, else
+    ``z if z > 0 else negative_slope * z`` (LeakyReLU, the slope rounded to x's dtype).
 
     x : float ``(n, i)``; weights : list of ``(in_l, out_l)``; biases : list of
     ``(out_l,)``, all of x's dtype. Returns ``(n, out_last)``.
@@ -74,12 +76,25 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False) -> np.ndar
         w = check_float_array(f"weights[{layer}]", w, ndim=2, dtype=x.dtype)
         b = check_float_array(f"biases[{layer}]", b, ndim=1, dtype=x.dtype)
         z = h @ w + b
-        h = np.maximum(z, 0) if layer < len(weights) - 1 else z
+        if layer == len(weights) - 1:
+            h = z
+        elif negative_slope == 0:
+            h = np.maximum(z, 0)
+        else:
+            h = np.where(z > 0, z, z * x.dtype.type(negative_slope))
     if sigmoid:
         # exp of a non-positive number only: no overflow for either sign of h
         e = np.exp(-np.abs(h))
         h = np.where(h >= 0, 1 / (1 + e), e / (1 + e))
     return h
+
+
+def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
+    """Gradient of LeakyReLU: ``d_x = d_y`` where ``x > 0``, else ``negative_slope * d_y``
+    (the slope rounded to the arrays' dtype). d_y, x : one shape and float dtype."""
+    x = check_float_array("x", x)
+    d_y = check_float_array("d_y", d_y, dtype=x.dtype)
+    return np.where(x > 0, d_y, d_y * x.dtype.type(negative_slope))
 
 
 def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:

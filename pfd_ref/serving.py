@@ -4,7 +4,11 @@ An exported file (``save_student``) is one ``.npz`` holding
 
 * ``format``: the string ``pfd_ref.student/1``;
 * ``config``: the student's ``config()`` as JSON (regular fields only);
-* ``param/<name>``: every parameter the student reads, nothing of the teacher;
+* ``param/<name>``: every parameter the student reads, nothing of the teacher, with batch
+  normalisation folded into the linear layers (``model.exported``: its running averages
+  give ``W' = W gamma / sqrt(running_var + eps)``, ``b' = (b - running_mean) gamma /
+  sqrt(running_var + eps) + beta``), so ``config`` describes plain linear layers and the
+  serving kernels are those of a model without batch normalisation;
 * ``users/...`` and ``items/...``: the user-tower and item-tower regular columns of each user
   and item seen in training (the row of its last impression), keyed by ``users/__key__``
   (the dataset's ``user_ids``) and ``items/__key__`` (the first categorical item-tower field,
@@ -13,8 +17,12 @@ An exported file (``save_student``) is one ``.npz`` holding
 
 ``ServedStudent.top_k(user_keys, k)`` returns, for each user, the ``k`` best catalogue items
 with their scores (logits), best first, ties to the lower catalogue index. A two-tower student
-scores ``<u, v> + b`` with the item vectors ``v`` precomputed once (``kernels.top_k_items``);
-an MLP student scores every (user, item) pair (``kernels.mlp_scores`` + ``kernels.top_k_scores``).
+scores ``S <f(u), f(v)> + b`` (``f``: l2 normalisation or the identity, ``S``: the tower
+scale; ``models.TwoTower``) with the item vectors ``f(v)`` precomputed once, the user vector
+``f(u)`` per request, the top-k of ``<f(u), f(v)>`` by ``kernels.top_k_items`` (``S > 0``
+leaves the order unchanged), and the reported scores ``S <f(u), f(v)> + b``: the model's
+logits. An MLP student scores every (user, item) pair (``kernels.mlp_scores`` +
+``kernels.top_k_scores``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 
 from pfd_ref import kernels
 from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.layers import negative_slope
 from pfd_ref.models import TwoTower, build_model
 
 FORMAT = "pfd_ref.student/1"
@@ -84,14 +93,14 @@ def save_student(path, result, data: Dataset) -> Path:
     training ``data`` to ``path`` (directories created). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = result.student
+    model, params = result.student.exported(result.student_params())
     fields = _model_fields(model)
     user_fields = [f for f in fields if f.tower == "user"]
     item_fields = [f for f in fields if f.tower == "item"]
     user_keys, user_rows = _last_rows(data.user_ids)
     item_keys, item_rows = _last_rows(data.columns[_item_key_field(model)])
     arrays = {"format": np.array(FORMAT), "config": np.array(json.dumps(model.config()))}
-    arrays.update({f"param/{k}": v for k, v in result.student_params().items()})
+    arrays.update({f"param/{k}": v for k, v in params.items()})
     arrays.update(_pack("users", user_fields, data.take(user_rows), user_keys))
     arrays.update(_pack("items", item_fields, data.take(item_rows), item_keys))
     with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to a bare name
@@ -103,6 +112,9 @@ class ServedStudent:
     """A loaded student with its user and item tables; see the module docstring."""
 
     def __init__(self, model, params: dict, user_keys, user_rows: FeatureRows, item_keys, item_rows: FeatureRows):
+        if model.buffer_names:
+            raise ValueError("model: a served model has its batch normalisation folded into its linear layers "
+                             "(model.exported(params), as save_student writes it)")
         self.model, self.params = model, params
         self.user_keys, self.user_rows = user_keys, user_rows
         self.item_keys, self.item_rows = item_keys, item_rows
@@ -157,6 +169,7 @@ class ServedStudent:
         if isinstance(self.model, TwoTower):
             u = np.ascontiguousarray(self.model.user_vectors(self.params, users))
             scores, ids = kernels.top_k_items(self.item_vectors(), u, k)
+            scores = self.model.tower_scale * scores
             if self.model.bias:
                 scores = scores + self.params[f"{self.model.prefix}.bias"][0]
         else:
@@ -172,5 +185,6 @@ class ServedStudent:
         x, _ = self.model.encoder.forward(self.params, pairs, dtype)
         weights = [self.params[w] for w, _ in self.model.mlp.names]
         biases = [self.params[b] for _, b in self.model.mlp.names]
-        scores = kernels.mlp_scores(np.ascontiguousarray(x), weights, biases)[:, 0]
+        scores = kernels.mlp_scores(np.ascontiguousarray(x), weights, biases,
+                                    negative_slope=negative_slope(self.model.mlp.activation))[:, 0]
         return kernels.top_k_scores(scores, k)

@@ -30,8 +30,9 @@ import numpy as np
 
 from pfd_ref.data import Dataset
 from pfd_ref.distill import DistillConfig, lambda_at, student_objective
+from pfd_ref.layers import check_activation
 from pfd_ref.losses import hard_loss
-from pfd_ref.models import MLPRanker, TwoTower, merge_grads
+from pfd_ref.models import MLPRanker, TwoTower, check_tower_norm, merge_grads
 from pfd_ref.optim import check_optimizer_fields, optimizer_from
 from pfd_ref.schema import Schema
 
@@ -44,14 +45,31 @@ STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 
 
 @dataclass(frozen=True)
 class ModelSizes:
-    """Widths of the models. ``student_hidden``: MLP student hidden sizes, or the hidden sizes
-    of each tower of a two-tower student (whose towers end in ``tower_out_dim`` units);
-    ``strong_hidden``: the hidden sizes of the stronger MLP teacher (md and pfd+md)."""
+    """Widths and layers of the models (student and teachers alike).
+
+    ``student_hidden``: MLP student hidden sizes, or the hidden sizes of each tower of a
+    two-tower student (whose towers end in ``tower_out_dim`` units); ``strong_hidden``: the
+    hidden sizes of the stronger MLP teacher (md and pfd+md). ``activation`` ("relu" or
+    "leaky_relu", slope ``layers.LEAKY_RELU_SLOPE``) and ``batch_norm`` (before every hidden
+    activation) apply to every MLP: the MLP ranker, the towers, the teachers.
+    ``tower_norm`` ("none" or "l2") and ``tower_scale`` (> 0) apply to two-tower models: logit
+    ``= tower_scale * <f(u), f(v)> + b`` (``models.TwoTower``; the paper: "l2" and 5).
+    """
 
     embed_dim: int = 16
     student_hidden: tuple = (64, 32)
     tower_out_dim: int = 32
     strong_hidden: tuple = (256, 128, 64)
+    activation: str = "relu"
+    batch_norm: bool = False
+    tower_norm: str = "none"
+    tower_scale: float = 1.0
+
+    def __post_init__(self):
+        check_activation(self.activation)
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm: expected True or False, got {self.batch_norm!r}")
+        check_tower_norm(self.tower_norm, self.tower_scale)
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,8 @@ class TrainConfig:
             raise ValueError("shared_embeddings: only defined for mode 'sync'")
         if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
             raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
+        if self.sizes.batch_norm and self.batch_size < 2:
+            raise ValueError(f"batch_size: batch normalisation needs batches of at least 2 rows, got {self.batch_size}")
         check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad learning rate, warm-up or optimizer option
 
@@ -153,22 +173,24 @@ def build_models(schema: Schema, method: str, config: TrainConfig):
     regular = schema.regular()
     privileged = schema.privileged()
     shared = "shared" if config.shared_embeddings else None
+    layer_options = dict(shared_prefix=shared, activation=sizes.activation, batch_norm=sizes.batch_norm)
     if config.student_kind == "two_tower":
         def two_tower(prefix, extra_user_fields=()):
             return TwoTower(prefix, schema.regular("user") + tuple(extra_user_fields), schema.regular("item"),
-                            sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, shared_prefix=shared)
+                            sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, tower_norm=sizes.tower_norm,
+                            tower_scale=sizes.tower_scale, **layer_options)
         student = two_tower("student")
         same_architecture_teacher = lambda: two_tower("teacher", privileged)  # noqa: E731
     else:
-        student = MLPRanker("student", regular, sizes.embed_dim, sizes.student_hidden, shared_prefix=shared)
+        student = MLPRanker("student", regular, sizes.embed_dim, sizes.student_hidden, **layer_options)
         same_architecture_teacher = lambda: MLPRanker("teacher", regular + privileged, sizes.embed_dim,  # noqa: E731
-                                                      sizes.student_hidden, shared_prefix=shared)
+                                                      sizes.student_hidden, **layer_options)
     if method == "baseline":
         return student, None
     if method == "pfd":
         return student, same_architecture_teacher()
     teacher_fields = regular if method == "md" else regular + privileged
-    return student, MLPRanker("teacher", teacher_fields, sizes.embed_dim, sizes.strong_hidden, shared_prefix=shared)
+    return student, MLPRanker("teacher", teacher_fields, sizes.embed_dim, sizes.strong_hidden, **layer_options)
 
 
 def _param_names(model, params: dict) -> list[str]:
@@ -187,7 +209,8 @@ def batch_order(n: int, batch_size: int, rng: np.random.Generator, epochs: int):
 
 
 def predict(model, params: dict, data: Dataset, batch_size: int = 65536) -> np.ndarray:
-    """Logits of ``model`` on every row of ``data``, shape ``(n,)``, in the parameters' dtype."""
+    """Logits of ``model`` on every row of ``data``, shape ``(n,)``, in the parameters' dtype
+    (evaluation mode: batch normalisation on its running averages)."""
     parts = [model.forward(params, data.take(np.arange(s, min(s + batch_size, data.n))))[0]
              for s in range(0, data.n, batch_size)]
     return np.concatenate(parts) if parts else np.zeros(0)
@@ -247,6 +270,27 @@ def check_lr_warmup(config: TrainConfig, n_rows: int, teacher_alone: bool) -> No
                              f"({n_steps} steps of {config.batch_size} rows); the learning rate would never reach lr")
 
 
+def check_batch_norm_batches(config: TrainConfig, n_rows: int) -> None:
+    """With ``config.sizes.batch_norm``, raise ValueError (naming ``batch_size``) when some
+    training batch would hold a single row: batch statistics of one row are degenerate (the
+    variance is 0 and the running average's unbiased variance divides by ``n - 1 = 0``;
+    PyTorch refuses such a batch too). The last batch of an epoch over ``m`` rows has
+    ``m mod batch_size`` rows; ``m`` is the training set's size, and with two-stage
+    cross-fitting also each fold teacher's (the rows of the other folds)."""
+    if not config.sizes.batch_norm:
+        return
+    sizes = {n_rows: "the training set"}
+    if config.mode == "two-stage" and config.teacher_folds:
+        for fold in range(config.teacher_folds):  # fold k holds the rows with (permuted index) % K == k
+            held_out = n_rows // config.teacher_folds + (fold < n_rows % config.teacher_folds)
+            sizes.setdefault(n_rows - held_out, f"the teacher of fold {fold + 1}/{config.teacher_folds}")
+    for size, what in sizes.items():
+        if size % config.batch_size == 1:
+            raise ValueError(f"batch_size: with batch normalisation, {what} ({size} rows, batches of {config.batch_size}) "
+                             "would end each epoch with a batch of 1 row, whose batch statistics are undefined; "
+                             "choose another batch size")
+
+
 def train(data: Dataset, method: str, config: TrainConfig,
           progress: Callable[[str, int], Callable[[int, float], None]] | None = None,
           log_every: int = 50, teacher_logits: np.ndarray | None = None) -> TrainResult:
@@ -262,6 +306,7 @@ def train(data: Dataset, method: str, config: TrainConfig,
     student, teacher = build_models(data.schema, method, config)
     if teacher is not None:
         check_schedule(config, data.n)
+    check_batch_norm_batches(config, data.n)
     if teacher_logits is not None and (config.mode != "two-stage" or teacher is None):
         raise ValueError("teacher_logits: only for a two-stage run of a method with a teacher")
     check_lr_warmup(config, data.n, teacher_alone=teacher is not None and config.mode == "two-stage"
@@ -296,7 +341,8 @@ def train(data: Dataset, method: str, config: TrainConfig,
 
 
 def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=None) -> None:
-    """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place.
+    """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place
+(batch normalisation's running averages included).
 
     Uses the same batch-order stream as every other loop and its own optimizer, so with equal
     epochs the result equals the teacher of a synchronous run without shared embeddings,
@@ -307,10 +353,11 @@ def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
     for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs), start=1):
         batch = data.take(idx)
-        logits, cache = model.forward(params, batch)
+        logits, cache = model.forward(params, batch, training=True)
         loss, d_logits = hard_loss(logits, batch.labels, _weights(batch, params))
         check_finite_loss(step - 1, {"hard": loss}, objective="hard")
         optimizer.step(params, model.backward(params, cache, d_logits))
+        params.update(model.running_averages(params, cache))
         if progress is not None:
             progress(step, float(loss))
 
@@ -358,13 +405,16 @@ class StepOutput:
     student_logits, teacher_logits : ``(n,)`` (teacher_logits None without a teacher);
     terms : ``hard``, ``soft``, ``student_total`` (the student's objective), ``teacher_hard``
     and ``total`` (student_total + teacher_hard in sync mode, else student_total);
-    grads : gradient of ``total`` for every trained parameter (teacher's only in sync mode).
+    grads : gradient of ``total`` for every trained parameter (teacher's only in sync mode);
+    buffers : the new running averages of batch normalisation (of the models that ran in
+    training mode), to be written into the parameters after the step; empty without it.
     """
 
     student_logits: np.ndarray
     teacher_logits: np.ndarray | None
     terms: dict
     grads: dict
+    buffers: dict
 
 
 def step_gradients(student, teacher, params: dict, batch: Dataset, lam: float, distill: DistillConfig,
@@ -374,22 +424,25 @@ def step_gradients(student, teacher, params: dict, batch: Dataset, lam: float, d
     With ``teacher`` (sync mode) the teacher's gradient is that of its hard loss alone and
     the student's that of ``a(lam) L_hard + lam L_soft`` with the teacher's logits as
     constants; a parameter read by both (shared embeddings) gets the sum. With
-    ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the student has gradients.
+    ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the student has gradients. Both
+    models run in training mode (batch normalisation on the batch's statistics).
     """
     weights = _weights(batch, params)
-    grads, terms = {}, {}
+    grads, terms, buffers = {}, {}, {}
     teacher_logits = frozen_teacher_logits
     if teacher is not None:
-        teacher_logits, t_cache = teacher.forward(params, batch)
+        teacher_logits, t_cache = teacher.forward(params, batch, training=True)
         t_loss, d_t = hard_loss(teacher_logits, batch.labels, weights)
         grads = teacher.backward(params, t_cache, d_t)
+        buffers = teacher.running_averages(params, t_cache)
         terms["teacher_hard"] = t_loss
-    s_logits, s_cache = student.forward(params, batch)
+    s_logits, s_cache = student.forward(params, batch, training=True)
     student_terms, d_s = student_objective(s_logits, batch.labels, teacher_logits, lam, distill, weights)
     terms.update(student_terms)
     terms["total"] = terms["student_total"] + terms.get("teacher_hard", 0)
     merge_grads(grads, student.backward(params, s_cache, d_s))
-    return StepOutput(s_logits, teacher_logits, terms, grads)
+    buffers.update(student.running_averages(params, s_cache))
+    return StepOutput(s_logits, teacher_logits, terms, grads, buffers)
 
 
 def check_finite_loss(step: int, terms: dict, objective: str = "total") -> None:
@@ -420,6 +473,7 @@ def _run_loop(data, student, teacher, params, optimizer, config, n_steps, histor
         out = step_gradients(student, teacher, params, data.take(idx), lam, config.distill, frozen)
         check_finite_loss(step, out.terms)
         optimizer.step(params, out.grads)
+        params.update(out.buffers)
         if step % log_every == 0 or step == n_steps - 1:
             history.append({"step": step, "lambda": lam, **{k: float(v) for k, v in out.terms.items()}})
         progress(step + 1, float(out.terms["student_total"]))

@@ -222,8 +222,8 @@ def test_mlp_backward_matches_finite_differences(sizes, n, seed):
     weights, biases = random_mlp(rng, sizes)
     d_out = rng.standard_normal((n, sizes[-1]))
     out, cache = layers.mlp_forward(x, weights, biases)
-    d_x, d_weights, d_biases = layers.mlp_backward(d_out, cache)
-    assert out.shape == (n, sizes[-1]) and len(d_weights) == len(d_biases) == len(sizes) - 1
+    d_x, d_weights, d_biases, d_norms = layers.mlp_backward(d_out, cache)
+    assert out.shape == (n, sizes[-1]) and len(d_weights) == len(d_biases) == len(sizes) - 1 and d_norms == []
 
     def objective():
         return np.sum(d_out * layers.mlp_forward(x, weights, biases)[0])
@@ -277,7 +277,7 @@ def every_layer_output(dtype) -> dict[str, np.ndarray]:
     x, weight, bias, d_y = draw(4, 3), draw(3, 2), draw(2), draw(4, 2)
     weights, biases = [draw(3, 4), draw(4, 2)], [draw(4), draw(2)]
     out, cache = layers.mlp_forward(x, weights, biases)
-    d_x, d_ws, d_bs = layers.mlp_backward(d_y, cache)
+    d_x, d_ws, d_bs, _ = layers.mlp_backward(d_y, cache)
     u, v, d_logits = draw(4, 3), draw(4, 3), draw(4)
     outputs = {
         "embedding_forward": layers.embedding_forward(table, ids),

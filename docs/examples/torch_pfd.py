@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 BUGS = ("no-detach", "no-t-squared", "lambda-in-warmup", "lr-warmup-off-by-one")
+BN_PARTS = ("gamma", "beta", "running_mean", "running_var")
 LAZY_RULE = "torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere"
 DENSE_RULE = "torch.optim.Adam on every parameter"
 ADAGRAD_LAZY_RULE = "torch.optim.Adagrad on every parameter, embedding tables with sparse gradients"
@@ -45,8 +46,13 @@ class Model:
 
     Field inputs are concatenated in layout order: a categorical field is a row of its table,
     a multi-id field the mean or sum of its rows (an empty row gives zeros), a dense column
-    is used as it is. An MLP computes ``x @ W + b`` per layer with ReLU between layers.
-    MLP ranker: ``logit = MLP(x)[:, 0]``; two-tower: ``logit = <MLP_u(x_u), MLP_v(x_v)> + b``.
+    is used as it is. An MLP computes ``x @ W + b`` per layer with the layout's activation
+    (ReLU, or LeakyReLU with its ``negative_slope``) between layers; with ``batch_norm`` a
+    hidden layer computes ``F.batch_norm(x @ W, running_mean, running_var, gamma, beta)``
+    instead of adding a bias (batch statistics in training mode, which also renews the running
+    averages in place; the running averages in evaluation mode).
+    MLP ranker: ``logit = MLP(x)[:, 0]``; two-tower: ``logit = S <f(MLP_u(x_u)), f(MLP_v(x_v))> + b``
+    with ``f`` = ``F.normalize`` (``tower_norm`` "l2") or the identity, ``S`` = ``tower_scale``.
     """
 
     def __init__(self, layout: dict, params: dict, arrays: dict, schema: dict, sparse: bool):
@@ -68,34 +74,58 @@ class Model:
                                              sparse=self.sparse, include_last_offset=True))
         return torch.cat(parts, dim=1)
 
-    def _mlp(self, x: torch.Tensor, layers: list) -> torch.Tensor:
+    def _mlp(self, x: torch.Tensor, layers: list, training: bool) -> torch.Tensor:
+        norm = self.layout["batch_norm"]
         for j, layer in enumerate(layers):
-            x = x @ self.params[f"{layer}.weight"] + self.params[f"{layer}.bias"]
-            if j < len(layers) - 1:
-                x = torch.relu(x)
-        return x
+            if j == len(layers) - 1:
+                return x @ self.params[f"{layer}.weight"] + self.params[f"{layer}.bias"]
+            if norm is None:
+                x = x @ self.params[f"{layer}.weight"] + self.params[f"{layer}.bias"]
+            else:
+                bn = {part: self.params[f"{layer}.bn.{part}"] for part in BN_PARTS}
+                x = F.batch_norm(x @ self.params[f"{layer}.weight"], bn["running_mean"], bn["running_var"],
+                                 weight=bn["gamma"], bias=bn["beta"], training=training, momentum=norm["momentum"],
+                                 eps=norm["eps"])
+            x = F.leaky_relu(x, self.layout["negative_slope"]) if self.layout["activation"] == "leaky_relu" else torch.relu(x)
 
     @property
     def dtype(self) -> torch.dtype:
         return next(iter(self.params.values())).dtype
 
-    def parameter_names(self) -> set:
+    def _stacks(self) -> list:
         layout = self.layout
-        if layout["kind"] == "mlp":
-            slots, layers, extra = layout["inputs"], layout["mlp"], []
-        else:
-            slots = layout["user_inputs"] + layout["item_inputs"]
-            layers, extra = layout["user_mlp"] + layout["item_mlp"], [layout["bias"]] if layout["bias"] else []
-        names = {slot["table"] for slot in slots if slot["table"]} | set(extra)
-        return names | {f"{layer}.{part}" for layer in layers for part in ("weight", "bias")}
+        return [layout["mlp"]] if layout["kind"] == "mlp" else [layout["user_mlp"], layout["item_mlp"]]
 
-    def logits(self) -> torch.Tensor:
+    def parameter_names(self) -> set:
+        """The trained parameters: tables, weights, biases (none before batch norm), gamma, beta, ``bias``."""
+        layout = self.layout
+        slots = layout["inputs"] if layout["kind"] == "mlp" else layout["user_inputs"] + layout["item_inputs"]
+        names = {slot["table"] for slot in slots if slot["table"]}
+        if layout.get("bias"):
+            names.add(layout["bias"])
+        for layers in self._stacks():
+            for j, layer in enumerate(layers):
+                hidden_with_norm = layout["batch_norm"] is not None and j < len(layers) - 1
+                names |= {f"{layer}.{part}" for part in (("weight", "bn.gamma", "bn.beta") if hidden_with_norm
+                                                          else ("weight", "bias"))}
+        return names
+
+    def buffer_names(self) -> list:
+        """The running averages of batch normalisation (not trained), hidden layers only."""
+        if self.layout["batch_norm"] is None:
+            return []
+        return [f"{layer}.bn.{part}" for layers in self._stacks() for layer in layers[:-1]
+                for part in ("running_mean", "running_var")]
+
+    def logits(self, training: bool = True) -> torch.Tensor:
         layout = self.layout
         if layout["kind"] == "mlp":
-            return self._mlp(self._inputs(layout["inputs"]), layout["mlp"])[:, 0]
-        u = self._mlp(self._inputs(layout["user_inputs"]), layout["user_mlp"])
-        v = self._mlp(self._inputs(layout["item_inputs"]), layout["item_mlp"])
-        logits = (u * v).sum(dim=1)
+            return self._mlp(self._inputs(layout["inputs"]), layout["mlp"], training)[:, 0]
+        u = self._mlp(self._inputs(layout["user_inputs"]), layout["user_mlp"], training)
+        v = self._mlp(self._inputs(layout["item_inputs"]), layout["item_mlp"], training)
+        if layout["tower_norm"] == "l2":
+            u, v = F.normalize(u, dim=1, eps=layout["tower_norm_eps"]), F.normalize(v, dim=1, eps=layout["tower_norm_eps"])
+        logits = layout["tower_scale"] * (u * v).sum(dim=1)
         return logits + self.params[layout["bias"]][0] if layout["bias"] else logits
 
 
@@ -142,15 +172,17 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     ``t`` detached; student_total = a hard + lambda_k soft (a = 1 - lambda_k or 1);
     total = student_total + teacher_hard in sync mode (teacher_hard = mean_i w_i BCE(t_i, y_i)),
     else student_total (the two-stage teacher is frozen: its logits are computed once, without
-    gradient). ``total.backward()``, then one step of the case's optimizer (and of its
-    learning-rate scheduler, when the case has a warm-up).
+    gradient, in evaluation mode). ``total.backward()``, then one step of the case's optimizer
+    (and of its learning-rate scheduler, when the case has a warm-up). Every logit of a step is
+    computed in training mode (batch normalisation on the batch's statistics, its running
+    averages renewed); with batch normalisation the student's logits in evaluation mode after
+    the last step are ``output.eval_student_logits``.
     """
     if bug not in (None, *BUGS):
         raise ValueError(f"bug: expected one of {BUGS} or None, got {bug!r}")
     case = meta["case"]
     schema = {field["name"]: field for field in meta["schema"]["features"]}
-    params = {name.removeprefix("param."): torch.tensor(value, requires_grad=True)
-              for name, value in arrays.items() if name.startswith("param.")}
+    params = {name.removeprefix("param."): torch.tensor(value) for name, value in arrays.items() if name.startswith("param.")}
     # the embedding lookups give sparse gradients where the rule updates the tables lazily
     table_updates = {"adam": case["adam_sparse"], "adagrad": case["adagrad_sparse"]}.get(case["optimizer"], "dense")
     lazy = table_updates == "lazy"
@@ -159,6 +191,9 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
                                                                    sparse=lazy)
     sync = teacher is not None and case["mode"] == "sync"
     trained_names = student.parameter_names() | (teacher.parameter_names() if sync else set())
+    buffer_names = student.buffer_names() + (teacher.buffer_names() if sync else [])
+    for name in trained_names:
+        params[name].requires_grad_(True)
     trained = {name: p for name, p in params.items() if name in trained_names}
     tables = {slot["table"] for model in (student, teacher) if model for key, slots in model.layout.items()
               if key.endswith("inputs") for slot in slots if slot["table"]}
@@ -170,8 +205,8 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     weights = torch.from_numpy(arrays["input.weights"]) if "input.weights" in arrays else None
     temperature = case["temperature"]
     if teacher is not None and not sync:
-        with torch.no_grad():
-            frozen_teacher_logits = teacher.logits()
+        with torch.no_grad():  # the frozen teacher in evaluation mode (running averages)
+            frozen_teacher_logits = teacher.logits(training=False)
     lambdas = [lambda_at(case, case["start_step"] + k, bug) if teacher is not None else 0.0 for k in range(meta["steps"])]
     outputs = {"output.lambdas": torch.tensor(lambdas, dtype=torch.float64)}
     lrs = []
@@ -208,8 +243,12 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
             scheduler.step()
         if k in (1, 3):
             outputs.update({f"output.after{k}.{name}": p.detach().clone() for name, p in trained.items()})
+            outputs.update({f"output.after{k}.{name}": params[name].clone() for name in buffer_names})
     if schedulers:
         outputs["output.lrs"] = torch.tensor(lrs, dtype=torch.float64)
+    if student.layout["batch_norm"] is not None:
+        with torch.no_grad():
+            outputs["output.eval_student_logits"] = student.logits(training=False)
     return {name: value.detach().numpy() for name, value in outputs.items()}, rule
 
 

@@ -9,7 +9,10 @@ cover shared embeddings, temperatures other than 1, the warm-up boundary (lambda
 first step, > 0 at steps 2 and 3), hard weight "one", sum and mean pooling of the multi-id
 field (every case has one, with an empty row), per-example weights, lazy and dense Adam,
 lazy and dense Adagrad (with TensorFlow 1's and with PyTorch's defaults), SGD, and a linear
-learning-rate warm-up, from the first step and from inside a longer run.
+learning-rate warm-up, from the first step and from inside a longer run. The layer cases
+(``LAYER_CASES``) add LeakyReLU, batch normalisation (sync: teacher and student on batch
+statistics; two-stage: the frozen teacher on its running averages), the l2 tower
+normalisation and the tower scale, for both student kinds.
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ GOLDEN_CASES = {
     "mlp-pfd+md-sync-adam-lr_warmup1000": CaseSpec("mlp", "pfd+md", "sync", seed=22, lr_warmup_steps=1000,
                                                    start_step=500),  # 501 lr / 1000, ...
 }
+LAYER_CASES = {
+    "mlp-pfd-sync-leaky-bn-weights": CaseSpec("mlp", "pfd", "sync", seed=23, activation="leaky_relu",
+                                              batch_norm=True, weights=True),
+    "mlp-md-two_stage-bn-dense": CaseSpec("mlp", "md", "two-stage", seed=24, batch_norm=True, adam_sparse="dense"),
+    "two_tower-pfd+md-sync-shared-leaky-bn-l2": CaseSpec("two_tower", "pfd+md", "sync", seed=25, activation="leaky_relu",
+                                                         batch_norm=True, tower_norm="l2", tower_scale=5.0,
+                                                         shared_embeddings=True),
+    "two_tower-baseline-two_stage-l2": CaseSpec("two_tower", "baseline", "two-stage", seed=26, tower_norm="l2",
+                                                tower_scale=5.0),
+    "two_tower-pfd-two_stage-leaky-bn-scale2": CaseSpec("two_tower", "pfd", "two-stage", seed=27,
+                                                        activation="leaky_relu", batch_norm=True, tower_scale=2.0),
+}
+GOLDEN_CASES.update(LAYER_CASES)
 
 
 def main() -> None:
