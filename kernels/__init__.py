@@ -4,7 +4,8 @@ lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Ada
 Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
 ``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_``,
 ``_sparse_adam_rows_update_`` and ``_sparse_adagrad_rows_update_``, and the
-``np.where`` of ``pfd_ref.layers._relu_backward``) and parity tests (tests/test_kernels.py).
+``np.where`` of ``pfd_ref.layers._relu_backward``) and parity tests (tests/test_kernels.py);
+``leaky_relu_backward``'s twin is ``pfd_ref.reference_kernels.leaky_relu_backward``.
 The public functions below validate their arguments (float32 or float64, one dtype across
 arguments, C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between
 the serial and the parallel kernel; the ``@njit`` functions they call take plain arrays

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfd_ref.sparse import coalesce_rows
-from pfd_ref.validation import check_float_array, check_ids, check_offsets, check_same_dtype
+from pfd_ref.validation import check_float_array, check_float_dtype, check_ids, check_offsets, check_same_dtype
 
 
 def score_items(items: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -91,9 +91,10 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
 
 def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
     """Gradient of LeakyReLU: ``d_x = d_y`` where ``x > 0``, else ``negative_slope * d_y``
-    (the slope rounded to the arrays' dtype). d_y, x : one shape and float dtype."""
-    x = check_float_array("x", x)
-    d_y = check_float_array("d_y", d_y, dtype=x.dtype)
+    (the slope rounded to the arrays' dtype; NaN or infinity pass through as in the kernel).
+    d_y, x : one shape and float dtype."""
+    x = check_float_dtype("x", x)
+    d_y = check_float_dtype("d_y", d_y, x.dtype)
     return np.where(x > 0, d_y, d_y * x.dtype.type(negative_slope))
 
 

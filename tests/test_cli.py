@@ -182,3 +182,36 @@ def test_table_rejects_a_record_given_twice(finished_run, capsys):
     _, _, _, out_dir = finished_run[0]
     assert main(["table", str(out_dir / "out.json"), str(out_dir / "out.json")]) == 2
     assert "appears twice" in capsys.readouterr().err
+
+
+def test_run_with_the_paper_layers_trains_saves_and_scores(data_file, tmp_path, capsys):
+    """--activation leaky_relu --batch-norm --tower-norm l2 --tower-scale 5 reach the models,
+    and the saved two-tower student (batch norm folded) serves its scaled scores."""
+    code = main(_run_args(data_file, tmp_path, "--seeds", "1", "--student", "two_tower", "--activation", "leaky_relu",
+                          "--batch-norm", "--tower-norm", "l2", "--tower-scale", "5"))
+    assert code == 0
+    from pfd_ref.serving import ServedStudent
+    served = ServedStudent.load(tmp_path / "students" / "tiny_pfd_seed0.npz")
+    config = served.model.config()
+    assert (config["activation"], config["batch_norm"], config["tower_norm"], config["tower_scale"]) == (
+        "leaky_relu", False, "l2", 5.0)  # batch norm trained, then folded into the saved weights
+    capsys.readouterr()
+    user = int(served.user_keys[0])
+    assert main(["score", str(tmp_path / "students" / "tiny_pfd_seed0.npz"), "--users", str(user), "--k", "3"]) == 0
+    scores = [float(line.split(",")[3]) for line in capsys.readouterr().out.splitlines()[1:]]
+    # 5 cos + b with |cos| <= 1 (printed to 6 significant digits)
+    assert len(scores) == 3 and all(abs(s - served.params["student.bias"][0]) <= 5.0 + 1e-4 for s in scores)
+
+
+def test_a_batch_of_one_row_with_batch_norm_returns_2_before_training(data_file, tmp_path, capsys):
+    """The saved tiny data trains on 134 rows (days 0 and 1): batches of 133 leave one row."""
+    json_path = tmp_path / "out.json"
+    code = main(_run_args(data_file, tmp_path, "--batch-size", "133", "--batch-norm"))
+    captured = capsys.readouterr()
+    assert code == 2 and "error: batch_size: with batch normalisation, the training set (134 rows" in captured.err
+    assert captured.out == "" and not json_path.exists() and not (tmp_path / "students").exists()
+
+
+def test_tower_options_on_mlp_students_only_return_2(data_file, tmp_path, capsys):
+    code = main(_run_args(data_file, tmp_path, "--student", "mlp", "--tower-norm", "l2"))
+    assert code == 2 and "error: --tower-norm: the tower options act on two-tower models" in capsys.readouterr().err

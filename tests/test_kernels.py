@@ -212,29 +212,42 @@ def mlp_case(draw):
         x = strided(x)  # per-call input: copied by the kernel
     weights = [real_valued(rng, (a, b), dtype) for a, b in zip(widths[:-1], widths[1:])]
     biases = [real_valued(rng, b, dtype) for b in widths[1:]]
-    return x, weights, biases, draw(st.booleans())
+    return x, weights, biases, draw(st.booleans()), draw(st.sampled_from([0.0, 0.01, 0.3]))
 
 
 @PROPERTY
 @given(mlp_case())
 def test_mlp_scores_matches_twin(case):
-    x, weights, biases, sigmoid = case
-    got = kernels.mlp_scores(x, weights, biases, sigmoid=sigmoid)
-    expected = ref.mlp_scores(x, weights, biases, sigmoid=sigmoid)
+    x, weights, biases, sigmoid, slope = case
+    got = kernels.mlp_scores(x, weights, biases, sigmoid=sigmoid, negative_slope=slope)
+    expected = ref.mlp_scores(x, weights, biases, sigmoid=sigmoid, negative_slope=slope)
     assert got.dtype == x.dtype and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=100 * rtol(x.dtype), atol=100 * rtol(x.dtype))
 
 
-def test_mlp_row_path_and_blas_path_agree():
+@pytest.mark.parametrize("slope", [0.0, 0.01])
+def test_mlp_row_path_and_blas_path_agree(slope):
     rng = np.random.default_rng(3)
     widths = [13, 17, 11, 1]
     for dtype in DTYPES:
         weights = [real_valued(rng, (a, b), dtype) for a, b in zip(widths[:-1], widths[1:])]
         biases = [real_valued(rng, b, dtype) for b in widths[1:]]
         x = real_valued(rng, (2 * kernels.mlp.ROW_BLOCK + 3, 13), dtype)
-        batch = kernels.mlp_scores(x, weights, biases)  # BLAS path, several row blocks
-        rows = np.concatenate([kernels.mlp_scores(x[i : i + 1], weights, biases) for i in range(0, len(x), 101)])
+        batch = kernels.mlp_scores(x, weights, biases, negative_slope=slope)  # BLAS path, several row blocks
+        rows = np.concatenate([kernels.mlp_scores(x[i : i + 1], weights, biases, negative_slope=slope)
+                               for i in range(0, len(x), 101)])
         np.testing.assert_allclose(rows, batch[::101], rtol=100 * rtol(dtype), atol=100 * rtol(dtype))
+
+
+@pytest.mark.parametrize("n", [1, kernels.mlp.BLAS_MIN_ROWS])
+def test_mlp_leaky_hidden_layer_passes_the_slope_times_a_negative_pre_activation(n):
+    """One hidden unit with pre-activation -2 (both paths): ReLU gives 0, LeakyReLU -2 * slope."""
+    x = np.ones((n, 1))
+    weights, biases = [np.array([[-2.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)]
+    np.testing.assert_array_equal(kernels.mlp_scores(x, weights, biases), np.zeros((n, 1)))
+    np.testing.assert_array_equal(kernels.mlp_scores(x, weights, biases, negative_slope=0.01), np.full((n, 1), -0.02))
+    with pytest.raises(ValueError, match=r"^negative_slope"):
+        kernels.mlp_scores(x, weights, biases, negative_slope=1.0)
 
 
 def test_mlp_sigmoid_saturates_without_overflow():
@@ -371,6 +384,31 @@ def test_relu_backward_matches_numpy_where_bit_for_bit(dtype, n, d, non_contiguo
     expected = np.where(x > 0, d_y, 0)
     assert d_x.dtype == dtype and d_x.shape == x.shape
     np.testing.assert_array_equal(d_x.view(np.uint8), expected.view(np.uint8))
+
+
+@PROPERTY
+@given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 6), st.booleans(), st.sampled_from([0.01, 0.2, 1 / 3]),
+       st.integers(0, 2**32 - 1))
+def test_leaky_relu_backward_matches_numpy_twin_bit_for_bit(dtype, n, d, non_contiguous, slope, seed):
+    rng = np.random.default_rng(seed)
+    specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45], dtype)
+    x = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
+    d_y = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
+    if non_contiguous:
+        x, d_y = strided(x), strided(d_y)
+    d_x = kernels.leaky_relu_backward(d_y, x, slope)
+    expected = ref.leaky_relu_backward(d_y, x, slope)
+    assert d_x.dtype == dtype and d_x.shape == x.shape
+    np.testing.assert_array_equal(d_x.view(np.uint8), expected.view(np.uint8))
+
+
+def test_leaky_relu_backward_rejects_mixed_dtypes_shapes_and_a_non_finite_slope():
+    with pytest.raises(ValueError, match=r"^d_y: expected dtype float64"):
+        kernels.leaky_relu_backward(np.ones(3, np.float32), np.ones(3), 0.01)
+    with pytest.raises(ValueError, match=r"^d_y: expected shape \(3,\)"):
+        kernels.leaky_relu_backward(np.ones(4), np.ones(3), 0.01)
+    with pytest.raises(ValueError, match=r"^negative_slope"):
+        kernels.leaky_relu_backward(np.ones(3), np.ones(3), np.nan)
 
 
 def test_relu_backward_rejects_mixed_dtypes_and_shapes():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck
@@ -205,6 +205,123 @@ def test_relu_values_and_zero_derivative_at_zero():
     np.testing.assert_array_equal(layers.relu_backward(np.array([5.0, 5.0, 5.0]), x), [0.0, 0.0, 5.0])
 
 
+# --------------------------------------------------------------------------- leaky relu
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), slope=st.sampled_from([layers.LEAKY_RELU_SLOPE, 0.2, 0.3]),
+       seed=seeds)
+def test_leaky_relu_backward_matches_finite_differences(shape, slope, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.01, 2.0, shape) * rng.choice([-1.0, 1.0], shape)  # away from the kink at 0
+    d_y = rng.standard_normal(shape)
+    numeric = numerical_gradient(lambda: np.sum(d_y * layers.leaky_relu_forward(x, slope)), x)
+    assert relative_error(layers.leaky_relu_backward(d_y, x, slope), numeric) < GRAD_TOLERANCE
+
+
+def test_leaky_relu_values_and_slope_at_zero():
+    x = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(layers.leaky_relu_forward(x), [-0.02, 0.0, 3.0])
+    np.testing.assert_array_equal(layers.leaky_relu_backward(np.array([5.0, 5.0, 5.0]), x), [0.05, 0.05, 5.0])
+    assert layers.LEAKY_RELU_SLOPE == 0.01 and layers.negative_slope("leaky_relu") == 0.01
+    assert layers.negative_slope("relu") == 0.0
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def batch_norm_by_definition(z, gamma, beta, eps=layers.BATCH_NORM_EPS):
+    """Column by column, the definition with the biased batch variance."""
+    out = np.empty_like(z)
+    for c in range(z.shape[1]):
+        mean = sum(z[:, c]) / len(z)
+        var = sum((z[:, c] - mean) ** 2) / len(z)
+        out[:, c] = gamma[c] * (z[:, c] - mean) / np.sqrt(var + eps) + beta[c]
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 6), m=st.integers(1, 4), eps=st.sampled_from([layers.BATCH_NORM_EPS, 0.5]), seed=seeds)
+def test_batch_norm_backward_matches_finite_differences(n, m, eps, seed):
+    # two rows normalise to -1 and +1 whatever z is, up to eps: d_z is then of order eps / var
+    # and central differences cannot resolve it relative to itself; eps = 0.5 tests n = 2
+    assume(n > 2 or eps == 0.5)
+    rng = np.random.default_rng(seed)
+    z, gamma, beta = rng.standard_normal((n, m)), 1 + 0.3 * rng.standard_normal(m), rng.standard_normal(m)
+    d_y = rng.standard_normal((n, m))
+    y, cache = layers.batch_norm_forward(z, gamma, beta, eps)
+    np.testing.assert_allclose(y, batch_norm_by_definition(z, gamma, beta, eps), rtol=1e-12, atol=1e-12)
+    d_z, d_gamma, d_beta = layers.batch_norm_backward(d_y, cache)
+    for analytic, variable in [(d_z, z), (d_gamma, gamma), (d_beta, beta)]:
+        numeric = numerical_gradient(lambda: np.sum(d_y * layers.batch_norm_forward(z, gamma, beta, eps)[0]), variable)
+        assert relative_error(analytic, numeric) < GRAD_TOLERANCE
+
+
+def test_batch_norm_gradient_is_blind_to_a_shift_of_its_input():
+    """Adding a constant to a column (a Linear bias before BN) changes nothing: the gradient
+    wrt z sums to 0 over the rows (why a layer before batch norm has no bias)."""
+    rng = np.random.default_rng(3)
+    z, gamma, beta, d_y = rng.standard_normal((7, 3)), rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal((7, 3))
+    y, cache = layers.batch_norm_forward(z, gamma, beta)
+    np.testing.assert_allclose(layers.batch_norm_forward(z + [5.0, -2.0, 0.5], gamma, beta)[0], y, atol=1e-12)
+    np.testing.assert_allclose(layers.batch_norm_backward(d_y, cache)[0].sum(axis=0), 0, atol=1e-13)
+
+
+def test_batch_norm_running_average_is_torch_rule_with_unbiased_variance():
+    z = np.array([[1.0, 2.0], [3.0, 2.0], [8.0, 2.0]])  # column 1 constant: variance 0
+    _, cache = layers.batch_norm_forward(z, np.ones(2), np.zeros(2))
+    np.testing.assert_allclose(cache.mean, [4.0, 2.0])
+    np.testing.assert_allclose(cache.var, [26 / 3, 0.0])  # biased: (9 + 1 + 16) / 3
+    mean, var = layers.batch_norm_running_average(np.array([1.0, 1.0]), np.array([2.0, 2.0]), cache)
+    np.testing.assert_allclose(mean, [0.9 * 1 + 0.1 * 4, 0.9 * 1 + 0.1 * 2])
+    np.testing.assert_allclose(var, [0.9 * 2 + 0.1 * 13.0, 0.9 * 2])  # unbiased: 26 / 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 5), fan_in=st.integers(1, 4), m=st.integers(1, 4), with_bias=st.booleans(), seed=seeds)
+def test_fold_batch_norm_is_the_evaluation_mode_layer(n, fan_in, m, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, weight = rng.standard_normal((n, fan_in)), rng.standard_normal((fan_in, m))
+    bias = rng.standard_normal(m) if with_bias else None
+    gamma, beta, running_mean = rng.standard_normal(m), rng.standard_normal(m), rng.standard_normal(m)
+    running_var = rng.uniform(0, 2, m)
+    folded_weight, folded_bias = layers.fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var)
+    z = x @ weight + (0 if bias is None else bias)
+    expected = (z - running_mean) / np.sqrt(running_var + layers.BATCH_NORM_EPS) * gamma + beta
+    np.testing.assert_allclose(x @ folded_weight + folded_bias, expected, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- l2 normalisation
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 5), k=st.integers(1, 4), seed=seeds)
+def test_l2_normalize_backward_matches_finite_differences_on_both_sides_of_the_clamp(n, k, seed):
+    """eps = 1 puts rows of norm ~0.3 in the clamped region (u / eps) and rows of norm ~3 in
+    the unclamped one (u / ||u||), each far enough from the boundary for the differences."""
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal((n, k))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    u = direction * rng.choice([0.3, 3.0], (n, 1))
+    d_y = rng.standard_normal((n, k))
+    for eps in (1.0, layers.L2_NORM_EPS):
+        u_hat, norms = layers.l2_normalize_forward(u, eps)
+        np.testing.assert_allclose(u_hat, u / np.maximum(np.linalg.norm(u, axis=1), eps)[:, None], rtol=1e-14)
+        numeric = numerical_gradient(lambda: np.sum(d_y * layers.l2_normalize_forward(u, eps)[0]), u)
+        assert relative_error(layers.l2_normalize_backward(d_y, u, eps), numeric) < GRAD_TOLERANCE
+
+
+def test_l2_normalize_clamped_rows_are_divided_by_eps_and_zero_rows_stay_zero():
+    u = np.array([[3.0, 4.0], [0.0, 0.0], [3e-13, 4e-13]])
+    u_hat, norms = layers.l2_normalize_forward(u)
+    np.testing.assert_allclose(u_hat, [[0.6, 0.8], [0, 0], [0.3, 0.4]], rtol=1e-14)
+    np.testing.assert_allclose(norms, [5.0, 0.0, 5e-13], rtol=1e-14)
+    d_u = layers.l2_normalize_backward(np.array([[1.0, 0.0], [1.0, 2.0], [1.0, 2.0]]), u)
+    np.testing.assert_allclose(d_u[1:], [[1e12, 2e12], [1e12, 2e12]], rtol=1e-14)  # d_y / eps
+    np.testing.assert_allclose(d_u[0], [0.64 / 5, -0.48 / 5], rtol=1e-14)  # (e1 - u_hat u_hat_1) / ||u||
+    assert layers.L2_NORM_EPS == 1e-12
+
+
 # --------------------------------------------------------------------------- mlp
 
 
@@ -231,6 +348,60 @@ def test_mlp_backward_matches_finite_differences(sizes, n, seed):
     for analytic, variable in [(d_x, x), *zip(d_weights, weights), *zip(d_biases, biases)]:
         assert analytic.shape == variable.shape
         assert relative_error(analytic, numerical_gradient(objective, variable)) < GRAD_TOLERANCE
+
+
+def random_norms(rng, sizes):
+    return [layers.BatchNormParams(1 + 0.3 * rng.standard_normal(b), rng.standard_normal(b), rng.standard_normal(b),
+                                   rng.uniform(0.5, 2.0, b)) for b in sizes[1:-1]]
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(2, 4), min_size=2, max_size=4), out=st.integers(1, 3), n=st.integers(6, 10),
+       activation=st.sampled_from(layers.ACTIVATIONS), seed=seeds)
+def test_mlp_with_batch_norm_backward_matches_finite_differences(sizes, out, n, activation, seed):
+    # Batch norm makes the output blind to the scale of each column of the weight before it,
+    # so that column's gradient is orthogonal to it; with a single input (width 1) it is of
+    # order eps and central differences cannot resolve it: inputs of batch norm have width >= 2.
+    sizes = sizes + [out]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, sizes[0]))
+    weights, biases = random_mlp(rng, sizes)
+    biases[:-1] = [None] * (len(sizes) - 2)
+    norms = random_norms(rng, sizes)
+    d_out = rng.standard_normal((n, sizes[-1]))
+    out, cache = layers.mlp_forward(x, weights, biases, activation, norms, training=True)
+    d_x, d_weights, d_biases, d_norms = layers.mlp_backward(d_out, cache)
+    assert d_biases[:-1] == [None] * (len(sizes) - 2) and len(d_norms) == len(sizes) - 2
+
+    def objective():
+        return np.sum(d_out * layers.mlp_forward(x, weights, biases, activation, norms, training=True)[0])
+
+    pairs = [(d_x, x), *zip(d_weights, weights), (d_biases[-1], biases[-1])]
+    pairs += [(d, p) for d_norm, norm in zip(d_norms, norms) for d, p in zip(d_norm, norm[:2])]
+    scale = max(np.abs(analytic).max() for analytic, _ in pairs)  # a unit switched off for every row has gradient 0
+    for analytic, variable in pairs:
+        assert analytic.shape == variable.shape
+        assert relative_error(analytic, numerical_gradient(objective, variable), scale) < GRAD_TOLERANCE
+
+
+def test_mlp_batch_norm_training_uses_the_batch_and_evaluation_the_running_averages():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3))
+    weights, biases = random_mlp(rng, [3, 4, 2])
+    biases[0] = None
+    norms = random_norms(rng, [3, 4, 2])
+    slope = layers.LEAKY_RELU_SLOPE
+    z = x @ weights[0]
+    train_hidden = layers.leaky_relu_forward(batch_norm_by_definition(z, norms[0].gamma, norms[0].beta), slope)
+    eval_hidden = layers.leaky_relu_forward(
+        (z - norms[0].running_mean) / np.sqrt(norms[0].running_var + layers.BATCH_NORM_EPS) * norms[0].gamma + norms[0].beta)
+    trained, cache = layers.mlp_forward(x, weights, biases, "leaky_relu", norms, training=True)
+    evaluated, eval_cache = layers.mlp_forward(x, weights, biases, "leaky_relu", norms)
+    np.testing.assert_allclose(trained, train_hidden @ weights[1] + biases[1], rtol=1e-12)
+    np.testing.assert_allclose(evaluated, eval_hidden @ weights[1] + biases[1], rtol=1e-12)
+    np.testing.assert_allclose(cache.norm_caches[0].mean, z.mean(axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match="^cache: an evaluation-mode forward"):
+        layers.mlp_backward(np.ones((6, 2)), eval_cache)
 
 
 def test_mlp_forward_is_linear_relu_chain_with_linear_output():
@@ -279,6 +450,10 @@ def every_layer_output(dtype) -> dict[str, np.ndarray]:
     out, cache = layers.mlp_forward(x, weights, biases)
     d_x, d_ws, d_bs, _ = layers.mlp_backward(d_y, cache)
     u, v, d_logits = draw(4, 3), draw(4, 3), draw(4)
+    gamma, beta, running_mean, running_var = draw(2), draw(2), draw(2), np.abs(draw(2))
+    bn_out, bn_cache = layers.batch_norm_forward(d_y, gamma, beta)
+    norms = [layers.BatchNormParams(draw(4), draw(4), draw(4), np.abs(draw(4)))]
+    bn_mlp_out, bn_mlp_cache = layers.mlp_forward(x, weights, [None, biases[1]], "leaky_relu", norms, training=True)
     outputs = {
         "embedding_forward": layers.embedding_forward(table, ids),
         "embedding_backward": layers.embedding_backward(draw(4, 3), ids, 5).to_dense(),
@@ -287,7 +462,19 @@ def every_layer_output(dtype) -> dict[str, np.ndarray]:
         "relu_backward": layers.relu_backward(draw(4, 3), x),
         "mlp_forward": out, "mlp_backward.d_x": d_x,
         "inner_product_forward": layers.inner_product_forward(u, v),
+        "leaky_relu_forward": layers.leaky_relu_forward(x), "leaky_relu_backward": layers.leaky_relu_backward(draw(4, 3), x),
+        "batch_norm_forward": bn_out, "mlp_forward.batch_norm": bn_mlp_out,
+        "mlp_forward.batch_norm.eval": layers.mlp_forward(x, weights, [None, biases[1]], "leaky_relu", norms)[0],
+        "l2_normalize_forward": layers.l2_normalize_forward(u)[0], "l2_normalize_backward": layers.l2_normalize_backward(v, u),
     }
+    outputs.update(zip(["batch_norm_backward.d_z", "batch_norm_backward.d_gamma", "batch_norm_backward.d_beta"],
+                       layers.batch_norm_backward(draw(4, 2), bn_cache)))
+    outputs.update(zip(["running_average.mean", "running_average.var"],
+                       layers.batch_norm_running_average(running_mean, running_var, bn_cache)))
+    outputs.update(zip(["fold.weight", "fold.bias"], layers.fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var)))
+    d_x_bn, d_ws_bn, _, d_norms_bn = layers.mlp_backward(draw(4, 2), bn_mlp_cache)
+    outputs.update({"mlp_backward.batch_norm.d_x": d_x_bn, "mlp_backward.batch_norm.d_weight0": d_ws_bn[0],
+                    "mlp_backward.batch_norm.d_gamma0": d_norms_bn[0][0], "mlp_backward.batch_norm.d_beta0": d_norms_bn[0][1]})
     for pooling in POOLINGS:
         outputs[f"pooled_forward.{pooling}"] = layers.pooled_embedding_forward(table, values, offsets, pooling)
         grad = layers.pooled_embedding_backward(draw(4, 3), values, offsets, 5, pooling)
@@ -319,6 +506,7 @@ f32, f64 = np.ones((3, 2), np.float32), np.ones((3, 2))
 ones32, ones64 = (lambda *shape: np.ones(shape, np.float32)), (lambda *shape: np.ones(shape))
 one_layer_cache = layers.mlp_forward(f64, [ones64(2, 2)], [ones64(2)])[1]
 csr_values, csr_offsets = np.array([0, 1]), np.array([0, 1, 2, 2])
+bn_cache = layers.batch_norm_forward(f64, ones64(2), ones64(2))[1]
 BAD_CALLS = {
     "ids out of range": (lambda: layers.embedding_forward(f64, [0, 3]), "^ids"),
     "negative id": (lambda: layers.embedding_forward(f64, [-1]), "^ids"),
@@ -354,6 +542,26 @@ BAD_CALLS = {
     "mlp backward not a cache": (lambda: layers.mlp_backward(f64, (f64,)), "^cache"),
     "mlp backward d_out shape": (lambda: layers.mlp_backward(ones64(3, 3), one_layer_cache), "^d_out"),
     "mlp backward dtype mix": (lambda: layers.mlp_backward(ones32(3, 2), one_layer_cache), "^d_out"),
+    "leaky slope zero": (lambda: layers.leaky_relu_forward(f64, 0.0), "^negative_slope"),
+    "leaky slope one": (lambda: layers.leaky_relu_backward(f64, f64, 1.0), "^negative_slope"),
+    "leaky backward dtype mix": (lambda: layers.leaky_relu_backward(f32, f64), "^d_y"),
+    "unknown activation": (lambda: layers.mlp_forward(f64, [ones64(2, 1)], [ones64(1)], "tanh"), "^activation"),
+    "batch norm one row": (lambda: layers.batch_norm_forward(ones64(1, 2), ones64(2), ones64(2)), "^z: batch normalisation"),
+    "batch norm gamma shape": (lambda: layers.batch_norm_forward(f64, ones64(3), ones64(2)), "^gamma"),
+    "batch norm beta dtype": (lambda: layers.batch_norm_forward(f64, ones64(2), ones32(2)), "^beta"),
+    "batch norm backward not a cache": (lambda: layers.batch_norm_backward(f64, (f64,)), "^cache"),
+    "running average shape": (lambda: layers.batch_norm_running_average(ones64(3), ones64(2), bn_cache), "^running_mean"),
+    "fold negative variance": (lambda: layers.fold_batch_norm(f64, None, *[ones64(2)] * 3, -ones64(2)), "^running_var"),
+    "fold bias shape": (lambda: layers.fold_batch_norm(f64, ones64(3), *[ones64(2)] * 4), "^bias"),
+    "mlp norms count": (lambda: layers.mlp_forward(f64, [ones64(2, 2), ones64(2, 1)], [None, ones64(1)], norms=[]), "^norms"),
+    "mlp bias before norm": (lambda: layers.mlp_forward(f64, [ones64(2, 2), ones64(2, 1)], [ones64(2), ones64(1)],
+                                                        norms=[layers.BatchNormParams(*[ones64(2)] * 4)]), r"^biases\[0\]: must be None"),
+    "mlp norm shape": (lambda: layers.mlp_forward(f64, [ones64(2, 2), ones64(2, 1)], [None, ones64(1)],
+                                                  norms=[layers.BatchNormParams(*[ones64(3)] * 4)]), r"^norms\[0\].gamma"),
+    "mlp batch norm one row": (lambda: layers.mlp_forward(ones64(1, 2), [ones64(2, 2), ones64(2, 1)], [None, ones64(1)],
+                                                          norms=[layers.BatchNormParams(*[ones64(2)] * 4)], training=True), "^x"),
+    "l2 normalize 1-d": (lambda: layers.l2_normalize_forward(np.ones(3)), "^u"),
+    "l2 backward shapes": (lambda: layers.l2_normalize_backward(ones64(3, 3), f64), "^d_u_hat"),
     "inner product shapes": (lambda: layers.inner_product_forward(f64, np.ones((3, 3))), "^v"),
     "inner product dtype mix": (lambda: layers.inner_product_forward(f32, f64), "^v"),
     "inner product d_logits length": (lambda: layers.inner_product_backward(np.ones(2), f64, f64), "^d_logits"),

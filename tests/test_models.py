@@ -8,30 +8,37 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.models import MLPRanker, TwoTower, build_model
+from pfd_ref.layers import ACTIVATIONS
+from pfd_ref.models import TOWER_NORMS, MLPRanker, TwoTower, build_model
 from pfd_ref.sparse import RowSparseGrad, to_dense
 from tiny import tiny_dataset, tiny_schema
 
 
-def make_model(kind: str, schema, hidden: int, with_privileged: bool = False):
+def make_model(kind: str, schema, hidden: int, with_privileged: bool = False, activation: str = "relu",
+               batch_norm: bool = False, tower_norm: str = "none", tower_scale: float = 1.0):
     regular = schema.regular()
+    layer_options = dict(activation=activation, batch_norm=batch_norm)
     if kind == "mlp":
         fields = regular + (schema.privileged() if with_privileged else ())
-        return MLPRanker("m", fields, embed_dim=3, hidden=(hidden, 3))
+        return MLPRanker("m", fields, embed_dim=3, hidden=(hidden, 3), **layer_options)
     extra = schema.privileged() if with_privileged else ()
     return TwoTower("m", schema.regular("user") + extra, schema.regular("item"), embed_dim=3,
-                    tower_hidden=(hidden,), out_dim=4)
+                    tower_hidden=(hidden,), out_dim=4, tower_norm=tower_norm, tower_scale=tower_scale, **layer_options)
 
 
 def check_model_gradients(model, params, batch, rng):
-    """Every parameter's analytic gradient of sum_i c_i logit_i against central differences."""
+    """Every trained parameter's analytic gradient of sum_i c_i logit_i (training mode)
+    against central differences; the buffers get none."""
     coefficients = rng.standard_normal(batch.n)
-    logits, cache = model.forward(params, batch)
+    logits, cache = model.forward(params, batch, training=True)
     grads = model.backward(params, cache, coefficients)
-    assert set(grads) == set(params)
-    for name, value in params.items():
-        numeric = numerical_gradient(lambda: float(coefficients @ model.forward(params, batch)[0]), value)
-        assert relative_error(to_dense(grads[name]), numeric) < 1e-6, name
+    assert set(grads) == set(params) - set(model.buffer_names)
+    # a unit that a ReLU switches off for every row has gradient 0: differences are judged on the model's scale
+    scale = max(np.abs(to_dense(g)).max() for g in grads.values())
+    for name in grads:
+        numeric = numerical_gradient(lambda: float(coefficients @ model.forward(params, batch, training=True)[0]),
+                                     params[name])
+        assert relative_error(to_dense(grads[name]), numeric, scale) < 1e-6, name
 
 
 @settings(max_examples=12, deadline=None)
@@ -45,6 +52,112 @@ def test_model_gradients_match_finite_differences(kind, n, hidden, privileged, s
     for name in params:  # move away from the zero biases so every path is exercised
         params[name] += 0.3 * rng.standard_normal(params[name].shape)
     check_model_gradients(model, params, tiny_dataset(rng, n, schema), rng)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["mlp", "two_tower"]), n=st.integers(6, 10), hidden=st.integers(2, 5),
+       activation=st.sampled_from(ACTIVATIONS), batch_norm=st.booleans(), tower_norm=st.sampled_from(TOWER_NORMS),
+       tower_scale=st.sampled_from([1.0, 5.0]), seed=st.integers(0, 2**31))
+def test_model_gradients_with_every_layer_option_match_finite_differences(kind, n, hidden, activation, batch_norm,
+                                                                          tower_norm, tower_scale, seed):
+    rng = np.random.default_rng(seed)
+    schema = tiny_schema()
+    model = make_model(kind, schema, hidden, True, activation, batch_norm, *(
+        (tower_norm, tower_scale) if kind == "two_tower" else ("none", 1.0)))
+    params = model.init_params(rng, np.float64)
+    for name in set(params) - set(model.buffer_names):  # away from gamma = 1, beta = 0, zero biases
+        params[name] += 0.3 * rng.standard_normal(params[name].shape)
+    check_model_gradients(model, params, tiny_dataset(rng, n, schema), rng)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_batch_norm_parameters_buffers_and_running_averages(kind):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 4, batch_norm=True)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    stacks = [model.mlp] if kind == "mlp" else [model.user_mlp, model.item_mlp]
+    hidden = [stack.prefix + ".0" for stack in stacks] + ([stacks[0].prefix + ".1"] if kind == "mlp" else [])
+    for layer in hidden:  # no bias before batch norm; gamma 1, beta 0, running mean 0, running variance 1
+        assert f"{layer}.bias" not in params
+        for part, value in (("gamma", 1), ("beta", 0), ("running_mean", 0), ("running_var", 1)):
+            assert np.all(params[f"{layer}.bn.{part}"] == value)
+    assert set(model.buffer_names) == {f"{layer}.bn.{part}" for layer in hidden for part in ("running_mean", "running_var")}
+    batch = tiny_dataset(np.random.default_rng(1), 9, schema)
+    _, cache = model.forward(params, batch, training=True)
+    updated = model.running_averages(params, cache)
+    assert set(updated) == set(model.buffer_names)
+    mlp_cache = cache[1] if kind == "mlp" else cache[2]
+    z = mlp_cache.inputs[0] @ params[f"{hidden[0]}.weight"]  # the first hidden layer's pre-normalisation values
+    np.testing.assert_allclose(updated[f"{hidden[0]}.bn.running_mean"], 0.1 * z.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(updated[f"{hidden[0]}.bn.running_var"], 0.9 + 0.1 * z.var(axis=0, ddof=1), rtol=1e-12)
+    assert model.running_averages(params, model.forward(params, batch)[1]) == {}  # evaluation mode: nothing to update
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_evaluation_mode_uses_the_running_averages_and_has_no_backward(kind):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 4, activation="leaky_relu", batch_norm=True)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    batch = tiny_dataset(np.random.default_rng(1), 9, schema)
+    training_logits, _ = model.forward(params, batch, training=True)
+    eval_logits, eval_cache = model.forward(params, batch)
+    assert not np.allclose(training_logits, eval_logits)
+    _, cache = model.forward(params, batch, training=True)  # running averages set to the batch's statistics:
+    for stack_cache, stack in ([(cache[1], model.mlp)] if kind == "mlp" else
+                               [(cache[2], model.user_mlp), (cache[3], model.item_mlp)]):
+        for norm, norm_cache in zip(stack.norm_names, stack_cache.norm_caches):
+            params[norm.running_mean], params[norm.running_var] = norm_cache.mean, norm_cache.var  # biased, as used
+    np.testing.assert_allclose(model.forward(params, batch)[0], training_logits, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="^cache: backward needs a forward with training=True"):
+        model.backward(params, eval_cache, np.ones(batch.n))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_exported_model_folds_batch_norm_and_gives_the_evaluation_logits(kind, batch_norm):
+    schema = tiny_schema()
+    model = make_model(kind, schema, 4, activation="leaky_relu", batch_norm=batch_norm,
+                       **({"tower_norm": "l2", "tower_scale": 5.0} if kind == "two_tower" else {}))
+    rng = np.random.default_rng(0)
+    params = model.init_params(rng, np.float64)
+    for name in params:
+        params[name] = params[name] + (rng.uniform(0.2, 1.0, params[name].shape) if name.endswith("running_var")
+                                       else 0.3 * rng.standard_normal(params[name].shape))
+    served, served_params = model.exported(params)
+    assert served.buffer_names == () and not any(".bn." in name for name in served_params)
+    assert set(served_params) == set(served.init_params(rng, np.float64))
+    batch = tiny_dataset(np.random.default_rng(1), 12, schema)
+    np.testing.assert_allclose(served.forward(served_params, batch)[0], model.forward(params, batch)[0], rtol=1e-12, atol=1e-13)
+    assert served.config() == dict(model.config(), batch_norm=False)
+
+
+def test_two_tower_l2_norm_and_scale_give_a_scaled_cosine_plus_bias():
+    rng = np.random.default_rng(5)
+    schema = tiny_schema()
+    model = make_model("two_tower", schema, 3, tower_norm="l2", tower_scale=5.0)
+    params = model.init_params(rng, np.float64)
+    for name in params:  # non-zero biases: no tower output is exactly 0
+        params[name] += 0.3 * rng.standard_normal(params[name].shape)
+    params["m.bias"][0] = 0.7
+    batch = tiny_dataset(rng, 8, schema)
+    plain = make_model("two_tower", schema, 3)
+    u, v = plain.user_vectors(params, batch), plain.item_vectors(params, batch)
+    cosine = np.sum(u * v, axis=1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)
+    np.testing.assert_allclose(model.forward(params, batch)[0], 5.0 * cosine + 0.7, rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(model.user_vectors(params, batch), axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(model.item_vectors(params, batch), axis=1), 1.0, rtol=1e-14)
+    scaled = make_model("two_tower", schema, 3, tower_scale=2.0)  # a scale without normalisation scales <u, v>
+    np.testing.assert_allclose(scaled.forward(params, batch)[0], 2.0 * np.sum(u * v, axis=1) + 0.7, rtol=1e-12)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(activation="tanh"), "^activation"), (dict(tower_norm="l1"), "^tower_norm"),
+    (dict(tower_scale=0.0), "^tower_scale"), (dict(tower_scale=-5.0), "^tower_scale"),
+    (dict(tower_scale=float("inf")), "^tower_scale"),
+])
+def test_bad_layer_options_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        make_model("two_tower", tiny_schema(), 3, **change)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
@@ -87,15 +200,28 @@ def test_init_params_rejects_integer_dtype():
 
 
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
-def test_config_round_trip_rebuilds_the_same_function(kind):
+@pytest.mark.parametrize("options", [{}, dict(activation="leaky_relu", batch_norm=True),
+                                     dict(activation="leaky_relu", tower_norm="l2", tower_scale=5.0)])
+def test_config_round_trip_rebuilds_the_same_function(kind, options):
+    if kind == "mlp":
+        options = {k: v for k, v in options.items() if not k.startswith("tower")}
     rng = np.random.default_rng(4)
     schema = tiny_schema()
-    model = make_model(kind, schema, 3, with_privileged=True)
+    model = make_model(kind, schema, 3, with_privileged=True, **options)
     params = model.init_params(rng, np.float64)
     batch = tiny_dataset(rng, 10, schema)
     rebuilt = build_model(model.config())
-    np.testing.assert_array_equal(rebuilt.forward(params, batch)[0], model.forward(params, batch)[0])
-    assert rebuilt.feature_names == model.feature_names
+    for training in (False, True):
+        np.testing.assert_array_equal(rebuilt.forward(params, batch, training)[0], model.forward(params, batch, training)[0])
+    assert rebuilt.feature_names == model.feature_names and rebuilt.config() == model.config()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_a_config_without_the_layer_keys_builds_the_plain_model(kind):
+    """Students exported before the layer options existed load as ReLU, no batch norm, no tower norm."""
+    model = make_model(kind, tiny_schema(), 3)
+    old = {k: v for k, v in model.config().items() if k not in ("activation", "batch_norm", "tower_norm", "tower_scale")}
+    assert build_model(old).config() == model.config()
 
 
 def test_build_model_rejects_unknown_kind():

@@ -80,6 +80,11 @@ def test_golden_set_covers_every_kind_method_mode_and_feature():
     lr_warmup = [c for c in cases if c["lr_warmup_steps"]]
     assert {c["optimizer"] for c in lr_warmup} == {"adam", "adagrad", "sgd"}
     assert any(c["start_step"] < c["lr_warmup_steps"] <= c["start_step"] + 3 for c in lr_warmup)  # reaches lr inside
+    # the layer options: batch norm on batch statistics (sync) and on running averages (the two-stage teacher)
+    assert {(c["model"], c["mode"]) for c in cases if c["batch_norm"]} == {(k, m) for k in STUDENT_KINDS for m in MODES}
+    assert {c["model"] for c in cases if c["activation"] == "leaky_relu"} == set(STUDENT_KINDS)
+    assert {(c["tower_norm"], c["tower_scale"] != 1) for c in cases if c["model"] == "two_tower"} == {
+        ("none", False), ("l2", True), ("none", True)}
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
@@ -109,6 +114,24 @@ def test_case_holds_the_documented_arrays(small_case):
     assert arrays["input.recent.offsets"][1] == 0  # row 0 of the multi-id field is empty
     assert {"input.user_id", "input.age", "input.cat_clicks", "input.chatted", "input.labels", "input.weights"} <= set(arrays)
     assert arrays["output.grad.student.embed.user_id"].shape == (5, 3)  # embedding gradients are stored dense
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_norm_case_stores_running_averages_and_evaluation_logits(mode):
+    """Buffers: initial values in param.*, after1/after3 for the models trained here, never a
+    gradient; the student's evaluation-mode logits after step 3 exist only with batch norm."""
+    arrays = compute_case(CaseSpec("two_tower", "pfd", mode, batch_norm=True, activation="leaky_relu"))
+    buffers = [n.removeprefix("param.") for n in arrays if n.startswith("param.") and ".bn.running_" in n]
+    trained_buffers = [n for n in buffers if n.startswith("student.") or mode == "sync"]
+    assert {n.split(".")[0] for n in buffers} == {"student", "teacher"}
+    assert not [n for n in arrays if n.startswith("output.grad.") and ".bn.running_" in n]
+    for k in (1, 3):
+        assert sorted(n.removeprefix(f"output.after{k}.") for n in arrays
+                      if n.startswith(f"output.after{k}.") and ".bn.running_" in n) == sorted(trained_buffers)
+        for name in trained_buffers:
+            assert not np.array_equal(arrays[f"output.after{k}.{name}"], arrays[f"param.{name}"]), name
+    assert not np.allclose(arrays["output.eval_student_logits"], arrays["output.student_logits"])
+    assert "output.eval_student_logits" not in compute_case(CaseSpec("two_tower", "pfd", mode))
 
 
 def test_two_stage_and_baseline_train_only_the_student():
@@ -184,6 +207,8 @@ def test_a_case_round_trips_through_a_file_without_pickle(tmp_path, small_case):
     (dict(optimizer="adagrad", beta1=0.5), "beta1: an option of optimizer 'adam'"),
     (dict(optimizer="sgd", eps=1e-6), "eps: an option of optimizer 'adam'"),
     (dict(adagrad_eps=1e-10), "adagrad_eps: an option of optimizer 'adagrad'"),
+    (dict(activation="elu"), "activation:"), (dict(tower_norm="l2"), "tower_norm: tower normalisation and scale are for"),
+    (dict(model="two_tower", tower_norm="cos"), "tower_norm:"), (dict(model="two_tower", tower_scale=0.0), "tower_scale:"),
 ])
 def test_bad_case_settings_raise_naming_the_setting(change, message):
     with pytest.raises(ValueError, match=f"^{message}"):
@@ -311,6 +336,14 @@ def test_cli_dump_takes_the_optimizer_options(tmp_path):
     arrays, expected = load_npz(path), compute_case(spec)
     assert case_meta(arrays)["case"] == asdict(spec)
     assert list(arrays) == list(expected) and all(np.array_equal(arrays[n], expected[n]) for n in arrays)
+
+
+def test_cli_dump_passes_the_layer_options(tmp_path):
+    path = tmp_path / "layers.npz"
+    assert main(["oracle", "dump", "--model", "two_tower", "--method", "md", "--mode", "two-stage", "--activation",
+                 "leaky_relu", "--batch-norm", "--tower-norm", "l2", "--tower-scale", "5", "--out", str(path)]) == 0
+    case = case_meta(load_npz(path))["case"]
+    assert (case["activation"], case["batch_norm"], case["tower_norm"], case["tower_scale"]) == ("leaky_relu", True, "l2", 5.0)
 
 
 def test_cli_check_against_itself_passes(dumped, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,8 @@ from pfd_ref.serving import ServedStudent, save_student
 from pfd_ref.train import ModelSizes, TrainConfig, train
 
 SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
+PAPER_LAYERS = replace(SIZES, activation="leaky_relu", batch_norm=True, tower_norm="l2", tower_scale=5.0)
+LAYERS = {"plain": SIZES, "paper": PAPER_LAYERS}
 PRIVILEGED = ("cat_clicks", "chatted")
 
 
@@ -24,17 +27,19 @@ def data():
 
 @pytest.fixture(scope="module")
 def exports(data, tmp_path_factory):
-    """A pfd student of each kind, trained in float64, exported and loaded back."""
+    """A pfd student of each kind, with ReLU and plain towers ("plain") and with LeakyReLU,
+    batch norm and l2 towers x 5 ("paper"), trained in float64, exported and loaded back."""
     by_kind = {}
     for kind in ("two_tower", "mlp"):
-        config = TrainConfig(student_kind=kind, epochs=1, batch_size=16, sizes=SIZES, dtype="float64", seed=3, lr=0.05)
-        result = train(data, "pfd", config)
-        path = save_student(tmp_path_factory.mktemp("served") / f"{kind}.npz", result, data)
-        by_kind[kind] = SimpleNamespace(result=result, path=path, served=ServedStudent.load(path))
+        for layers, sizes in LAYERS.items():
+            config = TrainConfig(student_kind=kind, epochs=1, batch_size=16, sizes=sizes, dtype="float64", seed=3, lr=0.05)
+            result = train(data, "pfd", config)
+            path = save_student(tmp_path_factory.mktemp("served") / f"{kind}-{layers}.npz", result, data)
+            by_kind[kind, layers] = SimpleNamespace(result=result, path=path, served=ServedStudent.load(path))
     return by_kind
 
 
-@pytest.fixture(params=["two_tower", "mlp"])
+@pytest.fixture(params=[(kind, layers) for kind in ("two_tower", "mlp") for layers in LAYERS], ids="-".join)
 def exported(request, exports):
     return exports[request.param]
 
@@ -71,12 +76,37 @@ def test_file_holds_no_teacher_parameter_and_no_privileged_column(exported):
     assert exported.result.teacher is not None  # the trained result did have a teacher to leave out
 
 
-def test_loaded_parameters_equal_the_trained_student_bit_for_bit(exported):
-    expected = exported.result.student_params()
-    assert sorted(exported.served.params) == sorted(expected)
-    for name, value in expected.items():
-        np.testing.assert_array_equal(exported.served.params[name], value)
-        assert exported.served.params[name].dtype == np.float64
+def test_loaded_parameters_equal_the_trained_student_bit_for_bit(exports):
+    exported = exports["two_tower", "plain"], exports["mlp", "plain"]
+    for one in exported:
+        expected = one.result.student_params()
+        assert sorted(one.served.params) == sorted(expected)
+        for name, value in expected.items():
+            np.testing.assert_array_equal(one.served.params[name], value)
+            assert one.served.params[name].dtype == np.float64
+
+
+@pytest.mark.parametrize("kind", ["two_tower", "mlp"])
+def test_batch_norm_is_folded_into_the_exported_weights(exports, kind):
+    """W' = W gamma / sqrt(rv + eps), b' = beta - rm gamma / sqrt(rv + eps); no gamma, beta or buffer is written."""
+    one = exports[kind, "paper"]
+    trained = one.result.student_params()
+    assert any(".bn." in name for name in trained)
+    assert not any(".bn." in name for name in one.served.params)
+    assert one.served.model.config()["batch_norm"] is False and one.served.model.config()["activation"] == "leaky_relu"
+    layer = "student.mlp.0" if kind == "mlp" else "student.user_tower.0"
+    scale = trained[f"{layer}.bn.gamma"] / np.sqrt(trained[f"{layer}.bn.running_var"] + 1e-5)
+    np.testing.assert_allclose(one.served.params[f"{layer}.weight"], trained[f"{layer}.weight"] * scale, rtol=1e-15)
+    np.testing.assert_allclose(one.served.params[f"{layer}.bias"],
+                               trained[f"{layer}.bn.beta"] - trained[f"{layer}.bn.running_mean"] * scale, rtol=1e-14)
+
+
+def test_a_model_with_batch_norm_is_not_served_unfolded(exports):
+    one = exports["mlp", "paper"]
+    served = one.served
+    with pytest.raises(ValueError, match="^model: a served model has its batch normalisation folded"):
+        ServedStudent(one.result.student, one.result.student_params(), served.user_keys, served.user_rows,
+                      served.item_keys, served.item_rows)
 
 
 def test_top_k_equals_brute_force_forward_ranking(exported, data):
@@ -90,8 +120,10 @@ def test_top_k_equals_brute_force_forward_ranking(exported, data):
         np.testing.assert_allclose(scores[j], expected_scores, rtol=0, atol=1e-10)
 
 
-def test_two_tower_scores_are_user_item_inner_products_plus_bias(exports, data):
-    exported = exports["two_tower"]
+@pytest.mark.parametrize("layers", list(LAYERS))
+def test_two_tower_scores_are_scaled_user_item_inner_products_plus_bias(exports, data, layers):
+    """S <f(u), f(v)> + b, the user and item vectors normalised (f) when tower_norm is l2."""
+    exported = exports["two_tower", layers]
     model, params = exported.result.student, exported.result.params
     user = int(data.user_ids[-1])
     user_row = _last_row_of(data.user_ids, user)
@@ -101,8 +133,11 @@ def test_two_tower_scores_are_user_item_inner_products_plus_bias(exports, data):
                                                             for f in model.user_fields}))
     v = model.item_vectors(params, SimpleNamespace(columns={f.name: _column_rows(data.columns[f.name], item_rows)
                                                             for f in model.item_fields}))
-    expected = v @ u[0] + params["student.bias"][0]
+    expected = model.tower_scale * (v @ u[0]) + params["student.bias"][0]
     assert params["student.bias"][0] != 0.0  # trained, so the bias term is really checked
+    if layers == "paper":
+        assert model.tower_scale == 5.0
+        np.testing.assert_allclose(np.linalg.norm(exported.served.item_vectors(), axis=1), 1.0, rtol=1e-14)
     items, scores = exported.served.top_k([user], len(item_keys))
     np.testing.assert_allclose(scores[0], expected[np.searchsorted(item_keys, items[0])], rtol=0, atol=1e-10)
     np.testing.assert_allclose(exported.served.item_vectors(), v, rtol=0, atol=1e-12)
@@ -141,9 +176,9 @@ def test_a_single_array_file_is_rejected_naming_it(tmp_path):
 
 
 def test_save_student_writes_exactly_the_path_it_returns(exports, data, tmp_path):
-    path = save_student(tmp_path / "student_without_suffix", exports["mlp"].result, data)
+    path = save_student(tmp_path / "student_without_suffix", exports["mlp", "plain"].result, data)
     assert path == tmp_path / "student_without_suffix" and path.exists()
-    assert ServedStudent.load(path).item_keys.shape == exports["mlp"].served.item_keys.shape
+    assert ServedStudent.load(path).item_keys.shape == exports["mlp", "plain"].served.item_keys.shape
 
 
 def test_no_users_is_rejected_naming_users(exported):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from pfd_ref.train import (
 from tiny import tiny_dataset, tiny_schema
 
 SMALL = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
+PAPER_LAYERS = replace(SMALL, activation="leaky_relu", batch_norm=True, tower_norm="l2", tower_scale=5.0)
 
 
 def config(**changes) -> TrainConfig:
@@ -48,12 +51,27 @@ def test_sync_teacher_is_bit_identical_to_training_the_teacher_alone(lam, temper
     assert_same_params(result.params, alone, names=list(alone))
 
 
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("method", ["md", "pfd"])
+def test_sync_teacher_with_batch_norm_is_bit_identical_to_training_the_teacher_alone(kind, method):
+    """Running averages included: the loops write them the same way."""
+    data = tiny_dataset(np.random.default_rng(1), 60)
+    cfg = config(student_kind=kind, sizes=PAPER_LAYERS, seed=3)
+    result = train(data, method, cfg)
+    alone = result.teacher.init_params(np.random.default_rng([3, 2]), np.float64)
+    fit_alone(data, result.teacher, alone, cfg)
+    assert result.teacher.buffer_names and set(result.teacher.buffer_names) <= set(alone)
+    assert_same_params(result.params, alone, names=list(alone))
+
+
 @settings(max_examples=8, deadline=None)
 @given(kind=st.sampled_from(["mlp", "two_tower"]), method=st.sampled_from(["md", "pfd", "pfd+md"]),
-       mode=st.sampled_from(["sync", "two-stage"]), seed=st.integers(0, 1000))
-def test_lambda_zero_student_follows_the_baseline_bit_for_bit(kind, method, mode, seed):
+       mode=st.sampled_from(["sync", "two-stage"]), layers=st.sampled_from([SMALL, PAPER_LAYERS]),
+       seed=st.integers(0, 1000))
+def test_lambda_zero_student_follows_the_baseline_bit_for_bit(kind, method, mode, layers, seed):
     data = tiny_dataset(np.random.default_rng(seed), 50)
-    cfg = config(student_kind=kind, mode=mode, seed=seed, distill=DistillConfig(lambda_=0.0, temperature=2.0))
+    cfg = config(student_kind=kind, mode=mode, seed=seed, distill=DistillConfig(lambda_=0.0, temperature=2.0),
+                 sizes=layers)
     distilled = train(data, method, cfg)
     baseline = train(data, "baseline", cfg)
     assert_same_params(distilled.student_params(), baseline.params)
@@ -82,6 +100,41 @@ def test_same_seed_reruns_are_bit_identical(mode, shared):
     first, second = train(data, "pfd+md", cfg), train(data, "pfd+md", cfg)
     assert_same_params(first.params, second.params)
     assert first.history == second.history
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("mode", ["sync", "two-stage"])
+def test_running_averages_are_written_by_the_loop_and_never_given_to_the_optimizer(kind, mode):
+    """One step on the whole batch: each buffer becomes the running average of the batch's
+    statistics at the initial parameters, and no gradient (so no optimizer) names a buffer."""
+    data = tiny_dataset(np.random.default_rng(2), 40)
+    cfg = config(student_kind=kind, mode=mode, sizes=PAPER_LAYERS, epochs=1, batch_size=40, lr=0.5)
+    student, teacher = build_models(data.schema, "pfd", cfg)
+    initial = {**teacher.init_params(np.random.default_rng([cfg.seed, 2]), np.float64),
+               **student.init_params(np.random.default_rng([cfg.seed, 1]), np.float64)}
+    out = step_gradients(student, teacher, initial, data, 0.5, cfg.distill)
+    buffers = set(student.buffer_names) | set(teacher.buffer_names)
+    assert buffers and not buffers & set(out.grads) and set(out.buffers) == buffers
+    _, student_cache = student.forward(initial, data, training=True)
+    expected = student.running_averages(initial, student_cache)
+    result = train(data, "pfd", cfg)
+    for name, value in expected.items():
+        np.testing.assert_allclose(result.params[name], value, rtol=1e-12, err_msg=name)  # rows permuted: rounding
+        assert not np.allclose(value, initial[name])
+
+
+@pytest.mark.parametrize("changes, rows, match", [
+    (dict(batch_size=16), 33, r"^batch_size: with batch normalisation, the training set \(33 rows, batches of 16\)"),
+    (dict(batch_size=20, mode="two-stage", teacher_folds=2), 42, r"^batch_size: .*the teacher of fold 1/2 \(21 rows"),
+])
+def test_a_batch_of_one_row_with_batch_norm_is_rejected_before_training(changes, rows, match):
+    calls = []
+    data = tiny_dataset(np.random.default_rng(0), rows)
+    with pytest.raises(ValueError, match=match):
+        train(data, "pfd", config(sizes=replace(SMALL, batch_norm=True), **changes),
+              progress=lambda label, total: calls.append(label))
+    assert calls == []
+    train(data, "pfd", config(sizes=SMALL, **changes))  # without batch norm a batch of one row is fine
 
 
 def test_soft_loss_sends_no_gradient_into_the_teacher():
@@ -211,6 +264,11 @@ def test_sync_teacher_with_adagrad_and_warmup_is_bit_identical_to_training_it_al
     (lambda: config(optimizer="adagrad", adagrad_sparse="rows"), "^sparse:"),
     (lambda: config(optimizer="adam", adagrad_eps=1e-10), "^adagrad_eps: an option of optimizer 'adagrad'"),
     (lambda: config(optimizer="sgd", adam_sparse="dense"), "^adam_sparse: an option of optimizer 'adam'"),
+    (lambda: config(batch_size=1, sizes=replace(SMALL, batch_norm=True)), "^batch_size: batch normalisation needs"),
+    (lambda: replace(SMALL, activation="gelu"), "^activation"),
+    (lambda: replace(SMALL, batch_norm="yes"), "^batch_norm"),
+    (lambda: replace(SMALL, tower_norm="l1"), "^tower_norm"),
+    (lambda: replace(SMALL, tower_scale=0), "^tower_scale"),
 ])
 def test_bad_settings_raise_naming_the_setting(make, match):
     with pytest.raises(ValueError, match=match):
