@@ -75,9 +75,10 @@ def _matmul_small(h, w, y):
 @njit(cache=True)
 def _bias_activate(y, b, activation, slope):
     """y[r, j] = act(y[r, j] + b[j]) in place; return the count of non-finite y + b.
-    ``slope`` (LeakyReLU only) is a scalar of y's dtype."""
+    ``slope`` (LeakyReLU only) is rounded to y's dtype, and the product computed in it."""
     nonfinite = 0
     zero, one = y.dtype.type(0), y.dtype.type(1)  # typed constants: arithmetic stays in y's dtype
+    typed_slope = y.dtype.type(slope)
     for r in range(y.shape[0]):
         for j in range(y.shape[1]):
             v = y[r, j] + b[j]
@@ -85,7 +86,7 @@ def _bias_activate(y, b, activation, slope):
             if activation == ACT_RELU:
                 v = v if v > 0 else zero
             elif activation == ACT_LEAKY_RELU:
-                v = v if v > 0 else slope * v
+                v = v if v > 0 else typed_slope * v
             elif activation == ACT_SIGMOID:
                 v = _sigmoid(v, one)
             y[r, j] = v
@@ -171,11 +172,8 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
     that holds a NaN or infinity, or ``x`` if a pre-activation overflowed.
     """
     x, weights, biases, hidden = _check_mlp(x, weights, biases)
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)) \
-            or not 0 <= negative_slope < 1:
-        raise ValueError(f"negative_slope: expected 0 (ReLU) or a number in (0, 1) (LeakyReLU), got {negative_slope!r}")
-    hidden_activation = ACT_LEAKY_RELU if negative_slope else ACT_RELU
-    slope = x.dtype.type(negative_slope)
+    hidden_activation = ACT_RELU if negative_slope == 0 else _leaky_relu_activation(negative_slope)
+    slope = float(negative_slope)
     n = x.shape[0]
     out = np.empty((n, weights[-1].shape[1]), x.dtype)
     output_activation = ACT_SIGMOID if sigmoid else ACT_LINEAR
@@ -190,6 +188,14 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
         suspects.update({f"biases[{l}]": b for l, b in enumerate(biases)})
         raise_nonfinite(suspects, "a pre-activation")
     return out
+
+
+def _leaky_relu_activation(negative_slope) -> int:
+    """``ACT_LEAKY_RELU``, once ``negative_slope`` is checked to lie in (0, 1) (ValueError otherwise)."""
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)) \
+            or not 0 < negative_slope < 1:
+        raise ValueError(f"negative_slope: expected 0 (ReLU) or a number in (0, 1) (LeakyReLU), got {negative_slope!r}")
+    return ACT_LEAKY_RELU
 
 
 def _mlp_blas(x, weights, biases, hidden_activation, slope, output_activation, out) -> int:
@@ -216,5 +222,5 @@ def warm_up(dtype, depths: tuple[int, ...]) -> None:
     for depth in depths:
         weights = tuple(np.ones((2, 2), dtype) for _ in range(depth))
         biases = tuple(np.ones(2, dtype) for _ in range(depth))
-        _mlp_rows(x, weights, biases, ACT_LEAKY_RELU, dtype(0.01), ACT_LINEAR, np.empty((2, 2), dtype), np.empty(8, dtype))
-    _bias_activate(x.copy(), x[0], ACT_RELU, dtype(0))
+        _mlp_rows(x, weights, biases, ACT_LEAKY_RELU, 0.01, ACT_LINEAR, np.empty((2, 2), dtype), np.empty(8, dtype))
+    _bias_activate(x.copy(), x[0], ACT_RELU, 0.0)

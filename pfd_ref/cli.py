@@ -274,7 +274,7 @@ def command_run(args) -> int:
     _train_config(args, "mlp")  # option errors surface before any data is generated
     runs = [(task, train, test, _train_config(args, kind)) for task, train, test, kind in _datasets(args)]
     if (args.tower_norm != "none" or args.tower_scale != 1) and all(c.student_kind == "mlp" for *_, c in runs):
-        raise ValueError("--tower-norm: the tower options act on two-tower models; this run trains MLP students only")
+        raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; this run trains MLP students only")
     for task, train, test, config in runs:  # and schedule errors before any training
         if any(m != "baseline" for m in args.methods):
             check_schedule(config, train.n)

@@ -233,19 +233,19 @@ class MLPStack:
                 params[norm.running_mean], params[norm.running_var], norm_cache, layers.BATCH_NORM_MOMENTUM)
         return updated
 
-    def folded(self, params: dict) -> tuple["MLPStack", dict]:
-        """This MLP without batch normalisation and its parameters with every batch-normalised
-        layer folded into a linear layer (``layers.fold_batch_norm``, running averages): the
-        same function as an evaluation-mode ``forward``, as plain linear layers for serving."""
-        plain = MLPStack(self.prefix, self.sizes, self.activation)
+    def folded_params(self, params: dict) -> dict[str, np.ndarray]:
+        """The parameters of this MLP without batch normalisation (``{prefix}.{j}.weight`` and
+        ``.bias`` for every layer) computing what an evaluation-mode ``forward`` computes:
+        each batch-normalised layer folded with its running averages (``layers.fold_batch_norm``)."""
         out = {}
-        for j, ((w_name, b_name), (plain_w, plain_b)) in enumerate(zip(self.names, plain.names)):
+        for j, (w_name, b_name) in enumerate(self.names):
             if j < len(self.norm_names):
-                norm = self.norm_names[j]
-                out[plain_w], out[plain_b] = layers.fold_batch_norm(params[w_name], None, *(params[p] for p in norm))
+                folded_bias = f"{self.prefix}.{j}.bias"
+                out[w_name], out[folded_bias] = layers.fold_batch_norm(
+                    params[w_name], None, *(params[name] for name in self.norm_names[j]))
             else:
-                out[plain_w], out[plain_b] = params[w_name], params[b_name]
-        return plain, out
+                out[w_name], out[b_name] = params[w_name], params[b_name]
+        return out
 
 
 def _table_names(prefix: str, fields, shared_prefix: str | None) -> dict[str, str]:
@@ -332,11 +332,11 @@ class MLPRanker:
 
     def exported(self, params: dict) -> tuple["MLPRanker", dict]:
         """The model to serve and its parameters: batch normalisation folded into the linear
-        layers (``MLPStack.folded``), buffers dropped; the same logits as ``forward`` in
+        layers (``MLPStack.folded_params``), buffers dropped; the same logits as ``forward`` in
         evaluation mode, up to rounding."""
         served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, self.shared_prefix, self.mlp.activation)
-        mlp, mlp_params = self.mlp.folded(params)
-        return served, {**{name: params[name] for name in self.encoder.table_names.values()}, **mlp_params}
+        tables = {name: params[name] for name in self.encoder.table_names.values()}
+        return served, {**tables, **self.mlp.folded_params(params)}
 
     def config(self) -> dict:
         return {
@@ -457,17 +457,15 @@ class TwoTower:
 
     def exported(self, params: dict) -> tuple["TwoTower", dict]:
         """The model to serve and its parameters: each tower's batch normalisation folded into
-        its linear layers (``MLPStack.folded``), buffers dropped; ``tower_norm`` and
+        its linear layers (``MLPStack.folded_params``), buffers dropped; ``tower_norm`` and
         ``tower_scale`` kept (serving normalises and scales as ``forward`` does)."""
         served = TwoTower(self.prefix, self.user_fields, self.item_fields, self.embed_dim, self.tower_hidden,
                           self.out_dim, self.bias, self.shared_prefix, self.user_mlp.activation, False,
                           self.tower_norm, self.tower_scale)
-        _, user_params = self.user_mlp.folded(params)
-        _, item_params = self.item_mlp.folded(params)
         tables = {name: params[name] for encoder in (self.user_encoder, self.item_encoder)
                   for name in encoder.table_names.values()}
         bias = {f"{self.prefix}.bias": params[f"{self.prefix}.bias"]} if self.bias else {}
-        return served, {**tables, **user_params, **item_params, **bias}
+        return served, {**tables, **self.user_mlp.folded_params(params), **self.item_mlp.folded_params(params), **bias}
 
     def config(self) -> dict:
         return {

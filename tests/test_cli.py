@@ -214,4 +214,4 @@ def test_a_batch_of_one_row_with_batch_norm_returns_2_before_training(data_file,
 
 def test_tower_options_on_mlp_students_only_return_2(data_file, tmp_path, capsys):
     code = main(_run_args(data_file, tmp_path, "--student", "mlp", "--tower-norm", "l2"))
-    assert code == 2 and "error: --tower-norm: the tower options act on two-tower models" in capsys.readouterr().err
+    assert code == 2 and "error: --tower-norm, --tower-scale: the tower options act on two-tower models" in capsys.readouterr().err

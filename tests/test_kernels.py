@@ -371,15 +371,20 @@ def test_pool_rows_on_no_examples_and_on_empty_rows_only():
 # --------------------------------------------------------------------------- ReLU backward
 
 
-@PROPERTY
-@given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 6), st.booleans(), st.integers(0, 2**32 - 1))
-def test_relu_backward_matches_numpy_where_bit_for_bit(dtype, n, d, non_contiguous, seed):
+def activation_inputs(dtype, n, d, non_contiguous, seed):
+    """``(d_y, x)`` of shape ``(n, d)``: real values with 30% specials (signed zeros, NaN,
+    infinities, subnormals), strided when ``non_contiguous``."""
     rng = np.random.default_rng(seed)
     specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45], dtype)
     x = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
     d_y = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
-    if non_contiguous:
-        x, d_y = strided(x), strided(d_y)
+    return (strided(d_y), strided(x)) if non_contiguous else (d_y, x)
+
+
+@PROPERTY
+@given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 6), st.booleans(), st.integers(0, 2**32 - 1))
+def test_relu_backward_matches_numpy_where_bit_for_bit(dtype, n, d, non_contiguous, seed):
+    d_y, x = activation_inputs(dtype, n, d, non_contiguous, seed)
     d_x = kernels.relu_backward(d_y, x)
     expected = np.where(x > 0, d_y, 0)
     assert d_x.dtype == dtype and d_x.shape == x.shape
@@ -390,12 +395,7 @@ def test_relu_backward_matches_numpy_where_bit_for_bit(dtype, n, d, non_contiguo
 @given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 6), st.booleans(), st.sampled_from([0.01, 0.2, 1 / 3]),
        st.integers(0, 2**32 - 1))
 def test_leaky_relu_backward_matches_numpy_twin_bit_for_bit(dtype, n, d, non_contiguous, slope, seed):
-    rng = np.random.default_rng(seed)
-    specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45], dtype)
-    x = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
-    d_y = np.where(rng.random((n, d)) < 0.3, rng.choice(specials, (n, d)), real_valued(rng, (n, d), dtype))
-    if non_contiguous:
-        x, d_y = strided(x), strided(d_y)
+    d_y, x = activation_inputs(dtype, n, d, non_contiguous, seed)
     d_x = kernels.leaky_relu_backward(d_y, x, slope)
     expected = ref.leaky_relu_backward(d_y, x, slope)
     assert d_x.dtype == dtype and d_x.shape == x.shape
