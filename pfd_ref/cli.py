@@ -8,16 +8,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from pfd_ref.data import Dataset
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
-from pfd_ref.experiment import REPORTED_METHODS, format_table, parse_methods, run_methods, summarize
+from pfd_ref.experiment import REPORTED_METHODS, TEACHER_OF, format_table, parse_methods, run_methods, summarize
+from pfd_ref.files import write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
+from pfd_ref.metrics import SCORE_KINDS
 from pfd_ref.models import TOWER_NORMS
 from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES
+from pfd_ref.provenance import file_source, format_differences, generator_source, provenance
+from pfd_ref.score_files import ALIGNMENTS, read_teacher_scores
 from pfd_ref.train import (MODES, STUDENT_KINDS, ModelSizes, Progress, TrainConfig, check_batch_norm_batches,
                            check_lr_warmup, check_schedule)
 
@@ -25,6 +32,8 @@ TASKS = ("ctr", "cvr")
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}
 DEFAULT_SEEDS = 3
 DEFAULT_LAMBDA = 0.5
+TEACHER_SCORES_METHODS = ("baseline", "pfd")  # with --teacher-scores: the student alone, and on the given scores
+TEACHER_SCORES_DEFAULTS = {"teacher_scores_are": "logits", "teacher_scores_align": "position"}
 KUAIRAND = "kuairand"
 # Defaults that depend on the data (argparse default None, filled in by _resolve_data_defaults):
 # "synthetic" (the built-in generator), "saved" (--data FILE.npz) and "kuairand" (a real log,
@@ -66,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train the methods on both tasks and print one table per task")
     run.add_argument("--task", choices=TASKS + ("all",), default="all")
-    run.add_argument("--methods", type=_methods, default=REPORTED_METHODS,
-                     help=f"comma list from {', '.join(REPORTED_METHODS)} (default: all)")
+    run.add_argument("--methods", type=_methods, default=None,
+                     help=f"comma list from {', '.join(REPORTED_METHODS)} (default: all; with --teacher-scores: "
+                          f"{','.join(TEACHER_SCORES_METHODS)})")
     run.add_argument("--mode", choices=MODES, default="sync")
     run.add_argument("--lambda", dest="lambda_", type=float, default=DEFAULT_LAMBDA, help="soft-loss weight after warm-up")
     run.add_argument("--warmup-steps", type=int, default=None,
@@ -108,14 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-folds", type=int, default=0,
                      help="two-stage: cross-fit the teacher's soft labels over K folds (0: in-sample)")
     _add_layer_options(run, ModelSizes())
+    run.add_argument("--teacher-scores", type=Path, default=None,
+                     help="two-stage with --data FILE.npz: a teacher's scores for every row of FILE (.npy, .npz or "
+                          "CSV with a 'score' column), used as the soft labels instead of training a teacher")
+    run.add_argument("--teacher-scores-are", choices=SCORE_KINDS, default=TEACHER_SCORES_DEFAULTS["teacher_scores_are"])
+    run.add_argument("--teacher-scores-align", choices=ALIGNMENTS, default=TEACHER_SCORES_DEFAULTS["teacher_scores_align"],
+                     help="position: score k is row k of the data file; row-id: a 'row_id' column holds each "
+                          "score's 0-based row of the data file")
 
     score = commands.add_parser("score", help="top-k items for users from a student saved by `run --save`")
     score.add_argument("model", type=Path, help="a student file (.npz) written by `pfd-ref run --save DIR`")
     score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
     score.add_argument("--k", type=int, default=100)
     score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
-    table = commands.add_parser("table", help="print the tables of saved runs (`run --json` files, merged)")
+    table = commands.add_parser("table", help="print the tables of saved runs (`run --json` files, merged) and "
+                                              "what differs between the runs")
     table.add_argument("records", type=Path, nargs="+", help="JSON files written by `pfd-ref run --json`")
+    _add_metrics_parser(commands)
     _add_oracle_parser(commands)
     return parser
 
@@ -130,6 +149,22 @@ def _add_layer_options(parser, defaults) -> None:
                         help="two-tower models: l2-normalise both tower outputs (the paper: l2)")
     parser.add_argument("--tower-scale", type=float, default=defaults.tower_scale,
                         help="two-tower models: score = S * <u, v> + b (the paper: 5, with --tower-norm l2)")
+def _add_metrics_parser(commands) -> None:
+    """``metrics FILE``: the metrics of a prediction file (docs/metrics.md)."""
+    from pfd_ref.metrics import GAUC_WEIGHTINGS
+    metrics = commands.add_parser("metrics", help="AUC, GAUC, log loss, normalised entropy and calibration of a "
+                                                  "prediction file (CSV with a header, or .npz)")
+    metrics.add_argument("file", type=Path, help="columns label and score; optional user_id (GAUC) and weight")
+    metrics.add_argument("--score-is", choices=SCORE_KINDS, default="logits")
+    metrics.add_argument("--gauc-weight", choices=GAUC_WEIGHTINGS, default="impressions",
+                         help="the weight of each user's AUC in GAUC: impressions (pfd_ref, FuxiCTR gAUC), uniform "
+                              "(EasyRec's default, torchrec), positives (RecBole)")
+    metrics.add_argument("--label-column", default="label")
+    metrics.add_argument("--score-column", default="score")
+    metrics.add_argument("--user-column", default="user_id")
+    metrics.add_argument("--weight-column", default="weight")
+    metrics.add_argument("--json", type=Path, nargs="?", const=Path("-"), default=None,
+                         help="write the record (metrics + provenance) as JSON to this file, or to stdout without one")
 
 
 def _add_oracle_parser(commands) -> None:
@@ -169,12 +204,34 @@ def _add_oracle_parser(commands) -> None:
     dump.add_argument("--weights", action="store_true", help="per-example weights")
     dump.add_argument("--pooling", choices=("mean", "sum"), default=CaseSpec.pooling, help="of the multi-id field")
     _add_layer_options(dump, CaseSpec)
+    _add_objective_parser(actions)
     check = actions.add_parser("check", help="compare another implementation's arrays with a case")
-    check.add_argument("case", type=Path, help="a case written by `oracle dump`")
+    check.add_argument("case", type=Path, help="a case written by `oracle dump` or `oracle objective`")
     check.add_argument("theirs", type=Path, help="an .npz with the case's output.* arrays, by the same names")
     check.add_argument("--rtol", type=float, default=None, help="default: 1e-9 (float64 case), 1e-4 (float32)")
     check.add_argument("--atol", type=float, default=None, help="default: 1e-12 (float64 case), 1e-6 (float32)")
     check.add_argument("--only-failures", action="store_true", help="leave the passing arrays out of the table")
+
+
+def _add_objective_parser(actions) -> None:
+    """``oracle objective``: an objective-level case in one framework's convention (docs/oracle.md)."""
+    from pfd_ref.conventions import CONVENTIONS, LOSSES, TEACHER_INPUTS
+    from pfd_ref.objective_oracle import ObjectiveSpec
+    objective = actions.add_parser("objective", help="write one objective-level case (.npz): the loss terms and "
+                                                     "gradients of a batch of logits, in one framework's convention")
+    objective.add_argument("--out", type=Path, required=True, help="the case file to write (.npz)")
+    objective.add_argument("--convention", choices=CONVENTIONS, default=ObjectiveSpec.convention)
+    objective.add_argument("--loss", choices=LOSSES, default=ObjectiveSpec.loss,
+                           help="pfd_ref: bce, kl; easyrec: bce, kl, ce, l2; rocket: l2")
+    objective.add_argument("--temperature", type=float, default=ObjectiveSpec.temperature)
+    objective.add_argument("--teacher-input", choices=TEACHER_INPUTS, default=ObjectiveSpec.teacher_input)
+    objective.add_argument("--lambda", dest="lambda_", type=float, default=ObjectiveSpec.lambda_)
+    objective.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=None,
+                           help="default: one_minus_lambda (pfd_ref), one (easyrec, rocket)")
+    objective.add_argument("--weights", action="store_true", help="per-example weights (one of them 0)")
+    objective.add_argument("--rows", type=int, default=ObjectiveSpec.rows, help="batch size, >= 8 (the hard rows)")
+    objective.add_argument("--seed", type=int, default=ObjectiveSpec.seed)
+    objective.add_argument("--dtype", choices=("float64", "float32"), default=ObjectiveSpec.dtype)
 
 
 def _int_list(text: str) -> list[int]:
@@ -240,8 +297,20 @@ def _resolve_data_defaults(args) -> None:
             setattr(args, key, value)
 
 
+class TaskData(NamedTuple):
+    """One task of a run: its splits, the student kind, the teacher's logits for the training
+    rows when they come from a file (``--teacher-scores``), and the data source (provenance)."""
+
+    task: str
+    train: Dataset
+    test: Dataset
+    student_kind: str
+    teacher_logits: np.ndarray | None
+    source: dict
+
+
 def _datasets(args):
-    """Yield ``(task, train, test, student_kind)`` for each task of the run."""
+    """Yield a ``TaskData`` for each task of the run."""
     if args.data == KUAIRAND:
         from pfd_ref.data.kuairand import load_kuairand, split_by_time
         data, report = load_kuairand(args.path, args.label, args.user_features)
@@ -250,7 +319,9 @@ def _datasets(args):
         print(f"  time split: the last {args.test_days} day(s) are the test split ({test.n:,} rows, positive rate "
               f"{test.positive_rate:.4f}); training {train.n:,} rows, positive rate {train.positive_rate:.4f}",
               file=sys.stderr)
-        yield f"{KUAIRAND}_{args.label}", train, test, args.student or "mlp"
+        source = {"data": file_source(args.path), "label": args.label,
+                  "user_features": None if args.user_features is None else file_source(args.user_features)}
+        yield TaskData(f"{KUAIRAND}_{args.label}", train, test, args.student or "mlp", None, source)
         return
     if args.data is not None:
         path = Path(args.data)
@@ -259,32 +330,72 @@ def _datasets(args):
             raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
         last_train_day = int(data.day.max()) - args.test_days
         train, test = data.split_by_day(last_train_day)
-        yield path.stem, train, test, args.student or "mlp"
+        source, teacher_logits = {"data": file_source(path)}, None
+        if args.teacher_scores is not None:
+            source["teacher_scores"] = file_source(args.teacher_scores)
+            scores = read_teacher_scores(args.teacher_scores, data.n, args.teacher_scores_are, args.teacher_scores_align,
+                                         args.temperature, args.dtype, data_name=str(path))
+            teacher_logits = scores[data.day <= last_train_day]  # the training rows, in split_by_day's order
+            print(f"  teacher: {args.teacher_scores} ({args.teacher_scores_are}, aligned by "
+                  f"{args.teacher_scores_align} to the {data.n} rows of {path}; {train.n} training rows used)",
+                  file=sys.stderr)
+        yield TaskData(path.stem, train, test, args.student or "mlp", teacher_logits, source)
         return
     for task in (TASKS if args.task == "all" else (args.task,)):
         config = SyntheticConfig(seed=args.data_seed)
         if args.privileged_strength is not None:
             config = replace(config, privileged_strength=args.privileged_strength)
         train, test = generate(task, config)
-        yield task, train, test, args.student or STUDENT_OF_TASK[task]
+        source = {"data": generator_source("pfd_ref.data.synthetic.generate", {"task": task, **asdict(config)})}
+        yield TaskData(task, train, test, args.student or STUDENT_OF_TASK[task], None, source)
+
+
+def _check_teacher_scores(args) -> None:
+    """With ``--teacher-scores``: a saved dataset, two-stage mode, no cross-fitting, and one
+    distilled method (each would train the same student on the same scores); ValueError
+    naming the option otherwise."""
+    if args.teacher_scores is None:
+        for option, default in TEACHER_SCORES_DEFAULTS.items():
+            if getattr(args, option) != default:
+                raise ValueError(f"--{option.replace('_', '-')}: only with --teacher-scores")
+        return
+    if args.data is None or args.data == KUAIRAND:
+        raise ValueError("--teacher-scores: needs --data FILE.npz (the scores are aligned to that file's rows)")
+    if args.mode != "two-stage":
+        raise ValueError("--teacher-scores: needs --mode two-stage (a teacher made elsewhere is frozen)")
+    if args.teacher_folds:
+        raise ValueError("--teacher-folds: not with --teacher-scores (the teacher is not trained here)")
+    distilled = [m for m in args.methods if m != "baseline"]
+    if len(distilled) > 1 or any(m in TEACHER_OF for m in distilled):
+        raise ValueError(f"--methods: with --teacher-scores list baseline and at most one of md, pfd, pfd+md (each "
+                         f"trains the same student on the same scores; no teacher row exists); got {distilled}")
+
+
+def _json_value(value):
+    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
 
 
 def command_run(args) -> int:
+    if args.methods is None:
+        args.methods = TEACHER_SCORES_METHODS if args.teacher_scores is not None else REPORTED_METHODS
     _resolve_data_defaults(args)
+    _check_teacher_scores(args)
     _train_config(args, "mlp")  # option errors surface before any data is generated
-    runs = [(task, train, test, _train_config(args, kind)) for task, train, test, kind in _datasets(args)]
-    if (args.tower_norm != "none" or args.tower_scale != 1) and all(c.student_kind == "mlp" for *_, c in runs):
+    if args.json is not None and not args.json.resolve().parent.is_dir():
+        raise ValueError(f"--json: the directory of {args.json} does not exist")
+    runs = [(data, _train_config(args, data.student_kind)) for data in _datasets(args)]
+    if (args.tower_norm != "none" or args.tower_scale != 1) and all(c.student_kind == "mlp" for _, c in runs):
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; this run trains MLP students only")
-    for task, train, test, config in runs:  # and schedule errors before any training
+    for data, config in runs:  # and schedule errors before any training
         if any(m != "baseline" for m in args.methods):
-            check_schedule(config, train.n)
-        check_lr_warmup(config, train.n, teacher_alone=config.mode == "two-stage"
+            check_schedule(config, data.train.n)
+        check_lr_warmup(config, data.train.n, teacher_alone=config.mode == "two-stage"
                         and any(m != "baseline" for m in args.methods))
-        check_batch_norm_batches(config, train.n)
+        check_batch_norm_batches(config, data.train.n)
     progress = None if args.quiet else Progress
+    options = {key: _json_value(value) for key, value in vars(args).items()}
     all_records = []
-    for task, train, test, config in runs:
-        student_kind = config.student_kind
+    for (task, train, test, student_kind, teacher_logits, source), config in runs:
         print(f"\n== {task}: {train.n} training rows, {test.n} test rows, student {student_kind}, mode {args.mode}, "
               f"lambda {args.lambda_}, warm-up {args.warmup_steps} steps, seeds {args.seeds}{_optimizer_text(config)}",
               file=sys.stderr)
@@ -293,11 +404,15 @@ def command_run(args) -> int:
             from pfd_ref.serving import save_student
             on_result = lambda seed, result, task=task, train=train: save_student(  # noqa: E731
                 args.save / f"{task}_{result.method}_seed{seed}.npz", result, train)
-        records = run_methods(task, train, test, args.methods, args.seeds, config, progress=progress, on_result=on_result)
+        records = run_methods(task, train, test, args.methods, args.seeds, config, progress=progress, on_result=on_result,
+                              teacher_logits=teacher_logits)
+        run_provenance = provenance({"options": options, "train_config": asdict(config)}, source)
+        for record in records:
+            record["provenance"] = run_provenance
         all_records.extend(records)
         _print_table(task, records)
     if args.json is not None:
-        args.json.write_text(json.dumps(all_records, indent=1))
+        write_atomically(args.json, lambda handle: json.dump(all_records, handle, indent=1), mode="w")
     return 0
 
 
@@ -325,10 +440,62 @@ def command_oracle(args) -> int:
         print(f"wrote {args.out}: {spec.model} {spec.method} {spec.mode} {spec.dtype} {spec.optimizer}, "
               f"{len(arrays)} arrays ({outputs} outputs)")
         return 0
-    report = oracle.check_files(args.case, args.theirs, args.rtol, args.atol)
+    if args.oracle_command == "objective":
+        return _command_oracle_objective(args)
+    from pfd_ref.objective_oracle import check_case_files
+    report = check_case_files(args.case, args.theirs, args.rtol, args.atol)
     print(f"pfd-ref oracle check: {args.case} (case) vs {args.theirs} (theirs)")
     print(report.format(only_failures=args.only_failures))
     return 0 if report.passed else 1
+
+
+def _command_oracle_objective(args) -> int:
+    from pfd_ref import objective_oracle
+    spec = objective_oracle.ObjectiveSpec(**{name: getattr(args, name)
+                                             for name in objective_oracle.ObjectiveSpec.__dataclass_fields__})
+    arrays = objective_oracle.compute_objective_case(spec)
+    objective_oracle.save_objective_case(args.out, arrays)
+    print(f"wrote {args.out}: {spec.convention} {spec.loss}, teacher {spec.teacher_input}, T = {spec.temperature:g}, "
+          f"lambda = {spec.lambda_:g}, hard weight {spec.hard_weight}, {spec.rows} rows, {spec.dtype}, "
+          f"{len(arrays)} arrays")
+    return 0
+
+
+def command_metrics(args) -> int:
+    """Print (or write as JSON, with its provenance) the metrics of one prediction file."""
+    from pfd_ref.metrics import GAUC_WEIGHTING_USERS, score_metrics
+    from pfd_ref.score_files import read_predictions
+    if args.json is not None and str(args.json) != "-" and not args.json.resolve().parent.is_dir():
+        raise ValueError(f"--json: the directory of {args.json} does not exist")
+    predictions = read_predictions(args.file, args.score_is, args.label_column, args.score_column, args.user_column,
+                                   args.weight_column)
+    try:
+        result = score_metrics(predictions.labels, predictions.scores, args.score_is, predictions.groups,
+                               predictions.weights, args.gauc_weight)
+    except ValueError as error:
+        raise ValueError(f"{args.file}: {error}") from None
+    if args.json is not None:
+        options = {key: _json_value(value) for key, value in vars(args).items()}
+        record = {"metrics": result, "provenance": provenance({"options": options},
+                                                              {"predictions": file_source(args.file)})}
+        text = json.dumps(record, indent=1)
+        if str(args.json) == "-":
+            print(text)
+        else:
+            write_atomically(args.json, lambda handle: handle.write(text + "\n"), mode="w")
+        return 0
+    print(f"{args.file}: {result['n']} rows, {result['positives']} positive, scores are {args.score_is}")
+    for key, value in result.items():
+        if key not in ("n", "positives", "score_is", "gauc_weighting"):
+            print(f"  {key:<28} {'-' if value is None else f'{value:.6f}'}")
+    if predictions.groups is not None:
+        print(f"GAUC: per-user AUC weighted by {args.gauc_weight} (used by {GAUC_WEIGHTING_USERS[args.gauc_weight]}); "
+              "users with one class skipped")
+    else:
+        print(f"GAUC: no {args.user_column!r} column (name it with --user-column)")
+    if predictions.weights is not None:
+        print(f"weighted_*: every row weighted by column {args.weight_column!r} (pairs by w_i w_j in AUC)")
+    return 0
 
 
 def _print_table(task: str, records: list[dict]) -> None:
@@ -339,11 +506,13 @@ def _print_table(task: str, records: list[dict]) -> None:
 
 
 RECORD_KEYS = ("task", "method", "seed", "auc", "gauc", "logloss", "train_seconds")
+# provenance keys that differ between any two runs without saying anything about the numbers
+RUN_DIFFERENCE_IGNORED = ("date", "config.options.json", "config.options.save", "config.options.quiet")
 
 
 def command_table(args) -> int:
     """Print the tables of the records in one or more ``run --json`` files (merged)."""
-    records = []
+    records, origins = [], []
     for path in args.records:
         try:
             loaded = json.loads(path.read_text())
@@ -356,12 +525,19 @@ def command_table(args) -> int:
             if missing:
                 raise ValueError(f"records: {path}, record {i}: missing {', '.join(missing)}")
         records.extend(loaded)
+        origins.extend([str(path)] * len(loaded))
     keys = [(r["task"], r["method"], r["seed"]) for r in records]
     if len(set(keys)) != len(keys):
         duplicate = next(k for k in keys if keys.count(k) > 1)
         raise ValueError(f"records: task {duplicate[0]!r}, method {duplicate[1]!r}, seed {duplicate[2]} appears twice")
     for task in dict.fromkeys(r["task"] for r in records):
         _print_table(task, [r for r in records if r["task"] == task])
+        by_file = {}  # each file's provenance of this task (one per run)
+        for origin, record in zip(origins, records):
+            if record["task"] == task:
+                by_file.setdefault(origin, record.get("provenance"))
+        if len(by_file) > 1:
+            print("\n".join(format_differences(by_file, RUN_DIFFERENCE_IGNORED)))
     return 0
 
 
@@ -369,7 +545,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table}[args.command](args)
+        return {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table,
+                "metrics": command_metrics}[args.command](args)
     except ValueError as err:
         print(f"pfd-ref: error: {err}", file=sys.stderr)
         return 2

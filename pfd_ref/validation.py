@@ -103,6 +103,17 @@ def check_labels(name: str, labels, n: int) -> np.ndarray:
     return labels
 
 
+def check_probabilities(name: str, x, dtype=None) -> np.ndarray:
+    """Return a 1-d float32/float64 array of probabilities; raise naming ``name`` and the first
+    offending row (0-based) unless every entry is finite and in [0, 1]."""
+    x = check_float_array(name, x, ndim=1, dtype=dtype)
+    outside = (x < 0) | (x > 1)
+    if np.any(outside):
+        row = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"{name}: probabilities must lie in [0, 1]; row {row} holds {x[row].item()!r}")
+    return x
+
+
 def check_weights(name: str, weights, n: int, dtype) -> np.ndarray | None:
     """Return per-example weights (or None); raise unless shape ``(n,)``, the given float
     dtype, finite and non-negative."""

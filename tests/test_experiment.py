@@ -62,10 +62,17 @@ def test_summary_gives_mean_std_and_a_paired_gain_over_the_baseline():
     assert rows["pfd"]["auc_std"] == pytest.approx(np.std(other, ddof=1), rel=1e-12)
     assert rows["pfd"]["auc_gain"] == pytest.approx(diff.mean(), rel=1e-12)
     assert rows["pfd"]["auc_gain_std"] == pytest.approx(diff.std(ddof=1), rel=1e-12)
-    assert rows["pfd"]["auc_p"] == pytest.approx(stats.ttest_rel(other, base).pvalue, rel=1e-10)
+    assert rows["pfd"]["auc_gain_p"] == pytest.approx(stats.ttest_rel(other, base).pvalue, rel=1e-10)
     assert np.isnan(rows["baseline"]["auc_gain"])
+    half_width = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)  # the t-interval, by hand
+    assert rows["pfd"]["auc_gain_ci_low"] == pytest.approx(diff.mean() - half_width, rel=1e-10)
+    assert rows["pfd"]["auc_gain_ci_high"] == pytest.approx(diff.mean() + half_width, rel=1e-10)
     table = format_table(list(rows.values()))
-    assert "teacher (not servable)" in table and f"{diff.mean():+.4f} ± {diff.std(ddof=1):.4f}" in table
+    pfd_line = next(line for line in table.splitlines() if line.startswith("pfd "))
+    assert f"{diff.mean():+.4f} ± {diff.std(ddof=1):.4f}" in pfd_line
+    assert f"[{diff.mean() - half_width:+.4f}, {diff.mean() + half_width:+.4f}]" in pfd_line
+    assert "teacher (not servable)" in table and "95% CI" in table.splitlines()[0]
+    assert "weighted by the user's impressions" in table  # the table names its GAUC weighting
 
 
 def test_summary_compares_pfd_md_with_its_equal_capacity_control():

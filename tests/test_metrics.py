@@ -8,7 +8,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pfd_ref.metrics import auc, calibration, evaluate, gauc, logloss, paired_comparison
+from scipy import stats
+
+from pfd_ref.metrics import (auc, calibration, evaluate, gauc, logloss, normalized_entropy, paired_comparison,
+                             paired_t_power, seeds_needed)
 
 
 def brute_force_auc(labels, scores):
@@ -167,6 +170,10 @@ def test_paired_comparison_matches_manual_t_test():
     assert result["std_gain"] == pytest.approx(std, rel=1e-12)
     assert result["t_statistic"] == pytest.approx(t, rel=1e-10)
     assert result["p_value"] == pytest.approx(p, rel=1e-10)
+    # 95% t-interval: t_{0.975, 2} = 4.302652729... (tables), half width t * std / sqrt(3)
+    half_width = 4.302652729749464 * std / math.sqrt(3)
+    assert result["ci_low"] == pytest.approx(mean - half_width, rel=1e-9)
+    assert result["ci_high"] == pytest.approx(mean + half_width, rel=1e-9)
 
 
 def test_paired_comparison_is_antisymmetric():
@@ -179,11 +186,14 @@ def test_paired_comparison_is_antisymmetric():
 
 # Multiples of 1/8 so that the "identical gains" cases have bitwise equal differences.
 @pytest.mark.parametrize("values, baseline, expected", [
-    ([0.75], [0.5], dict(n=1, mean_gain=0.25, std_gain=math.nan, t_statistic=math.nan, p_value=math.nan)),
+    ([0.75], [0.5], dict(n=1, mean_gain=0.25, std_gain=math.nan, t_statistic=math.nan, p_value=math.nan,
+                         ci_low=math.nan, ci_high=math.nan)),
     ([0.375, 0.5, 0.625], [0.125, 0.25, 0.375], dict(n=3, mean_gain=0.25, std_gain=0.0, t_statistic=math.inf,
-                                                      p_value=0.0)),
-    ([0.125, 0.25], [0.375, 0.5], dict(n=2, mean_gain=-0.25, std_gain=0.0, t_statistic=-math.inf, p_value=0.0)),
-    ([0.5, 0.625], [0.5, 0.625], dict(n=2, mean_gain=0.0, std_gain=0.0, t_statistic=math.nan, p_value=math.nan)),
+                                                      p_value=0.0, ci_low=0.25, ci_high=0.25)),
+    ([0.125, 0.25], [0.375, 0.5], dict(n=2, mean_gain=-0.25, std_gain=0.0, t_statistic=-math.inf, p_value=0.0,
+                                       ci_low=-0.25, ci_high=-0.25)),
+    ([0.5, 0.625], [0.5, 0.625], dict(n=2, mean_gain=0.0, std_gain=0.0, t_statistic=math.nan, p_value=math.nan,
+                                      ci_low=0.0, ci_high=0.0)),
 ])
 def test_paired_comparison_degenerate_cases_without_warnings(values, baseline, expected):
     values, baseline = np.array(values), np.array(baseline)
@@ -243,3 +253,103 @@ def test_logloss_and_calibration_errors(function):
         function(np.array([0, 1, 1]), np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="^labels: empty"):
         function(np.zeros(0), np.zeros(0))
+
+
+# ---------------------------------------------------------------- weights, GAUC weightings, NE
+
+
+def brute_force_weighted_auc(labels, scores, weights):
+    pos, neg = labels == 1, labels == 0
+    wins = (scores[pos][:, None] > scores[neg][None, :]) + 0.5 * (scores[pos][:, None] == scores[neg][None, :])
+    products = weights[pos][:, None] * weights[neg][None, :]
+    return np.sum(products * wins) / np.sum(products)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), weighting=st.sampled_from(["impressions", "uniform", "positives"]))
+def test_weighted_auc_and_gauc_match_the_pairwise_count(data, weighting):
+    raw = data.draw(tied_scores)
+    n = len(raw)
+    labels = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+    groups = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), np.int64)
+    weights = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n)))
+    scores = np.array(raw, np.float64)
+    usable = [g for g in np.unique(groups)
+              if weights[(groups == g) & (labels == 1)].sum() > 0 and weights[(groups == g) & (labels == 0)].sum() > 0]
+    assume(usable)
+    assert auc(labels, scores, weights) == pytest.approx(brute_force_weighted_auc(labels, scores, weights), abs=1e-12)
+    total = norm = 0.0
+    for g in usable:
+        rows = groups == g
+        y, w = labels[rows], weights[rows]
+        c = {"impressions": w.sum(), "uniform": 1.0, "positives": w[y == 1].sum()}[weighting]
+        total += c * brute_force_weighted_auc(y, scores[rows], w)
+        norm += c
+    assert gauc(labels, scores, groups, weighting, weights) == pytest.approx(total / norm, abs=1e-12)
+
+
+def test_unit_weights_give_the_unweighted_metrics_bit_for_bit():
+    rng = np.random.default_rng(4)
+    labels, scores, groups = rng.integers(0, 2, 500), np.round(rng.normal(size=500), 1), rng.integers(0, 40, 500)
+    ones = np.ones(500)
+    assert auc(labels, scores, ones) == auc(labels, scores)
+    assert gauc(labels, scores, groups, weights=ones) == gauc(labels, scores, groups)
+
+
+def test_gauc_weightings_by_hand():
+    # user 1: AUC 1 over 3 rows (1 positive); user 2: AUC 0.5 over 2 rows (1 positive), user 3: 1 over 4 (3 positives)
+    groups = np.array([1, 1, 1, 2, 2, 3, 3, 3, 3])
+    labels = np.array([1, 0, 0, 1, 0, 1, 1, 1, 0])
+    scores = np.array([0.9, 0.1, 0.2, 0.5, 0.5, 0.8, 0.7, 0.6, 0.1])
+    assert gauc(labels, scores, groups, "impressions") == pytest.approx((3 * 1 + 2 * 0.5 + 4 * 1) / 9, abs=1e-15)
+    assert gauc(labels, scores, groups, "uniform") == pytest.approx((1 + 0.5 + 1) / 3, abs=1e-15)
+    assert gauc(labels, scores, groups, "positives") == pytest.approx((1 + 0.5 + 3) / 5, abs=1e-15)
+    with pytest.raises(ValueError, match="^weighting: expected one of"):
+        gauc(labels, scores, groups, "sessions")
+
+
+def test_weighted_logloss_calibration_and_normalized_entropy():
+    labels, logits, weights = np.array([1, 0, 0, 1]), np.array([0.3, -1.0, 2.0, 0.0]), np.array([2.0, 1.0, 0.0, 1.0])
+    p = 1 / (1 + np.exp(-logits))
+    per_example = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    assert logloss(labels, logits, weights) == pytest.approx(np.sum(weights * per_example) / 4, rel=1e-14)
+    rate = 3 / 4  # weighted positive rate: (2 + 1) / 4
+    assert normalized_entropy(labels, logits, weights) == pytest.approx(
+        np.sum(weights * per_example) / 4 / -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate)), rel=1e-14)
+    result = calibration(labels, logits, weights)
+    assert result["mean_predicted"] == pytest.approx(np.sum(weights * p) / 4, rel=1e-14)
+    assert result["observed_rate"] == rate
+    assert math.isnan(normalized_entropy(np.array([1, 1]), np.array([0.1, 0.2])))  # H(1) = 0
+    with pytest.raises(ValueError, match="^weights: every weight is 0"):
+        logloss(labels, logits, np.zeros(4))
+    with pytest.raises(ValueError, match="^weights: must be non-negative"):
+        auc(labels, logits, -weights)
+    with pytest.raises(ValueError, match="^weights: the positives weigh 0"):
+        auc(labels, logits, np.array([0.0, 1.0, 1.0, 0.0]))
+
+
+# ---------------------------------------------------------------- power of the paired test
+
+
+def test_power_matches_a_monte_carlo_of_the_paired_t_test():
+    rng = np.random.default_rng(7)
+    effect, std_gain, n, trials = 0.002, 0.003, 8, 20000
+    gains = rng.normal(effect, std_gain, (trials, n))
+    t = gains.mean(1) / (gains.std(1, ddof=1) / np.sqrt(n))
+    simulated = np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1))
+    # binomial standard error of the simulated rate: sqrt(0.5 * 0.5 / 20000) = 0.0035
+    assert paired_t_power(effect, std_gain, n) == pytest.approx(simulated, abs=0.012)
+
+
+def test_seeds_needed_is_the_first_count_with_enough_power():
+    n = seeds_needed(0.0019, 0.0030)
+    assert paired_t_power(0.0019, 0.0030, n) >= 0.8 > paired_t_power(0.0019, 0.0030, n - 1)
+    assert seeds_needed(0.0033, 0.0012) == 4
+    assert seeds_needed(-0.0033, 0.0012) == 4  # two-sided
+    assert seeds_needed(0.01, 0.001) == 3  # even a huge effect: at n = 2 the critical t (1 df) is 12.7
+    with pytest.raises(ValueError, match="^effect: 0.0 with std_gain 0.001 needs more than 50 seeds"):
+        seeds_needed(0.0, 0.001, max_seeds=50)
+    with pytest.raises(ValueError, match="^std_gain"):
+        paired_t_power(0.1, 0.0, 5)
+    with pytest.raises(ValueError, match="^n: expected a whole number >= 2"):
+        paired_t_power(0.1, 0.1, 1)
