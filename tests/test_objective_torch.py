@@ -5,27 +5,16 @@ fail with that difference named; a missing stop-gradient shows in the teacher's 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from examples import load_example
 
 torch = pytest.importorskip("torch", reason="the PyTorch cross-check needs torch (pip install torch==2.13.0, CPU wheel)")
 
 from pfd_ref.conventions import CONVENTIONS, LOSSES_OF, TEACHER_INPUTS  # noqa: E402
 from pfd_ref.objective_oracle import check_loss  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _load_example():
-    spec = importlib.util.spec_from_file_location("torch_objective", ROOT / "docs" / "examples" / "torch_objective.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-torch_objective = _load_example()
+torch_objective = load_example("torch_objective")
 GRID = [(c, loss, t) for c in CONVENTIONS for loss in LOSSES_OF[c] for t in TEACHER_INPUTS
         if not (c == "rocket" and t == "probabilities")]
 

@@ -6,11 +6,11 @@ corrupt."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from examples import load_example
 
 torch = pytest.importorskip("torch", reason="the PyTorch cross-check needs torch (pip install torch==2.13.0, CPU wheel)")
 
@@ -23,14 +23,7 @@ GOLDEN_FILES = sorted((ROOT / "tests" / "golden").glob("*.npz"))
 RTOL, ATOL = 1e-9, 1e-12
 
 
-def _load_example():
-    spec = importlib.util.spec_from_file_location("torch_pfd", ROOT / "docs" / "examples" / "torch_pfd.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-torch_pfd = _load_example()
+torch_pfd = load_example("torch_pfd")
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")
 
 
