@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from pfd_ref.validation import check_float_array, check_float_dtype
+from .checks import check_float_array, check_float_dtype
 
 # Below this many multiply-adds (or compared scores), about 2 ms of serial work, splitting
 # the work among threads does not pay on the 2-core benchmark machine: a chunk handed to a
@@ -127,13 +127,6 @@ def check_row_update(param: np.ndarray, states: dict, rows, row_grads: np.ndarra
 def raise_bad_rows(num_rows: int) -> None:
     """The error of a lazy row update whose kernel found ``rows`` not increasing or outside the table."""
     raise ValueError(f"rows: must be unique, sorted ascending and inside [0, {num_rows})")
-
-
-def check_k(k) -> int:
-    """Return ``k`` as an int; raise unless it is an integer >= 0."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k: expected an integer >= 0, got {k!r}")
-    return int(k)
 
 
 def raise_nonfinite(suspects: dict, what: str) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pfd_ref.validation import check_float_dtype
+from .checks import check_float_dtype, check_scalar
 
 
 @njit(cache=True)
@@ -69,8 +69,7 @@ def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float) -
     check_float_dtype("d_y", d_y, x.dtype)
     if d_y.shape != x.shape:
         raise ValueError(f"d_y: expected shape {x.shape} (the shape of x), got {d_y.shape}")
-    if not np.isfinite(negative_slope):
-        raise ValueError(f"negative_slope: expected a finite number, got {negative_slope!r}")
+    check_scalar("negative_slope", negative_slope, float)
     x, d_y = np.ascontiguousarray(x), np.ascontiguousarray(d_y)
     d_x = np.empty_like(d_y)
     _leaky_relu_backward(d_y.reshape(-1), x.reshape(-1), x.dtype.type(negative_slope), d_x.reshape(-1))

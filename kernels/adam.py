@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from ._common import check_row_update, raise_bad_rows
-from pfd_ref.validation import check_float_dtype
+from .checks import check_float_dtype
 
 # positions in the ``scalars`` array of the sparse kernel
 _ONE_MINUS_BETA1, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _L2 = range(5)

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from ._common import check_float_layout
-from pfd_ref.validation import check_ids, check_offsets, check_pooling
+from .checks import check_ids, check_offsets, check_pooling
 
 # NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);
 # a row of up to 8 ids has at most 7 terms after its first id.

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from ._common import check_float_layout, raise_nonfinite
+from .checks import check_scalar
 
 BLAS_MIN_ROWS = 16
 ROW_BLOCK = 1024
@@ -192,9 +193,7 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
 
 def _leaky_relu_activation(negative_slope) -> int:
     """``ACT_LEAKY_RELU``, once ``negative_slope`` is checked to lie in (0, 1) (ValueError otherwise)."""
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)) \
-            or not 0 < negative_slope < 1:
-        raise ValueError(f"negative_slope: expected 0 (ReLU) or a number in (0, 1) (LeakyReLU), got {negative_slope!r}")
+    check_scalar("negative_slope", negative_slope, float, low=0, high=1, low_open=True, high_open=True)
     return ACT_LEAKY_RELU
 
 

@@ -35,16 +35,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import (
-    check_float_layout,
-    check_k,
-    chunk_bounds,
-    parallel_chunks,
-    raise_nonfinite,
-    run_chunks,
-)
+from ._common import check_float_layout, chunk_bounds, parallel_chunks, raise_nonfinite, run_chunks
+from .checks import check_float_array, check_same_dtype, check_scalar
 from .heap import offer, sort_best_first
-from pfd_ref.validation import check_float_array, check_same_dtype
 
 FASTMATH = {"reassoc", "contract"}
 SCAN_BLOCK_ROWS = 4096
@@ -224,7 +217,7 @@ def top_k_items(items: np.ndarray, users: np.ndarray, k: int) -> tuple[np.ndarra
     ``N = 0`` or no users return at once, without reading the items).
     """
     items, users = _check_items_and_users(items, users)
-    k = check_k(k)
+    k = check_scalar("k", k, int, low=0)
     n, d = items.shape
     kk = min(k, n)
     batch = users.ndim == 2
@@ -289,7 +282,7 @@ def top_k_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     never sorted. Raises ``ValueError`` if ``scores`` holds NaN or infinity.
     """
     rows = check_float_layout("scores", scores, ndims=(1, 2), copy=True)
-    k = check_k(k)
+    k = check_scalar("k", k, int, low=0)
     batch = rows.ndim == 2
     rows = rows if batch else rows[None, :]
     m, n = rows.shape

@@ -27,6 +27,7 @@ from pfd_ref.provenance import file_source, format_differences, generator_source
 from pfd_ref.score_files import ALIGNMENTS, read_teacher_scores
 from pfd_ref.train import (MODES, STUDENT_KINDS, ModelSizes, Progress, TrainConfig, check_batch_norm_batches,
                            check_lr_warmup, check_schedule)
+from pfd_ref.validation import check_scalar
 
 TASKS = ("ctr", "cvr")
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}
@@ -243,8 +244,7 @@ def _int_list(text: str) -> list[int]:
 
 def command_score(args) -> int:
     from pfd_ref.serving import ServedStudent
-    if args.k < 1:
-        raise ValueError(f"k: must be >= 1, got {args.k}")
+    check_scalar("k", args.k, int, low=1)
     student = ServedStudent.load(args.model)
     items, scores = student.top_k(args.users, args.k)
     lines = ["user,rank,item,score"] + [f"{user},{rank + 1},{item},{score:.6g}"

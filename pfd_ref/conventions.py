@@ -22,7 +22,7 @@ import numpy as np
 
 from pfd_ref.distill import DistillConfig
 from pfd_ref.losses import hard_loss, log_sigmoid, sigmoid, soft_loss
-from pfd_ref.validation import (check_float_array, check_labels, check_positive, check_probabilities, check_shape,
+from pfd_ref.validation import (check_choice, check_float_array, check_labels, check_probabilities, check_scalar, check_shape,
                                 check_weights)
 
 CONVENTIONS = ("pfd_ref", "easyrec", "rocket")
@@ -44,9 +44,8 @@ def check_convention(convention: str, loss: str, teacher_input: str, temperature
         raise ValueError(f"convention: unknown convention {convention!r}; expected one of {CONVENTIONS}")
     if loss not in LOSSES_OF[convention]:
         raise ValueError(f"loss: the {convention} convention defines {', '.join(LOSSES_OF[convention])}; got {loss!r}")
-    if teacher_input not in TEACHER_INPUTS:
-        raise ValueError(f"teacher_input: expected one of {TEACHER_INPUTS}, got {teacher_input!r}")
-    check_positive("temperature", temperature)
+    check_choice("teacher_input", teacher_input, TEACHER_INPUTS)
+    check_scalar("temperature", temperature, float, low=0, low_open=True)
     if loss == "l2" and temperature != 1:
         raise ValueError(f"temperature: the {convention} l2 loss has no temperature (it compares raw values); "
                          f"leave it at 1, got {temperature!r}")
@@ -67,7 +66,7 @@ def logits_from_probabilities(probabilities: np.ndarray, temperature: float = 1.
     ``1000 T`` finite in the dtype. Returns (n,) logits in the same dtype.
     """
     probabilities = check_probabilities("probabilities", probabilities)
-    saturated = probabilities.dtype.type(SATURATED_LOGIT * check_positive("temperature", temperature))
+    saturated = probabilities.dtype.type(SATURATED_LOGIT * check_scalar("temperature", temperature, float, low=0, low_open=True))
     if not np.isfinite(saturated):
         raise ValueError(f"temperature: {temperature!r} is too large for {probabilities.dtype} logits")
     inside = (probabilities > 0) & (probabilities < 1)

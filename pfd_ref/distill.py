@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfd_ref.losses import hard_loss, soft_loss
-from pfd_ref.validation import check_non_negative, check_positive
+from pfd_ref.validation import check_choice, check_scalar
 
 HARD_WEIGHTS = ("one_minus_lambda", "one")
 
@@ -39,14 +39,12 @@ class DistillConfig:
     hard_weight: str = "one_minus_lambda"
 
     def __post_init__(self):
-        check_non_negative("lambda", self.lambda_)
-        check_positive("temperature", self.temperature)
-        if int(self.warmup_steps) != self.warmup_steps or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: must be a whole number >= 0, got {self.warmup_steps!r}")
-        if self.hard_weight not in HARD_WEIGHTS:
-            raise ValueError(f"hard_weight: expected one of {HARD_WEIGHTS}, got {self.hard_weight!r}")
+        check_choice("hard_weight", self.hard_weight, HARD_WEIGHTS)
+        object.__setattr__(self, "lambda_", check_scalar("lambda", self.lambda_, float, low=0))
         if self.hard_weight == "one_minus_lambda" and self.lambda_ > 1:
             raise ValueError(f"lambda: must be <= 1 when the hard loss is weighted by (1 - lambda), got {self.lambda_}")
+        object.__setattr__(self, "warmup_steps", check_scalar("warmup_steps", self.warmup_steps, int, low=0))
+        object.__setattr__(self, "temperature", check_scalar("temperature", self.temperature, float, low=0, low_open=True))
 
 
 def lambda_at(step: int, config: DistillConfig) -> float:

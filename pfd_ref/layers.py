@@ -26,7 +26,8 @@ import numpy as np
 
 from pfd_ref import kernels
 from pfd_ref.sparse import RowSparseGrad
-from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_pooling, check_shape
+from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_ids, check_offsets, check_pooling,
+                                check_scalar, check_shape)
 
 ACTIVATIONS = ("relu", "leaky_relu")  # the hidden-layer activations of an MLP
 LEAKY_RELU_SLOPE = 0.01  # y = x for x > 0, else LEAKY_RELU_SLOPE * x (torch.nn.LeakyReLU's default)
@@ -55,9 +56,7 @@ def _check_rows_finite(rows: np.ndarray) -> None:
 
 
 def _check_num_rows(num_rows) -> int:
-    if isinstance(num_rows, bool) or not isinstance(num_rows, (int, np.integer)) or num_rows < 1:
-        raise ValueError(f"num_rows: expected an integer >= 1 (the table's number of rows), got {num_rows!r}")
-    return int(num_rows)
+    return check_scalar("num_rows", num_rows, int, low=1)
 
 
 def _check_pooled_ids(values, offsets, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,9 +240,7 @@ def relu_backward(d_y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def check_activation(activation) -> str:
     """Return ``activation``; ``ValueError`` naming it unless one of ``ACTIVATIONS``."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
-    return activation
+    return check_choice("activation", activation, ACTIVATIONS)
 
 
 def negative_slope(activation: str) -> float:
@@ -253,9 +250,7 @@ def negative_slope(activation: str) -> float:
 
 
 def _check_slope(slope) -> float:
-    if isinstance(slope, bool) or not isinstance(slope, (int, float, np.floating)) or not 0 < slope < 1:
-        raise ValueError(f"negative_slope: expected a number in (0, 1) (0 is ReLU: relu_forward), got {slope!r}")
-    return float(slope)
+    return check_scalar("negative_slope", slope, float, low=0, high=1, low_open=True, high_open=True)
 
 
 def _activation_forward(z: np.ndarray, slope: float) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pfd_ref.validation import check_float_array, check_labels, check_positive, check_shape, check_weights
+from pfd_ref.validation import check_float_array, check_labels, check_scalar, check_shape, check_weights
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperatur
     n = student_logits.shape[0]
     teacher_logits = check_float_array("teacher_logits", teacher_logits, ndim=1, dtype=student_logits.dtype)
     check_shape("teacher_logits", teacher_logits, (n,))
-    temperature = check_positive("temperature", temperature)
+    temperature = check_scalar("temperature", temperature, float, low=0, low_open=True)
     weights = check_weights("weights", weights, n, student_logits.dtype)
     scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
     # 1 - p as s(-t / T), without cancellation when p is near 1

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special, stats
 
 from pfd_ref.losses import log_sigmoid, sigmoid
-from pfd_ref.validation import (check_float_array, check_labels, check_positive, check_probabilities, check_same_dtype,
+from pfd_ref.validation import (check_choice, check_float_array, check_labels, check_probabilities, check_same_dtype, check_scalar,
                                 check_weights)
 
 
@@ -126,8 +126,7 @@ def gauc(labels, scores, groups, weighting: str = "impressions", weights=None) -
     groups = np.asarray(groups)
     if groups.dtype.kind not in "iu" or groups.shape != labels.shape:
         raise ValueError(f"groups: expected integer ids of shape {labels.shape}, got {groups.dtype} {groups.shape}")
-    if weighting not in GAUC_WEIGHTINGS:
-        raise ValueError(f"weighting: expected one of {GAUC_WEIGHTINGS}, got {weighting!r}")
+    check_choice("weighting", weighting, GAUC_WEIGHTINGS)
     _check_both_classes(labels)
     weights = _check_metric_weights(weights, labels.shape[0])
     u, w_pos, w_neg = _grouped_auc(labels, scores, groups, weights)
@@ -245,8 +244,7 @@ def score_metrics(labels, scores, score_is: str = "logits", groups=None, weights
     or ``mean(sigmoid(x))``. labels : (n,) 0/1 with both classes; groups : None or (n,)
     integer ids; weights : None or (n,) >= 0; gauc_weighting : one of ``GAUC_WEIGHTINGS``.
     """
-    if score_is not in SCORE_KINDS:
-        raise ValueError(f"score_is: expected one of {SCORE_KINDS}, got {score_is!r}")
+    check_choice("score_is", score_is, SCORE_KINDS)
     labels, scores = _check_labels_and_floats(labels, scores, "scores")
     if score_is == "probabilities":
         check_probabilities("scores", scores)
@@ -334,11 +332,9 @@ def paired_t_power(effect: float, std_gain: float, n: int, alpha: float = 0.05) 
 
     effect : finite; std_gain : finite > 0; n : whole number >= 2; alpha in (0, 1).
     """
-    std_gain = check_positive("std_gain", std_gain)
-    if isinstance(n, bool) or int(n) != n or n < 2:
-        raise ValueError(f"n: expected a whole number >= 2, got {n!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha: must lie in (0, 1), got {alpha!r}")
+    std_gain = check_scalar("std_gain", std_gain, float, low=0, low_open=True)
+    n = check_scalar("n", n, int, low=2)
+    alpha = check_scalar("alpha", alpha, float, low=0, high=1, low_open=True, high_open=True)
     df, noncentrality = n - 1, effect * math.sqrt(n) / std_gain
     critical = stats.t.ppf(1 - alpha / 2, df)
     return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.sf(critical, df, -noncentrality))

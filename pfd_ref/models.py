@@ -38,7 +38,7 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec
-from pfd_ref.validation import FLOAT_DTYPES, check_float_array, check_ids, check_offsets, check_shape
+from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_ids, check_offsets, check_scalar, check_shape
 
 EMBEDDING_INIT_STD = 0.05
 TOWER_NORMS = ("none", "l2")  # the two-tower output normalisation: none, or u / max(||u||, eps)
@@ -268,12 +268,8 @@ def merge_grads(into: dict, grads: dict) -> dict:
 
 def check_tower_norm(tower_norm, tower_scale) -> tuple[str, float]:
     """Return ``(tower_norm, float(tower_scale))``; ``ValueError`` naming the bad one."""
-    if tower_norm not in TOWER_NORMS:
-        raise ValueError(f"tower_norm: expected one of {TOWER_NORMS}, got {tower_norm!r}")
-    if isinstance(tower_scale, bool) or not isinstance(tower_scale, (int, float, np.number)) \
-            or not np.isfinite(tower_scale) or tower_scale <= 0:
-        raise ValueError(f"tower_scale: expected a finite number > 0 (it multiplies every score), got {tower_scale!r}")
-    return tower_norm, float(tower_scale)
+    return (check_choice("tower_norm", tower_norm, TOWER_NORMS),
+            check_scalar("tower_scale", tower_scale, float, low=0, low_open=True))  # it multiplies every score
 
 
 class MLPRanker:

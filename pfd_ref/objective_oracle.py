@@ -28,6 +28,7 @@ from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import DistillConfig
 from pfd_ref.files import write_atomically
 from pfd_ref.oracle import DEFAULT_TOLERANCES, FORMAT_NAME, FORMAT_VERSION, META_KEY, CheckReport, case_meta, check_arrays
+from pfd_ref.validation import check_choice, check_scalar
 
 KIND = "objective"
 # (student logit, teacher logit, label, teacher probability): the rows every case starts with.
@@ -74,15 +75,10 @@ class ObjectiveSpec:
         check_convention(self.convention, self.loss, self.teacher_input, self.temperature)
         if self.hard_weight is None:
             object.__setattr__(self, "hard_weight", DEFAULT_HARD_WEIGHT[self.convention])
-        for name in ("rows", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
-        if self.rows < len(HARD_ROWS):
-            raise ValueError(f"rows: a case starts with {len(HARD_ROWS)} hard rows, so rows must be >= "
-                             f"{len(HARD_ROWS)}, got {self.rows}")
-        if self.dtype not in DEFAULT_TOLERANCES:
-            raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
+        object.__setattr__(self, "seed", check_scalar("seed", self.seed, int, low=0))
+        # a case starts with len(HARD_ROWS) hard rows
+        object.__setattr__(self, "rows", check_scalar("rows", self.rows, int, low=len(HARD_ROWS)))
+        check_choice("dtype", self.dtype, tuple(DEFAULT_TOLERANCES))
         DistillConfig(lambda_=self.lambda_, temperature=self.temperature, hard_weight=self.hard_weight)
 
     @classmethod

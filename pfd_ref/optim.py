@@ -17,8 +17,7 @@ import numpy as np
 
 from pfd_ref import kernels
 from pfd_ref.sparse import RowSparseGrad
-from pfd_ref.validation import (FLOAT_DTYPES, check_count, check_float_array, check_non_negative, check_positive,
-                                check_shape)
+from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_scalar, check_shape
 
 SPARSE_MODES = ("lazy", "dense")  # how a row-sparse gradient updates its table: touched rows only, or all rows
 
@@ -77,12 +76,6 @@ def _densified(grad: RowSparseGrad, param: np.ndarray, l2: float) -> np.ndarray:
     return dense_grad
 
 
-def _check_sparse_mode(sparse: str) -> str:
-    if sparse not in SPARSE_MODES:
-        raise ValueError(f"sparse: expected one of {SPARSE_MODES}, got {sparse!r}")
-    return sparse
-
-
 class _Optimizer:
     """What every optimizer shares: the learning rate and its warm-up, the embedding L2
     term, the step count, and ``step`` (check every gradient, then update at this step's
@@ -97,10 +90,10 @@ class _Optimizer:
     """
 
     def __init__(self, lr: float, l2_embeddings: float, lr_warmup_steps: int, start_step: int):
-        self.lr = check_positive("lr", lr)
-        self.l2_embeddings = check_non_negative("l2_embeddings", l2_embeddings)
-        self.lr_warmup_steps = check_count("lr_warmup_steps", lr_warmup_steps)
-        self.steps_taken = check_count("start_step", start_step)
+        self.lr = check_scalar("lr", lr, float, low=0, low_open=True)
+        self.l2_embeddings = check_scalar("l2_embeddings", l2_embeddings, float, low=0)
+        self.lr_warmup_steps = check_scalar("lr_warmup_steps", lr_warmup_steps, int, low=0)
+        self.steps_taken = check_scalar("start_step", start_step, int, low=0)
 
     def current_lr(self) -> float:
         """The learning rate the next ``step`` uses: ``warmup_lr(lr, steps_taken, lr_warmup_steps)``."""
@@ -220,12 +213,10 @@ class Adam(_Optimizer):
     def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  l2_embeddings: float = 0.0, sparse: str = "lazy", lr_warmup_steps: int = 0, start_step: int = 0):
         super().__init__(lr, l2_embeddings, lr_warmup_steps, start_step)
-        for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{name}: must satisfy 0 <= {name} < 1, got {beta!r}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
-        self.eps = check_positive("eps", eps)
-        self.sparse = _check_sparse_mode(sparse)
+        self.beta1 = check_scalar("beta1", beta1, float, low=0, high=1, high_open=True)
+        self.beta2 = check_scalar("beta2", beta2, float, low=0, high=1, high_open=True)
+        self.eps = check_scalar("eps", eps, float, low=0, low_open=True)
+        self.sparse = check_choice("sparse", sparse, SPARSE_MODES)
         self.state: dict[str, dict] = {}
 
     def _update(self, params: dict, grads: dict, lr: float) -> None:
@@ -310,12 +301,12 @@ class Adagrad(_Optimizer):
     def __init__(self, lr: float, initial_accumulator_value: float = 0.1, eps: float = 0.0,
                  l2_embeddings: float = 0.0, sparse: str = "lazy", lr_warmup_steps: int = 0, start_step: int = 0):
         super().__init__(lr, l2_embeddings, lr_warmup_steps, start_step)
-        self.initial_accumulator_value = check_non_negative("initial_accumulator_value", initial_accumulator_value)
-        self.eps = check_non_negative("eps", eps)
+        self.initial_accumulator_value = check_scalar("initial_accumulator_value", initial_accumulator_value, float, low=0)
+        self.eps = check_scalar("eps", eps, float, low=0)
         if self.initial_accumulator_value == 0 and self.eps == 0:
             raise ValueError("eps: must be > 0 when initial_accumulator_value is 0 (a zero gradient would "
                              "divide 0 by 0); TensorFlow 1 uses initial_accumulator_value 0.1, PyTorch eps 1e-10")
-        self.sparse = _check_sparse_mode(sparse)
+        self.sparse = check_choice("sparse", sparse, SPARSE_MODES)
         self.state: dict[str, dict] = {}
 
     def _update(self, params: dict, grads: dict, lr: float) -> None:
@@ -337,9 +328,7 @@ OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
 
 def check_optimizer(name: str) -> str:
     """Return ``name``; raise ValueError naming ``optimizer`` unless it is a key of ``OPTIMIZERS``."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {tuple(OPTIMIZERS)}, got {name!r}")
-    return name
+    return check_choice("optimizer", name, tuple(OPTIMIZERS))
 
 
 def make_optimizer(name: str, lr: float, **options):

@@ -34,7 +34,7 @@ from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
 from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
                            check_method, step_gradients)
-from pfd_ref.validation import check_non_negative, check_pooling
+from pfd_ref.validation import check_pooling, check_scalar
 
 FORMAT_NAME = "pfd_ref oracle case"
 FORMAT_VERSION = 1
@@ -109,16 +109,12 @@ class CaseSpec:
     tower_scale: float = 1.0
 
     def __post_init__(self):
-        for name in ("seed", "rows", "start_step"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value:
-                raise ValueError(f"{name}: expected a whole number, got {value!r}")
-        if self.rows < 2:
-            raise ValueError(f"rows: a case needs at least 2 rows (one of each label), got {self.rows}")
-        if self.start_step < 0:
-            raise ValueError(f"start_step: must be >= 0, got {self.start_step}")
-        if self.dtype not in DEFAULT_TOLERANCES:
-            raise ValueError(f"dtype: expected one of {tuple(DEFAULT_TOLERANCES)}, got {self.dtype!r}")
+        object.__setattr__(self, "seed", check_scalar("seed", self.seed, int, low=0))
+        object.__setattr__(self, "rows", check_scalar("rows", self.rows, int, low=2))  # one row of each label
+        object.__setattr__(self, "start_step", check_scalar("start_step", self.start_step, int, low=0))
+        for name in ("shared_embeddings", "weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         check_pooling(self.pooling)
         if self.model != "two_tower" and (self.tower_norm != "none" or self.tower_scale != 1):
             raise ValueError(f"tower_norm: tower normalisation and scale are for model 'two_tower', got {self.model!r}")
@@ -432,8 +428,8 @@ def check_arrays(case: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rto
     rtol, atol : None for ``default_tolerances(case)``; otherwise finite and >= 0.
     """
     default_rtol, default_atol = default_tolerances(case)
-    rtol = default_rtol if rtol is None else check_non_negative("rtol", rtol)
-    atol = default_atol if atol is None else check_non_negative("atol", atol)
+    rtol = default_rtol if rtol is None else check_scalar("rtol", rtol, float, low=0)
+    atol = default_atol if atol is None else check_scalar("atol", atol, float, low=0)
     results = []
     for name, expected in case.items():
         if name == META_KEY:

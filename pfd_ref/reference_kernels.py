@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfd_ref.sparse import coalesce_rows
-from pfd_ref.validation import check_float_array, check_float_dtype, check_ids, check_offsets, check_same_dtype
+from pfd_ref.validation import check_float_array, check_float_dtype, check_ids, check_offsets, check_same_dtype, check_scalar
 
 
 def score_items(items: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -39,8 +39,7 @@ def top_k_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     scores = check_float_array("scores", scores)
     if scores.ndim not in (1, 2):
         raise ValueError(f"scores: expected 1 or 2 dimension(s), got shape {scores.shape}")
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k: expected an integer >= 0, got {k!r}")
+    k = check_scalar("k", k, int, low=0)
     rows = np.atleast_2d(scores)
     n = rows.shape[1]
     kk = min(k, n)

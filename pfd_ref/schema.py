@@ -18,18 +18,13 @@ which is how a saved dataset carries its schema.
 from __future__ import annotations
 
 import json
-import numbers
 from dataclasses import asdict, dataclass
 
-from pfd_ref.validation import POOLINGS
+from pfd_ref.validation import POOLINGS, check_scalar
 
 KINDS = ("categorical", "multi_categorical", "dense")
 ROLES = ("regular", "privileged")
 TOWERS = ("user", "item")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -72,10 +67,10 @@ class FeatureSpec:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r} {where}")
         for field in ("vocab_size", "width"):
-            value = getattr(self, field)
-            if not _is_int(value):
-                raise ValueError(f"{field}: expected an integer, got {value!r} {where}")
-            object.__setattr__(self, field, int(value))
+            try:
+                object.__setattr__(self, field, check_scalar(field, getattr(self, field), int))
+            except ValueError as error:
+                raise ValueError(f"{error} {where}") from None
         if self.kind == "dense":
             if self.width < 1:
                 raise ValueError(f"width: a dense feature needs width >= 1, got {self.width} {where}")

@@ -19,6 +19,7 @@ import numpy as np
 from pfd_ref.conventions import logits_from_probabilities
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.metrics import SCORE_KINDS
+from pfd_ref.validation import check_choice
 
 ALIGNMENTS = ("position", "row-id")
 
@@ -133,8 +134,7 @@ def read_predictions(path, score_is: str = "logits", label_column: str = "label"
     equality: GAUC groups) and ``weight_column`` (finite, >= 0), used when present (and an
     error when absent but required). Raises ValueError naming the file, row and column.
     """
-    if score_is not in SCORE_KINDS:
-        raise ValueError(f"--score-is: expected one of {SCORE_KINDS}, got {score_is!r}")
+    check_choice("--score-is", score_is, SCORE_KINDS)
     columns, is_csv = _read_table(path)
     arrays = {"labels": _float_column(path, columns, label_column, "--label-column", is_csv),
               "scores": _float_column(path, columns, score_column, "--score-column", is_csv)}
@@ -175,10 +175,8 @@ def read_teacher_scores(path, n_rows: int, score_is: str = "logits", align: str 
     Returns (n_rows,) logits in ``dtype``, in the data's row order. ValueError naming the
     file, the row and the problem: a count or id mismatch, NaN, a probability outside [0, 1].
     """
-    if score_is not in SCORE_KINDS:
-        raise ValueError(f"--teacher-scores-are: expected one of {SCORE_KINDS}, got {score_is!r}")
-    if align not in ALIGNMENTS:
-        raise ValueError(f"--teacher-scores-align: expected one of {ALIGNMENTS}, got {align!r}")
+    check_choice("--teacher-scores-are", score_is, SCORE_KINDS)
+    check_choice("--teacher-scores-align", align, ALIGNMENTS)
     is_csv = False
     if Path(path).suffix.lower() == ".npy":
         if align != "position":

@@ -33,12 +33,14 @@ from pfd_ref.distill import DistillConfig, lambda_at, student_objective
 from pfd_ref.layers import check_activation
 from pfd_ref.losses import hard_loss
 from pfd_ref.models import MLPRanker, TwoTower, check_tower_norm, merge_grads
-from pfd_ref.optim import check_optimizer_fields, optimizer_from
+from pfd_ref.optim import SPARSE_MODES, check_optimizer_fields, optimizer_from
 from pfd_ref.schema import Schema
+from pfd_ref.validation import check_choice, check_scalar
 
 METHODS = ("baseline", "md", "pfd", "pfd+md")
 MODES = ("sync", "two-stage")
 STUDENT_KINDS = ("two_tower", "mlp")
+DTYPES = ("float32", "float64")
 
 STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 2, 3, 4
 
@@ -69,7 +71,14 @@ class ModelSizes:
         check_activation(self.activation)
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm: expected True or False, got {self.batch_norm!r}")
-        check_tower_norm(self.tower_norm, self.tower_scale)
+        object.__setattr__(self, "tower_scale", check_tower_norm(self.tower_norm, self.tower_scale)[1])
+        for name in ("embed_dim", "tower_out_dim"):
+            object.__setattr__(self, name, check_scalar(name, getattr(self, name), int, low=1))
+        for name in ("student_hidden", "strong_hidden"):
+            widths = getattr(self, name)
+            if not isinstance(widths, (tuple, list)):
+                raise ValueError(f"{name}: expected a tuple of layer widths, got {widths!r}")
+            object.__setattr__(self, name, tuple(check_scalar(f"{name}[{j}]", w, int, low=1) for j, w in enumerate(widths)))
 
 
 @dataclass(frozen=True)
@@ -116,19 +125,30 @@ class TrainConfig:
     sizes: ModelSizes = field(default_factory=ModelSizes)
 
     def __post_init__(self):
-        if self.student_kind not in STUDENT_KINDS:
-            raise ValueError(f"student_kind: expected one of {STUDENT_KINDS}, got {self.student_kind!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
-        if self.teacher_epochs is not None and self.teacher_epochs < 1:
-            raise ValueError(f"teacher_epochs: must be >= 1, got {self.teacher_epochs!r}")
+        check_choice("student_kind", self.student_kind, STUDENT_KINDS)
+        check_choice("mode", self.mode, MODES)
+        check_choice("adam_sparse", self.adam_sparse, SPARSE_MODES)
+        check_choice("dtype", self.dtype, DTYPES)
+        checked = {
+            "epochs": check_scalar("epochs", self.epochs, int, low=1),
+            "teacher_epochs": None if self.teacher_epochs is None else check_scalar("teacher_epochs", self.teacher_epochs,
+                                                                                     int, low=1),
+            "batch_size": check_scalar("batch_size", self.batch_size, int, low=1),
+            "lr": check_scalar("lr", self.lr, float, low=0, low_open=True),
+            "teacher_folds": check_scalar("teacher_folds", self.teacher_folds, int, low=0),
+            "l2_embeddings": check_scalar("l2_embeddings", self.l2_embeddings, float, low=0),
+            "seed": check_scalar("seed", self.seed, int, low=0),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        if not isinstance(self.shared_embeddings, bool):
+            raise ValueError(f"shared_embeddings: expected True or False, got {self.shared_embeddings!r}")
         if self.shared_embeddings and self.mode != "sync":
             raise ValueError("shared_embeddings: only defined for mode 'sync'")
         if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
             raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
+        if not isinstance(self.distill, DistillConfig) or not isinstance(self.sizes, ModelSizes):
+            raise ValueError("distill, sizes: expected a DistillConfig and a ModelSizes")
         if self.sizes.batch_norm and self.batch_size < 2:
             raise ValueError(f"batch_size: batch normalisation needs batches of at least 2 rows, got {self.batch_size}")
         check_optimizer_fields(self)
@@ -374,8 +394,7 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
     _, teacher = build_models(data.schema, method, config)
     if teacher is None:
         raise ValueError("method: 'baseline' has no teacher to cross-fit")
-    if int(folds) != folds or folds < 2 or folds > data.n:
-        raise ValueError(f"folds: must be a whole number in [2, n_rows], got {folds!r}")
+    folds = check_scalar("folds", folds, int, low=2, high=data.n)
     fold_of_row = np.empty(data.n, dtype=np.int64)
     fold_of_row[np.random.default_rng([config.seed, STREAM_FOLDS]).permutation(data.n)] = np.arange(data.n) % folds
     logits = None

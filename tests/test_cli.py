@@ -64,11 +64,11 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--lr-warmup-steps", "-1"], "error: lr_warmup_steps: must be a whole number >= 0"),
+    (["--lr-warmup-steps", "-1"], "error: lr_warmup_steps: expected an integer >= 0"),
     (["--lr-warmup-steps", "6"], "error: lr_warmup_steps: 6 is longer than the student's training (5 steps of 32 rows)"),
     (["--mode", "two-stage", "--teacher-epochs", "1", "--epochs", "2", "--lr-warmup-steps", "6"],
      "error: lr_warmup_steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
-    (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: must be a finite number >= 0"),
+    (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: expected a finite number >= 0"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: initial_accumulator_value:"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0"], "error: eps: must be > 0 when"),
     (["--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),

@@ -351,5 +351,5 @@ def test_seeds_needed_is_the_first_count_with_enough_power():
         seeds_needed(0.0, 0.001, max_seeds=50)
     with pytest.raises(ValueError, match="^std_gain"):
         paired_t_power(0.1, 0.0, 5)
-    with pytest.raises(ValueError, match="^n: expected a whole number >= 2"):
+    with pytest.raises(ValueError, match="^n: expected an integer >= 2"):
         paired_t_power(0.1, 0.1, 1)

@@ -174,7 +174,7 @@ def test_check_loss_reports_missing_arrays_and_the_wrong_convention():
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(rows=7), "^rows: a case starts with 8 hard rows"),
+    (dict(rows=7), "^rows: expected an integer >= 8"),
     (dict(dtype="float16"), "^dtype"),
     (dict(convention="torch"), "^convention: unknown convention"),
     (dict(loss="ce"), "^loss: the pfd_ref convention defines bce, kl"),
@@ -204,7 +204,7 @@ def test_cli_writes_the_case_and_check_diagnoses_it(tmp_path, capsys):
 @pytest.mark.parametrize("arguments, message", [
     (["--convention", "rocket", "--loss", "l2", "--teacher-input", "probabilities"], "teacher_input: Rocket"),
     (["--loss", "l2"], "loss: the pfd_ref convention defines bce, kl"),
-    (["--rows", "3"], "rows: a case starts with 8 hard rows"),
+    (["--rows", "3"], "rows: expected an integer >= 8"),
 ])
 def test_cli_errors_name_the_option_and_write_nothing(tmp_path, capsys, arguments, message):
     out = tmp_path / "case.npz"

@@ -121,15 +121,38 @@ def test_check_weights():
             v.check_weights("weights", bad, 3, np.float32)
 
 
-def test_check_positive_and_non_negative():
-    assert v.check_positive("lr", 3) == 3.0 and isinstance(v.check_positive("lr", np.float32(0.5)), float)
-    assert v.check_non_negative("l2", 0) == 0.0
-    for bad in [0, -1.0, np.inf, np.nan]:
-        with pytest.raises(ValueError, match="^lr: must be a finite number > 0"):
-            v.check_positive("lr", bad)
-    for bad in [-1e-9, np.inf, np.nan]:
-        with pytest.raises(ValueError, match="^l2: must be a finite number >= 0"):
-            v.check_non_negative("l2", bad)
+def test_check_scalar_returns_python_numbers():
+    assert v.check_scalar("lr", 3, float, low=0, low_open=True) == 3.0
+    assert type(v.check_scalar("lr", np.float32(0.5), float)) is float
+    assert type(v.check_scalar("epochs", np.int64(2), int, low=1)) is int
+    assert v.check_scalar("l2", 0, float, low=0) == 0.0
+    assert v.check_scalar("beta", 0.0, float, low=0, high=1, high_open=True) == 0.0
+
+
+@pytest.mark.parametrize("value, kind, bounds, message", [
+    (1.5, int, dict(low=1), r"^epochs: expected an integer >= 1, got 1\.5$"),
+    (2.0, int, dict(low=1), r"^epochs: expected an integer >= 1, got 2\.0$"),
+    (True, int, dict(low=1), r"^epochs: expected an integer >= 1, got True$"),
+    (np.True_, int, {}, r"^epochs: expected an integer, got "),
+    ("3", int, {}, r"^epochs: expected an integer, got '3'$"),
+    (0, int, dict(low=1), r"^epochs: expected an integer >= 1, got 0$"),
+    (True, float, {}, r"^epochs: expected a finite number, got True$"),
+    (np.nan, float, {}, r"^epochs: expected a finite number, got nan$"),
+    (np.inf, float, dict(low=0), r"^epochs: expected a finite number >= 0, got inf$"),
+    (0, float, dict(low=0, low_open=True), r"^epochs: expected a finite number > 0, got 0$"),
+    (1.0, float, dict(low=0, high=1, high_open=True), r"^epochs: expected a finite number in \[0, 1\), got 1\.0$"),
+    (2, int, dict(high=1), r"^epochs: expected an integer <= 1, got 2$"),
+])
+def test_check_scalar_rejects_wrong_types_and_out_of_bounds(value, kind, bounds, message):
+    with pytest.raises(ValueError, match=message):
+        v.check_scalar("epochs", value, kind, **bounds)
+
+
+def test_check_choice():
+    assert v.check_choice("mode", "sync", ("sync", "two-stage")) == "sync"
+    for bad in ("async", None, 1):
+        with pytest.raises(ValueError, match=r"^mode: expected one of 'sync', 'two-stage'; got "):
+            v.check_choice("mode", bad, ("sync", "two-stage"))
 
 
 @settings(max_examples=30, deadline=None)

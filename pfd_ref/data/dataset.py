@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from pfd_ref.schema import Schema
-from pfd_ref.validation import check_float_array, check_ids, check_labels, check_offsets, check_weights
+from pfd_ref.validation import check_float_array, check_ids, check_labels, check_offsets, check_scalar, check_weights
 
 FORMAT_KEY = "pfd_ref_dataset_format"
 FORMAT_VERSION = 1
@@ -197,8 +197,7 @@ class Dataset:
         Rows come in order ``0..n-1``, or in the order ``rng.permutation(n)`` when ``rng`` is
         given (drawn once, when iteration starts), so the sequence is determined by the rng's state.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        batch_size = check_scalar("batch_size", batch_size, int, low=1)
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
         order = np.arange(self.n, dtype=np.int64) if rng is None else rng.permutation(self.n)

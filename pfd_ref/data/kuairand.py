@@ -64,6 +64,7 @@ import numpy as np
 
 from pfd_ref.data.dataset import Dataset
 from pfd_ref.schema import FeatureSpec, Schema
+from pfd_ref.validation import check_scalar
 
 REQUIRED_COLUMNS = ("user_id", "video_id", "date", "hourmin", "duration_ms", "play_time_ms")
 BINARY_COLUMNS = ("is_click", "is_like", "is_hate", "is_follow", "is_comment", "is_forward",
@@ -371,8 +372,7 @@ def split_by_time(data: Dataset, report: LoadReport, test_days: int = DEFAULT_TE
     Raises ``ValueError`` naming the file when ``test_days`` leaves a split empty or a split
     has no positive or no negative label.
     """
-    if isinstance(test_days, bool) or not isinstance(test_days, (int, np.integer)) or test_days < 1:
-        raise ValueError(f"test_days: expected an integer >= 1, got {test_days!r}")
+    test_days = check_scalar("test_days", test_days, int, low=1)
     last_day = int(data.day.max())
     if test_days > last_day:
         raise ValueError(f"test_days: {report.path!r} spans days 0..{last_day} "

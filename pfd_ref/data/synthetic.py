@@ -24,13 +24,13 @@ row of those datasets (the log-odds of its label given every latent variable).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from pfd_ref.data.dataset import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec, Schema
+from pfd_ref.validation import check_scalar
 
 TASKS = ("ctr", "cvr")
 
@@ -91,29 +91,17 @@ class SyntheticConfig:
     purchase_intent_scale: float = 1.2
 
     def __post_init__(self):
+        at_least_one = ("n_users", "n_items", "n_categories", "n_shops", "n_price_buckets")
+        non_negative = ("seed", "history_length", "ctr_impressions_per_user_day", "cvr_impressions_per_user_day",
+                        "privileged_strength")
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int":
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                    raise ValueError(f"{f.name}: expected an integer, got {value!r}")
-                object.__setattr__(self, f.name, int(value))
-            else:
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-                    raise ValueError(f"{f.name}: expected a finite number, got {value!r}")
-                object.__setattr__(self, f.name, float(value))
-        for name in ("n_users", "n_items", "n_categories", "n_shops", "n_price_buckets"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+            low = 1 if f.name in at_least_one else 0 if f.name in non_negative else None
+            object.__setattr__(self, f.name, check_scalar(f.name, getattr(self, f.name), int if f.type == "int" else float,
+                                                          low=low))
         if self.n_items < self.n_categories:
             raise ValueError(f"n_items: must be >= n_categories ({self.n_categories}) so every category has an item")
-        if self.n_days < 2:
-            raise ValueError(f"n_days: need at least 2 days for a time split, got {self.n_days}")
-        if not 1 <= self.test_days < self.n_days:
-            raise ValueError(f"test_days: must be in [1, n_days - 1] = [1, {self.n_days - 1}], got {self.test_days}")
-        for name in ("seed", "history_length", "ctr_impressions_per_user_day", "cvr_impressions_per_user_day",
-                     "privileged_strength"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        object.__setattr__(self, "n_days", check_scalar("n_days", self.n_days, int, low=2))  # a time split needs 2 days
+        check_scalar("test_days", self.test_days, int, low=1, high=self.n_days - 1)
 
 
 def schema_for(task: str, config: SyntheticConfig) -> Schema:
