@@ -3,9 +3,9 @@
     python -m benchmarks.optimizers [--quick] [--threads 1] [--json PATH]
 
 One update of the rows of an embedding table (float32, width 16) that one batch touches:
-``kernels.sparse_adagrad_rows_`` (what ``pfd_ref.optim.Adagrad`` runs), its readable twin
-(gather the rows, ``pfd_ref.optim._sparse_adagrad_rows_update_``, scatter them back: the same
-bits) and ``torch.optim.Adagrad`` given the same sparse gradient (coalesced, so torch does not
+``kernels.sparse_adagrad_rows_update_`` (what ``pfd_ref.optim.Adagrad`` runs), its readable
+twin ``pfd_ref.twins.sparse_adagrad_rows_update_`` (gather the rows, update them, scatter them
+back: the same bits) and ``torch.optim.Adagrad`` given the same sparse gradient (coalesced, so torch does not
 sum duplicates). Tables of 1,000 rows (600 touched) and of 1,000,000 rows (1,000 touched,
 the unique ids of a batch of 1024). Every figure is a median of round-robin rounds after a
 warm-up (benchmarks/common.py).
@@ -18,20 +18,12 @@ import warnings
 import numpy as np
 
 from benchmarks.common import benchmark_main, import_torch, machine_info, print_table, set_threads, time_side_by_side
-from pfd_ref import kernels
-from pfd_ref.optim import _sparse_adagrad_rows_update_
+from pfd_ref import kernels, twins
 
 WIDTH = 16
 CASES = ((1_000, 600), (1_000_000, 1_000))  # (table rows, touched rows)
 LR, EPS = 0.01, 0.0
 warnings.filterwarnings("ignore", message="Sparse invariant checks")
-
-
-def twin_update(table, accumulator, rows, values):
-    """The twin as ``Adagrad`` would run it without the kernel: gather, update, scatter."""
-    table_rows, accumulator_rows = table[rows], accumulator[rows]
-    _sparse_adagrad_rows_update_(table_rows, values, accumulator_rows, LR, EPS)
-    table[rows], accumulator[rows] = table_rows, accumulator_rows
 
 
 def candidates(torch, num_rows: int, touched: int, rng: np.random.Generator) -> dict:
@@ -41,8 +33,8 @@ def candidates(torch, num_rows: int, touched: int, rng: np.random.Generator) -> 
     kernel_state = (table.copy(), np.full_like(table, 0.1))
     twin_state = (table.copy(), np.full_like(table, 0.1))
     found = {
-        "kernel": lambda: kernels.sparse_adagrad_rows_(*kernel_state, rows, values, LR, EPS),
-        "twin": lambda: twin_update(*twin_state, rows, values),
+        "kernel": lambda: kernels.sparse_adagrad_rows_update_(*kernel_state, rows, values, LR, EPS),
+        "twin": lambda: twins.sparse_adagrad_rows_update_(*twin_state, rows, values, LR, EPS),
     }
     if torch is not None:
         weight = torch.tensor(table.copy(), requires_grad=True)

@@ -36,8 +36,7 @@ from benchmarks.common import (
     write_json,
 )
 from pfd_ref.kernels.scoring import _gemm_block_rows
-from pfd_ref import reference_kernels
-from pfd_ref.sparse import coalesce_rows as numpy_coalesce_rows
+from pfd_ref import twins
 
 DTYPE = np.float32
 K = 100
@@ -291,9 +290,18 @@ def _np_unique_path(ids, grads, vocab):
     return rows, _counting_path(renumbered.reshape(-1), grads, rows.shape[0])[1]
 
 
+def _reduceat_coalesce(ids, grads):
+    """A NumPy peer of the scatter-add: stable argsort of the ids, then ``np.add.reduceat``
+    per id (which adds runs of 8 rows or more pairwise, so to rounding of the kernel)."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    return sorted_ids[starts], np.add.reduceat(grads[order], starts, axis=0)
+
+
 def bench_scatter_add(cfg, rng):
     """``kernels.coalesce_rows`` (which picks its grouping path) against each path forced,
-    the NumPy twin (stable argsort + reduceat) and ``np.add.at``. The first rows are the
+    a NumPy peer (stable argsort + reduceat) and the twin (``np.unique`` + ``np.add.at``). The first rows are the
     tables of the training benchmark's student (batch 1024, 16-d), then a table just above
     and below the counting/sorting switch, then large ones."""
     rows = []
@@ -305,20 +313,13 @@ def bench_scatter_add(cfg, rng):
         if uniform:
             ids = rng.integers(0, vocab, n)
         grads = rng.standard_normal((n, d)).astype(DTYPE)
-
-        def add_at():
-            rows_, inverse = np.unique(ids, return_inverse=True)
-            values = np.zeros((rows_.shape[0], d), DTYPE)
-            np.add.at(values, inverse, grads)
-            return rows_, values
-
         t = time_side_by_side(
             {
                 "kernel": lambda: kernels.coalesce_rows(ids, grads, vocab),
                 "counting": lambda: _counting_path(ids, grads, vocab),
                 "np_unique": lambda: _np_unique_path(ids, grads, vocab),
-                "reduceat": lambda: numpy_coalesce_rows(ids, grads, vocab),
-                "add_at": add_at,
+                "reduceat": lambda: _reduceat_coalesce(ids, grads),
+                "add_at": lambda: twins.coalesce_rows(ids, grads, vocab),
             },
             cfg["repeats"],
         )
@@ -335,7 +336,7 @@ def bench_scatter_add(cfg, rng):
     print_table(
         "Embedding scatter-add (coalesce gradient rows by id). kernel: kernels.coalesce_rows, grouping by "
         "the path named; counting / np_unique: each grouping path forced, the same summing kernel; "
-        "reduceat: pfd_ref.sparse.coalesce_rows (stable argsort + np.add.reduceat); add_at: np.unique + np.add.at",
+        "reduceat: stable argsort + np.add.reduceat; add_at: pfd_ref.twins.coalesce_rows (np.unique + np.add.at)",
         ["n", "d", "vocab", "ids", "unique", "path", "kernel_us", "counting_us", "np_unique_us", "reduceat_us",
          "x_reduceat", "add_at_us", "x_add_at"],
         rows,
@@ -346,7 +347,7 @@ def bench_scatter_add(cfg, rng):
 def bench_pooled(cfg, rng):
     """The multi-id field of the training benchmark (100 ids, 16-d, mean pooling, about 5 ids
     per row) and a larger one: ``kernels.pool_rows`` and ``kernels.coalesce_pooled_rows``
-    against their NumPy twins in ``pfd_ref.reference_kernels``."""
+    against their NumPy twins in ``pfd_ref.twins``."""
     rows = []
     for n, d, vocab, mean_length in [(1024, 16, 100, 5), (65536, 32, 10_000, 5)]:
         offsets = np.concatenate([[0], np.cumsum(rng.poisson(mean_length, n))]).astype(np.int64)
@@ -356,9 +357,9 @@ def bench_pooled(cfg, rng):
         t = time_side_by_side(
             {
                 "pool_kernel": lambda: kernels.pool_rows(table, values, offsets, "mean"),
-                "pool_twin": lambda: reference_kernels.pool_rows(table, values, offsets, "mean"),
+                "pool_twin": lambda: twins.pool_rows(table, values, offsets, "mean"),
                 "backward_kernel": lambda: kernels.coalesce_pooled_rows(d_out, values, offsets, vocab, "mean"),
-                "backward_twin": lambda: reference_kernels.coalesce_pooled_rows(d_out, values, offsets, vocab, "mean"),
+                "backward_twin": lambda: twins.coalesce_pooled_rows(d_out, values, offsets, vocab, "mean"),
             },
             cfg["repeats"],
         )
@@ -372,7 +373,7 @@ def bench_pooled(cfg, rng):
         )
     print_table(
         "Pooled multi-id field, mean pooling (pool: kernels.pool_rows vs gather + np.add.reduceat, the same bits; "
-        "backward: kernels.coalesce_pooled_rows vs np.repeat + pfd_ref.sparse.coalesce_rows)",
+        "backward: kernels.coalesce_pooled_rows vs its twin, np.repeat + np.add.at, the same bits)",
         ["n", "d", "vocab", "ids", "pool_kernel_us", "pool_twin_us", "x_pool_twin", "backward_kernel_us",
          "backward_twin_us", "x_backward_twin"],
         rows,

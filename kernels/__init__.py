@@ -1,17 +1,15 @@
 """Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
 lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Adagrad.
 
-Every kernel has a readable NumPy twin (``pfd_ref.reference_kernels``,
-``pfd_ref.sparse.coalesce_rows``, ``pfd_ref.optim._adam_update_``,
-``_sparse_adam_rows_update_`` and ``_sparse_adagrad_rows_update_``, and the
-``np.where`` of ``pfd_ref.layers._relu_backward``) and parity tests (tests/test_kernels.py);
-``leaky_relu_backward``'s twin is ``pfd_ref.reference_kernels.leaky_relu_backward``.
+Every kernel has a readable NumPy twin under its own name in ``pfd_ref.twins``, and a parity
+test (tests/test_twins.py); ``pfd_ref.set_backend("numpy")`` runs pfd_ref on the twins
+(``pfd_ref.backend``). This package depends on nothing else in ``pfd_ref`` (its argument
+checks are its own, ``kernels/checks.py``).
 The public functions below validate their arguments (float32 or float64, one dtype across
 arguments, C-contiguous reusable arrays, shapes, ``k >= 0``, finiteness) and choose between
 the serial and the parallel kernel; the ``@njit`` functions they call take plain arrays
-only. ``sparse_adam_rows_`` and ``sparse_adagrad_rows_`` update the table and its state in
-place, so they take them in any layout; ``adam_update_`` updates through flat views, so it
-takes them C-contiguous.
+only. ``adam_update_``, ``sparse_adam_rows_update_`` and ``sparse_adagrad_rows_update_``
+update a parameter and its optimizer state in place, in any layout.
 Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
 (used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
 Kernels are compiled on first use and cached on disk (``cache=True``);
@@ -24,16 +22,16 @@ import numpy as np
 
 from . import activation, adagrad, adam, embedding, mlp, scoring
 from .activation import leaky_relu_backward, relu_backward
-from .adagrad import sparse_adagrad_rows_
-from .adam import adam_update_, sparse_adam_rows_
+from .adagrad import sparse_adagrad_rows_update_
+from .adam import adam_update_, sparse_adam_rows_update_
 from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
 from .mlp import mlp_scores
 from .scoring import score_items, top_k_items, top_k_scores
 
 __all__ = [
     "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "mlp_scores",
-    "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_", "sparse_adam_rows_", "top_k_items",
-    "top_k_scores",
+    "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_", "sparse_adam_rows_update_",
+    "top_k_items", "top_k_scores",
 ]
 
 

@@ -9,7 +9,7 @@ mispredicted: on the benchmark machine it took about 0.4 ms for a ``(1024, 64)``
 batch, longer than the layer's GEMM. The compiled loop is a branch-free, vectorised select
 (about 15 us).
 
-LeakyReLU twin: ``pfd_ref.reference_kernels.leaky_relu_backward``,
+LeakyReLU twin: ``pfd_ref.twins.leaky_relu_backward``,
 ``np.where(x > 0, d_y, d_y * slope)`` with ``slope`` rounded to the arrays' dtype; the kernel
 multiplies in that dtype too, so both give the same bits (NaN in ``x``: ``slope * d_y``).
 

@@ -1,11 +1,11 @@
 """Adagrad kernel for training: torch.optim.Adagrad's update on the touched rows of a table
 (its sparse-gradient path).
 
-Twin: ``pfd_ref.optim._sparse_adagrad_rows_update_`` applied to the gathered rows
-``param[rows]`` and ``accumulator[rows]`` (with the L2 term of
-``pfd_ref.optim._touched_row_grad``) and scattered back. The kernel runs the twin's
-operations in the twin's order in one pass, in place, gathering and scattering in the same
-pass, so kernel and twin give the same bits in float32 and float64 (tests/test_kernels.py).
+Twin: ``pfd_ref.twins.sparse_adagrad_rows_update_``, which gathers the rows ``param[rows]``
+and ``accumulator[rows]``, updates them with NumPy (the L2 term included) and scatters them
+back. The kernel runs the twin's operations in the twin's order in one pass, in place,
+gathering and scattering in the same pass, so kernel and twin give the same bits in float32
+and float64 (tests/test_twins.py).
 The twin needs a gather, six NumPy calls on the gathered rows and a scatter per table and
 step; the kernel reads and writes each touched entry once.
 
@@ -13,7 +13,8 @@ Rounding and compilation follow kernels/adam.py: the scalars are rounded to the 
 dtype in the Python layer (as NumPy rounds a Python float next to an array) and passed as
 an array of that dtype; no ``fastmath`` (no fused multiply-add, no reordering);
 ``error_model="numpy"`` (IEEE results instead of exceptions). The kernel reads the gradient
-as given: ``pfd_ref.optim.Adagrad.step`` checks gradients first.
+as given: ``pfd_ref.optim.Adagrad.step`` checks gradients first. Derivation:
+docs/derivations.md, "Lazy Adagrad row update".
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _sparse_adagrad_rows(param, accumulator, rows, row_grads, scalars, use_l2):
     return True
 
 
-def sparse_adagrad_rows_(param: np.ndarray, accumulator: np.ndarray, rows, row_grads: np.ndarray,
+def sparse_adagrad_rows_update_(param: np.ndarray, accumulator: np.ndarray, rows, row_grads: np.ndarray,
                          lr: float, eps: float, l2: float = 0.0) -> None:
     """torch.optim.Adagrad's sparse-gradient update of the rows ``rows`` of a table, in place.
 
@@ -83,4 +84,4 @@ def sparse_adagrad_rows_(param: np.ndarray, accumulator: np.ndarray, rows, row_g
 def warm_up(dtype) -> None:
     """Run the kernel of this module once on tiny inputs of ``dtype`` (compiles it)."""
     table = np.zeros((3, 2), dtype)
-    sparse_adagrad_rows_(table, np.full_like(table, 0.1), np.array([0, 2]), np.ones((2, 2), dtype), 0.1, 0.0)
+    sparse_adagrad_rows_update_(table, np.full_like(table, 0.1), np.array([0, 2]), np.ones((2, 2), dtype), 0.1, 0.0)

@@ -1,12 +1,12 @@
 """Adam kernels for training: torch.optim.Adam's update of a dense parameter and
 torch.optim.SparseAdam's update on the touched rows of a table.
 
-Twins: ``pfd_ref.optim._adam_update_`` for ``adam_update_``; for ``sparse_adam_rows_``,
-``pfd_ref.optim._sparse_adam_rows_update_`` applied to the gathered rows ``param[rows]``,
-``m[rows]``, ``v[rows]`` (with the L2 term of ``pfd_ref.optim._touched_row_grad``) and
-scattered back. The kernels run the twins' operations in the twins' order in one pass, in
-place (the sparse one gathers and scatters in the same pass), so kernel and twin give the
-same bits in float32 and float64 (tests/test_kernels.py). One pass instead of the twin's
+Twins: ``pfd_ref.twins.adam_update_`` and ``pfd_ref.twins.sparse_adam_rows_update_`` (which
+gathers the rows, updates them with NumPy and scatters them back). The kernels run the twins'
+operations in the twins' order in one pass, in place (the sparse one gathers and scatters
+in the same pass), so kernel and twin give the same bits in float32 and float64
+(tests/test_twins.py). Derivations: docs/derivations.md, "Adam update" and "Lazy Adam row
+update". One pass instead of the twin's
 dozen NumPy calls matters for the small MLP parameters, where each call's fixed cost
 dominates.
 
@@ -38,7 +38,7 @@ _D_ONE_MINUS_BETA1, _D_BETA2, _D_ONE_MINUS_BETA2, _D_BIAS_CORRECTION2_SQRT, _D_E
 
 @njit(cache=True, error_model="numpy")
 def _adam_dense(param, grad, m, v, scalars):
-    """In place over flat arrays of one dtype, element by element (``pfd_ref.optim._adam_update_``):
+    """In place over flat arrays of one dtype, element by element (``pfd_ref.twins.adam_update_``):
 
         m <- m + (1 - beta1) * (g - m);  v <- v * beta2;  v <- v + ((1 - beta2) * g) * g
         p <- p - (step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
@@ -107,24 +107,25 @@ def adam_update_(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarr
 
     with ``step_size = lr / (1 - beta1^t)`` and ``bias_correction2_sqrt = sqrt(1 - beta2^t)``
     computed by the caller. param, m, v : float32/float64 arrays of one shape and dtype,
-    C-contiguous (they are updated in place; ``pfd_ref.optim.Adam`` runs the NumPy twin on
-    a parameter that is not); grad : the same shape and dtype (copied if not C-contiguous).
-    The scalars are rounded to that dtype, as NumPy rounds a Python float next to an array.
+    updated in place (the kernel runs on flat views; an array that is not C-contiguous is
+    updated on a contiguous copy that is written back); grad : the same shape and dtype
+    (copied if not C-contiguous). The scalars are rounded to that dtype, as NumPy rounds a
+    Python float next to an array.
     """
     check_float_dtype("param", param)
     for name, array in (("grad", grad), ("m", m), ("v", v)):
         check_float_dtype(name, array, param.dtype)
         if array.shape != param.shape:
             raise ValueError(f"{name}: expected shape {param.shape} (the parameter's), got {array.shape}")
-    for name, array in (("param", param), ("m", m), ("v", v)):
-        if not array.flags.c_contiguous:
-            raise ValueError(f"{name}: must be C-contiguous (it is updated in place through a flat view)")
-    grad = np.ascontiguousarray(grad)
+    updated = [np.ascontiguousarray(array) for array in (param, m, v)]
     scalars = np.array([1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size], dtype=param.dtype)
-    _adam_dense(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), scalars)
+    _adam_dense(*(a.reshape(-1) for a in (updated[0], np.ascontiguousarray(grad), updated[1], updated[2])), scalars)
+    for array, contiguous in zip((param, m, v), updated):
+        if array is not contiguous:
+            array[...] = contiguous
 
 
-def sparse_adam_rows_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row_grads: np.ndarray,
+def sparse_adam_rows_update_(param: np.ndarray, m: np.ndarray, v: np.ndarray, rows, row_grads: np.ndarray,
                       step_size: float, beta1: float, beta2: float, eps: float, l2: float = 0.0) -> None:
     """torch.optim.SparseAdam's update of the rows ``rows`` of a table, in place.
 
@@ -152,5 +153,5 @@ def warm_up(dtype) -> None:
     """Run the kernels of this module once on tiny inputs of ``dtype`` (compiles them)."""
     table = np.zeros((3, 2), dtype)
     adam_update_(table, np.ones_like(table), np.zeros_like(table), np.zeros_like(table), 0.1, 0.5, 0.9, 0.999, 1e-8)
-    sparse_adam_rows_(table, np.zeros_like(table), np.zeros_like(table), np.array([0, 2]),
+    sparse_adam_rows_update_(table, np.zeros_like(table), np.zeros_like(table), np.array([0, 2]),
                       np.ones((2, 2), dtype), 0.1, 0.9, 0.999, 1e-8)

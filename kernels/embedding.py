@@ -1,7 +1,7 @@
 """Embedding-table kernels for training: the pooled lookup of a multi-id field and the
 row-sparse scatter-adds of the embedding backward passes.
 
-Twins (``pfd_ref.reference_kernels``): ``pool_rows`` (gather + ``np.add.reduceat``),
+Twins (``pfd_ref.twins``): ``pool_rows`` (gather + ``np.add.reduceat``),
 ``coalesce_rows`` (``pfd_ref.sparse.coalesce_rows``: stable argsort + ``np.add.reduceat``)
 and ``coalesce_pooled_rows`` (``np.repeat`` of each row's gradient to its ids, then the
 coalesce).

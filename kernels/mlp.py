@@ -1,6 +1,6 @@
 """MLP forward pass for scoring: ReLU or LeakyReLU hidden layers, a linear output, optional sigmoid.
 
-Twin (readable NumPy reference): ``pfd_ref.reference_kernels.mlp_scores``.
+Twin (readable NumPy reference): ``pfd_ref.twins.mlp_scores``.
 
 Two paths, chosen by the batch size ``n``:
 

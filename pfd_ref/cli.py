@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
 from pfd_ref.data import Dataset
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
@@ -74,7 +75,10 @@ def _per_source(key: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pfd-ref", description="Privileged Features Distillation, reference implementation")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="train the methods on both tasks and print one table per task")
+    computes = argparse.ArgumentParser(add_help=False)  # the options of every command that computes
+    computes.add_argument("--backend", choices=BACKENDS, default=None,
+                          help=f"run the kernels in Numba or in their NumPy twins (default: ${ENVIRONMENT_VARIABLE}, else numba)")
+    run = commands.add_parser("run", parents=[computes], help="train the methods on both tasks and print one table per task")
     run.add_argument("--task", choices=TASKS + ("all",), default="all")
     run.add_argument("--methods", type=_methods, default=None,
                      help=f"comma list from {', '.join(REPORTED_METHODS)} (default: all; with --teacher-scores: "
@@ -127,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="position: score k is row k of the data file; row-id: a 'row_id' column holds each "
                           "score's 0-based row of the data file")
 
-    score = commands.add_parser("score", help="top-k items for users from a student saved by `run --save`")
+    score = commands.add_parser("score", parents=[computes], help="top-k items for users from a student saved by `run --save`")
     score.add_argument("model", type=Path, help="a student file (.npz) written by `pfd-ref run --save DIR`")
     score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
     score.add_argument("--k", type=int, default=100)
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "what differs between the runs")
     table.add_argument("records", type=Path, nargs="+", help="JSON files written by `pfd-ref run --json`")
     _add_metrics_parser(commands)
-    _add_oracle_parser(commands)
+    _add_oracle_parser(commands, computes)
     return parser
 
 
@@ -150,6 +154,8 @@ def _add_layer_options(parser, defaults) -> None:
                         help="two-tower models: l2-normalise both tower outputs (the paper: l2)")
     parser.add_argument("--tower-scale", type=float, default=defaults.tower_scale,
                         help="two-tower models: score = S * <u, v> + b (the paper: 5, with --tower-norm l2)")
+
+
 def _add_metrics_parser(commands) -> None:
     """``metrics FILE``: the metrics of a prediction file (docs/metrics.md)."""
     from pfd_ref.metrics import GAUC_WEIGHTINGS
@@ -168,13 +174,13 @@ def _add_metrics_parser(commands) -> None:
                          help="write the record (metrics + provenance) as JSON to this file, or to stdout without one")
 
 
-def _add_oracle_parser(commands) -> None:
+def _add_oracle_parser(commands, computes) -> None:
     """``oracle dump`` (write a reference case) and ``oracle check`` (compare with it); docs/oracle.md."""
     from pfd_ref.oracle import CaseSpec
     from pfd_ref.train import METHODS
     oracle = commands.add_parser("oracle", help="reference cases for checking another PFD implementation (docs/oracle.md)")
     actions = oracle.add_subparsers(dest="oracle_command", required=True)
-    dump = actions.add_parser("dump", help="write one case (.npz): inputs, parameters, losses, gradients, updates")
+    dump = actions.add_parser("dump", parents=[computes], help="write one case (.npz): inputs, parameters, losses, gradients, updates")
     dump.add_argument("--model", choices=STUDENT_KINDS, required=True, help="the student's kind")
     dump.add_argument("--method", choices=METHODS, required=True)
     dump.add_argument("--mode", choices=MODES, required=True)
@@ -545,8 +551,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table,
-                "metrics": command_metrics}[args.command](args)
+        with using(getattr(args, "backend", None)):
+            return {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table,
+                    "metrics": command_metrics}[args.command](args)
     except ValueError as err:
         print(f"pfd-ref: error: {err}", file=sys.stderr)
         return 2

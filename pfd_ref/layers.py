@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pfd_ref import kernels
+from pfd_ref import backend
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_ids, check_offsets, check_pooling,
                                 check_scalar, check_shape)
@@ -69,10 +69,9 @@ def _check_pooled_ids(values, offsets, num_rows: int) -> tuple[np.ndarray, np.nd
 
 
 def _coalesce(ids: np.ndarray, row_grads: np.ndarray, num_rows: int) -> RowSparseGrad:
-    """Scatter-add of gradient rows by id through the Numba kernel ``kernels.coalesce_rows``
-    (its readable twin is ``pfd_ref.sparse.coalesce_rows``; both give unique sorted rows and
-    per-id sums, the kernel adding strictly left to right)."""
-    return RowSparseGrad(*kernels.coalesce_rows(ids, row_grads, num_rows), num_rows)
+    """Scatter-add of gradient rows by id: the ``coalesce_rows`` kernel (unique sorted rows,
+    per-id sums added left to right)."""
+    return RowSparseGrad(*backend.coalesce_rows(ids, row_grads, num_rows), num_rows)
 
 
 def embedding_forward(table: np.ndarray, ids) -> np.ndarray:
@@ -131,10 +130,8 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
 
 
 def _pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
-    """The Numba kernel ``kernels.pool_rows``, which adds a row's embeddings in
-    ``np.add.reduceat``'s order: the same bits as its NumPy twin
-    ``pfd_ref.reference_kernels.pool_rows`` (gather + ``np.add.reduceat``)."""
-    return kernels.pool_rows(table, values, offsets, pooling)
+    """The ``pool_rows`` kernel (``np.add.reduceat``'s summation order)."""
+    return backend.pool_rows(table, values, offsets, pooling)
 
 
 def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> RowSparseGrad:
@@ -159,10 +156,8 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
 
 def _pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
                                pooling: str) -> RowSparseGrad:
-    """The Numba kernel ``kernels.coalesce_pooled_rows`` (each id's terms added left to
-    right); its NumPy twin ``pfd_ref.reference_kernels.coalesce_pooled_rows`` repeats each
-    row's gradient to its ids and coalesces them."""
-    return RowSparseGrad(*kernels.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling), num_rows)
+    """The ``coalesce_pooled_rows`` kernel (each id's terms added left to right)."""
+    return RowSparseGrad(*backend.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling), num_rows)
 
 
 # --------------------------------------------------------------------------- linear and relu
@@ -179,9 +174,8 @@ def _linear_backward(d_y, x, weight):
 
 
 def _relu_backward(d_y, x):
-    """``np.where(x > 0, d_y, 0)`` computed by the Numba kernel ``kernels.relu_backward`` (the
-    same bits; NumPy's ``where`` mispredicts a branch on about half of the elements)."""
-    return kernels.relu_backward(d_y, x)
+    """The ``relu_backward`` kernel: ``d_y`` where ``x > 0``, else ``+0``."""
+    return backend.relu_backward(d_y, x)
 
 
 def _check_linear(x, weight, bias) -> None:
@@ -266,8 +260,8 @@ def _activation_backward(d_y: np.ndarray, z: np.ndarray, slope: float) -> np.nda
 
 def _leaky_relu_backward(d_y, x, slope):
     """``np.where(x > 0, d_y, d_y * slope)`` computed by the Numba kernel
-    ``kernels.leaky_relu_backward`` (twin: ``pfd_ref.reference_kernels.leaky_relu_backward``)."""
-    return kernels.leaky_relu_backward(d_y, x, slope)
+    ``leaky_relu_backward`` kernel (run through ``pfd_ref.backend``)."""
+    return backend.leaky_relu_backward(d_y, x, slope)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:

@@ -5,8 +5,11 @@ each with an optional linear learning-rate warm-up.
 names to a dense ndarray of the parameter's shape and dtype, or (embedding tables) to a
 ``pfd_ref.sparse.RowSparseGrad`` with unique sorted rows. ``step(params, grads)`` updates
 the arrays of ``params`` in place, keeps their dtype, and leaves names absent from
-``grads`` untouched. Update rules, the arithmetic order and their relation to PyTorch and
-TensorFlow: docs/optim.md; derivations: docs/derivations.md.
+``grads`` untouched. The update rules are the functions ``sgd_update_``,
+``sgd_rows_update_``, ``adagrad_update_`` (below), ``adam_update_``,
+``sparse_adam_rows_update_`` and ``sparse_adagrad_rows_update_`` (kernels, run through
+``pfd_ref.backend``), each derived in docs/derivations.md under its name; the arithmetic
+order and its relation to PyTorch and TensorFlow: docs/optim.md.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 
 import numpy as np
 
-from pfd_ref import kernels
+from pfd_ref import backend
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_scalar, check_shape
 
@@ -76,6 +79,36 @@ def _densified(grad: RowSparseGrad, param: np.ndarray, l2: float) -> np.ndarray:
     return dense_grad
 
 
+def sgd_update_(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+    """``p <- p - lr * g`` in place; param, grad : one shape and float dtype."""
+    param -= lr * grad
+
+
+def sgd_rows_update_(param: np.ndarray, rows: np.ndarray, row_grads: np.ndarray, lr: float, l2: float = 0.0) -> None:
+    """``p[r] <- p[r] - lr * (g_r + l2 * p[r])`` in place on the rows ``r = rows`` of the table
+    ``param (V, d)`` (the L2 term only when ``l2 > 0``); every other row is left as it is.
+    rows : int64 ``(k,)`` unique; row_grads : ``(k, d)`` in the table's dtype."""
+    param_rows = param[rows]
+    param[rows] = param_rows - lr * (row_grads + l2 * param_rows if l2 > 0 else row_grads)
+
+
+def adagrad_update_(param: np.ndarray, grad: np.ndarray, accumulator: np.ndarray, lr: float, eps: float) -> None:
+    """One Adagrad update in place on ``param`` and ``accumulator`` (arrays of one shape and
+    dtype), in torch.optim.Adagrad's order for a dense gradient (``_single_tensor_adagrad``):
+
+        a <- a + g g
+        p <- p - (lr g) / (sqrt(a) + eps)
+
+    No kernel: it is about 1% of a training step (docs/performance.md). The lazy row update
+    is the kernel ``sparse_adagrad_rows_update_``, which groups the last product as
+    ``lr (g / d)``, as torch's sparse path does.
+    """
+    accumulator += grad * grad
+    denom = np.sqrt(accumulator)
+    denom += eps
+    param -= lr * grad / denom
+
+
 class _Optimizer:
     """What every optimizer shares: the learning rate and its warm-up, the embedding L2
     term, the step count, and ``step`` (check every gradient, then update at this step's
@@ -112,10 +145,9 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    """Plain stochastic gradient descent, at this step's learning rate ``lr_t`` (``warmup_lr``).
-
-    Dense gradient:       ``p <- p - lr_t * g``
-    RowSparseGrad rows r: ``p[r] <- p[r] - lr_t * (g_r + l2_embeddings * p[r])``; other rows untouched.
+    """Plain stochastic gradient descent at this step's learning rate ``lr_t`` (``warmup_lr``):
+    ``sgd_update_`` for a dense gradient, ``sgd_rows_update_`` (with ``l2_embeddings``) on the
+    touched rows of a RowSparseGrad; other rows untouched.
     """
 
     def __init__(self, lr: float, l2_embeddings: float = 0.0, lr_warmup_steps: int = 0, start_step: int = 0):
@@ -123,66 +155,10 @@ class SGD(_Optimizer):
 
     def _update(self, params: dict, grads: dict, lr: float) -> None:
         for name, grad in grads.items():
-            param = params[name]
             if isinstance(grad, RowSparseGrad):
-                param_rows = param[grad.rows]
-                param[grad.rows] = param_rows - lr * _touched_row_grad(grad, param_rows, self.l2_embeddings)
+                sgd_rows_update_(params[name], grad.rows, grad.values, lr, self.l2_embeddings)
             else:
-                param -= lr * grad
-
-
-def _adam_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
-    """One Adam update in place on ``param``, ``m``, ``v`` (arrays of one shape and dtype);
-    ``step`` is the step count t after this update's increment.
-
-        m <- beta1 m + (1 - beta1) g            (as m + (1 - beta1) (g - m))
-        v <- beta2 v + (1 - beta2) g g
-        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-    """
-    m += (1 - beta1) * (grad - m)
-    v *= beta2
-    v += (1 - beta2) * grad * grad
-    step_size = lr / (1 - beta1**step)
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    denom = np.sqrt(v)
-    denom /= bias_correction2_sqrt
-    denom += eps
-    param -= step_size * m / denom
-
-
-def _dense_adam_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
-    """``_adam_update_``'s update, the same bits: in the Numba kernel ``kernels.adam_update_``
-    (one pass instead of a dozen NumPy calls) when ``param`` is C-contiguous, as the
-    parameters pfd_ref creates and loads are, else in ``_adam_update_`` itself."""
-    if not param.flags.c_contiguous:
-        _adam_update_(param, grad, m, v, step, lr, beta1, beta2, eps)
-        return
-    kernels.adam_update_(param, grad, m, v, lr / (1 - beta1**step), (1 - beta2**step) ** 0.5, beta1, beta2, eps)
-
-
-def _sparse_adam_step_size(step: int, lr: float, beta1: float, beta2: float) -> float:
-    """SparseAdam's step size ``lr sqrt(1 - beta2^t) / (1 - beta1^t)`` in Python floats."""
-    return lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-
-
-def _sparse_adam_rows_update_(param, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float) -> None:
-    """torch.optim.SparseAdam's update, in place on the gathered rows ``param``, ``m``, ``v``
-    (arrays of one shape ``(m_rows, d)`` and dtype); ``step`` is the table's step count t.
-
-        m <- m + (1 - beta1) (g - m)
-        v <- v + (1 - beta2) (g g - v)
-        p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
-
-    eps is added to the uncorrected root (Adam's dense rule adds it to the corrected one).
-    This is the readable twin of the Numba kernel ``kernels.sparse_adam_rows_``, which
-    ``Adam`` runs (gather, this update and scatter in one pass, the same bits).
-    """
-    m += (grad - m) * (1 - beta1)
-    v += (grad * grad - v) * (1 - beta2)
-    step_size = _sparse_adam_step_size(step, lr, beta1, beta2)
-    denom = np.sqrt(v)
-    denom += eps
-    param -= step_size * (m / denom)
+                sgd_update_(params[name], grad, lr)
 
 
 class Adam(_Optimizer):
@@ -196,16 +172,16 @@ class Adam(_Optimizer):
         dense:  p <- p - lr_t / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
         lazy:   p <- p - lr_t sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 
-    Dense gradients get no L2 term; their update runs in the Numba kernel
-    ``kernels.adam_update_`` (bit-identical to its twin ``_adam_update_``). For a
-    RowSparseGrad with rows r the gradient of the touched rows is ``g_r + l2_embeddings * p[r]``,
-    then
+    Dense gradients get no L2 term and take ``adam_update_``. For a RowSparseGrad with rows
+    r the gradient of the touched rows is ``g_r + l2_embeddings * p[r]``, then
 
-    - ``sparse="lazy"``: m, v and p change only on rows r, by SparseAdam's rule (t still
-      advances once per step for the whole table), in the Numba kernel
-      ``kernels.sparse_adam_rows_`` (bit-identical to its twin ``_sparse_adam_rows_update_``);
+    - ``sparse="lazy"``: m, v and p change only on rows r, by SparseAdam's rule
+      (``sparse_adam_rows_update_``; t still advances once per step for the whole table);
     - ``sparse="dense"``: the gradient is densified (zeros off r) and the whole table takes
-      the dense update, so rows with non-zero m keep moving when absent from the batch.
+      ``adam_update_``, so rows with non-zero m keep moving when absent from the batch.
+
+    Both update functions are kernels, run through ``pfd_ref.backend`` (the Numba kernel or
+    its NumPy twin, the same bits).
 
     ``state[name] = {"step": t, "m": (shape of p), "v": (shape of p)}`` in the parameter's dtype.
     """
@@ -220,54 +196,22 @@ class Adam(_Optimizer):
         self.state: dict[str, dict] = {}
 
     def _update(self, params: dict, grads: dict, lr: float) -> None:
-        hyper = dict(lr=lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+        beta1, beta2, eps = self.beta1, self.beta2, self.eps
         for name, grad in grads.items():
             param = params[name]
             if name not in self.state:  # allocate the moments once, on a parameter's first step
                 self.state[name] = {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
             state = self.state[name]
             state["step"] += 1
-            m, v = state["m"], state["v"]
-            if not isinstance(grad, RowSparseGrad):
-                _dense_adam_update_(param, grad, m, v, state["step"], **hyper)
-            elif self.sparse == "lazy":
-                step_size = _sparse_adam_step_size(state["step"], lr, self.beta1, self.beta2)
-                kernels.sparse_adam_rows_(param, m, v, grad.rows, grad.values, step_size,
-                                          self.beta1, self.beta2, self.eps, self.l2_embeddings)
-            else:
-                _dense_adam_update_(param, _densified(grad, param, self.l2_embeddings), m, v, state["step"], **hyper)
-
-
-def _adagrad_update_(param, grad, accumulator, lr: float, eps: float) -> None:
-    """One Adagrad update in place on ``param`` and ``accumulator`` (arrays of one shape and
-    dtype), in torch.optim.Adagrad's order for a dense gradient (``_single_tensor_adagrad``):
-
-        a <- a + g g
-        p <- p - (lr g) / (sqrt(a) + eps)
-    """
-    accumulator += grad * grad
-    denom = np.sqrt(accumulator)
-    denom += eps
-    param -= lr * grad / denom
-
-
-def _sparse_adagrad_rows_update_(param, grad, accumulator, lr: float, eps: float) -> None:
-    """One Adagrad update in place on the gathered rows ``param`` and ``accumulator``
-    (arrays of one shape ``(m_rows, d)`` and dtype), in torch.optim.Adagrad's order for a
-    sparse gradient (the ``grad.is_sparse`` branch of ``_single_tensor_adagrad``):
-
-        a <- a + g g
-        p <- p - lr (g / (sqrt(a) + eps))
-
-    The same rule as ``_adagrad_update_``; only the last product is grouped differently
-    (``lr (g / d)`` instead of ``(lr g) / d``), as in torch. This is the readable twin of the
-    Numba kernel ``kernels.sparse_adagrad_rows_``, which ``Adagrad`` runs (gather, this
-    update and scatter in one pass, the same bits).
-    """
-    accumulator += grad * grad
-    denom = np.sqrt(accumulator)
-    denom += eps
-    param -= lr * (grad / denom)
+            t, m, v = state["step"], state["m"], state["v"]
+            if isinstance(grad, RowSparseGrad) and self.sparse == "lazy":
+                step_size = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)  # SparseAdam's, in Python floats
+                backend.sparse_adam_rows_update_(param, m, v, grad.rows, grad.values, step_size, beta1, beta2, eps,
+                                                 self.l2_embeddings)
+                continue
+            if isinstance(grad, RowSparseGrad):
+                grad = _densified(grad, param, self.l2_embeddings)
+            backend.adam_update_(param, grad, m, v, lr / (1 - beta1**t), (1 - beta2**t) ** 0.5, beta1, beta2, eps)
 
 
 class Adagrad(_Optimizer):
@@ -285,14 +229,14 @@ class Adagrad(_Optimizer):
     give 0 / 0 before its first non-zero one). Defaults 0.1 and 0: TensorFlow 1's
     ``tf.train.AdagradOptimizer`` (docs/optim.md compares TensorFlow's and PyTorch's).
 
-    Dense gradients get no L2 term; their update is ``_adagrad_update_``. For a
+    Dense gradients get no L2 term; their update is ``adagrad_update_``. For a
     RowSparseGrad with rows r the gradient of the touched rows is
     ``g_r + l2_embeddings * p[r]``, then
 
-    - ``sparse="lazy"``: a and p change only on rows r, in the Numba kernel
-      ``kernels.sparse_adagrad_rows_`` (bit-identical to its twin ``_sparse_adagrad_rows_update_``);
+    - ``sparse="lazy"``: a and p change only on rows r, by the kernel
+      ``sparse_adagrad_rows_update_`` (run through ``pfd_ref.backend``; its twin gives the same bits);
     - ``sparse="dense"``: the gradient is densified (zeros off r) and the whole table takes
-      ``_adagrad_update_``. A zero gradient leaves a and p as they are, so the two modes give
+      ``adagrad_update_``. A zero gradient leaves a and p as they are, so the two modes give
       the same numbers up to the rounding of the last product (Adam's modes differ).
 
     ``state[name] = {"accumulator": (shape of p)}`` in the parameter's dtype.
@@ -316,11 +260,12 @@ class Adagrad(_Optimizer):
                 self.state[name] = {"accumulator": np.full_like(param, self.initial_accumulator_value)}
             accumulator = self.state[name]["accumulator"]
             if not isinstance(grad, RowSparseGrad):
-                _adagrad_update_(param, grad, accumulator, lr, self.eps)
+                adagrad_update_(param, grad, accumulator, lr, self.eps)
             elif self.sparse == "lazy":
-                kernels.sparse_adagrad_rows_(param, accumulator, grad.rows, grad.values, lr, self.eps, self.l2_embeddings)
+                backend.sparse_adagrad_rows_update_(param, accumulator, grad.rows, grad.values, lr, self.eps,
+                                                    self.l2_embeddings)
             else:
-                _adagrad_update_(param, _densified(grad, param, self.l2_embeddings), accumulator, lr, self.eps)
+                adagrad_update_(param, _densified(grad, param, self.l2_embeddings), accumulator, lr, self.eps)
 
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}

@@ -19,10 +19,10 @@ An exported file (``save_student``) is one ``.npz`` holding
 with their scores (logits), best first, ties to the lower catalogue index. A two-tower student
 scores ``S <f(u), f(v)> + b`` (``f``: l2 normalisation or the identity, ``S``: the tower
 scale; ``models.TwoTower``) with the item vectors ``f(v)`` precomputed once, the user vector
-``f(u)`` per request, the top-k of ``<f(u), f(v)>`` by ``kernels.top_k_items`` (``S > 0``
+``f(u)`` per request, the top-k of ``<f(u), f(v)>`` by the ``top_k_items`` kernel (``S > 0``
 leaves the order unchanged), and the reported scores ``S <f(u), f(v)> + b``: the model's
-logits. An MLP student scores every (user, item) pair (``kernels.mlp_scores`` +
-``kernels.top_k_scores``).
+logits. An MLP student scores every (user, item) pair (``mlp_scores`` +
+``top_k_scores``). The kernels run through ``pfd_ref.backend``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pfd_ref import kernels
+from pfd_ref import backend
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.layers import negative_slope
 from pfd_ref.models import TwoTower, build_model
@@ -168,7 +168,7 @@ class ServedStudent:
         users = self._rows(self.user_rows, index)
         if isinstance(self.model, TwoTower):
             u = np.ascontiguousarray(self.model.user_vectors(self.params, users))
-            scores, ids = kernels.top_k_items(self.item_vectors(), u, k)
+            scores, ids = backend.top_k_items(self.item_vectors(), u, k)
             scores = self.model.tower_scale * scores
             if self.model.bias:
                 scores = scores + self.params[f"{self.model.prefix}.bias"][0]
@@ -185,6 +185,6 @@ class ServedStudent:
         x, _ = self.model.encoder.forward(self.params, pairs, dtype)
         weights = [self.params[w] for w, _ in self.model.mlp.names]
         biases = [self.params[b] for _, b in self.model.mlp.names]
-        scores = kernels.mlp_scores(np.ascontiguousarray(x), weights, biases,
+        scores = backend.mlp_scores(np.ascontiguousarray(x), weights, biases,
                                     negative_slope=negative_slope(self.model.mlp.activation))[:, 0]
-        return kernels.top_k_scores(scores, k)
+        return backend.top_k_scores(scores, k)

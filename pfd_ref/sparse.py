@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pfd_ref import backend
+
 
 @dataclass(frozen=True)
 class RowSparseGrad:
@@ -42,33 +44,13 @@ class RowSparseGrad:
         return dense
 
     def __add__(self, other: "RowSparseGrad") -> "RowSparseGrad":
-        """Sum of two gradients of the same table (used when teacher and student share it)."""
+        """Sum of two gradients of the same table (used when teacher and student share it): the
+        rows of both, coalesced by the ``coalesce_rows`` kernel (``self``'s term first)."""
         if not isinstance(other, RowSparseGrad) or other.shape != self.shape:
             raise ValueError("can only add RowSparseGrad of the same table shape")
-        return coalesce_rows(
-            np.concatenate([self.rows, other.rows]),
-            np.concatenate([self.values, other.values]),
-            self.num_rows,
-        )
-
-
-def coalesce_rows(ids: np.ndarray, row_grads: np.ndarray, num_rows: int) -> RowSparseGrad:
-    """Sum gradient rows that share an id.
-
-    ids : int64 ``(n,)``; row_grads : float ``(n, dim)``.
-    Returns ``RowSparseGrad`` with ``values[j] = sum_{i : ids[i] == rows[j]} row_grads[i]``.
-    Rows are grouped by a stable sort of ``ids`` and each group is summed by
-    ``np.add.reduceat`` (which adds long runs pairwise, not strictly left to right); the result
-    is deterministic. This is the readable twin of the Numba kernel ``kernels.coalesce_rows``
-    (strictly left to right), which the layers use; the two agree up to rounding.
-    """
-    if ids.size == 0:
-        return RowSparseGrad(np.zeros(0, np.int64), np.zeros((0, row_grads.shape[1]), row_grads.dtype), num_rows)
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    values = np.add.reduceat(row_grads[order], starts, axis=0)
-    return RowSparseGrad(sorted_ids[starts].astype(np.int64, copy=False), values, num_rows)
+        rows, values = backend.coalesce_rows(np.concatenate([self.rows, other.rows]),
+                                             np.concatenate([self.values, other.values]), self.num_rows)
+        return RowSparseGrad(rows, values, self.num_rows)
 
 
 def to_dense(grad) -> np.ndarray:

@@ -31,13 +31,14 @@ def _run_args(data_file, out_dir, *extra):
 
 @pytest.fixture(scope="module")
 def finished_run(data_file, tmp_path_factory):
-    """One tiny run, its exit code, stdout and JSON records; then a rerun's records."""
+    """One tiny run, its exit code, stdout and JSON records; then a rerun's, and a run on the
+    NumPy backend."""
     outputs = []
-    for name in ("first", "rerun"):
+    for name, extra in (("first", ()), ("rerun", ()), ("numpy", ("--backend", "numpy"))):
         out_dir = tmp_path_factory.mktemp(name)
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
-            code = main(_run_args(data_file, out_dir))
+            code = main(_run_args(data_file, out_dir, *extra))
         outputs.append((code, stdout.getvalue(), json.loads((out_dir / "out.json").read_text()), out_dir))
     return outputs
 
@@ -122,13 +123,23 @@ def test_run_writes_one_json_record_per_method_and_seed(finished_run):
 
 
 def test_same_seed_gives_identical_metrics_on_a_rerun(finished_run):
-    (_, _, first, _), (_, _, rerun, _) = finished_run
+    (_, _, first, _), (_, _, rerun, _), _ = finished_run
     assert [(r["method"], r["seed"], *(r[m] for m in METRICS)) for r in first] == \
         [(r["method"], r["seed"], *(r[m] for m in METRICS)) for r in rerun]
     # records come in (seed, method) order; different seeds really train differently,
     # so the equality above is not vacuous
     assert (first[0]["method"], first[0]["seed"], first[2]["method"], first[2]["seed"]) == ("baseline", 0, "baseline", 1)
     assert first[0]["logloss"] != first[2]["logloss"]
+
+
+def test_the_numpy_backend_gives_the_same_table(finished_run):
+    (_, stdout, first, _), _, (code, numpy_stdout, numpy_records, _) = finished_run
+    assert code == 0
+    assert [(r["method"], r["seed"], *(r[m] for m in METRICS)) for r in first] == \
+        [(r["method"], r["seed"], *(r[m] for m in METRICS)) for r in numpy_records]
+    without_times = [line.rsplit(maxsplit=1)[0] for line in stdout.splitlines() if line.startswith(("baseline", "pfd"))]
+    assert without_times == [line.rsplit(maxsplit=1)[0] for line in numpy_stdout.splitlines()
+                             if line.startswith(("baseline", "pfd"))]
 
 
 def test_saved_students_feed_score(finished_run, data_file, capsys):

@@ -43,7 +43,7 @@ def small_case():
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
-def test_golden_case_is_reproduced(path):
+def test_golden_case_is_reproduced(path, each_backend):
     golden = load_npz(path)
     again = recompute(golden)
     assert case_meta(again) == case_meta(golden)
