@@ -40,8 +40,10 @@ ACT_RELU, ACT_LINEAR, ACT_SIGMOID, ACT_LEAKY_RELU = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def _sigmoid(z, one):
-    """1 / (1 + exp(-z)), without overflow for either sign of z (``one`` fixes the dtype)."""
+def sigmoid(z, one):
+    """``s(z) = 1 / (1 + exp(-z))`` of a scalar, without overflow for either sign of z (``one``
+    fixes the dtype). Its twin is ``pfd_ref.losses.sigmoid`` (the same formula on arrays; the
+    two agree within 4 ulp, libm's ``exp`` against NumPy's)."""
     if z >= 0:
         return one / (one + np.exp(-z))
     e = np.exp(z)
@@ -89,7 +91,7 @@ def _bias_activate(y, b, activation, slope):
             elif activation == ACT_LEAKY_RELU:
                 v = v if v > 0 else typed_slope * v
             elif activation == ACT_SIGMOID:
-                v = _sigmoid(v, one)
+                v = sigmoid(v, one)
             y[r, j] = v
     return nonfinite
 

@@ -5,7 +5,8 @@
 logits' dtype together with the gradient wrt the (student's) logits in the same dtype. The
 derivations are in docs/derivations.md under each function's name.
 
-Stability: every term is written with ``exp(-|x|)`` only, which never overflows, so the
+Stability: every term is written with ``sigmoid`` and ``log_sigmoid`` below, the one
+definition of each, which use ``exp(-|x|)`` only; it never overflows, so the
 functions return finite values without warnings for logits of any finite magnitude that
 float32/float64 hold (checked up to ``|x| = 1e4``). ``exp(-|x|)`` may underflow to 0, which
 is exact to the working precision.
@@ -18,40 +19,25 @@ import numpy as np
 from pfd_ref.validation import check_float_array, check_labels, check_scalar, check_shape, check_weights
 
 
-def _log_sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return _sigmoid_both(x, np.exp(-np.abs(x)))[0]
-
-
-def _sigmoid_both(x: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(s(x), s(-x))`` from ``e = exp(-|x|)``, each as ``_sigmoid`` computes it alone:
-    ``s(x)`` is ``1 / (1 + e)`` where ``x >= 0`` and ``s(-x)`` where ``x <= 0``, the other
-    one ``e / (1 + e)`` (the same bits as two calls, one ``exp`` instead of two)."""
-    one_plus_e = 1 + e
-    large, small = 1 / one_plus_e, e / one_plus_e
-    return np.where(x >= 0, large, small), np.where(x <= 0, large, small)
-
-
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log s(x) = -log(1 + exp(-x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
 
-    x : float32/float64 array of any shape, finite. Returns the same shape and dtype.
+    x : float32/float64 array of any shape (not checked). Returns the same shape and dtype.
     Derivative (used by the losses): ``d/dx log s(x) = 1 - s(x) = s(-x)``.
     """
-    return _log_sigmoid(check_float_array("x", x))
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """``s(x) = 1 / (1 + exp(-x))``, evaluated as ``1 / (1 + e)`` for ``x >= 0`` and
     ``e / (1 + e)`` for ``x < 0`` with ``e = exp(-|x|)``.
 
-    x : float32/float64 array of any shape, finite. Returns the same shape and dtype, in
-    ``[0, 1]``. Derivative: ``s'(x) = s(x) s(-x)``.
+    x : float32/float64 array of any shape (not checked). Returns the same shape and dtype,
+    in ``[0, 1]``. Derivative: ``s'(x) = s(x) s(-x)``. The scoring kernel's scalar twin is
+    ``pfd_ref.kernels.mlp.sigmoid`` (the same formula, within 4 ulp: libm's ``exp``).
     """
-    return _sigmoid(check_float_array("x", x))
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _check_logits(name: str, logits) -> np.ndarray:
@@ -89,9 +75,8 @@ def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):
     weights = check_weights("weights", weights, n, logits.dtype)
     sign = 2 * labels.astype(logits.dtype) - 1
     signed_logits = sign * logits
-    e = np.exp(-np.abs(signed_logits))  # shared by log s(a z) and s(-a z)
-    loss = _weighted_mean(-(np.minimum(signed_logits, 0) - np.log1p(e)), weights)
-    d_logits = -sign * _sigmoid_both(signed_logits, e)[1] / n
+    loss = _weighted_mean(-log_sigmoid(signed_logits), weights)
+    d_logits = -sign * sigmoid(-signed_logits) / n
     if weights is not None:
         d_logits *= weights
     return loss, d_logits
@@ -129,14 +114,11 @@ def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperatur
     temperature = check_scalar("temperature", temperature, float, low=0, low_open=True)
     weights = check_weights("weights", weights, n, student_logits.dtype)
     scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
-    # 1 - p as s(-t / T), without cancellation when p is near 1
-    teacher_prob, teacher_complement = _sigmoid_both(scaled_teacher, np.exp(-np.abs(scaled_teacher)))
-    e_student = np.exp(-np.abs(scaled_student))
-    log1p_e = np.log1p(e_student)  # log q = min(z/T, 0) - log1p(e), log(1 - q) = min(-z/T, 0) - log1p(e)
-    log_q, log_one_minus_q = np.minimum(scaled_student, 0) - log1p_e, np.minimum(-scaled_student, 0) - log1p_e
-    cross_entropy = -(teacher_prob * log_q + teacher_complement * log_one_minus_q)
+    teacher_prob = sigmoid(scaled_teacher)
+    teacher_complement = sigmoid(-scaled_teacher)  # 1 - p without cancellation when p is near 1
+    cross_entropy = -(teacher_prob * log_sigmoid(scaled_student) + teacher_complement * log_sigmoid(-scaled_student))
     loss = _weighted_mean(temperature**2 * cross_entropy, weights)
-    d_student = temperature * (_sigmoid_both(scaled_student, e_student)[0] - teacher_prob) / n
+    d_student = temperature * (sigmoid(scaled_student) - teacher_prob) / n
     if weights is not None:
         d_student *= weights
     return loss, d_student

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.losses import _sigmoid_both, hard_loss, log_sigmoid, sigmoid, soft_loss
+from pfd_ref.losses import hard_loss, log_sigmoid, sigmoid, soft_loss
 
 DTYPES = [np.float32, np.float64]
 GRAD_TOLERANCE = 1e-6
@@ -108,19 +108,6 @@ def test_sigmoid_and_log_sigmoid_match_the_reference_at_extreme_and_random_value
     np.testing.assert_allclose(log_s, [float(-ref_softplus(-_dec(v))) for v in x], rtol=rtol, atol=1e-300)
     np.testing.assert_allclose(s, [float(ref_sigmoid(_dec(v))) for v in x], rtol=rtol, atol=1e-37)
     assert np.all((s >= 0) & (s <= 1))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_both_sigmoids_from_one_exp_are_the_bits_of_two_sigmoid_calls(dtype):
-    """The losses evaluate s(x) and s(-x) from one exp(-|x|); that must change no bit."""
-    rng = np.random.default_rng(1)
-    x = np.concatenate([EXTREMES, [0.0, -0.0], rng.uniform(-60, 60, 200)]).astype(dtype)
-    with no_floating_point_warnings():
-        both = _sigmoid_both(x, np.exp(-np.abs(x)))
-        separate = (sigmoid(x), sigmoid(-x))
-    for shared, alone in zip(both, separate):
-        assert shared.dtype == dtype
-        np.testing.assert_array_equal(shared.view(np.uint8), alone.view(np.uint8))
 
 
 @settings(max_examples=15, deadline=None)
@@ -349,8 +336,6 @@ BAD_CALLS = {
     "student empty": (lambda: soft_loss(np.zeros(0), np.zeros(0)), "^student_logits"),
     "soft weights dtype": (lambda: soft_loss(z, z, 1.0, np.ones(2, np.float32)), "^weights"),
     "soft weights NaN": (lambda: soft_loss(z, z, 1.0, np.array([np.nan, 1.0])), "^weights"),
-    "log_sigmoid NaN": (lambda: log_sigmoid(np.array([np.nan])), "^x"),
-    "sigmoid integers": (lambda: sigmoid(np.array([1, 2])), "^x"),
 }
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import pfd_ref
 from pfd_ref import backend, kernels, twins
+from pfd_ref.losses import sigmoid
 from pfd_ref.train import ModelSizes, TrainConfig, train
 from arrays import DTYPES, integer_valued, real_valued, rtol, scoring_case, strided
 from tiny import tiny_dataset
@@ -200,6 +201,19 @@ def test_mlp_scores_sigmoid_saturates_without_overflow_in_both():
         out = kernels.mlp_scores(x, weights, biases, sigmoid=True)
         np.testing.assert_array_equal(out, twins.mlp_scores(x, weights, biases, sigmoid=True))
     assert out[0, 0] == 1 and out[1, 0] == 0 and 0 < out[2, 0] < 1e-40
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_of_the_scoring_kernel_within_4_ulp_of_losses_sigmoid(dtype):
+    """kernels.mlp.sigmoid (a scalar Numba function inside mlp_scores) against its twin, the
+    one array sigmoid pfd_ref.losses.sigmoid: the same formula, libm's exp against NumPy's."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([[0.0, -0.0, 1e4, -1e4, 88.0, -88.0],
+                        rng.standard_normal(20000) * 10.0 ** rng.integers(-3, 3, 20000)]).astype(dtype)
+    one = dtype(1)
+    kernel = np.array([kernels.mlp.sigmoid(v, one) for v in x], dtype)
+    ulps = np.abs(kernel.view(f"i{kernel.itemsize}").astype(np.int64) - sigmoid(x).view(f"i{kernel.itemsize}").astype(np.int64))
+    assert ulps.max() <= 4
 
 
 # --------------------------------------------------------------------------- training kernels

@@ -14,6 +14,7 @@ from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.train import TrainConfig, build_models, step_gradients, batch_order, predict, STREAM_BATCH_ORDER, STREAM_STUDENT_INIT, STREAM_TEACHER_INIT
 from pfd_ref.distill import DistillConfig, lambda_at
 from pfd_ref.optim import Adam
+from pfd_ref.losses import sigmoid
 from pfd_ref.metrics import auc
 strength = float(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]; methods = sys.argv[3].split(",")
 lam = float(sys.argv[4]) if len(sys.argv) > 4 else 0.5
@@ -38,5 +39,5 @@ for seed in seeds:
             if step % 25 == 24 or step == 422:
                 s = predict(student, params, sub)
                 t = predict(teacher, params, sub) if teacher is not None else None
-                out.append(f"{step+1}:{auc(sub.labels, s):.4f}/{1/(1+np.exp(-s)).mean():.3f}" + (f" T{auc(sub.labels, t):.4f}" if t is not None else ""))
+                out.append(f"{step+1}:{auc(sub.labels, s):.4f}/{sigmoid(s).mean():.3f}" + (f" T{auc(sub.labels, t):.4f}" if t is not None else ""))
         print(f"seed {seed} {method}: " + "  ".join(out), flush=True)
