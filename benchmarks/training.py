@@ -30,7 +30,7 @@ from benchmarks.common import (
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import DistillConfig
 from pfd_ref.optim import Adam
-from pfd_ref.train import TrainConfig, build_models, step_gradients
+from pfd_ref.train import TrainConfig, models_for, run_step
 
 BATCH_SIZE = 1024
 N_BATCHES = 8
@@ -63,24 +63,25 @@ def cycling(step, items: list):
 
 
 def pfd_ref_step(method: str, schema, batches: list, rng: np.random.Generator):
-    """One pfd_ref training step of ``method`` ("baseline" or "pfd"): ``step_gradients`` +
-    lazy ``Adam.step``. Returns ``(callable over the batches, student, teacher)``."""
-    student, teacher = build_models(schema, method, TrainConfig(student_kind="mlp"))
+    """One pfd_ref training step of ``method`` ("baseline" or "pfd"): ``train.run_step``
+    (gradients, loss check, lazy ``Adam.step``). Returns ``(callable over the batches, student,
+    teacher)``."""
+    student, teacher = models_for(schema, method, TrainConfig(student_kind="mlp"))
     return model_step(student, teacher, batches, rng), student, teacher
 
 
 def model_step(student, teacher, batches: list, rng: np.random.Generator):
-    """A callable running one ``step_gradients`` + lazy ``Adam.step`` per call, cycling over
-    ``batches``: ``student`` alone on its hard loss when ``teacher`` is None, else sync PFD."""
+    """A callable running one ``train.run_step`` (lazy Adam) per call, cycling over
+    ``batches``: ``student`` alone on its hard loss when ``teacher`` is None, else sync PFD
+    (lambda = ``LAMBDA``, no warm-up)."""
     params = student.init_params(rng, DTYPE)
     if teacher is not None:
         params.update(teacher.init_params(rng, DTYPE))
     optimizer = Adam(TrainConfig().lr, sparse="lazy")
-    lam = LAMBDA if teacher is not None else 0.0
-    distill = DistillConfig(lambda_=LAMBDA) if teacher is not None else DistillConfig()
+    distill = DistillConfig(lambda_=LAMBDA)
 
     def step(batch):
-        optimizer.step(params, step_gradients(student, teacher, params, batch, lam, distill).grads)
+        run_step(student, teacher, params, optimizer, batch, 0, distill)
 
     return cycling(step, batches)
 

@@ -28,17 +28,27 @@ _IMPLEMENTATIONS = {"numba": kernels, "numpy": twins}
 _active: str | None = None
 
 
+def _bind(name: str | None) -> None:
+    """Make ``backend.<kernel>`` the kernel of backend ``name`` (None: unbound, chosen again
+    on the next use), as plain module attributes: a call pays no dispatch."""
+    global _active
+    _active = name
+    for kernel in twins.__all__:
+        if name is None:
+            globals().pop(kernel, None)
+        else:
+            globals()[kernel] = getattr(_IMPLEMENTATIONS[name], kernel)
+
+
 def set_backend(name: str) -> None:
     """Run every kernel from now on in ``name``'s implementation: "numba" or "numpy"."""
-    global _active
-    _active = check_choice("backend", name, BACKENDS)
+    _bind(check_choice("backend", name, BACKENDS))
 
 
 def get_backend() -> str:
     """The backend in use: the last ``set_backend``, else ``PFD_REF_BACKEND``, else "numba"."""
-    global _active
     if _active is None:
-        _active = check_choice(ENVIRONMENT_VARIABLE, os.environ.get(ENVIRONMENT_VARIABLE, "numba"), BACKENDS)
+        _bind(check_choice(ENVIRONMENT_VARIABLE, os.environ.get(ENVIRONMENT_VARIABLE, "numba"), BACKENDS))
     return _active
 
 
@@ -46,18 +56,19 @@ def get_backend() -> str:
 def using(name: str | None):
     """``with using(name):`` runs the block on backend ``name`` (None: leave it as it is), then
     restores the previous choice."""
-    global _active
     previous = _active
     if name is not None:
         set_backend(name)
     try:
         yield
     finally:
-        _active = previous
+        _bind(previous)
 
 
 def __getattr__(name: str):
-    """``backend.<kernel name>``: that function of the active backend."""
+    """``backend.<kernel name>`` before the first choice: choose (``get_backend``), then the
+    kernel is a module attribute."""
     if name in twins.__all__:
-        return getattr(_IMPLEMENTATIONS[get_backend()], name)
+        get_backend()
+        return globals()[name]
     raise AttributeError(f"module 'pfd_ref.backend' has no attribute {name!r}")

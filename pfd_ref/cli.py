@@ -17,7 +17,7 @@ import numpy as np
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
 from pfd_ref.data import Dataset
 from pfd_ref.data.synthetic import SyntheticConfig, generate
-from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
+from pfd_ref.distill import HARD_WEIGHTS, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes
 from pfd_ref.experiment import REPORTED_METHODS, TEACHER_OF, format_table, parse_methods, run_methods, summarize
 from pfd_ref.files import write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
@@ -26,8 +26,7 @@ from pfd_ref.models import TOWER_NORMS
 from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES
 from pfd_ref.provenance import file_source, format_differences, generator_source, provenance
 from pfd_ref.score_files import ALIGNMENTS, read_teacher_scores
-from pfd_ref.train import (MODES, STUDENT_KINDS, ModelSizes, Progress, TrainConfig, check_batch_norm_batches,
-                           check_lr_warmup, check_schedule)
+from pfd_ref.train import MODES, Progress, TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup
 from pfd_ref.validation import check_scalar
 
 TASKS = ("ctr", "cvr")
@@ -177,7 +176,6 @@ def _add_metrics_parser(commands) -> None:
 def _add_oracle_parser(commands, computes) -> None:
     """``oracle dump`` (write a reference case) and ``oracle check`` (compare with it); docs/oracle.md."""
     from pfd_ref.oracle import CaseSpec
-    from pfd_ref.train import METHODS
     oracle = commands.add_parser("oracle", help="reference cases for checking another PFD implementation (docs/oracle.md)")
     actions = oracle.add_subparsers(dest="oracle_command", required=True)
     dump = actions.add_parser("dump", parents=[computes], help="write one case (.npz): inputs, parameters, losses, gradients, updates")
@@ -394,7 +392,7 @@ def command_run(args) -> int:
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; this run trains MLP students only")
     for data, config in runs:  # and schedule errors before any training
         if any(m != "baseline" for m in args.methods):
-            check_schedule(config, data.train.n)
+            check_warmup(config, data.train.n)
         check_lr_warmup(config, data.train.n, teacher_alone=config.mode == "two-stage"
                         and any(m != "baseline" for m in args.methods))
         check_batch_norm_batches(config, data.train.n)

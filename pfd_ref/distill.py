@@ -1,4 +1,6 @@
-"""The PFD objective: which loss term updates which parameters, and the lambda schedule.
+"""The whole PFD rule: which teacher each method has, which gradient reaches which parameter
+(shared tables included), and the lambda schedule. ``train.py`` runs the loops and
+``oracle.py`` the steps of one case; both call ``init_params`` and ``step_gradients`` here.
 
 Synchronous PFD (Xu et al. 2020) minimises over the student's parameters ``W_s`` and the
 teacher's ``W_t``::
@@ -8,19 +10,83 @@ teacher's ``W_t``::
 with ``s = f_s(X; W_s)`` and ``t = f_t(X, X*; W_t)`` the logits, ``a(lambda) = 1 - lambda``
 (the paper; ``hard_weight="one"`` gives ``a = 1``) and ``L_soft`` taking ``t`` as a constant
 (stop-gradient): the teacher is moved only by its own hard loss. Two-stage PFD minimises the
-first two terms with a frozen teacher. docs/method.md states the rule for shared embeddings.
+first two terms with a frozen teacher. A table both models read (``SHARING``) receives the
+sum of the two paths' gradients. docs/method.md states the rule, docs/derivations.md
+("The PFD objective and who receives which gradient") derives it.
+
+Methods (each produces the same student architecture, served without privileged features);
+``METHOD_RULES`` is the table the code reads:
+
+============  ==============================================================================
+baseline      the student alone, hard loss only
+md            teacher = a stronger model over regular features only (model distillation)
+pfd           teacher = the student's architecture plus the privileged features
+pfd+md        teacher = the stronger model over regular + privileged features
+============  ==============================================================================
+
+The stronger model is an ``MLPRanker`` with ``sizes.strong_hidden`` over its fields (for the
+two-tower student, the inputs of both towers). A two-tower teacher of the student's
+architecture feeds its fields without a tower (the privileged ones) into its user tower
+(docs/method.md). A new method is one entry of ``METHOD_RULES`` (and, for a new kind of
+teacher input, one of ``TEACHER_FIELDS``); a new way of sharing tables is one entry of
+``SHARING``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from pfd_ref.layers import check_activation
 from pfd_ref.losses import hard_loss, soft_loss
+from pfd_ref.models import MLPRanker, TwoTower, check_tower_norm
+from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_choice, check_scalar
 
 HARD_WEIGHTS = ("one_minus_lambda", "one")
+STUDENT_KINDS = ("two_tower", "mlp")
+# Independent random streams of one seed, default_rng([seed, stream]): the student's and the
+# teacher's initial parameters (train.py and oracle.py add the batch order and others).
+INIT_STREAM = {"student": 1, "teacher": 2}
+SHARED_PREFIX = "shared"  # a shared table is the parameter f"{SHARED_PREFIX}.embed.{field}"
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Widths and layers of the models (student and teachers alike).
+
+    ``student_hidden``: MLP student hidden sizes, or the hidden sizes of each tower of a
+    two-tower student (whose towers end in ``tower_out_dim`` units); ``strong_hidden``: the
+    hidden sizes of the stronger MLP teacher (md and pfd+md). ``activation`` ("relu" or
+    "leaky_relu", slope ``layers.LEAKY_RELU_SLOPE``) and ``batch_norm`` (before every hidden
+    activation) apply to every MLP: the MLP ranker, the towers, the teachers.
+    ``tower_norm`` ("none" or "l2") and ``tower_scale`` (> 0) apply to two-tower models: logit
+    ``= tower_scale * <f(u), f(v)> + b`` (``models.TwoTower``; the paper: "l2" and 5).
+    """
+
+    embed_dim: int = 16
+    student_hidden: tuple = (64, 32)
+    tower_out_dim: int = 32
+    strong_hidden: tuple = (256, 128, 64)
+    activation: str = "relu"
+    batch_norm: bool = False
+    tower_norm: str = "none"
+    tower_scale: float = 1.0
+
+    def __post_init__(self):
+        check_activation(self.activation)
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm: expected True or False, got {self.batch_norm!r}")
+        object.__setattr__(self, "tower_scale", check_tower_norm(self.tower_norm, self.tower_scale)[1])
+        for name in ("embed_dim", "tower_out_dim"):
+            object.__setattr__(self, name, check_scalar(name, getattr(self, name), int, low=1))
+        for name in ("student_hidden", "strong_hidden"):
+            widths = getattr(self, name)
+            if not isinstance(widths, (tuple, list)):
+                raise ValueError(f"{name}: expected a tuple of layer widths, got {widths!r}")
+            object.__setattr__(self, name, tuple(check_scalar(f"{name}[{j}]", w, int, low=1) for j, w in enumerate(widths)))
 
 
 @dataclass(frozen=True)
@@ -47,9 +113,108 @@ class DistillConfig:
         object.__setattr__(self, "temperature", check_scalar("temperature", self.temperature, float, low=0, low_open=True))
 
 
+# --------------------------------------------------------------------------- which teacher
+
+
+@dataclass(frozen=True)
+class MethodRule:
+    """What a method adds to the student.
+
+    teacher : None (no teacher), ``"student"`` (the student's architecture) or ``"strong"``
+        (an ``MLPRanker`` with ``sizes.strong_hidden``);
+    teacher_fields : the key of ``TEACHER_FIELDS`` naming the fields the teacher reads;
+    teacher_row : the name under which the teacher's own scores are reported (not servable).
+    """
+
+    teacher: str | None = None
+    teacher_fields: str | None = None
+    teacher_row: str | None = None
+
+
+TEACHER_FIELDS: dict[str, Callable[[Schema], tuple[FeatureSpec, ...]]] = {
+    "regular": lambda schema: schema.regular(),
+    "regular+privileged": lambda schema: schema.regular() + schema.privileged(),
+}
+
+METHOD_RULES = {
+    "baseline": MethodRule(),
+    "md": MethodRule("strong", "regular", teacher_row="md_teacher"),
+    "pfd": MethodRule("student", "regular+privileged", teacher_row="pfd_teacher"),
+    "pfd+md": MethodRule("strong", "regular+privileged", teacher_row="teacher"),
+}
+METHODS = tuple(METHOD_RULES)
+
+# Which fields' tables teacher and student share (sync mode): a predicate on the field.
+SHARING: dict[str, Callable[[FeatureSpec], bool]] = {
+    "none": lambda field: False,
+    "all": lambda field: field.role == "regular",
+}
+
+
+def check_method(method: str) -> str:
+    """Return ``method``; raise unless it is one of ``METHODS``."""
+    return check_choice("method", method, METHODS)
+
+
+def build_models(schema: Schema, method: str, student_kind: str, sizes: ModelSizes, sharing: str = "none"):
+    """Return ``(student, teacher)`` for ``method`` (teacher None without one, ``METHOD_RULES``).
+
+    The student reads the regular fields; ``sharing`` (a key of ``SHARING``) names the fields
+    whose embedding table both models read, as ``shared.embed.<field>``.
+    """
+    rule = METHOD_RULES[check_method(method)]
+    check_choice("student_kind", student_kind, STUDENT_KINDS)
+    is_shared = SHARING[check_choice("sharing", sharing, tuple(SHARING))]
+    shared = tuple(f.name for f in schema if is_shared(f))
+
+    layer_options = dict(shared_fields=shared, activation=sizes.activation, batch_norm=sizes.batch_norm)
+
+    def model(prefix: str, architecture: str, fields: tuple[FeatureSpec, ...]):
+        if architecture == "strong":
+            return MLPRanker(prefix, fields, sizes.embed_dim, sizes.strong_hidden, **layer_options)
+        if student_kind == "mlp":
+            return MLPRanker(prefix, fields, sizes.embed_dim, sizes.student_hidden, **layer_options)
+        return TwoTower(prefix, tuple(f for f in fields if f.tower != "item"), tuple(f for f in fields if f.tower == "item"),
+                        sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, tower_norm=sizes.tower_norm,
+                        tower_scale=sizes.tower_scale, **layer_options)
+
+    student = model("student", "student", schema.regular())
+    if rule.teacher is None:
+        return student, None
+    return student, model("teacher", rule.teacher, TEACHER_FIELDS[rule.teacher_fields](schema))
+
+
+def init_params(seed: int, dtype, *models) -> dict[str, np.ndarray]:
+    """The initial parameters of ``models``, in that order, each drawn by its own
+    ``init_params`` from the stream ``default_rng([seed, INIT_STREAM[model.prefix]])``.
+
+    A table two models share is drawn by both; the later model's values are kept (at the
+    position the first one gave it), so with ``(teacher, student)`` a shared table starts
+    from the student's values.
+    """
+    params = {}
+    for model in models:
+        params.update(model.init_params(np.random.default_rng([seed, INIT_STREAM[model.prefix]]), np.dtype(dtype)))
+    return params
+
+
+# --------------------------------------------------------------------------- the lambda schedule
+
+
 def lambda_at(step: int, config: DistillConfig) -> float:
     """``lambda(step) = 0`` for ``step < warmup_steps`` (0-based), ``config.lambda_`` afterwards."""
     return 0.0 if step < config.warmup_steps else config.lambda_
+
+
+def check_schedule(config: DistillConfig, n_steps: int) -> None:
+    """Raise ValueError when the warm-up is not shorter than the ``n_steps`` of the student's
+    training (with lambda > 0 the soft loss would never be applied)."""
+    if config.lambda_ > 0 and config.warmup_steps >= n_steps:
+        raise ValueError(f"warmup_steps: {config.warmup_steps} is not shorter than training ({n_steps} steps); "
+                         "lambda would never be applied")
+
+
+# --------------------------------------------------------------------------- which gradient
 
 
 def student_objective(student_logits: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray | None,
@@ -75,3 +240,63 @@ def student_objective(student_logits: np.ndarray, labels: np.ndarray, teacher_lo
         return {"hard": hard, "soft": soft, "student_total": hard}, d_hard
     total = hard_scale * hard + lam * soft
     return {"hard": hard, "soft": soft, "student_total": total}, hard_scale * d_hard + lam * d_soft
+
+
+def add_gradients(into: dict, grads: dict) -> dict:
+    """Add ``grads`` into ``into`` name by name and return ``into``: a parameter that two paths
+    read (a shared table) receives the sum of the paths' gradients, ``into``'s term first."""
+    for name, grad in grads.items():
+        into[name] = into[name] + grad if name in into else grad
+    return into
+
+
+@dataclass
+class StepOutput:
+    """Everything one optimizer step computes before it updates the parameters.
+
+    lam : the soft-loss weight of this step; student_logits, teacher_logits : ``(n,)``
+    (teacher_logits None without a teacher); terms : ``hard``, ``soft``, ``student_total``
+    (the student's objective), ``teacher_hard`` (sync mode) and ``total`` (student_total +
+    teacher_hard in sync mode, else student_total); grads : gradient of ``total`` for every
+    trained parameter (the teacher's only in sync mode); buffers : the new running averages
+    of batch normalisation (of the models that ran in training mode), to be written into the
+    parameters after the step; empty without it.
+    """
+
+    lam: float
+    student_logits: np.ndarray
+    teacher_logits: np.ndarray | None
+    terms: dict
+    grads: dict
+    buffers: dict
+
+
+def step_gradients(student, teacher, params: dict, batch, step: int, config: DistillConfig,
+                   frozen_teacher_logits: np.ndarray | None = None) -> StepOutput:
+    """Losses and gradients of the (0-based, global) optimizer step ``step`` on ``batch``.
+
+    With ``teacher`` (sync mode) the teacher's gradient is that of its hard loss alone and
+    the student's that of ``a(lam) L_hard + lam L_soft`` with the teacher's logits as
+    constants (``student_objective``); a parameter read by both (a shared table) gets the
+    sum (``add_gradients``). With ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the
+    student has gradients. With neither, ``lam = 0`` and the student's loss is its hard loss
+    (the baseline, or a teacher trained alone). Otherwise ``lam = lambda_at(step, config)``.
+    Both models run in training mode (batch normalisation on the batch's statistics).
+    """
+    weights = None if batch.weights is None else batch.weights.astype(next(iter(params.values())).dtype, copy=False)
+    grads, terms, buffers = {}, {}, {}
+    teacher_logits = frozen_teacher_logits
+    if teacher is not None:
+        teacher_logits, t_cache = teacher.forward(params, batch, training=True)
+        t_loss, d_t = hard_loss(teacher_logits, batch.labels, weights)
+        grads = teacher.backward(params, t_cache, d_t)
+        buffers = teacher.running_averages(params, t_cache)
+        terms["teacher_hard"] = t_loss
+    lam = 0.0 if teacher_logits is None else lambda_at(step, config)
+    s_logits, s_cache = student.forward(params, batch, training=True)
+    student_terms, d_s = student_objective(s_logits, batch.labels, teacher_logits, lam, config, weights)
+    terms.update(student_terms)
+    terms["total"] = terms["student_total"] + terms.get("teacher_hard", 0)
+    add_gradients(grads, student.backward(params, s_cache, d_s))
+    buffers.update(student.running_averages(params, s_cache))
+    return StepOutput(lam, s_logits, teacher_logits, terms, grads, buffers)

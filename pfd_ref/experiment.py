@@ -19,9 +19,11 @@ import numpy as np
 
 from pfd_ref.data import Dataset
 from pfd_ref.metrics import evaluate, paired_comparison
-from pfd_ref.train import METHODS, TrainConfig, check_method, predict, train, with_seed
+from pfd_ref.distill import METHOD_RULES, METHODS, check_method
+from pfd_ref.train import TrainConfig, predict, train, with_seed
 
-TEACHER_OF = {"teacher": "pfd+md", "md_teacher": "md", "pfd_teacher": "pfd"}
+# the teacher rows: each reports the own scores of one method's teacher (distill.METHOD_RULES)
+TEACHER_OF = {rule.teacher_row: method for method, rule in METHOD_RULES.items() if rule.teacher_row}
 REPORTED_METHODS = METHODS + tuple(TEACHER_OF)
 # Equal-capacity controls: the same teacher architecture without privileged features. Only
 # a gain over the control can be credited to the privileged features (not to the teacher's size).

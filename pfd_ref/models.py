@@ -42,6 +42,7 @@ from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, ch
 
 EMBEDDING_INIT_STD = 0.05
 TOWER_NORMS = ("none", "l2")  # the two-tower output normalisation: none, or u / max(||u||, eps)
+SHARED_PREFIX = "shared"  # the owner of a table that teacher and student share
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -179,6 +180,11 @@ class MLPStack:
         self.norm_names = [layers.BatchNormParams(*(f"{prefix}.{j}.bn.{part}" for part in layers.BatchNormParams._fields))
                            for j in range(last)] if self.batch_norm else []
 
+    def param_names(self) -> list[str]:
+        """The names of this MLP's parameters (buffers included), in ``init_params`` order."""
+        return [name for pair in self.names for name in pair if name is not None] + \
+            [name for norm in self.norm_names for name in norm]
+
     @property
     def buffer_names(self) -> tuple[str, ...]:
         """The running averages (not trained): ``{prefix}.{j}.bn.running_mean`` and ``.running_var``."""
@@ -248,22 +254,11 @@ class MLPStack:
         return out
 
 
-def _table_names(prefix: str, fields, shared_prefix: str | None) -> dict[str, str]:
-    """Embedding-table parameter name of each categorical field: ``{prefix}.embed.{field}``,
-    or ``{shared_prefix}.embed.{field}`` for regular fields when embeddings are shared."""
-    names = {}
-    for f in fields:
-        owner = shared_prefix if (shared_prefix is not None and f.role == "regular") else prefix
-        names[f.name] = f"{owner}.embed.{f.name}"
-    return names
-
-
-def merge_grads(into: dict, grads: dict) -> dict:
-    """Add ``grads`` into ``into`` name by name (a name in both is summed: the gradient of a
-    parameter shared by two paths is the sum of the paths' gradients). Returns ``into``."""
-    for name, grad in grads.items():
-        into[name] = into[name] + grad if name in into else grad
-    return into
+def _table_names(prefix: str, fields, shared_fields: tuple[str, ...]) -> dict[str, str]:
+    """Embedding-table parameter name of each field: ``{prefix}.embed.{field}``, or
+    ``{SHARED_PREFIX}.embed.{field}`` for the fields in ``shared_fields`` (pfd_ref.distill.SHARING
+    decides which those are)."""
+    return {f.name: f"{SHARED_PREFIX if f.name in shared_fields else prefix}.embed.{f.name}" for f in fields}
 
 
 def check_tower_norm(tower_norm, tower_scale) -> tuple[str, float]:
@@ -283,14 +278,14 @@ class MLPRanker:
 
     kind = "mlp"
 
-    def __init__(self, prefix: str, fields, embed_dim: int = 16, hidden=(64, 32), shared_prefix: str | None = None,
+    def __init__(self, prefix: str, fields, embed_dim: int = 16, hidden=(64, 32), shared_fields=(),
                  activation: str = "relu", batch_norm: bool = False):
         self.prefix = prefix
         self.fields = tuple(fields)
         self.embed_dim = int(embed_dim)
         self.hidden = tuple(int(h) for h in hidden)
-        self.shared_prefix = shared_prefix
-        self.encoder = FieldEncoder(self.fields, self.embed_dim, _table_names(prefix, self.fields, shared_prefix))
+        self.shared_fields = tuple(shared_fields)
+        self.encoder = FieldEncoder(self.fields, self.embed_dim, _table_names(prefix, self.fields, self.shared_fields))
         self.mlp = MLPStack(f"{prefix}.mlp", (self.encoder.output_dim, *self.hidden, 1), activation, batch_norm)
 
     @property
@@ -301,6 +296,10 @@ class MLPRanker:
     def buffer_names(self) -> tuple[str, ...]:
         """Parameters that are running averages, not trained (batch normalisation)."""
         return self.mlp.buffer_names
+
+    def param_names(self) -> list[str]:
+        """The names of the parameters this model reads, in ``init_params`` order."""
+        return [*self.encoder.table_names.values(), *self.mlp.param_names()]
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
         dtype = _check_dtype(dtype)
@@ -320,7 +319,7 @@ class MLPRanker:
         encoder_cache, mlp_cache = cache
         d_logits = _check_d_logits(d_logits, mlp_cache.inputs[0].shape[0], mlp_cache.inputs[0].dtype)
         d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None])
-        return merge_grads(grads, self.encoder.backward(encoder_cache, d_x))
+        return {**grads, **self.encoder.backward(encoder_cache, d_x)}
 
     def running_averages(self, params: dict, cache: tuple) -> dict[str, np.ndarray]:
         """The buffers after the training-mode forward of ``cache`` (empty without batch normalisation)."""
@@ -330,14 +329,14 @@ class MLPRanker:
         """The model to serve and its parameters: batch normalisation folded into the linear
         layers (``MLPStack.folded_params``), buffers dropped; the same logits as ``forward`` in
         evaluation mode, up to rounding."""
-        served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, self.shared_prefix, self.mlp.activation)
+        served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, self.shared_fields, self.mlp.activation)
         tables = {name: params[name] for name in self.encoder.table_names.values()}
         return served, {**tables, **self.mlp.folded_params(params)}
 
     def config(self) -> dict:
         return {
             "kind": self.kind, "prefix": self.prefix, "fields": [f.to_dict() for f in self.fields],
-            "embed_dim": self.embed_dim, "hidden": list(self.hidden), "shared_prefix": self.shared_prefix,
+            "embed_dim": self.embed_dim, "hidden": list(self.hidden), "shared_fields": list(self.shared_fields),
             "activation": self.mlp.activation, "batch_norm": self.mlp.batch_norm,
         }
 
@@ -358,7 +357,7 @@ class TwoTower:
     kind = "two_tower"
 
     def __init__(self, prefix: str, user_fields, item_fields, embed_dim: int = 16, tower_hidden=(64,),
-                 out_dim: int = 32, bias: bool = True, shared_prefix: str | None = None, activation: str = "relu",
+                 out_dim: int = 32, bias: bool = True, shared_fields=(), activation: str = "relu",
                  batch_norm: bool = False, tower_norm: str = "none", tower_scale: float = 1.0):
         self.prefix = prefix
         self.user_fields = tuple(user_fields)
@@ -367,9 +366,9 @@ class TwoTower:
         self.tower_hidden = tuple(int(h) for h in tower_hidden)
         self.out_dim = int(out_dim)
         self.bias = bool(bias)
-        self.shared_prefix = shared_prefix
+        self.shared_fields = tuple(shared_fields)
         self.tower_norm, self.tower_scale = check_tower_norm(tower_norm, tower_scale)
-        names = _table_names(prefix, self.user_fields + self.item_fields, shared_prefix)
+        names = _table_names(prefix, self.user_fields + self.item_fields, self.shared_fields)
         self.user_encoder = FieldEncoder(self.user_fields, self.embed_dim, names)
         self.item_encoder = FieldEncoder(self.item_fields, self.embed_dim, names)
         self.user_mlp = MLPStack(f"{prefix}.user_tower", (self.user_encoder.output_dim, *self.tower_hidden, self.out_dim),
@@ -385,6 +384,12 @@ class TwoTower:
     def buffer_names(self) -> tuple[str, ...]:
         """Parameters that are running averages, not trained (batch normalisation)."""
         return self.user_mlp.buffer_names + self.item_mlp.buffer_names
+
+    def param_names(self) -> list[str]:
+        """The names of the parameters this model reads, in ``init_params`` order."""
+        names = [*self.user_encoder.table_names.values(), *self.item_encoder.table_names.values()]
+        names += [*self.user_mlp.param_names(), *self.item_mlp.param_names()]
+        return names + ([f"{self.prefix}.bias"] if self.bias else [])
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
         dtype = _check_dtype(dtype)
@@ -441,11 +446,12 @@ class TwoTower:
             d_v = layers._l2_normalize_backward(d_v, v_hat, v_norms, layers.L2_NORM_EPS)
         d_x_user, grads = self.user_mlp.backward(user_cache, d_u)
         d_x_item, item_grads = self.item_mlp.backward(item_cache, d_v)
-        merge_grads(grads, item_grads)
+        grads.update(item_grads)
         if self.bias:
             grads[f"{self.prefix}.bias"] = np.array([d_logits.sum()], dtype=d_logits.dtype)
-        merge_grads(grads, self.user_encoder.backward(user_enc_cache, d_x_user))
-        return merge_grads(grads, self.item_encoder.backward(item_enc_cache, d_x_item))
+        grads.update(self.user_encoder.backward(user_enc_cache, d_x_user))
+        grads.update(self.item_encoder.backward(item_enc_cache, d_x_item))
+        return grads
 
     def running_averages(self, params: dict, cache: tuple) -> dict[str, np.ndarray]:
         """The buffers of both towers after the training-mode forward of ``cache``."""
@@ -456,7 +462,7 @@ class TwoTower:
         its linear layers (``MLPStack.folded_params``), buffers dropped; ``tower_norm`` and
         ``tower_scale`` kept (serving normalises and scales as ``forward`` does)."""
         served = TwoTower(self.prefix, self.user_fields, self.item_fields, self.embed_dim, self.tower_hidden,
-                          self.out_dim, self.bias, self.shared_prefix, self.user_mlp.activation, False,
+                          self.out_dim, self.bias, self.shared_fields, self.user_mlp.activation, False,
                           self.tower_norm, self.tower_scale)
         tables = {name: params[name] for encoder in (self.user_encoder, self.item_encoder)
                   for name in encoder.table_names.values()}
@@ -469,7 +475,7 @@ class TwoTower:
             "user_fields": [f.to_dict() for f in self.user_fields],
             "item_fields": [f.to_dict() for f in self.item_fields],
             "embed_dim": self.embed_dim, "tower_hidden": list(self.tower_hidden), "out_dim": self.out_dim,
-            "bias": self.bias, "shared_prefix": self.shared_prefix, "activation": self.user_mlp.activation,
+            "bias": self.bias, "shared_fields": list(self.shared_fields), "activation": self.user_mlp.activation,
             "batch_norm": self.user_mlp.batch_norm, "tower_norm": self.tower_norm, "tower_scale": self.tower_scale,
         }
 
@@ -478,13 +484,14 @@ def build_model(config: dict):
     """Rebuild an ``MLPRanker`` or ``TwoTower`` from its ``config()`` dict."""
     config = dict(config)
     kind = config.pop("kind", None)
-    if kind == "mlp":
-        config["fields"] = [FeatureSpec.from_dict(f) for f in config["fields"]]
-        return MLPRanker(**config)
-    if kind == "two_tower":
-        config["user_fields"] = [FeatureSpec.from_dict(f) for f in config["user_fields"]]
-        config["item_fields"] = [FeatureSpec.from_dict(f) for f in config["item_fields"]]
-        return TwoTower(**config)
-    raise ValueError(f"config: unknown model kind {kind!r}; expected 'mlp' or 'two_tower'")
+    if kind not in ("mlp", "two_tower"):
+        raise ValueError(f"config: unknown model kind {kind!r}; expected 'mlp' or 'two_tower'")
+    try:
+        for key in ("fields", "user_fields", "item_fields"):
+            if key in config:
+                config[key] = [FeatureSpec.from_dict(f) for f in config[key]]
+        return MLPRanker(**config) if kind == "mlp" else TwoTower(**config)
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"config: not the config() of a {kind} model ({error})") from None
 
 

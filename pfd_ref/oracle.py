@@ -28,12 +28,11 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz
-from pfd_ref.distill import DistillConfig, lambda_at
+from pfd_ref.distill import DistillConfig, ModelSizes, check_method, init_params
 from pfd_ref.optim import check_optimizer_fields, optimizer_from
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
-from pfd_ref.train import (STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, ModelSizes, TrainConfig, build_models,
-                           check_method, step_gradients)
+from pfd_ref.train import TrainConfig, models_for, run_step
 from pfd_ref.validation import check_pooling, check_scalar
 
 FORMAT_NAME = "pfd_ref oracle case"
@@ -233,24 +232,21 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     """All arrays of the case ``spec``, in file order: ``meta``, ``input.*``, ``param.*``
     (initial values), ``output.*`` (docs/oracle.md lists every name, shape and dtype).
 
-    Initial parameters: ``init_params`` of the teacher (stream ``[seed, 2]``) then of the
-    student (stream ``[seed, 1]``), as in ``train.train``; then, in parameter order, every
+    Initial parameters: ``distill.init_params`` of the teacher (stream ``[seed, 2]``) then of
+    the student (stream ``[seed, 1]``), as in ``train.train``; then, in parameter order, every
     bias and batch-normalisation ``beta`` and ``running_mean`` is redrawn
     ``~ N(0, BIAS_INIT_STD^2)``, every ``gamma`` ``~ 1 + N(0, BIAS_INIT_STD^2)`` and every
     ``running_var`` ``~ U(RUNNING_VAR_INIT_RANGE)``, from the data stream ``[seed, 5]``
-    (after the batch), so that a mishandled one shows at the first step. Step k = 1..3 runs
-    ``train.step_gradients`` on the same batch with ``lambda_at(start_step + k - 1)`` (0
-    without a teacher), then one step of ``spec.make_optimizer()`` and the running-average
-    update. In two-stage mode the teacher's logits are computed once from its parameters, in
-    evaluation mode, and held fixed; only the student is trained.
+    (after the batch), so that a mishandled one shows at the first step. Step k = 1..3 is
+    ``train.run_step`` (the step of every training loop: gradients, one step of
+    ``spec.make_optimizer()``, the running-average update) on the same batch at the global
+    step ``start_step + k - 1``. In two-stage mode the teacher's logits are computed once from
+    its parameters, in evaluation mode, and held fixed; only the student is trained.
     """
     schema = case_schema(spec.pooling)
-    student, teacher = build_models(schema, spec.method, spec.train_config())
+    student, teacher = models_for(schema, spec.method, spec.train_config())
     dtype = np.dtype(spec.dtype)
-    params = {}
-    if teacher is not None:
-        params.update(teacher.init_params(np.random.default_rng([spec.seed, STREAM_TEACHER_INIT]), dtype))
-    params.update(student.init_params(np.random.default_rng([spec.seed, STREAM_STUDENT_INIT]), dtype))
+    params = init_params(spec.seed, dtype, *([teacher] if teacher else []), student)
     rng = np.random.default_rng([spec.seed, STREAM_CASE_DATA])
     batch = _case_batch(spec, schema, rng)
     for name in params:
@@ -280,14 +276,17 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
     and running averages after steps ``AFTER_STEPS``, and with batch normalisation the
     student's evaluation-mode logits after the last step. Updates ``params`` in place."""
     distill = spec.distill_config()
-    lambdas = [lambda_at(spec.start_step + k, distill) if teacher is not None else 0.0 for k in range(STEPS)]
     frozen_teacher_logits = None if teacher is None or sync else teacher.forward(params, batch)[0]
     optimizer = spec.make_optimizer()
-    outputs = {"output.lambdas": np.array(lambdas, dtype=np.float64)}
+    outputs, lambdas = {"output.lambdas": None}, []  # the lambdas come first in the file
     if spec.lr_warmup_steps:
         outputs["output.lrs"] = np.zeros(STEPS, dtype=np.float64)  # filled in below, step by step
-    for k, lam in enumerate(lambdas, start=1):
-        out = step_gradients(student, teacher if sync else None, params, batch, lam, distill, frozen_teacher_logits)
+    for k in range(1, STEPS + 1):
+        if spec.lr_warmup_steps:
+            outputs["output.lrs"][k - 1] = optimizer.current_lr()
+        out = run_step(student, teacher if sync else None, params, optimizer, batch, spec.start_step + k - 1, distill,
+                       frozen_teacher_logits)
+        lambdas.append(out.lam)
         trained = [name for name in params if name in out.grads]
         if k == 1:
             outputs["output.student_logits"] = out.student_logits
@@ -297,12 +296,9 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
                 if not np.isnan(value):  # "soft" without a teacher does not exist
                     outputs[f"output.loss.{term}"] = np.asarray(value)
             outputs.update({f"output.grad.{name}": to_dense(out.grads[name]) for name in trained})
-        if spec.lr_warmup_steps:
-            outputs["output.lrs"][k - 1] = optimizer.current_lr()
-        optimizer.step(params, out.grads)
-        params.update(out.buffers)
         if k in AFTER_STEPS:
             outputs.update({f"output.after{k}.{name}": params[name].copy() for name in trained + list(out.buffers)})
+    outputs["output.lambdas"] = np.array(lambdas, dtype=np.float64)
     if spec.batch_norm:
         outputs["output.eval_student_logits"] = student.forward(params, batch)[0]
     return outputs

@@ -1,22 +1,14 @@
 """Training loops: the student alone, two-stage PFD and synchronous PFD.
 
-Methods (each produces the same student architecture, served without privileged features):
-
-============  ==============================================================================
-baseline      the student alone, hard loss only
-md            teacher = a stronger model over regular features only (model distillation)
-pfd           teacher = the student's architecture plus the privileged features
-pfd+md        teacher = the stronger model over regular + privileged features
-============  ==============================================================================
-
-The stronger model is an ``MLPRanker`` over every regular field (for the two-tower student,
-the inputs of both towers). For a two-tower student the ``pfd`` teacher feeds the
-privileged (user x item) fields into its user tower (docs/method.md).
+The rule these loops follow (which teacher, which gradient reaches which parameter, the
+lambda schedule, the initial parameters) is ``pfd_ref.distill``; this module runs it over
+batches: ``run_step`` is the one optimizer step of every loop here and of the oracle cases.
 
 Randomness: every run draws from independent streams of one seed
-(``numpy.random.default_rng([seed, STREAM])``), so the student's initial parameters and
-batch order are the same for every method and mode; with lambda = 0 a distilled student
-follows the baseline's trajectory bit for bit.
+(``numpy.random.default_rng([seed, stream])``: ``distill.INIT_STREAM`` for the initial
+parameters, ``STREAM_BATCH_ORDER`` and ``STREAM_FOLDS`` here), so the student's initial
+parameters and batch order are the same for every method and mode; with lambda = 0 a
+distilled student follows the baseline's trajectory bit for bit.
 """
 
 from __future__ import annotations
@@ -29,56 +21,14 @@ from typing import Callable
 import numpy as np
 
 from pfd_ref.data import Dataset
-from pfd_ref.distill import DistillConfig, lambda_at, student_objective
-from pfd_ref.layers import check_activation
-from pfd_ref.losses import hard_loss
-from pfd_ref.models import MLPRanker, TwoTower, check_tower_norm, merge_grads
+from pfd_ref.distill import (STUDENT_KINDS, DistillConfig, ModelSizes, StepOutput, build_models, check_method,
+                             check_schedule, init_params, step_gradients)
 from pfd_ref.optim import SPARSE_MODES, check_optimizer_fields, optimizer_from
-from pfd_ref.schema import Schema
 from pfd_ref.validation import check_choice, check_scalar
 
-METHODS = ("baseline", "md", "pfd", "pfd+md")
 MODES = ("sync", "two-stage")
-STUDENT_KINDS = ("two_tower", "mlp")
 DTYPES = ("float32", "float64")
-
-STREAM_STUDENT_INIT, STREAM_TEACHER_INIT, STREAM_BATCH_ORDER, STREAM_FOLDS = 1, 2, 3, 4
-
-
-@dataclass(frozen=True)
-class ModelSizes:
-    """Widths and layers of the models (student and teachers alike).
-
-    ``student_hidden``: MLP student hidden sizes, or the hidden sizes of each tower of a
-    two-tower student (whose towers end in ``tower_out_dim`` units); ``strong_hidden``: the
-    hidden sizes of the stronger MLP teacher (md and pfd+md). ``activation`` ("relu" or
-    "leaky_relu", slope ``layers.LEAKY_RELU_SLOPE``) and ``batch_norm`` (before every hidden
-    activation) apply to every MLP: the MLP ranker, the towers, the teachers.
-    ``tower_norm`` ("none" or "l2") and ``tower_scale`` (> 0) apply to two-tower models: logit
-    ``= tower_scale * <f(u), f(v)> + b`` (``models.TwoTower``; the paper: "l2" and 5).
-    """
-
-    embed_dim: int = 16
-    student_hidden: tuple = (64, 32)
-    tower_out_dim: int = 32
-    strong_hidden: tuple = (256, 128, 64)
-    activation: str = "relu"
-    batch_norm: bool = False
-    tower_norm: str = "none"
-    tower_scale: float = 1.0
-
-    def __post_init__(self):
-        check_activation(self.activation)
-        if not isinstance(self.batch_norm, bool):
-            raise ValueError(f"batch_norm: expected True or False, got {self.batch_norm!r}")
-        object.__setattr__(self, "tower_scale", check_tower_norm(self.tower_norm, self.tower_scale)[1])
-        for name in ("embed_dim", "tower_out_dim"):
-            object.__setattr__(self, name, check_scalar(name, getattr(self, name), int, low=1))
-        for name in ("student_hidden", "strong_hidden"):
-            widths = getattr(self, name)
-            if not isinstance(widths, (tuple, list)):
-                raise ValueError(f"{name}: expected a tuple of layer widths, got {widths!r}")
-            object.__setattr__(self, name, tuple(check_scalar(f"{name}[{j}]", w, int, low=1) for j, w in enumerate(widths)))
+STREAM_BATCH_ORDER, STREAM_FOLDS = 3, 4
 
 
 @dataclass(frozen=True)
@@ -88,7 +38,8 @@ class TrainConfig:
     mode : "sync" (teacher and student in one loop) or "two-stage" (teacher first, frozen).
     epochs : passes over the training set for the student (and for the teacher in sync mode).
     teacher_epochs : passes for the teacher in two-stage mode (None: same as ``epochs``).
-    shared_embeddings : in sync mode, teacher and student use one table per regular field.
+    shared_embeddings : in sync mode, teacher and student use one table per regular field
+        (``distill.SHARING["all"]``).
     optimizer : "adam", "adagrad" or "sgd" (docs/optim.md); every training loop (the sync
         loop, a two-stage teacher, the student) gets a fresh one from ``make_optimizer``.
     lr : the learning rate (after the warm-up).
@@ -158,6 +109,11 @@ class TrainConfig:
         """A fresh optimizer for one training loop: its state and its warm-up start at step 0."""
         return optimizer_from(self, l2_embeddings=self.l2_embeddings, lr_warmup_steps=self.lr_warmup_steps)
 
+    @property
+    def sharing(self) -> str:
+        """The key of ``distill.SHARING`` this configuration trains with."""
+        return "all" if self.shared_embeddings else "none"
+
 
 @dataclass
 class TrainResult:
@@ -176,47 +132,12 @@ class TrainResult:
 
     def student_params(self) -> dict:
         """The student's parameters only (what is served)."""
-        names = set(_param_names(self.student, self.params))
-        return {k: v for k, v in self.params.items() if k in names}
+        return {name: self.params[name] for name in self.student.param_names()}
 
 
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method: unknown method {method!r}; expected one of {METHODS}")
-    return method
-
-
-def build_models(schema: Schema, method: str, config: TrainConfig):
-    """Return ``(student, teacher)`` for ``method`` (teacher None for baseline)."""
-    check_method(method)
-    sizes = config.sizes
-    regular = schema.regular()
-    privileged = schema.privileged()
-    shared = "shared" if config.shared_embeddings else None
-    layer_options = dict(shared_prefix=shared, activation=sizes.activation, batch_norm=sizes.batch_norm)
-    if config.student_kind == "two_tower":
-        def two_tower(prefix, extra_user_fields=()):
-            return TwoTower(prefix, schema.regular("user") + tuple(extra_user_fields), schema.regular("item"),
-                            sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, tower_norm=sizes.tower_norm,
-                            tower_scale=sizes.tower_scale, **layer_options)
-        student = two_tower("student")
-        same_architecture_teacher = lambda: two_tower("teacher", privileged)  # noqa: E731
-    else:
-        student = MLPRanker("student", regular, sizes.embed_dim, sizes.student_hidden, **layer_options)
-        same_architecture_teacher = lambda: MLPRanker("teacher", regular + privileged, sizes.embed_dim,  # noqa: E731
-                                                      sizes.student_hidden, **layer_options)
-    if method == "baseline":
-        return student, None
-    if method == "pfd":
-        return student, same_architecture_teacher()
-    teacher_fields = regular if method == "md" else regular + privileged
-    return student, MLPRanker("teacher", teacher_fields, sizes.embed_dim, sizes.strong_hidden, **layer_options)
-
-
-def _param_names(model, params: dict) -> list[str]:
-    """Names of ``params`` that ``model`` reads (its own prefix, plus shared tables)."""
-    prefixes = [model.prefix + "."] + ([model.shared_prefix + "."] if model.shared_prefix else [])
-    return [k for k in params if any(k.startswith(p) for p in prefixes)]
+def models_for(schema, method: str, config: TrainConfig):
+    """``distill.build_models`` for ``config``: ``(student, teacher or None)``."""
+    return build_models(schema, method, config.student_kind, config.sizes, config.sharing)
 
 
 def batch_order(n: int, batch_size: int, rng: np.random.Generator, epochs: int):
@@ -262,17 +183,14 @@ class Progress:
         self.stream.flush()
 
 
-def _steps(n: int, batch_size: int, epochs: int) -> int:
+def steps(n: int, batch_size: int, epochs: int) -> int:
+    """The number of optimizer steps of ``epochs`` passes over ``n`` rows in batches of ``batch_size``."""
     return epochs * -(-n // batch_size)
 
 
-def check_schedule(config: TrainConfig, n_rows: int) -> None:
-    """Raise ValueError when the warm-up is not shorter than the student's training (with
-    lambda > 0 the soft loss would never be applied)."""
-    n_steps = _steps(n_rows, config.batch_size, config.epochs)
-    if config.distill.lambda_ > 0 and config.distill.warmup_steps >= n_steps:
-        raise ValueError(f"warmup_steps: {config.distill.warmup_steps} is not shorter than training "
-                         f"({n_steps} steps of {config.batch_size} rows); lambda would never be applied")
+def check_warmup(config: TrainConfig, n_rows: int) -> None:
+    """``distill.check_schedule`` for the student's training on ``n_rows`` rows."""
+    check_schedule(config.distill, steps(n_rows, config.batch_size, config.epochs))
 
 
 def check_lr_warmup(config: TrainConfig, n_rows: int, teacher_alone: bool) -> None:
@@ -280,10 +198,10 @@ def check_lr_warmup(config: TrainConfig, n_rows: int, teacher_alone: bool) -> No
     run (its learning rate would never reach ``lr``). The loops: the student's (with the
     teacher, in sync mode) and, when ``teacher_alone``, a two-stage teacher's, on every row
     or, cross-fitted, on all but the largest fold."""
-    loops = {"student": _steps(n_rows, config.batch_size, config.epochs)}
+    loops = {"student": steps(n_rows, config.batch_size, config.epochs)}
     if teacher_alone:
         fit_rows = n_rows - -(-n_rows // config.teacher_folds) if config.teacher_folds else n_rows
-        loops["teacher"] = _steps(fit_rows, config.batch_size, config.teacher_epochs or config.epochs)
+        loops["teacher"] = steps(fit_rows, config.batch_size, config.teacher_epochs or config.epochs)
     for loop, n_steps in loops.items():
         if config.lr_warmup_steps > n_steps:
             raise ValueError(f"lr_warmup_steps: {config.lr_warmup_steps} is longer than the {loop}'s training "
@@ -323,63 +241,53 @@ def train(data: Dataset, method: str, config: TrainConfig,
     and no single teacher exists: ``TrainResult.teacher`` is then None.
     """
     check_method(method)
-    student, teacher = build_models(data.schema, method, config)
+    student, teacher = models_for(data.schema, method, config)
     if teacher is not None:
-        check_schedule(config, data.n)
+        check_warmup(config, data.n)
     check_batch_norm_batches(config, data.n)
     if teacher_logits is not None and (config.mode != "two-stage" or teacher is None):
         raise ValueError("teacher_logits: only for a two-stage run of a method with a teacher")
     check_lr_warmup(config, data.n, teacher_alone=teacher is not None and config.mode == "two-stage"
                     and teacher_logits is None)
-    n_steps = _steps(data.n, config.batch_size, config.epochs)
-    dtype = np.dtype(config.dtype)
-    params = {}
-    if teacher is not None:
-        params.update(teacher.init_params(np.random.default_rng([config.seed, STREAM_TEACHER_INIT]), dtype))
-    params.update(student.init_params(np.random.default_rng([config.seed, STREAM_STUDENT_INIT]), dtype))
-    optimizer = config.make_optimizer()
+    n_steps = steps(data.n, config.batch_size, config.epochs)
     progress = progress or (lambda label, total: (lambda step, loss: None))
     start = time.perf_counter()
     history = []
     if teacher is None or config.mode == "sync":
-        _run_loop(data, student, teacher, params, optimizer, config, n_steps, history, log_every,
-                  progress(method, n_steps), frozen_teacher_logits=None)
+        params = init_params(config.seed, config.dtype, *([teacher] if teacher else []), student)
+        _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress(method, n_steps), None)
+        return TrainResult(method, student, params, teacher, time.perf_counter() - start, history)
+    teacher_params = {}
+    if teacher_logits is None and not config.teacher_folds:
+        teacher_params = init_params(config.seed, config.dtype, teacher)
+        teacher_steps = steps(data.n, config.batch_size, config.teacher_epochs or config.epochs)
+        fit_alone(data, teacher, teacher_params, config, progress(f"{method} teacher", teacher_steps))
+        teacher_logits = predict(teacher, teacher_params, data)
     else:
-        teacher_params = {k: params.pop(k) for k in _param_names(teacher, params)}
-        if teacher_logits is None and not config.teacher_folds:
-            teacher_steps = _steps(data.n, config.batch_size, config.teacher_epochs or config.epochs)
-            fit_alone(data, teacher, teacher_params, config, progress(f"{method} teacher", teacher_steps))
-            params.update(teacher_params)
-            teacher_logits = predict(teacher, teacher_params, data)
-        else:
-            if teacher_logits is None:
-                teacher_logits = out_of_fold_teacher_logits(data, method, config, config.teacher_folds, progress)
-            teacher = None  # soft labels made elsewhere or cross-fitted: no single teacher to report
-        _run_loop(data, student, None, params, optimizer, config, n_steps, history, log_every,
-                  progress(method, n_steps), frozen_teacher_logits=teacher_logits)
+        if teacher_logits is None:
+            teacher_logits = out_of_fold_teacher_logits(data, method, config, config.teacher_folds, progress)
+        teacher = None  # soft labels made elsewhere or cross-fitted: no single teacher to report
+    params = init_params(config.seed, config.dtype, student)
+    _run_loop(data, student, None, params, config, n_steps, history, log_every, progress(method, n_steps), teacher_logits)
+    params.update(teacher_params)
     return TrainResult(method, student, params, teacher, time.perf_counter() - start, history)
 
 
 def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=None) -> None:
-    """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place
-(batch normalisation's running averages included).
+    """Train ``model`` by its hard loss alone (a teacher in two-stage mode), in place (batch
+    normalisation's running averages included).
 
     Uses the same batch-order stream as every other loop and its own optimizer, so with equal
     epochs the result equals the teacher of a synchronous run without shared embeddings,
     bit for bit.
     """
     optimizer = config.make_optimizer()
-    epochs = config.teacher_epochs or config.epochs
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
-    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs), start=1):
-        batch = data.take(idx)
-        logits, cache = model.forward(params, batch, training=True)
-        loss, d_logits = hard_loss(logits, batch.labels, _weights(batch, params))
-        check_finite_loss(step - 1, {"hard": loss}, objective="hard")
-        optimizer.step(params, model.backward(params, cache, d_logits))
-        params.update(model.running_averages(params, cache))
+    epochs = config.teacher_epochs or config.epochs
+    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs)):
+        out = run_step(model, None, params, optimizer, data.take(idx), step, config.distill)
         if progress is not None:
-            progress(step, float(loss))
+            progress(step + 1, float(out.terms["total"]))
 
 
 def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, folds: int = 5,
@@ -391,7 +299,7 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
     this part, so no row's soft label comes from a teacher that saw its label. In-sample
     teacher predictions leak the label into the soft target (the teacher has fitted it).
     """
-    _, teacher = build_models(data.schema, method, config)
+    _, teacher = models_for(data.schema, method, config)
     if teacher is None:
         raise ValueError("method: 'baseline' has no teacher to cross-fit")
     folds = check_scalar("folds", folds, int, low=2, high=data.n)
@@ -400,10 +308,10 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
     logits = None
     for fold in range(folds):
         held_out = np.flatnonzero(fold_of_row == fold)
-        params = teacher.init_params(np.random.default_rng([config.seed, STREAM_TEACHER_INIT]), np.dtype(config.dtype))
+        params = init_params(config.seed, config.dtype, teacher)
         fit_data = data.take(np.flatnonzero(fold_of_row != fold))
-        steps = _steps(fit_data.n, config.batch_size, config.teacher_epochs or config.epochs)
-        fit_alone(fit_data, teacher, params, config, progress(f"{method} teacher fold {fold + 1}/{folds}", steps) if progress else None)
+        n_steps = steps(fit_data.n, config.batch_size, config.teacher_epochs or config.epochs)
+        fit_alone(fit_data, teacher, params, config, progress(f"{method} teacher fold {fold + 1}/{folds}", n_steps) if progress else None)
         fold_logits = predict(teacher, params, data.take(held_out))
         if logits is None:
             logits = np.empty(data.n, dtype=fold_logits.dtype)
@@ -411,67 +319,14 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
     return logits
 
 
-def _weights(batch: Dataset, params: dict):
-    if batch.weights is None:
-        return None
-    return batch.weights.astype(next(iter(params.values())).dtype, copy=False)
-
-
-@dataclass
-class StepOutput:
-    """Everything one optimizer step computes before it updates the parameters.
-
-    student_logits, teacher_logits : ``(n,)`` (teacher_logits None without a teacher);
-    terms : ``hard``, ``soft``, ``student_total`` (the student's objective), ``teacher_hard``
-    and ``total`` (student_total + teacher_hard in sync mode, else student_total);
-    grads : gradient of ``total`` for every trained parameter (teacher's only in sync mode);
-    buffers : the new running averages of batch normalisation (of the models that ran in
-    training mode), to be written into the parameters after the step; empty without it.
-    """
-
-    student_logits: np.ndarray
-    teacher_logits: np.ndarray | None
-    terms: dict
-    grads: dict
-    buffers: dict
-
-
-def step_gradients(student, teacher, params: dict, batch: Dataset, lam: float, distill: DistillConfig,
-                   frozen_teacher_logits: np.ndarray | None = None) -> StepOutput:
-    """Losses and gradients of one step.
-
-    With ``teacher`` (sync mode) the teacher's gradient is that of its hard loss alone and
-    the student's that of ``a(lam) L_hard + lam L_soft`` with the teacher's logits as
-    constants; a parameter read by both (shared embeddings) gets the sum. With
-    ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the student has gradients. Both
-    models run in training mode (batch normalisation on the batch's statistics).
-    """
-    weights = _weights(batch, params)
-    grads, terms, buffers = {}, {}, {}
-    teacher_logits = frozen_teacher_logits
-    if teacher is not None:
-        teacher_logits, t_cache = teacher.forward(params, batch, training=True)
-        t_loss, d_t = hard_loss(teacher_logits, batch.labels, weights)
-        grads = teacher.backward(params, t_cache, d_t)
-        buffers = teacher.running_averages(params, t_cache)
-        terms["teacher_hard"] = t_loss
-    s_logits, s_cache = student.forward(params, batch, training=True)
-    student_terms, d_s = student_objective(s_logits, batch.labels, teacher_logits, lam, distill, weights)
-    terms.update(student_terms)
-    terms["total"] = terms["student_total"] + terms.get("teacher_hard", 0)
-    merge_grads(grads, student.backward(params, s_cache, d_s))
-    buffers.update(student.running_averages(params, s_cache))
-    return StepOutput(s_logits, teacher_logits, terms, grads, buffers)
-
-
 def check_finite_loss(step: int, terms: dict, objective: str = "total") -> None:
     """Raise ``ValueError`` naming the step and every loss term when ``terms[objective]`` (the
     loss the gradients are of) is NaN or infinite; ``step`` counts from 0 as in the history.
 
-    The training loops call it once per step, before the optimizer, so the parameters stay
-    as they were before that step. The models' forward checks its inputs (finite MLP input
-    and parameters) and the optimizer its gradients; this catches what lies between, e.g. a
-    weighted mean whose sum overflows although every example's loss is finite.
+    ``run_step`` calls it before the optimizer, so the parameters stay as they were before
+    that step. The models' forward checks its inputs (finite MLP input and parameters) and
+    the optimizer its gradients; this catches what lies between, e.g. a weighted mean whose
+    sum overflows although every example's loss is finite.
     """
     if not np.isfinite(terms[objective]):
         listing = ", ".join(f"{name}={float(value)}" for name, value in terms.items())
@@ -479,22 +334,30 @@ def check_finite_loss(step: int, terms: dict, objective: str = "total") -> None:
                          f"terms: {listing}); the parameters were not updated at this step")
 
 
-def _run_loop(data, student, teacher, params, optimizer, config, n_steps, history, log_every, progress,
-              frozen_teacher_logits):
+def run_step(student, teacher, params: dict, optimizer, batch, step: int, distill: DistillConfig,
+             frozen_teacher_logits: np.ndarray | None = None) -> StepOutput:
+    """One optimizer step: ``distill.step_gradients`` on ``batch`` at the (0-based) ``step``,
+    ``check_finite_loss``, ``optimizer.step``, then the new running averages of batch
+    normalisation (params updated in place). Returns the step's ``StepOutput`` (its gradients
+    are those before the update)."""
+    out = step_gradients(student, teacher, params, batch, step, distill, frozen_teacher_logits)
+    check_finite_loss(step, out.terms)
+    optimizer.step(params, out.grads)
+    params.update(out.buffers)
+    return out
+
+
+def _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress, frozen_teacher_logits):
     """One loop over the student's batches. With ``teacher`` (sync): both models step on
     every batch, the teacher on its hard loss only, from logits computed before the step.
     With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else."""
+    optimizer = config.make_optimizer()
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
-    distilled = teacher is not None or frozen_teacher_logits is not None
     for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, config.epochs)):
-        lam = lambda_at(step, config.distill) if distilled else 0.0
         frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
-        out = step_gradients(student, teacher, params, data.take(idx), lam, config.distill, frozen)
-        check_finite_loss(step, out.terms)
-        optimizer.step(params, out.grads)
-        params.update(out.buffers)
+        out = run_step(student, teacher, params, optimizer, data.take(idx), step, config.distill, frozen)
         if step % log_every == 0 or step == n_steps - 1:
-            history.append({"step": step, "lambda": lam, **{k: float(v) for k, v in out.terms.items()}})
+            history.append({"step": step, "lambda": out.lam, **{k: float(v) for k, v in out.terms.items()}})
         progress(step + 1, float(out.terms["student_total"]))
 
 

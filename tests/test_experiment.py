@@ -12,7 +12,8 @@ from tiny import tiny_dataset
 from pfd_ref.distill import DistillConfig
 from pfd_ref.experiment import TEACHER_OF, format_table, parse_methods, run_methods, summarize
 from pfd_ref.metrics import evaluate
-from pfd_ref.train import ModelSizes, TrainConfig, predict, train, with_seed
+from pfd_ref.distill import ModelSizes
+from pfd_ref.train import TrainConfig, predict, train, with_seed
 
 SMALL = TrainConfig(batch_size=32, distill=DistillConfig(lambda_=0.5, warmup_steps=1),
                     sizes=ModelSizes(embed_dim=4, student_hidden=(6,), tower_out_dim=3, strong_hidden=(8, 5)))

@@ -240,15 +240,19 @@ def test_two_tower_logit_is_inner_product_of_tower_vectors_plus_bias():
     np.testing.assert_allclose(model.forward(params, batch)[0], np.sum(u * v, axis=1) + 0.7, rtol=1e-12)
 
 
-def test_shared_tables_are_named_once_for_both_models():
+def test_shared_fields_name_one_table_for_both_models():
     schema = tiny_schema()
-    student = MLPRanker("student", schema.regular(), 3, (4,), shared_prefix="shared")
-    teacher = MLPRanker("teacher", schema.regular() + schema.privileged(), 3, (4,), shared_prefix="shared")
-    s_names = set(student.init_params(np.random.default_rng(0), np.float64))
-    t_names = set(teacher.init_params(np.random.default_rng(0), np.float64))
-    assert "shared.embed.user_id" in s_names & t_names
-    assert "teacher.embed.chatted" in t_names  # privileged tables are never shared
-    assert not any(name.startswith("teacher.") for name in s_names)
+    student = MLPRanker("student", schema.regular(), 3, (4,), shared_fields=("user_id",))
+    teacher = MLPRanker("teacher", schema.regular() + schema.privileged(), 3, (4,), shared_fields=("user_id",))
+    s_names, t_names = set(student.param_names()), set(teacher.param_names())
+    assert s_names & t_names == {"shared.embed.user_id"}
+    assert "teacher.embed.item_id" in t_names and "student.embed.item_id" in s_names
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_param_names_are_the_initial_parameters_in_order(kind):
+    model = make_model(kind, tiny_schema(), 3, with_privileged=True)
+    assert model.param_names() == list(model.init_params(np.random.default_rng(0), np.float32))
 
 
 # ---------------------------------------------------------------- checks at the model boundary

@@ -18,7 +18,8 @@ from pfd_ref.cli import main
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.oracle import (LR_WARMUP_RULE, OPTIMIZER_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case,
                             recompute, save_case)
-from pfd_ref.train import METHODS, MODES, STUDENT_KINDS
+from pfd_ref.distill import METHODS, STUDENT_KINDS
+from pfd_ref.train import MODES
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.npz"))

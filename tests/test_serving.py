@@ -12,7 +12,8 @@ from tiny import tiny_dataset
 from pfd_ref.data import MultiIds
 from pfd_ref.models import TwoTower
 from pfd_ref.serving import ServedStudent, save_student
-from pfd_ref.train import ModelSizes, TrainConfig, train
+from pfd_ref.distill import ModelSizes
+from pfd_ref.train import TrainConfig, train
 
 SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
 PAPER_LAYERS = replace(SIZES, activation="leaky_relu", batch_norm=True, tower_norm="l2", tower_scale=5.0)

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import pfd_ref
 from pfd_ref import backend, kernels, twins
 from pfd_ref.losses import sigmoid
-from pfd_ref.train import ModelSizes, TrainConfig, train
+from pfd_ref.distill import ModelSizes
+from pfd_ref.train import TrainConfig, train
 from arrays import DTYPES, integer_valued, real_valued, rtol, scoring_case, strided
 from tiny import tiny_dataset
 

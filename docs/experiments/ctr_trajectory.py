@@ -11,8 +11,8 @@ import sys
 import numpy as np
 
 from pfd_ref.data.synthetic import SyntheticConfig, generate
-from pfd_ref.train import TrainConfig, build_models, step_gradients, batch_order, predict, STREAM_BATCH_ORDER, STREAM_STUDENT_INIT, STREAM_TEACHER_INIT
-from pfd_ref.distill import DistillConfig, lambda_at
+from pfd_ref.train import TrainConfig, models_for, run_step, batch_order, predict, STREAM_BATCH_ORDER
+from pfd_ref.distill import DistillConfig, init_params
 from pfd_ref.optim import Adam
 from pfd_ref.losses import sigmoid
 from pfd_ref.metrics import auc
@@ -24,18 +24,13 @@ sub = test.take(np.arange(0, test.n, 3))
 for seed in seeds:
     for method in methods:
         config = TrainConfig(student_kind="two_tower", seed=seed, distill=DistillConfig(lambda_=lam, warmup_steps=100))
-        student, teacher = build_models(train.schema, method, config)
-        params = {}
-        if teacher is not None:
-            params.update(teacher.init_params(np.random.default_rng([seed, STREAM_TEACHER_INIT]), np.float32))
-        params.update(student.init_params(np.random.default_rng([seed, STREAM_STUDENT_INIT]), np.float32))
+        student, teacher = models_for(train.schema, method, config)
+        params = init_params(seed, np.float32, *([teacher] if teacher else []), student)
         opt = Adam(config.lr)
         rng = np.random.default_rng([seed, STREAM_BATCH_ORDER])
         out = []
         for step, idx in enumerate(batch_order(train.n, config.batch_size, rng, 1)):
-            l = lambda_at(step, config.distill) if teacher is not None else 0.0
-            o = step_gradients(student, teacher, params, train.take(idx), l, config.distill)
-            opt.step(params, o.grads)
+            run_step(student, teacher, params, opt, train.take(idx), step, config.distill)
             if step % 25 == 24 or step == 422:
                 s = predict(student, params, sub)
                 t = predict(teacher, params, sub) if teacher is not None else None

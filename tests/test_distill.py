@@ -1,0 +1,194 @@
+"""pfd_ref.distill, the PFD rule: which teacher each method has, which gradient reaches which
+parameter (stop-gradient, shared tables), the lambda schedule, the initial parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pfd_ref.distill import (METHOD_RULES, METHODS, SHARING, DistillConfig, ModelSizes, add_gradients, build_models,
+                             check_schedule, init_params, lambda_at, step_gradients, student_objective)
+from pfd_ref.losses import hard_loss, soft_loss
+from pfd_ref.models import MLPRanker
+from pfd_ref.sparse import to_dense
+from tiny import tiny_dataset, tiny_schema
+
+SMALL = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 5))
+KINDS = ("mlp", "two_tower")
+
+
+def names(fields) -> list[str]:
+    return [f.name for f in fields]
+
+
+# --------------------------------------------------------------------------- which teacher
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_builds_the_documented_teacher(kind, method):
+    schema = tiny_schema()
+    regular, privileged = names(schema.regular()), names(schema.privileged())
+    student, teacher = build_models(schema, method, kind, SMALL)
+    assert student.prefix == "student" and sorted(student.feature_names) == sorted(regular)
+    if method == "baseline":
+        assert teacher is None
+        return
+    assert teacher.prefix == "teacher"
+    expected_fields = regular + (privileged if method in ("pfd", "pfd+md") else [])
+    assert sorted(teacher.feature_names) == sorted(expected_fields)
+    if method == "pfd":  # the student's architecture, with the privileged fields in the user tower
+        assert type(teacher) is type(student)
+        if kind == "two_tower":
+            assert names(teacher.item_fields) == names(student.item_fields)
+            assert names(teacher.user_fields) == names(student.user_fields) + privileged
+        else:
+            assert teacher.hidden == student.hidden
+    else:  # md, pfd+md: the stronger MLP
+        assert isinstance(teacher, MLPRanker) and teacher.hidden == SMALL.strong_hidden
+    assert METHOD_RULES[method].teacher_row is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["md", "pfd", "pfd+md"])
+def test_sharing_all_shares_exactly_the_regular_tables(kind, method):
+    schema = tiny_schema()
+    student, teacher = build_models(schema, method, kind, SMALL, sharing="all")
+    s_names, t_names = set(student.param_names()), set(teacher.param_names())
+    shared = s_names & t_names
+    assert shared == {f"shared.embed.{f.name}" for f in schema.regular() if f.kind != "dense"}
+    assert ("teacher.embed.chatted" in t_names) == (method != "md")  # privileged tables are never shared
+    assert not any(n.startswith("teacher.") for n in s_names) and not any(n.startswith("student.") for n in t_names)
+    _, separate = build_models(schema, method, kind, SMALL, sharing="none")
+    assert not set(separate.param_names()) & set(build_models(schema, method, kind, SMALL)[0].param_names())
+    assert set(SHARING) == {"none", "all"}
+
+
+def test_unknown_method_kind_or_sharing_is_rejected():
+    schema = tiny_schema()
+    for args, name in [(("pfd++", "mlp", SMALL), "method"), (("pfd", "forest", SMALL), "student_kind"),
+                       (("pfd", "mlp", SMALL, "some"), "sharing")]:
+        with pytest.raises(ValueError, match=f"^{name}: expected one of"):
+            build_models(schema, *args)
+
+
+def test_init_params_draws_each_model_from_its_stream_and_shared_tables_from_the_student():
+    schema = tiny_schema()
+    student, teacher = build_models(schema, "pfd+md", "mlp", SMALL, sharing="all")
+    params = init_params(3, np.float32, teacher, student)
+    assert list(params) == list(dict.fromkeys(teacher.param_names() + student.param_names()))
+    alone_student = student.init_params(np.random.default_rng([3, 1]), np.float32)
+    alone_teacher = teacher.init_params(np.random.default_rng([3, 2]), np.float32)
+    for name, value in params.items():
+        expected = alone_student[name] if name in alone_student else alone_teacher[name]
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+        assert value.dtype == np.float32
+    assert not np.array_equal(alone_student["shared.embed.user_id"], alone_teacher["shared.embed.user_id"])
+
+
+# --------------------------------------------------------------------------- the lambda schedule
+
+
+def test_lambda_is_zero_during_the_warm_up_then_fixed():
+    config = DistillConfig(lambda_=0.3, warmup_steps=5)
+    assert [lambda_at(step, config) for step in range(8)] == [0.0] * 5 + [0.3] * 3
+
+
+def test_a_warm_up_not_shorter_than_training_is_rejected():
+    check_schedule(DistillConfig(lambda_=0.5, warmup_steps=9), 10)
+    check_schedule(DistillConfig(lambda_=0.0, warmup_steps=10), 10)  # no soft loss to apply
+    with pytest.raises(ValueError, match=r"^warmup_steps: 10 is not shorter than training \(10 steps\)"):
+        check_schedule(DistillConfig(lambda_=0.5, warmup_steps=10), 10)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: DistillConfig(lambda_=-0.1), r"^lambda: expected a finite number >= 0"),
+    (lambda: DistillConfig(lambda_=1.5), r"^lambda: must be <= 1 when the hard loss is weighted by \(1 - lambda\)"),
+    (lambda: DistillConfig(temperature=0.0), r"^temperature: expected a finite number > 0"),
+    (lambda: DistillConfig(warmup_steps=-1), r"^warmup_steps: expected an integer >= 0"),
+    (lambda: DistillConfig(warmup_steps=2.5), r"^warmup_steps: expected an integer >= 0"),
+    (lambda: DistillConfig(hard_weight="half"), r"^hard_weight: expected one of"),
+])
+def test_bad_settings_raise_naming_the_setting(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_lambda_above_one_is_allowed_with_hard_weight_one():
+    assert DistillConfig(lambda_=1.5, hard_weight="one").lambda_ == 1.5
+
+
+# --------------------------------------------------------------------------- which gradient
+
+
+def _models_and_params(method, kind="mlp", sharing="none", seed=5):
+    schema = tiny_schema()
+    student, teacher = build_models(schema, method, kind, SMALL, sharing)
+    params = init_params(seed, np.float64, *([teacher] if teacher else []), student)
+    return student, teacher, params, tiny_dataset(np.random.default_rng(seed), 30, schema, weights=True)
+
+
+@settings(max_examples=10, deadline=None)
+@given(kind=st.sampled_from(KINDS), method=st.sampled_from(["md", "pfd", "pfd+md"]), lam=st.floats(0.05, 1.0),
+       temperature=st.floats(0.3, 4.0), seed=st.integers(0, 1000))
+def test_the_soft_loss_sends_no_gradient_into_the_teacher(kind, method, lam, temperature, seed):
+    """Stop-gradient: the teacher's gradients are those of its hard loss alone, whatever lambda
+    and T; the student's depend on them. This fails if L_soft flows through t."""
+    student, teacher, params, batch = _models_and_params(method, kind, seed=seed)
+    with_soft = step_gradients(student, teacher, params, batch, 0, DistillConfig(lambda_=lam, temperature=temperature))
+    without = step_gradients(student, teacher, params, batch, 0, DistillConfig(lambda_=0.0))
+    assert with_soft.lam == lam and without.lam == 0.0
+    for name in teacher.param_names():
+        np.testing.assert_array_equal(to_dense(with_soft.grads[name]), to_dense(without.grads[name]), err_msg=name)
+    assert any(not np.array_equal(to_dense(with_soft.grads[n]), to_dense(without.grads[n])) for n in student.param_names())
+    assert with_soft.terms["total"] == with_soft.terms["student_total"] + with_soft.terms["teacher_hard"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_shared_table_gets_the_students_hard_and_soft_plus_the_teachers_hard_gradient(kind):
+    student, teacher, params, batch = _models_and_params("pfd+md", kind, sharing="all", seed=6)
+    distill = DistillConfig(lambda_=0.4, temperature=2.0)
+    out = step_gradients(student, teacher, params, batch, 0, distill)
+    # the two paths computed separately: the teacher's hard loss alone, and the student's objective
+    teacher_only = step_gradients(teacher, None, params, batch, 0, distill)
+    student_only = step_gradients(student, None, params, batch, 0, distill, frozen_teacher_logits=out.teacher_logits)
+    for name in ("shared.embed.user_id", "shared.embed.recent"):
+        np.testing.assert_allclose(to_dense(out.grads[name]),
+                                   to_dense(teacher_only.grads[name]) + to_dense(student_only.grads[name]), rtol=1e-12)
+    assert student_only.lam == 0.4 and teacher_only.lam == 0.0
+
+
+def test_without_a_teacher_lambda_is_zero_and_the_loss_is_the_hard_loss():
+    student, _, params, batch = _models_and_params("baseline")
+    out = step_gradients(student, None, params, batch, 10, DistillConfig(lambda_=0.5))
+    assert out.lam == 0.0 and out.teacher_logits is None and np.isnan(out.terms["soft"])
+    weights = batch.weights.astype(np.float64)
+    assert out.terms["total"] == out.terms["student_total"] == hard_loss(out.student_logits, batch.labels, weights)[0]
+
+
+@pytest.mark.parametrize("hard_weight", ["one_minus_lambda", "one"])
+def test_student_objective_is_the_weighted_sum_of_the_two_losses(hard_weight):
+    rng = np.random.default_rng(2)
+    s, t, y, w = rng.standard_normal(9), rng.standard_normal(9), rng.integers(0, 2, 9), rng.uniform(0.5, 2, 9)
+    config = DistillConfig(lambda_=0.3, temperature=2.0, hard_weight=hard_weight)
+    terms, d_s = student_objective(s, y, t, 0.3, config, w)
+    hard, d_hard = hard_loss(s, y, w)
+    soft, d_soft = soft_loss(s, t, 2.0, w)
+    a = 0.7 if hard_weight == "one_minus_lambda" else 1.0
+    assert terms == {"hard": hard, "soft": soft, "student_total": a * hard + 0.3 * soft}
+    np.testing.assert_array_equal(d_s, a * d_hard + 0.3 * d_soft)
+    zero_terms, d_zero = student_objective(s, y, t, 0.0, config, w)  # lambda 0: the baseline's gradient, bit for bit
+    np.testing.assert_array_equal(d_zero, d_hard)
+    with pytest.raises(ValueError, match="^teacher_logits: required"):
+        student_objective(s, y, None, 0.3, config, w)
+
+
+def test_add_gradients_sums_a_name_in_both_and_keeps_the_others():
+    a, b = {"x": np.ones(2), "y": np.full(2, 2.0)}, {"y": np.full(2, 3.0), "z": np.zeros(2)}
+    total = add_gradients(dict(a), b)
+    assert list(total) == ["x", "y", "z"]
+    np.testing.assert_array_equal(total["y"], [5.0, 5.0])
+    assert total["x"] is a["x"] and total["z"] is b["z"]
+
