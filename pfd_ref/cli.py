@@ -16,6 +16,7 @@ import numpy as np
 
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
 from pfd_ref.data import Dataset
+from pfd_ref.data.dataset import last_days
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import HARD_WEIGHTS, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes
 from pfd_ref.experiment import REPORTED_METHODS, TEACHER_OF, format_table, parse_methods, run_methods, summarize
@@ -332,14 +333,13 @@ def _datasets(args):
         data = Dataset.load(path)
         if data.day is None:
             raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
-        last_train_day = int(data.day.max()) - args.test_days
-        train, test = data.split_by_day(last_train_day)
+        train, test = data.split_last_days(args.test_days)
         source, teacher_logits = {"data": file_source(path)}, None
         if args.teacher_scores is not None:
             source["teacher_scores"] = file_source(args.teacher_scores)
             scores = read_teacher_scores(args.teacher_scores, data.n, args.teacher_scores_are, args.teacher_scores_align,
                                          args.temperature, args.dtype, data_name=str(path))
-            teacher_logits = scores[data.day <= last_train_day]  # the training rows, in split_by_day's order
+            teacher_logits = scores[~last_days(data.day, args.test_days)]  # the training rows, in their order
             print(f"  teacher: {args.teacher_scores} ({args.teacher_scores_are}, aligned by "
                   f"{args.teacher_scores_align} to the {data.n} rows of {path}; {train.n} training rows used)",
                   file=sys.stderr)

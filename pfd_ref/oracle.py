@@ -27,7 +27,7 @@ import numpy as np
 
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
-from pfd_ref.data.dataset import load_npz
+from pfd_ref.data.dataset import load_npz, pack_columns
 from pfd_ref.distill import DistillConfig, ModelSizes, check_method, init_params
 from pfd_ref.optim import check_optimizer_fields, optimizer_from
 from pfd_ref.schema import FeatureSpec, Schema
@@ -216,12 +216,7 @@ def _model_layout(model) -> dict:
 
 
 def _input_arrays(batch: Dataset) -> dict[str, np.ndarray]:
-    arrays = {}
-    for name, column in batch.columns.items():
-        if isinstance(column, MultiIds):
-            arrays[f"input.{name}.values"], arrays[f"input.{name}.offsets"] = column.values, column.offsets
-        else:
-            arrays[f"input.{name}"] = column
+    arrays = pack_columns("input", batch.columns)
     arrays["input.labels"] = batch.labels
     if batch.weights is not None:
         arrays["input.weights"] = batch.weights
@@ -265,7 +260,7 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     }
     arrays = {META_KEY: np.array(json.dumps(meta))}
     arrays.update(_input_arrays(batch))
-    arrays.update({f"param.{name}": value.copy() for name, value in params.items()})
+    arrays.update(pack_columns("param", {name: value.copy() for name, value in params.items()}))
     arrays.update(_run_steps(spec, student, teacher, sync, params, batch))
     return arrays
 

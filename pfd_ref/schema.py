@@ -31,7 +31,7 @@ TOWERS = ("user", "item")
 class FeatureSpec:
     """Description of one column; validated on construction (``ValueError`` naming the field).
 
-    name : non-empty column name.
+    name : non-empty column name, without ``.`` (the separator of parameter names and file keys).
     kind : ``"categorical" | "multi_categorical" | "dense"``.
     role : ``"regular" | "privileged"``.
     tower : ``"user" | "item"`` for a regular feature; ``None`` for a privileged one.
@@ -50,8 +50,9 @@ class FeatureSpec:
     width: int = 1
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name: expected a non-empty string, got {self.name!r}")
+        if not isinstance(self.name, str) or not self.name or "." in self.name:
+            raise ValueError(f"name: expected a non-empty string without '.' (parameter names and file keys are "
+                             f"dotted: <model>.embed.<field>), got {self.name!r}")
         where = f"(feature {self.name!r})"
         if self.kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {self.kind!r} {where}")

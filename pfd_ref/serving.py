@@ -1,19 +1,20 @@
 """Serving the student: export it alone, load it, precompute item vectors, score and top-k.
 
-An exported file (``save_student``) is one ``.npz`` holding
+An exported file (``save_student``) is one ``.npz`` holding, under the dotted keys of
+``pfd_ref.data.dataset.pack_columns``:
 
-* ``format``: the string ``pfd_ref.student/1``;
+* ``format``: the string ``pfd_ref.student/2``;
 * ``config``: the student's ``config()`` as JSON (regular fields only);
-* ``param/<name>``: every parameter the student reads, nothing of the teacher, with batch
+* ``param.<name>``: every parameter the student reads, nothing of the teacher, with batch
   normalisation folded into the linear layers (``model.exported``: its running averages
   give ``W' = W gamma / sqrt(running_var + eps)``, ``b' = (b - running_mean) gamma /
   sqrt(running_var + eps) + beta``), so ``config`` describes plain linear layers and the
   serving kernels are those of a model without batch normalisation;
-* ``users/...`` and ``items/...``: the user-tower and item-tower regular columns of each user
-  and item seen in training (the row of its last impression), keyed by ``users/__key__``
-  (the dataset's ``user_ids``) and ``items/__key__`` (the first categorical item-tower field,
-  e.g. ``item_id``). Multi-id columns are stored as ``.../<name>/values`` and
-  ``.../<name>/offsets``. No privileged column and no label is written.
+* ``users.<field>`` and ``items.<field>``: the user-tower and item-tower regular columns of
+  each user and item seen in training (the row of its last impression; a multi-id column as
+  ``users.<field>.values`` and ``.offsets``), in the order of ``user_keys`` (the dataset's
+  ``user_ids``) and ``item_keys`` (the first categorical item-tower field, e.g. ``item_id``).
+  No privileged column and no label is written.
 
 ``ServedStudent.top_k(user_keys, k)`` returns, for each user, the ``k`` best catalogue items
 with their scores (logits), best first, ties to the lower catalogue index. A two-tower student
@@ -36,9 +37,10 @@ import numpy as np
 from pfd_ref import backend
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.layers import negative_slope
+from pfd_ref.data.dataset import load_npz, pack_columns, unpack_columns
 from pfd_ref.models import TwoTower, build_model
 
-FORMAT = "pfd_ref.student/1"
+FORMAT = "pfd_ref.student/2"  # 2: dotted keys (pack_columns); 1 had param/<name>, users/<field>
 
 
 class FeatureRows(NamedTuple):
@@ -66,28 +68,6 @@ def _model_fields(model):
     return model.user_fields + model.item_fields if isinstance(model, TwoTower) else model.fields
 
 
-def _pack(prefix: str, fields, rows: Dataset, keys: np.ndarray) -> dict:
-    arrays = {f"{prefix}/__key__": keys.astype(np.int64)}
-    for f in fields:
-        column = rows.columns[f.name]
-        if isinstance(column, MultiIds):
-            arrays[f"{prefix}/{f.name}/values"] = column.values
-            arrays[f"{prefix}/{f.name}/offsets"] = column.offsets
-        else:
-            arrays[f"{prefix}/{f.name}"] = column
-    return arrays
-
-
-def _unpack(prefix: str, fields, archive) -> tuple[np.ndarray, FeatureRows]:
-    columns = {}
-    for f in fields:
-        if f.kind == "multi_categorical":
-            columns[f.name] = MultiIds(archive[f"{prefix}/{f.name}/values"], archive[f"{prefix}/{f.name}/offsets"])
-        else:
-            columns[f.name] = archive[f"{prefix}/{f.name}"]
-    return archive[f"{prefix}/__key__"], FeatureRows(columns)
-
-
 def save_student(path, result, data: Dataset) -> Path:
     """Write the student of ``result`` (a ``TrainResult``) and the user/item rows of its
     training ``data`` to ``path`` (directories created). Returns the path."""
@@ -99,10 +79,12 @@ def save_student(path, result, data: Dataset) -> Path:
     item_fields = [f for f in fields if f.tower == "item"]
     user_keys, user_rows = _last_rows(data.user_ids)
     item_keys, item_rows = _last_rows(data.columns[_item_key_field(model)])
-    arrays = {"format": np.array(FORMAT), "config": np.array(json.dumps(model.config()))}
-    arrays.update({f"param/{k}": v for k, v in params.items()})
-    arrays.update(_pack("users", user_fields, data.take(user_rows), user_keys))
-    arrays.update(_pack("items", item_fields, data.take(item_rows), item_keys))
+    users, items = data.take(user_rows), data.take(item_rows)
+    arrays = {"format": np.array(FORMAT), "config": np.array(json.dumps(model.config())),
+              "user_keys": user_keys.astype(np.int64), "item_keys": item_keys.astype(np.int64)}
+    arrays.update(pack_columns("param", params))
+    arrays.update(pack_columns("users", {f.name: users.columns[f.name] for f in user_fields}))
+    arrays.update(pack_columns("items", {f.name: items.columns[f.name] for f in item_fields}))
     with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to a bare name
         np.savez(handle, **arrays)
     return path
@@ -123,21 +105,15 @@ class ServedStudent:
     @classmethod
     def load(cls, path) -> "ServedStudent":
         """Read a file written by ``save_student``; ``ValueError`` naming the file otherwise."""
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read a student file ({err})") from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: not a pfd_ref student file (a single array, not an .npz archive)")
-        with archive:
-            if "format" not in archive.files or str(archive["format"]) != FORMAT:
-                raise ValueError(f"{path}: not a pfd_ref student file (expected format {FORMAT})")
-            model = build_model(json.loads(str(archive["config"])))
-            params = {k[len("param/"):]: archive[k] for k in archive.files if k.startswith("param/")}
-            fields = _model_fields(model)
-            user_keys, user_rows = _unpack("users", [f for f in fields if f.tower == "user"], archive)
-            item_keys, item_rows = _unpack("items", [f for f in fields if f.tower == "item"], archive)
-        return cls(model, params, user_keys, user_rows, item_keys, item_rows)
+        archive = load_npz(path, "model")
+        if "format" not in archive or str(archive["format"]) != FORMAT:
+            raise ValueError(f"model: {path} is not a pfd_ref student file (expected format {FORMAT})")
+        model = build_model(json.loads(str(archive["config"])))
+        fields = _model_fields(model)
+        user_rows = FeatureRows(unpack_columns("users", archive, [f for f in fields if f.tower == "user"]))
+        item_rows = FeatureRows(unpack_columns("items", archive, [f for f in fields if f.tower == "item"]))
+        return cls(model, unpack_columns("param", archive), archive["user_keys"], user_rows, archive["item_keys"],
+                   item_rows)
 
     def item_vectors(self) -> np.ndarray:
         """Two-tower only: ``v`` of every catalogue item, ``(N, k)`` C-contiguous, computed once."""

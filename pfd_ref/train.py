@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from pfd_ref.data import Dataset
+from pfd_ref.data.dataset import batch_indices
 from pfd_ref.distill import (STUDENT_KINDS, DistillConfig, ModelSizes, StepOutput, build_models, check_method,
                              check_schedule, init_params, step_gradients)
 from pfd_ref.optim import SPARSE_MODES, check_optimizer_fields, optimizer_from
@@ -140,20 +141,10 @@ def models_for(schema, method: str, config: TrainConfig):
     return build_models(schema, method, config.student_kind, config.sizes, config.sharing)
 
 
-def batch_order(n: int, batch_size: int, rng: np.random.Generator, epochs: int):
-    """Yield index arrays of every batch: a fresh permutation of ``range(n)`` per epoch,
-    cut into consecutive slices of ``batch_size`` (the last one may be shorter)."""
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
-
-
 def predict(model, params: dict, data: Dataset, batch_size: int = 65536) -> np.ndarray:
     """Logits of ``model`` on every row of ``data``, shape ``(n,)``, in the parameters' dtype
     (evaluation mode: batch normalisation on its running averages)."""
-    parts = [model.forward(params, data.take(np.arange(s, min(s + batch_size, data.n))))[0]
-             for s in range(0, data.n, batch_size)]
+    parts = [model.forward(params, data.take(idx))[0] for idx in batch_indices(data.n, batch_size)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -284,7 +275,7 @@ def fit_alone(data: Dataset, model, params: dict, config: TrainConfig, progress=
     optimizer = config.make_optimizer()
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
     epochs = config.teacher_epochs or config.epochs
-    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, epochs)):
+    for step, idx in enumerate(batch_indices(data.n, config.batch_size, rng, epochs)):
         out = run_step(model, None, params, optimizer, data.take(idx), step, config.distill)
         if progress is not None:
             progress(step + 1, float(out.terms["total"]))
@@ -353,7 +344,7 @@ def _run_loop(data, student, teacher, params, config, n_steps, history, log_ever
     With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else."""
     optimizer = config.make_optimizer()
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
-    for step, idx in enumerate(batch_order(data.n, config.batch_size, rng, config.epochs)):
+    for step, idx in enumerate(batch_indices(data.n, config.batch_size, rng, config.epochs)):
         frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
         out = run_step(student, teacher, params, optimizer, data.take(idx), step, config.distill, frozen)
         if step % log_every == 0 or step == n_steps - 1:

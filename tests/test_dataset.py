@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfd_ref.data import Dataset, MultiIds
+from pfd_ref.data.dataset import batch_indices, last_days, pack_columns, unpack_columns
 from pfd_ref.schema import FeatureSpec, Schema
 
 SCHEMA = Schema((
@@ -158,37 +159,23 @@ def test_take_keeps_the_order_of_indices_for_every_array():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 30), st.integers(1, 12), st.one_of(st.none(), st.integers(0, 2**31)))
-def test_batches_cover_every_row_once(n, batch_size, seed):
-    data = Dataset(**_arrays(n=n))
-    data.user_ids[:] = np.arange(n)  # row ids, to see which rows each batch holds
+@given(st.integers(0, 30), st.integers(1, 12), st.integers(1, 3), st.one_of(st.none(), st.integers(0, 2**31)))
+def test_batch_indices_cover_every_row_once_per_epoch(n, batch_size, epochs, seed):
     rng = None if seed is None else np.random.default_rng(seed)
-    batches = list(data.batches(batch_size, rng))
-    sizes = [b.n for b in batches]
-    assert sizes == [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
-    seen = np.concatenate([b.user_ids for b in batches]) if batches else np.zeros(0, np.int64)
-    expected = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
-    np.testing.assert_array_equal(seen, expected)
+    batches = list(batch_indices(n, batch_size, rng, epochs))
+    per_epoch = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    assert [len(b) for b in batches] == per_epoch * epochs
+    expected_rng = None if seed is None else np.random.default_rng(seed)
+    expected = [np.arange(n) if seed is None else expected_rng.permutation(n) for _ in range(epochs)]
+    np.testing.assert_array_equal(np.concatenate(batches) if batches else np.zeros(0, np.int64),
+                                  np.concatenate(expected))
 
 
-def test_batches_are_deterministic_given_the_rng_and_shuffle_with_it():
-    data = Dataset(**_arrays(n=50))
-    def fingerprint(seed):
-        return [b.labels.tobytes() + b.columns["history"].values.tobytes() for b in data.batches(8, np.random.default_rng(seed))]
-    assert fingerprint(3) == fingerprint(3)
-    orders = [np.concatenate([b.columns["item_id"] for b in data.batches(8, np.random.default_rng(s))]) for s in (1, 2)]
-    assert not np.array_equal(orders[0], orders[1])
-
-
-@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
-def test_batches_reject_bad_batch_size(batch_size):
-    with pytest.raises(ValueError, match="^batch_size:"):
-        next(Dataset(**_arrays()).batches(batch_size))
-
-
-def test_batches_reject_a_non_generator_rng():
-    with pytest.raises(ValueError, match="^rng:"):
-        next(Dataset(**_arrays()).batches(2, rng=np.random.RandomState(0)))
+def test_batch_indices_shuffle_with_the_rng():
+    orders = [np.concatenate(list(batch_indices(50, 8, np.random.default_rng(s), 2))) for s in (1, 1, 2)]
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], orders[2])
+    assert not np.array_equal(orders[0][:50], orders[0][50:])  # a fresh permutation each epoch
 
 
 @st.composite
@@ -232,29 +219,57 @@ def test_load_rejects_a_dataset_file_whose_arrays_do_not_match_its_schema(tmp_pa
     Dataset(**_arrays()).save(path)
     with np.load(path) as npz:
         arrays = dict(npz)
-    arrays["column_0"] = arrays["column_0"] + 100  # user ids beyond the vocabulary
+    arrays["column.user_id"] = arrays["column.user_id"] + 100  # user ids beyond the vocabulary
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"^path: .*columns\['user_id'\]: id"):
         Dataset.load(path)
-    del arrays["column_1_offsets"]
+    del arrays["column.history.offsets"]
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="^path: .*not a valid"):
         Dataset.load(path)
 
 
-def test_split_by_day():
+def test_pack_columns_uses_dotted_keys_and_unpacks_by_field():
+    data = Dataset(**_arrays(n=5))
+    arrays = pack_columns("input", data.columns)
+    assert list(arrays) == ["input.user_id", "input.history.values", "input.history.offsets", "input.item_id",
+                            "input.price", "input.clicks_24h", "input.viewed_tags.values", "input.viewed_tags.offsets"]
+    back = unpack_columns("input", {**arrays, "other.x": np.zeros(1)}, SCHEMA)
+    assert list(back) == list(data.columns)
+    for name, column in back.items():
+        pairs = zip(column, data.columns[name]) if isinstance(column, MultiIds) else [(column, data.columns[name])]
+        assert all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in pairs)
+    params = {"student.embed.user_id": np.ones((2, 3)), "student.bias": np.zeros(1)}
+    assert list(unpack_columns("param", pack_columns("param", params))) == list(params)
+
+
+def test_a_dataset_file_of_format_1_is_rejected_naming_the_versions(tmp_path):
+    path = tmp_path / "old.npz"
+    Dataset(**_arrays()).save(path)
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["pfd_ref_dataset_format"] = np.array(1)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="^path: .* has dataset format 1; this version reads 2"):
+        Dataset.load(path)
+
+
+def test_split_last_days():
     data = Dataset(**_arrays(n=40))
-    train, test = data.split_by_day(1)
+    assert (data.day.min(), data.day.max()) == (0, 3)
+    train, test = data.split_last_days(2)
     assert train.n + test.n == 40
     assert train.day.max() <= 1 < test.day.min()
     np.testing.assert_array_equal(train.labels, data.labels[data.day <= 1])
     np.testing.assert_array_equal(test.columns["item_id"], data.columns["item_id"][data.day > 1])
-    with pytest.raises(ValueError, match="^last_train_day: .*test part empty"):
-        data.split_by_day(3)
-    with pytest.raises(ValueError, match="^last_train_day: .*training part empty"):
-        data.split_by_day(-1)
-    with pytest.raises(ValueError, match="^last_train_day: .*no day column"):
-        Dataset(**_arrays(day=False)).split_by_day(1)
+    np.testing.assert_array_equal(last_days(data.day, 1), data.day == 3)
+    with pytest.raises(ValueError, match=r"^test_days: 4 test day\(s\) leave no training day \(days 0..3\)"):
+        data.split_last_days(4)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="^test_days: expected an integer >= 1"):
+            data.split_last_days(bad)
+    with pytest.raises(ValueError, match="^day: .*no day column"):
+        Dataset(**_arrays(day=False)).split_last_days(1)
 
 
 def test_with_permuted_privileged_changes_only_privileged_columns():

@@ -25,6 +25,7 @@ def _schema():
 @pytest.mark.parametrize("kwargs, field", [
     (dict(name="", kind="categorical", role="regular", tower="user", vocab_size=3), "name"),
     (dict(name=3, kind="categorical", role="regular", tower="user", vocab_size=3), "name"),
+    (dict(name="recent.values", kind="categorical", role="regular", tower="user", vocab_size=3), "name"),
     (dict(name="a", kind="sparse", role="regular", tower="user", vocab_size=3), "kind"),
     (dict(name="a", kind="categorical", role="secret", tower="user", vocab_size=3), "role"),
     (dict(name="a", kind="categorical", role="regular", tower=None, vocab_size=3), "tower"),
@@ -93,7 +94,7 @@ specs = st.builds(
     lambda name, kind, role, tower, vocab, pooling, width: FeatureSpec(
         name, kind, role, tower if role == "regular" else None,
         vocab if kind != "dense" else 0, pooling, width if kind == "dense" else 1),
-    name=st.text(min_size=1, max_size=8),
+    name=st.text(min_size=1, max_size=8).filter(lambda name: "." not in name),
     kind=st.sampled_from(["categorical", "multi_categorical", "dense"]),
     role=st.sampled_from(["regular", "privileged"]),
     tower=st.sampled_from(["user", "item"]),

@@ -230,7 +230,7 @@ def test_run_trains_the_student_on_the_given_scores(tmp_path):
                      teacher_logits=scores[train_rows].astype(np.float32))
     saved = np.load(tmp_path / "students" / "data_pfd_seed0.npz")
     for name, value in expected.student_params().items():
-        assert saved[f"param/{name}"].tobytes() == value.tobytes(), name
+        assert saved[f"param.{name}"].tobytes() == value.tobytes(), name
     records = json.loads((tmp_path / "run.json").read_text())
     assert [r["method"] for r in records] == ["baseline", "pfd"]
     source = records[1]["provenance"]["data_source"]

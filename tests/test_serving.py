@@ -71,8 +71,8 @@ def brute_force_top_k(result, data, user: int, k: int):
 def test_file_holds_no_teacher_parameter_and_no_privileged_column(exported):
     with np.load(exported.path) as archive:
         keys = archive.files
-    assert any(key.startswith("param/student.") for key in keys)
-    assert not [key for key in keys if key.startswith("param/teacher.")]
+    assert any(key.startswith("param.student.") for key in keys)
+    assert not [key for key in keys if key.startswith("param.teacher.")]
     assert not [key for key in keys if any(name in key for name in PRIVILEGED)]
     assert exported.result.teacher is not None  # the trained result did have a teacher to leave out
 
@@ -174,6 +174,15 @@ def test_a_single_array_file_is_rejected_naming_it(tmp_path):
     np.save(path, np.zeros(3))
     with pytest.raises(ValueError, match="array.npy"):
         ServedStudent.load(path)
+
+
+def test_a_student_file_of_format_1_is_rejected_naming_the_format(tmp_path, exported):
+    with np.load(exported.path) as archive:
+        arrays = dict(archive)
+    arrays["format"] = np.array("pfd_ref.student/1")
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.raises(ValueError, match=r"^model: .*old.npz is not a pfd_ref student file \(expected format pfd_ref.student/2\)"):
+        ServedStudent.load(tmp_path / "old.npz")
 
 
 def test_save_student_writes_exactly_the_path_it_returns(exports, data, tmp_path):

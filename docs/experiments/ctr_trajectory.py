@@ -11,7 +11,8 @@ import sys
 import numpy as np
 
 from pfd_ref.data.synthetic import SyntheticConfig, generate
-from pfd_ref.train import TrainConfig, models_for, run_step, batch_order, predict, STREAM_BATCH_ORDER
+from pfd_ref.data.dataset import batch_indices
+from pfd_ref.train import TrainConfig, models_for, run_step, predict, STREAM_BATCH_ORDER
 from pfd_ref.distill import DistillConfig, init_params
 from pfd_ref.optim import Adam
 from pfd_ref.losses import sigmoid
@@ -29,7 +30,7 @@ for seed in seeds:
         opt = Adam(config.lr)
         rng = np.random.default_rng([seed, STREAM_BATCH_ORDER])
         out = []
-        for step, idx in enumerate(batch_order(train.n, config.batch_size, rng, 1)):
+        for step, idx in enumerate(batch_indices(train.n, config.batch_size, rng)):
             run_step(student, teacher, params, opt, train.take(idx), step, config.distill)
             if step % 25 == 24 or step == 422:
                 s = predict(student, params, sub)

@@ -10,14 +10,19 @@ Column layouts (``n`` rows):
 Besides the columns a dataset holds ``labels`` (int8 0/1, ``(n,)``), ``user_ids`` (int64
 ``(n,)``, the groups of GAUC), optionally ``day`` (int64 ``(n,)``, for time splits) and
 ``weights`` (float32 or float64 ``(n,)``, non-negative). Everything is checked once, when the
-dataset is built from outside; datasets derived from a valid one (``take``, ``batches``,
-``split_by_day``) skip the checks.
+dataset is built from outside; datasets derived from a valid one (``take``,
+``split_last_days``) skip the checks.
+
+This module also defines, once for every file pfd_ref writes (datasets, exported students,
+oracle cases), how named columns are stored in an ``.npz`` (``pack_columns``: dotted keys,
+like the parameter names), the batcher of every loop (``batch_indices``) and the time split
+of every data source (``last_days``, ``Dataset.split_last_days``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +30,7 @@ from pfd_ref.schema import Schema
 from pfd_ref.validation import check_float_array, check_ids, check_labels, check_offsets, check_scalar, check_weights
 
 FORMAT_KEY = "pfd_ref_dataset_format"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: columns stored by pack_columns("column", ...); 1 stored them by position
 
 
 class MultiIds(NamedTuple):
@@ -62,6 +67,46 @@ class MultiIds(NamedTuple):
 def _take_column(column, indices: np.ndarray):
     """Rows ``indices`` of one column, whatever its layout."""
     return column.take(indices) if isinstance(column, MultiIds) else column[indices]
+
+
+def pack_columns(prefix: str, columns: dict) -> dict[str, np.ndarray]:
+    """The arrays of named columns (or parameters) under one dotted key scheme, in order:
+    ``{prefix}.{name}`` for an array, ``{prefix}.{name}.values`` and ``{prefix}.{name}.offsets``
+    for a ``MultiIds`` column. Datasets (``column``), exported students (``param``, ``users``,
+    ``items``) and oracle cases (``input``, ``param``) are all written this way."""
+    arrays = {}
+    for name, column in columns.items():
+        if isinstance(column, MultiIds):
+            arrays[f"{prefix}.{name}.values"], arrays[f"{prefix}.{name}.offsets"] = column.values, column.offsets
+        else:
+            arrays[f"{prefix}.{name}"] = column
+    return arrays
+
+
+def unpack_columns(prefix: str, arrays: dict, fields=None) -> dict:
+    """Inverse of ``pack_columns``. With ``fields`` (``FeatureSpec``s): exactly their columns,
+    a ``MultiIds`` for each multi_categorical one (``KeyError`` naming a missing key).
+    Without: every array whose key starts with ``{prefix}.``, by the rest of its key."""
+    if fields is None:
+        return {key[len(prefix) + 1:]: value for key, value in arrays.items() if key.startswith(prefix + ".")}
+    return {f.name: MultiIds(arrays[f"{prefix}.{f.name}.values"], arrays[f"{prefix}.{f.name}.offsets"])
+            if f.kind == "multi_categorical" else arrays[f"{prefix}.{f.name}"] for f in fields}
+
+
+def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None, epochs: int = 1):
+    """Yield the row indices of every batch, epoch after epoch: ``range(n)`` in order (``rng``
+    None) or a fresh ``rng.permutation(n)`` per epoch, cut into consecutive slices of
+    ``batch_size`` (the last one of an epoch may be shorter). The batcher of every loop."""
+    for _ in range(epochs):
+        order = np.arange(n, dtype=np.int64) if rng is None else rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+
+
+def last_days(day: np.ndarray, test_days: int) -> np.ndarray:
+    """The time split of every data source: a boolean mask of the rows in the last
+    ``test_days`` days, ``day > max(day) - test_days`` (the test split; the others train)."""
+    return day > day.max() - test_days
 
 
 def _check_column(name: str, spec, column, n: int):
@@ -191,33 +236,21 @@ class Dataset:
             None if self.weights is None else self.weights[indices],
         )
 
-    def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator["Dataset"]:
-        """Yield datasets of ``batch_size`` rows (the last one may be shorter) covering every row once.
+    def split_last_days(self, test_days: int) -> tuple["Dataset", "Dataset"]:
+        """``(train, test)``: the rows of the last ``test_days`` days (``last_days``) are the test
+        split, the earlier ones the training split, each in row order.
 
-        Rows come in order ``0..n-1``, or in the order ``rng.permutation(n)`` when ``rng`` is
-        given (drawn once, when iteration starts), so the sequence is determined by the rng's state.
+        Raises ``ValueError`` naming ``test_days`` unless it is an integer >= 1 that leaves a
+        training day, or naming ``day`` when the dataset has none.
         """
-        batch_size = check_scalar("batch_size", batch_size, int, low=1)
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
-        order = np.arange(self.n, dtype=np.int64) if rng is None else rng.permutation(self.n)
-        for start in range(0, self.n, batch_size):
-            yield self.take(order[start:start + batch_size])
-
-    def split_by_day(self, last_train_day: int) -> tuple["Dataset", "Dataset"]:
-        """``(rows with day <= last_train_day, rows with day > last_train_day)``, each in row order.
-
-        Raises ``ValueError`` if the dataset has no ``day`` or either part would be empty.
-        """
-        if self.day is None:
-            raise ValueError("last_train_day: this dataset has no day column to split on")
-        in_train = self.day <= last_train_day
-        if in_train.all() or not in_train.any():
-            raise ValueError(
-                f"last_train_day: {last_train_day} leaves the {'test' if in_train.all() else 'training'} part empty "
-                f"(days range from {self.day.min()} to {self.day.max()})"
-            )
-        return self.take(np.flatnonzero(in_train)), self.take(np.flatnonzero(~in_train))
+        test_days = check_scalar("test_days", test_days, int, low=1)
+        if self.day is None or self.n == 0:
+            raise ValueError("day: this dataset has no day column (or no rows) to split on")
+        in_test = last_days(self.day, test_days)
+        if in_test.all():
+            raise ValueError(f"test_days: {test_days} test day(s) leave no training day "
+                             f"(days {self.day.min()}..{self.day.max()})")
+        return self.take(np.flatnonzero(~in_test)), self.take(np.flatnonzero(in_test))
 
     def with_permuted_privileged(self, rng: np.random.Generator) -> "Dataset":
         """A copy whose privileged columns are row-permuted by one ``rng.permutation(n)``
@@ -233,8 +266,8 @@ class Dataset:
 
     def save(self, path) -> None:
         """Write one ``.npz`` at exactly ``path``: the schema as JSON, labels, user ids, day and
-        weights when present, and each column by its schema position (``column_{j}``, or
-        ``column_{j}_values`` and ``column_{j}_offsets`` for a multi-id column)."""
+        weights when present, and the columns by ``pack_columns("column", ...)``
+        (``column.<name>``, or ``column.<name>.values`` and ``.offsets`` for a multi-id column)."""
         arrays = {
             FORMAT_KEY: np.array(FORMAT_VERSION),
             "schema": np.array(self.schema.to_json()),
@@ -245,13 +278,7 @@ class Dataset:
             arrays["day"] = self.day
         if self.weights is not None:
             arrays["weights"] = self.weights
-        for j, spec in enumerate(self.schema):
-            column = self.columns[spec.name]
-            if isinstance(column, MultiIds):
-                arrays[f"column_{j}_values"] = column.values
-                arrays[f"column_{j}_offsets"] = column.offsets
-            else:
-                arrays[f"column_{j}"] = column
+        arrays.update(pack_columns("column", self.columns))
         with open(path, "wb") as file:
             np.savez(file, **arrays)
 
@@ -270,12 +297,7 @@ class Dataset:
             raise ValueError(f"{where} has dataset format {version}; this version reads {FORMAT_VERSION}")
         try:
             schema = Schema.from_json(str(arrays["schema"]))
-            columns = {}
-            for j, spec in enumerate(schema):
-                if spec.kind == "multi_categorical":
-                    columns[spec.name] = MultiIds(arrays[f"column_{j}_values"], arrays[f"column_{j}_offsets"])
-                else:
-                    columns[spec.name] = arrays[f"column_{j}"]
+            columns = unpack_columns("column", arrays, schema)
             return cls(schema, columns, arrays["labels"], arrays["user_ids"], arrays.get("day"), arrays.get("weights"))
         except (KeyError, ValueError) as error:
             raise ValueError(f"{where} is not a valid pfd_ref dataset ({error})") from None

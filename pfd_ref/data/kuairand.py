@@ -47,7 +47,8 @@ time), so when the label is in a group, every feature made from that group is le
 Ids: user and video ids are mapped to ``0..V-1`` in increasing raw-id order over the whole
 file (no label is read for this). An id that occurs only in the test days still has a row
 in the table; training never updates that row, so the model sees it at its initial value.
-Days: ``day = (date - first date in the file)`` in days; split with ``split_by_time``.
+Days: ``day = (date - first date in the file)`` in days; split with ``split_by_time``
+(``Dataset.split_last_days``, with the dates and the label in its messages).
 
 Every row read is kept: the loader has no row filter. Bad input is a ``ValueError`` starting
 with ``path:`` (or ``user_features:``) and naming the file, the line and the column.
@@ -367,7 +368,7 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
 
 def split_by_time(data: Dataset, report: LoadReport, test_days: int = DEFAULT_TEST_DAYS) -> tuple[Dataset, Dataset]:
     """``(train, test)``: the last ``test_days`` calendar days of the file are the test split,
-    every earlier day the training split (``Dataset.split_by_day(max_day - test_days)``).
+    every earlier day the training split (``Dataset.split_last_days``).
 
     Raises ``ValueError`` naming the file when ``test_days`` leaves a split empty or a split
     has no positive or no negative label.
@@ -377,7 +378,7 @@ def split_by_time(data: Dataset, report: LoadReport, test_days: int = DEFAULT_TE
     if test_days > last_day:
         raise ValueError(f"test_days: {report.path!r} spans days 0..{last_day} "
                          f"({report.first_date}..{report.last_date}); {test_days} test day(s) leave no training day")
-    train, test = data.split_by_day(last_day - test_days)
+    train, test = data.split_last_days(test_days)
     first = datetime.date.fromisoformat(report.first_date)
     date_of = lambda day: first + datetime.timedelta(days=int(day))  # noqa: E731
     for name, part in (("training", train), ("test", test)):

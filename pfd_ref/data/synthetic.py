@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from pfd_ref.data.dataset import Dataset, MultiIds
+from pfd_ref.data.dataset import Dataset, MultiIds, last_days
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_scalar
 
@@ -373,8 +373,7 @@ def _simulate(task: str, config: SyntheticConfig | None):
         logits = _purchase_logits(world, imp, purchase_intent, config)
         labels = label_rng.random(len(logits)) < _sigmoid(logits)
 
-    last_train_day = config.n_days - config.test_days - 1
-    in_train = imp["day"] <= last_train_day
+    in_train = ~last_days(imp["day"], config.test_days)
     for part, rows in (("training", in_train), ("test", ~in_train)):
         if not labels[rows].any():
             raise ValueError(
@@ -396,5 +395,5 @@ def _simulate(task: str, config: SyntheticConfig | None):
         "price_bucket": world["price_bucket"][item], **privileged,
     }
     dataset = Dataset(schema_for(task, config), columns, labels.astype(np.int8), user, day=imp["day"])
-    train, test = dataset.split_by_day(last_train_day)
+    train, test = dataset.split_last_days(config.test_days)
     return train, test, logits[in_train], logits[~in_train]
