@@ -1,7 +1,9 @@
-"""Experiments: train methods over seeds, evaluate on the test split, summarise in a table.
+"""Experiments: the data of each task, train methods over seeds, evaluate on the test split,
+summarise in a table. ``pfd-ref run`` and ``pfd-ref table`` (pfd_ref/cli.py) parse their
+options and call the functions here, which hold the policy: the data sources and their
+defaults (``SOURCE_DEFAULTS``), the record schema (``RECORD_KEYS``), the tables.
 
-A record is one (task, method, seed) result with the keys ``task, method, seed, mode, auc,
-gauc, logloss, mean_predicted, observed_rate, train_seconds``. The summary gives, per
+A record is one (task, method, seed) result with the keys ``RECORD_KEYS``. The summary gives, per
 method, the mean and sample standard deviation over seeds, the AUC/GAUC gain over the
 baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``),
 and for ``pfd+md`` (and the ``teacher`` row) the AUC difference from its equal-capacity
@@ -15,12 +17,46 @@ the privileged features give a teacher of equal capacity.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 
+from pfd_ref.backend import get_backend
 from pfd_ref.data import Dataset
+from pfd_ref.data.dataset import last_days
+from pfd_ref.data.synthetic import SyntheticConfig, generate
+from pfd_ref.distill import METHOD_RULES, METHODS, DistillConfig, ModelSizes, check_method
 from pfd_ref.metrics import evaluate, paired_comparison
-from pfd_ref.distill import METHOD_RULES, METHODS, check_method
-from pfd_ref.train import TrainConfig, predict, train, with_seed
+from pfd_ref.provenance import file_source, format_differences, generator_source, json_options, provenance
+from pfd_ref.score_files import read_teacher_scores
+from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, train,
+                           with_seed)
+
+TASKS = ("ctr", "cvr")  # the synthetic data's tasks
+STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # and every other data source: mlp
+DEFAULT_SEEDS = 3
+KUAIRAND = "kuairand"
+KUAIRAND_OPTIONS = ("path", "label", "user_features")
+# Defaults that depend on the data (the run options left at None): "synthetic" (the built-in
+# generator), "saved" (--data FILE.npz) and "kuairand" (a real log, ~33k training rows: see
+# docs/results.md, "Real data", for how its values were measured).
+SOURCE_DEFAULTS = {
+    "synthetic": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": None},
+    "saved": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": 1},
+    KUAIRAND: {"epochs": 1, "warmup_steps": 10, "batch_size": 1024, "test_days": 4},
+}
+TEACHER_SCORES_METHODS = ("baseline", "pfd")  # with --teacher-scores: the student alone, and on the given scores
+TEACHER_SCORES_DEFAULTS = {"teacher_scores_are": "logits", "teacher_scores_align": "position"}
+ADAGRAD_OPTIONS = ("adagrad_initial_accumulator", "adagrad_eps")  # None: TrainConfig's defaults
+LAYER_OPTIONS = ("activation", "batch_norm", "tower_norm", "tower_scale")  # the run options of ModelSizes
+RECORD_KEYS = ("task", "method", "seed", "mode", "auc", "gauc", "logloss", "mean_predicted", "observed_rate",
+               "train_seconds", "provenance")
+TABLE_KEYS = ("task", "method", "seed", "auc", "gauc", "logloss", "train_seconds")  # what summarize reads
+# provenance keys that differ between any two runs without saying anything about the numbers
+RUN_DIFFERENCE_IGNORED = ("date", "config.options.json", "config.options.save", "config.options.quiet")
 
 # the teacher rows: each reports the own scores of one method's teacher (distill.METHOD_RULES)
 TEACHER_OF = {rule.teacher_row: method for method, rule in METHOD_RULES.items() if rule.teacher_row}
@@ -46,8 +82,206 @@ def parse_methods(methods) -> tuple[str, ...]:
 
 
 def _record(task: str, method: str, config: TrainConfig, metrics: dict, seconds: float) -> dict:
+    """One record, its keys in the order of ``RECORD_KEYS`` but the ``provenance`` of its run
+    (``run_task`` adds it)."""
     return {"task": task, "method": method, "seed": config.seed, "mode": config.mode,
-            **{k: float(v) for k, v in metrics.items()}, "train_seconds": float(seconds)}
+            **{k: float(metrics[k]) for k in RECORD_KEYS[4:-2]}, "train_seconds": float(seconds)}
+
+
+def load_records(paths) -> tuple[list[dict], list[str]]:
+    """The records of one or more ``pfd-ref run --json`` files, in order, and the file of each;
+    ValueError naming the file and record when one is unreadable, not a list of records, lacks
+    a key of ``TABLE_KEYS``, or repeats a (task, method, seed)."""
+    records, origins = [], []
+    for path in paths:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"records: cannot read {path}: {err}")
+        if not isinstance(loaded, list):
+            raise ValueError(f"records: {path} does not hold a list of records (written by `pfd-ref run --json`)")
+        for i, record in enumerate(loaded):
+            missing = [k for k in TABLE_KEYS if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise ValueError(f"records: {path}, record {i}: missing {', '.join(missing)}")
+        records.extend(loaded)
+        origins.extend([str(path)] * len(loaded))
+    keys = [(r["task"], r["method"], r["seed"]) for r in records]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"records: task {duplicate[0]!r}, method {duplicate[1]!r}, seed {duplicate[2]} appears twice")
+    return records, origins
+
+
+def run_differences(records: list[dict], origins: list[str], task: str) -> list[str]:
+    """What differs between the runs (one per file) of ``task`` in loaded records, as lines of
+    ``provenance.format_differences`` (none for a single file), ``RUN_DIFFERENCE_IGNORED``
+    left out."""
+    by_file = {}  # each file's provenance of this task (one per run)
+    for origin, record in zip(origins, records):
+        if record["task"] == task:
+            by_file.setdefault(origin, record.get("provenance"))
+    return format_differences(by_file, RUN_DIFFERENCE_IGNORED) if len(by_file) > 1 else []
+
+
+# --------------------------------------------------------------------------- the data of a run
+
+
+def data_source(data: str | None) -> str:
+    """The key of ``SOURCE_DEFAULTS`` for ``--data``: synthetic (None), kuairand, or saved (a file)."""
+    return "synthetic" if data is None else KUAIRAND if data == KUAIRAND else "saved"
+
+
+def resolve_options(options: dict) -> dict:
+    """``options`` (the run's, by name) with each one left at None filled in: ``methods``
+    (``TEACHER_SCORES_METHODS`` with teacher scores, else ``REPORTED_METHODS``) and those of
+    ``SOURCE_DEFAULTS`` of the data source; ValueError naming a KuaiRand option given without
+    ``--data kuairand``, ``--path`` missing with it, or a teacher-scores option that does not
+    fit the run (``check_teacher_scores``)."""
+    options = dict(options)
+    if options["methods"] is None:
+        options["methods"] = TEACHER_SCORES_METHODS if options["teacher_scores"] is not None else REPORTED_METHODS
+    source = data_source(options["data"])
+    if source == KUAIRAND:
+        if options["path"] is None:
+            raise ValueError(f"--path: required with --data {KUAIRAND} (the KuaiRand log file)")
+        options["label"] = "label" if options["label"] is None else options["label"]
+    else:
+        for option in KUAIRAND_OPTIONS:
+            if options[option] is not None:
+                raise ValueError(f"--{option.replace('_', '-')}: only with --data {KUAIRAND}")
+    for key, value in SOURCE_DEFAULTS[source].items():
+        if options[key] is None:
+            options[key] = value
+    check_teacher_scores(options)
+    return options
+
+
+def check_teacher_scores(options: dict) -> None:
+    """With ``teacher_scores``: a saved dataset, two-stage mode, no cross-fitting, and one
+    distilled method (each would train the same student on the same scores); without it, the
+    ``TEACHER_SCORES_DEFAULTS``. ValueError naming the option otherwise."""
+    if options["teacher_scores"] is None:
+        for option, default in TEACHER_SCORES_DEFAULTS.items():
+            if options[option] != default:
+                raise ValueError(f"--{option.replace('_', '-')}: only with --teacher-scores")
+        return
+    if data_source(options["data"]) != "saved":
+        raise ValueError("--teacher-scores: needs --data FILE.npz (the scores are aligned to that file's rows)")
+    if options["mode"] != "two-stage":
+        raise ValueError("--teacher-scores: needs --mode two-stage (a teacher made elsewhere is frozen)")
+    if options["teacher_folds"]:
+        raise ValueError("--teacher-folds: not with --teacher-scores (the teacher is not trained here)")
+    distilled = [m for m in options["methods"] if m != "baseline"]
+    if len(distilled) > 1 or any(m in TEACHER_OF for m in distilled):
+        raise ValueError(f"--methods: with --teacher-scores list baseline and at most one of md, pfd, pfd+md (each "
+                         f"trains the same student on the same scores; no teacher row exists); got {distilled}")
+
+
+def train_config(options: dict, student_kind: str) -> TrainConfig:
+    """The ``TrainConfig`` of resolved run ``options`` for a student of ``student_kind``;
+    ValueError naming an Adagrad option given with another optimizer."""
+    distill = DistillConfig(lambda_=options["lambda_"], warmup_steps=options["warmup_steps"],
+                            temperature=options["temperature"], hard_weight=options["hard_weight"])
+    adagrad = {name: options[name] for name in ADAGRAD_OPTIONS if options[name] is not None}
+    if adagrad and options["optimizer"] != "adagrad":
+        raise ValueError(f"--{next(iter(adagrad)).replace('_', '-')}: only with --optimizer adagrad")
+    sizes = ModelSizes(**{name: options[name] for name in LAYER_OPTIONS})
+    return TrainConfig(student_kind=student_kind, mode=options["mode"], epochs=options["epochs"],
+                       teacher_epochs=options["teacher_epochs"], batch_size=options["batch_size"], lr=options["lr"],
+                       distill=distill, shared_embeddings=options["shared_embeddings"],
+                       teacher_folds=options["teacher_folds"], dtype=options["dtype"], optimizer=options["optimizer"],
+                       lr_warmup_steps=options["lr_warmup_steps"], sizes=sizes, **adagrad)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One task of a run: its name, its training and test splits, its training configuration,
+    the teacher's logits for the training rows when they come from a file (``--teacher-scores``)
+    and the data source (for the records' provenance)."""
+
+    task: str
+    train: Dataset
+    test: Dataset
+    config: TrainConfig
+    teacher_logits: np.ndarray | None
+    source: dict
+
+
+def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> list[Run]:
+    """Every task of a ``pfd-ref run`` (``options`` resolved by ``resolve_options``): the data
+    of its source, split by time, and its configuration, all checked before anything is
+    trained (options first, then the schedules against each training set). ``log`` receives
+    what a loader reports."""
+    train_config(options, "mlp")  # option errors surface before any data is loaded
+    runs = [Run(task, train_data, test_data, train_config(options, kind), teacher_logits, source)
+            for task, train_data, test_data, kind, teacher_logits, source
+            in _task_data(options, log or (lambda line: None))]
+    if (options["tower_norm"] != "none" or options["tower_scale"] != 1) and all(
+            run.config.student_kind == "mlp" for run in runs):
+        raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; "
+                         "this run trains MLP students only")
+    distilled = any(method != "baseline" for method in options["methods"])
+    for run in runs:
+        if distilled:
+            check_warmup(run.config, run.train.n)
+        check_lr_warmup(run.config, run.train.n, teacher_alone=run.config.mode == "two-stage" and distilled)
+        check_batch_norm_batches(run.config, run.train.n)
+    return runs
+
+
+def _task_data(options: dict, log: Callable[[str], None]):
+    """Yield ``(task, train, test, student_kind, teacher_logits, source)`` for each task of
+    resolved ``options``."""
+    source = data_source(options["data"])
+    if source == KUAIRAND:
+        from pfd_ref.data.kuairand import load_kuairand, split_by_time
+        data, report = load_kuairand(options["path"], options["label"], options["user_features"])
+        train_data, test_data = split_by_time(data, report, options["test_days"])
+        log(report.summary())
+        log(f"  time split: the last {options['test_days']} day(s) are the test split ({test_data.n:,} rows, positive "
+            f"rate {test_data.positive_rate:.4f}); training {train_data.n:,} rows, positive rate "
+            f"{train_data.positive_rate:.4f}")
+        user_features = options["user_features"]
+        files = {"data": file_source(options["path"]), "label": options["label"],
+                 "user_features": None if user_features is None else file_source(user_features)}
+        yield f"{KUAIRAND}_{options['label']}", train_data, test_data, options["student"] or "mlp", None, files
+    elif source == "saved":
+        path = Path(options["data"])
+        data = Dataset.load(path)
+        if data.day is None:
+            raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
+        train_data, test_data = data.split_last_days(options["test_days"])
+        files, teacher_logits = {"data": file_source(path)}, None
+        if options["teacher_scores"] is not None:
+            files["teacher_scores"] = file_source(options["teacher_scores"])
+            scores = read_teacher_scores(options["teacher_scores"], data.n, options["teacher_scores_are"],
+                                         options["teacher_scores_align"], options["temperature"], options["dtype"],
+                                         data_name=str(path))
+            teacher_logits = scores[~last_days(data.day, options["test_days"])]  # the training rows, in their order
+            log(f"  teacher: {options['teacher_scores']} ({options['teacher_scores_are']}, aligned by "
+                f"{options['teacher_scores_align']} to the {data.n} rows of {path}; {train_data.n} training rows used)")
+        yield path.stem, train_data, test_data, options["student"] or "mlp", teacher_logits, files
+    else:
+        for task in (TASKS if options["task"] == "all" else (options["task"],)):
+            config = SyntheticConfig(seed=options["data_seed"])
+            if options["privileged_strength"] is not None:
+                config = replace(config, privileged_strength=options["privileged_strength"])
+            files = {"data": generator_source("pfd_ref.data.synthetic.generate", {"task": task, **asdict(config)})}
+            yield task, *generate(task, config), options["student"] or STUDENT_OF_TASK[task], None, files
+
+
+def run_task(run: Run, options: dict, progress=None, on_result=None) -> list[dict]:
+    """``run_methods`` on one ``Run`` with the ``methods`` and ``seeds`` of ``options``; each
+    record gets the run's ``provenance`` (the options, the training configuration, the data
+    source, the software: ``pfd_ref.provenance``)."""
+    records = run_methods(run.task, run.train, run.test, options["methods"], options["seeds"], run.config,
+                          progress=progress, on_result=on_result, teacher_logits=run.teacher_logits)
+    run_provenance = provenance({"options": json_options(options),
+                                 "train_config": asdict(run.config), "backend": get_backend()}, run.source)
+    for record in records:
+        record["provenance"] = run_provenance
+    return records
 
 
 def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, seeds, config: TrainConfig,

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from pfd_ref.conventions import DEFAULT_HARD_WEIGHT, KERAS_EPSILON, check_convention, convention_objective
+from pfd_ref.conventions import (CONVENTIONS, DEFAULT_HARD_WEIGHT, KERAS_EPSILON, LOSSES, TEACHER_INPUTS, check_convention,
+                                 convention_objective)
 from pfd_ref.data.dataset import load_npz
-from pfd_ref.distill import DistillConfig
+from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
 from pfd_ref.files import write_atomically
 from pfd_ref.oracle import DEFAULT_TOLERANCES, FORMAT_NAME, FORMAT_VERSION, META_KEY, CheckReport, case_meta, check_arrays
 from pfd_ref.validation import check_choice, check_scalar
@@ -60,16 +61,18 @@ class ObjectiveSpec:
     differ in convention, loss or temperature share their inputs.
     """
 
-    convention: str = "pfd_ref"
-    loss: str = "bce"
+    # The metadata (choices, help, type) makes the options of ``pfd-ref oracle objective``.
+    convention: str = field(default="pfd_ref", metadata=dict(choices=CONVENTIONS))
+    loss: str = field(default="bce", metadata=dict(choices=LOSSES, help="pfd_ref: bce, kl; easyrec: bce, kl, ce, l2; rocket: l2"))
     temperature: float = 1.0
-    teacher_input: str = "logits"
+    teacher_input: str = field(default="logits", metadata=dict(choices=TEACHER_INPUTS))
     lambda_: float = 0.5
-    hard_weight: str | None = None
-    weights: bool = False
-    rows: int = 16
+    hard_weight: str | None = field(default=None, metadata=dict(
+        type=str, choices=HARD_WEIGHTS, help="default: one_minus_lambda (pfd_ref), one (easyrec, rocket)"))
+    weights: bool = field(default=False, metadata=dict(help="per-example weights (one of them 0)"))
+    rows: int = field(default=16, metadata=dict(help="batch size, >= 8 (the hard rows)"))
     seed: int = 0
-    dtype: str = "float64"
+    dtype: str = field(default="float64", metadata=dict(choices=tuple(DEFAULT_TOLERANCES)))
 
     def __post_init__(self):
         check_convention(self.convention, self.loss, self.teacher_input, self.temperature)

@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz, pack_columns
-from pfd_ref.distill import DistillConfig, ModelSizes, check_method, init_params
-from pfd_ref.optim import check_optimizer_fields, optimizer_from
+from pfd_ref.distill import HARD_WEIGHTS, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes, check_method, init_params
+from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
+from pfd_ref.models import TOWER_NORMS
+from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES, check_optimizer_fields, optimizer_from
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
-from pfd_ref.train import TrainConfig, models_for, run_step
-from pfd_ref.validation import check_pooling, check_scalar
+from pfd_ref.train import MODES, TrainConfig, models_for, run_step
+from pfd_ref.validation import POOLINGS, check_choice, check_pooling, check_scalar
 
 FORMAT_NAME = "pfd_ref oracle case"
 FORMAT_VERSION = 1
@@ -78,34 +80,40 @@ class CaseSpec:
     (``train.ModelSizes``).
     """
 
-    model: str = "mlp"
-    method: str = "pfd"
-    mode: str = "sync"
+    # The metadata (choices, required, help, flag) makes the options of ``pfd-ref oracle dump``.
+    model: str = field(default="mlp", metadata=dict(choices=STUDENT_KINDS, required=True, help="the student's kind"))
+    method: str = field(default="pfd", metadata=dict(choices=METHODS, required=True))
+    mode: str = field(default="sync", metadata=dict(choices=MODES, required=True))
     seed: int = 0
-    dtype: str = "float64"
-    rows: int = 8
+    dtype: str = field(default="float64", metadata=dict(choices=tuple(DEFAULT_TOLERANCES)))
+    rows: int = field(default=8, metadata=dict(help="batch size"))
     lambda_: float = 0.5
     temperature: float = 1.0
     warmup_steps: int = 0
-    start_step: int = 0
-    hard_weight: str = "one_minus_lambda"
+    start_step: int = field(default=0, metadata=dict(
+        help="global 0-based index of the case's first step (lambda and learning-rate schedules)"))
+    hard_weight: str = field(default="one_minus_lambda", metadata=dict(choices=HARD_WEIGHTS))
     lr: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    adam_sparse: str = "lazy"
-    optimizer: str = "adam"
-    lr_warmup_steps: int = 0
+    beta1: float = field(default=0.9, metadata=dict(help="Adam"))
+    beta2: float = field(default=0.999, metadata=dict(help="Adam"))
+    eps: float = field(default=1e-8, metadata=dict(help="Adam"))
+    adam_sparse: str = field(default="lazy", metadata=dict(
+        flag="--adam", choices=SPARSE_MODES, help="Adam's embedding tables: lazy (SparseAdam rule) or dense (Adam rule)"))
+    optimizer: str = field(default="adam", metadata=dict(choices=tuple(OPTIMIZERS)))
+    lr_warmup_steps: int = field(default=0, metadata=dict(
+        help="linear learning-rate warm-up: lr * min(1, (start_step + k) / N) at step k = 1..3"))
     adagrad_initial_accumulator: float = 0.1
     adagrad_eps: float = 0.0
-    adagrad_sparse: str = "lazy"
-    shared_embeddings: bool = False
-    weights: bool = False
-    pooling: str = "mean"
-    activation: str = "relu"
-    batch_norm: bool = False
-    tower_norm: str = "none"
-    tower_scale: float = 1.0
+    adagrad_sparse: str = field(default="lazy", metadata=dict(
+        flag="--adagrad", choices=SPARSE_MODES, help="Adagrad's embedding tables: lazy (sparse gradients) or dense (densified)"))
+    shared_embeddings: bool = field(default=False, metadata=dict(help="sync: one table per regular field"))
+    weights: bool = field(default=False, metadata=dict(help="per-example weights"))
+    pooling: str = field(default="mean", metadata=dict(choices=POOLINGS, help="of the multi-id field"))
+    activation: str = field(default="relu", metadata=dict(
+        choices=ACTIVATIONS, help=f"hidden activation of every MLP (leaky_relu: slope {LEAKY_RELU_SLOPE})"))
+    batch_norm: bool = field(default=False, metadata=dict(help="batch normalisation before every hidden activation"))
+    tower_norm: str = field(default="none", metadata=dict(choices=TOWER_NORMS, help="two-tower models: l2-normalise both towers"))
+    tower_scale: float = field(default=1.0, metadata=dict(help="two-tower models: score = S * <u, v> + b"))
 
     def __post_init__(self):
         object.__setattr__(self, "seed", check_scalar("seed", self.seed, int, low=0))
@@ -114,6 +122,7 @@ class CaseSpec:
         for name in ("shared_embeddings", "weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        check_choice("dtype", self.dtype, tuple(DEFAULT_TOLERANCES))
         check_pooling(self.pooling)
         if self.model != "two_tower" and (self.tower_norm != "none" or self.tower_scale != 1):
             raise ValueError(f"tower_norm: tower normalisation and scale are for model 'two_tower', got {self.model!r}")

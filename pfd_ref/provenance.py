@@ -126,6 +126,13 @@ def provenance(config: dict, data_source: dict) -> dict:
     }
 
 
+def json_options(options: dict) -> dict:
+    """A command's options (``vars`` of its parsed arguments) made JSON-serialisable for
+    ``provenance``'s ``config``: paths as strings, tuples as lists."""
+    return {key: str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+            for key, value in options.items()}
+
+
 def flatten(value, prefix: str = "") -> dict:
     """Nested dicts as one dict with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``);
     lists are kept as values."""

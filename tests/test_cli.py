@@ -11,8 +11,7 @@ import pytest
 from tiny import tiny_dataset
 
 from pfd_ref.cli import main
-
-RECORD_KEYS = {"task", "method", "seed", "auc", "gauc", "logloss", "train_seconds"}
+from pfd_ref.experiment import RECORD_KEYS
 METRICS = ("auc", "gauc", "logloss")
 
 
@@ -117,7 +116,7 @@ def test_run_writes_one_json_record_per_method_and_seed(finished_run):
     assert isinstance(records, list)
     assert sorted((r["method"], r["seed"]) for r in records) == [("baseline", 0), ("baseline", 1), ("pfd", 0), ("pfd", 1)]
     for r in records:
-        assert RECORD_KEYS <= set(r)
+        assert list(r) == list(RECORD_KEYS)
         assert r["task"] == "tiny"
         assert 0.0 <= r["auc"] <= 1.0 and r["logloss"] > 0.0
 
@@ -228,3 +227,38 @@ def test_a_batch_of_one_row_with_batch_norm_returns_2_before_training(data_file,
 def test_tower_options_on_mlp_students_only_return_2(data_file, tmp_path, capsys):
     code = main(_run_args(data_file, tmp_path, "--student", "mlp", "--tower-norm", "l2"))
     assert code == 2 and "error: --tower-norm, --tower-scale: the tower options act on two-tower models" in capsys.readouterr().err
+
+
+def test_oracle_dump_has_one_option_per_case_setting_with_its_default():
+    from dataclasses import fields
+
+    from pfd_ref.cli import build_parser
+    from pfd_ref.oracle import CaseSpec
+    required = ["oracle", "dump", "--model", "two_tower", "--method", "md", "--mode", "two-stage", "--out", "case.npz"]
+    args = build_parser().parse_args(required)
+    assert CaseSpec(**{f.name: getattr(args, f.name) for f in fields(CaseSpec)}) == CaseSpec("two_tower", "md", "two-stage")
+    changed = build_parser().parse_args(required + ["--seed", "4", "--lambda", "0.25", "--adam", "dense", "--weights",
+                                                    "--pooling", "sum", "--start-step", "2", "--dtype", "float32"])
+    spec = CaseSpec(**{f.name: getattr(changed, f.name) for f in fields(CaseSpec)})
+    assert (spec.seed, spec.lambda_, spec.adam_sparse, spec.weights, spec.pooling, spec.start_step, spec.dtype) == \
+        (4, 0.25, "dense", True, "sum", 2, "float32")
+    layers = build_parser().parse_args(required + ["--activation", "leaky_relu", "--batch-norm", "--tower-norm", "l2",
+                                                   "--tower-scale", "5", "--optimizer", "adagrad", "--adagrad", "dense"])
+    spec = CaseSpec(**{f.name: getattr(layers, f.name) for f in fields(CaseSpec)})
+    assert (spec.activation, spec.batch_norm, spec.tower_norm, spec.tower_scale, spec.optimizer, spec.adagrad_sparse) == \
+        ("leaky_relu", True, "l2", 5.0, "adagrad", "dense")
+
+
+def test_oracle_objective_has_one_option_per_objective_setting_with_its_default():
+    from dataclasses import fields
+
+    from pfd_ref.cli import build_parser
+    from pfd_ref.objective_oracle import ObjectiveSpec
+    required = ["oracle", "objective", "--out", "case.npz"]
+    args = build_parser().parse_args(required)
+    assert ObjectiveSpec(**{f.name: getattr(args, f.name) for f in fields(ObjectiveSpec)}) == ObjectiveSpec()
+    changed = build_parser().parse_args(required + ["--convention", "easyrec", "--loss", "ce", "--temperature", "3",
+                                                    "--hard-weight", "one_minus_lambda", "--weights", "--rows", "9"])
+    spec = ObjectiveSpec(**{f.name: getattr(changed, f.name) for f in fields(ObjectiveSpec)})
+    assert (spec.convention, spec.loss, spec.temperature, spec.hard_weight, spec.weights, spec.rows) == \
+        ("easyrec", "ce", 3.0, "one_minus_lambda", True, 9)

@@ -95,3 +95,39 @@ def test_summary_without_a_shared_baseline_seed_reports_no_gain():
     rows = {r["method"]: r for r in summarize([_record("baseline", 0, 0.7), _record("pfd", 1, 0.8)])}
     assert np.isnan(rows["pfd"]["auc_gain"]) and np.isnan(rows["pfd"]["auc_std"])
     assert np.isnan(rows["pfd"]["auc_vs_control"])
+
+
+def _options(**changes):
+    from pfd_ref.experiment import TEACHER_SCORES_DEFAULTS
+    options = dict(data=None, path=None, label=None, user_features=None, epochs=None, warmup_steps=None,
+                   batch_size=None, test_days=None, methods=None, mode="sync", teacher_folds=0, teacher_scores=None,
+                   **TEACHER_SCORES_DEFAULTS)
+    options.update(changes)
+    return options
+
+
+def test_each_data_source_fills_in_its_own_defaults():
+    from pfd_ref.experiment import SOURCE_DEFAULTS, resolve_options
+    assert resolve_options(_options())["warmup_steps"] == SOURCE_DEFAULTS["synthetic"]["warmup_steps"]
+    saved = resolve_options(_options(data="mine.npz", epochs=3))
+    assert (saved["epochs"], saved["test_days"]) == (3, SOURCE_DEFAULTS["saved"]["test_days"])
+    kuairand = resolve_options(_options(data="kuairand", path="log.csv"))
+    assert kuairand["label"] == "label" and kuairand["warmup_steps"] == SOURCE_DEFAULTS["kuairand"]["warmup_steps"]
+
+
+def test_the_methods_default_to_all_or_to_those_of_teacher_scores():
+    from pfd_ref.experiment import REPORTED_METHODS, TEACHER_SCORES_METHODS, resolve_options
+    assert resolve_options(_options())["methods"] == REPORTED_METHODS
+    given = resolve_options(_options(data="mine.npz", mode="two-stage", teacher_scores="scores.npy"))
+    assert given["methods"] == TEACHER_SCORES_METHODS
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(data="kuairand"), "^--path: required with --data kuairand"),
+    (dict(label="is_like"), "^--label: only with --data kuairand"),
+    (dict(data="mine.npz", user_features="users.csv"), "^--user-features: only with --data kuairand"),
+])
+def test_kuairand_options_belong_to_kuairand(changes, message):
+    from pfd_ref.experiment import resolve_options
+    with pytest.raises(ValueError, match=message):
+        resolve_options(_options(**changes))
