@@ -2,20 +2,19 @@
 
 Layout (docs/conventions.md): a linear layer computes ``y = x @ W + b`` with ``W`` of shape
 ``(in, out)`` and ``b`` of shape ``(out,)``. Every function works in float32 or float64 and
-returns the dtype it was given; mixing the two among its float arguments is a ``ValueError``.
-The derivation of every backward formula is in docs/derivations.md under the function's name.
+returns the dtype it was given. The derivation of every backward formula is in
+docs/derivations.md under the function's name.
 
 Constants: ``LEAKY_RELU_SLOPE`` (0.01, PyTorch's ``nn.LeakyReLU`` default), ``BATCH_NORM_EPS``
 (1e-5) and ``BATCH_NORM_MOMENTUM`` (0.1, both ``torch.nn.BatchNorm1d``'s defaults),
 ``L2_NORM_EPS`` (1e-12, ``torch.nn.functional.normalize``'s); docs/derivations.md says why.
 
-Public functions validate their inputs (shapes, dtypes, id ranges, NaN/infinity) with
-``pfd_ref.validation`` and then call an unchecked core of the same name with a leading
-underscore (``embedding_forward`` -> ``_embedding_forward``), which computes the formula of
-the public docstring on arrays known to be valid. ``mlp_forward``/``mlp_backward`` validate
-once and run the cores layer by layer; ``pfd_ref.models`` calls the cores
-directly on batches of a validated ``Dataset`` and its own checked parameters (docs/conventions.md:
-inner loops do not re-validate).
+These are the functions the models run, and they trust their inputs: pfd_ref validates
+once, at its boundary (``Dataset`` for ids, labels and dense columns, ``Model.forward`` for
+parameters and batches, the models' constructors for their options; docs/conventions.md,
+"Errors"). Called on arrays of your own, check them first with ``pfd_ref.validation``. The
+kernels they call (``pfd_ref.backend``) check the ids they index with, since a compiled loop
+must not read outside a table.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ import numpy as np
 
 from pfd_ref import backend
 from pfd_ref.sparse import RowSparseGrad
-from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_ids, check_offsets, check_pooling,
-                                check_scalar, check_shape)
+from pfd_ref.validation import check_choice
 
 ACTIVATIONS = ("relu", "leaky_relu")  # the hidden-layer activations of an MLP
 LEAKY_RELU_SLOPE = 0.01  # y = x for x > 0, else LEAKY_RELU_SLOPE * x (torch.nn.LeakyReLU's default)
@@ -36,80 +34,30 @@ BATCH_NORM_MOMENTUM = 0.1  # running <- (1 - momentum) running + momentum batch 
 L2_NORM_EPS = 1e-12  # u / max(||u||, eps) (torch.nn.functional.normalize's default)
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def _check_table(table) -> np.ndarray:
-    """Dtype and shape of an embedding table, without scanning all ``V * d`` entries.
-
-    Finiteness is checked on the rows a batch reads (``_check_rows_finite``), which is
-    ``O(n d)`` per step instead of ``O(V d)``.
-    """
-    if not isinstance(table, np.ndarray) or table.dtype not in FLOAT_DTYPES or table.ndim != 2:
-        check_float_array("table", table, ndim=2)  # raises the precise message
-    return table
-
-
-def _check_rows_finite(rows: np.ndarray) -> None:
-    if not np.all(np.isfinite(rows)):
-        raise ValueError("table: a row looked up by this batch contains NaN or infinity")
-
-
-def _check_num_rows(num_rows) -> int:
-    return check_scalar("num_rows", num_rows, int, low=1)
-
-
-def _check_pooled_ids(values, offsets, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    values = check_ids("values", values, num_rows)
-    offsets = check_offsets("offsets", offsets, values.shape[0])
-    return values, offsets
-
-
 # --------------------------------------------------------------------------- embedding
 
 
-def _coalesce(ids: np.ndarray, row_grads: np.ndarray, num_rows: int) -> RowSparseGrad:
-    """Scatter-add of gradient rows by id: the ``coalesce_rows`` kernel (unique sorted rows,
-    per-id sums added left to right)."""
-    return RowSparseGrad(*backend.coalesce_rows(ids, row_grads, num_rows), num_rows)
-
-
-def embedding_forward(table: np.ndarray, ids) -> np.ndarray:
+def embedding_forward(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Look up one row per example: ``out[i] = table[ids[i]]``.
 
-    table : float32/float64 ``(V, d)``; ids : integer ``(n,)`` in ``[0, V)``.
+    table : float32/float64 ``(V, d)``; ids : int64 ``(n,)`` in ``[0, V)``.
     Returns ``(n, d)`` in the table's dtype.
     """
-    table = _check_table(table)
-    ids = check_ids("ids", ids, table.shape[0])
-    out = _embedding_forward(table, ids)
-    _check_rows_finite(out)
-    return out
-
-
-def _embedding_forward(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return table[ids]
 
 
-def embedding_backward(d_out: np.ndarray, ids, num_rows: int) -> RowSparseGrad:
+def embedding_backward(d_out: np.ndarray, ids: np.ndarray, num_rows: int) -> RowSparseGrad:
     """Gradient wrt the table of ``embedding_forward``: ``d_table[v] = sum_{i : ids[i] = v} d_out[i]``.
 
-    d_out : float32/float64 ``(n, d)``, the gradient wrt the output; ids : integer ``(n,)``
-    in ``[0, num_rows)``. Returns a ``RowSparseGrad`` of the ``(num_rows, d)`` table whose
-    rows are the unique ids of the batch, values in the dtype of ``d_out``.
+    d_out : float32/float64 ``(n, d)``, the gradient wrt the output; ids : int64 ``(n,)`` in
+    ``[0, num_rows)``. Returns a ``RowSparseGrad`` of the ``(num_rows, d)`` table whose rows
+    are the unique ids of the batch (the ``coalesce_rows`` kernel: each id's rows added left
+    to right), values in the dtype of ``d_out``.
     """
-    d_out = check_float_array("d_out", d_out, ndim=2)
-    num_rows = _check_num_rows(num_rows)
-    ids = check_ids("ids", ids, num_rows)
-    check_shape("ids", ids, (d_out.shape[0],))
-    return _embedding_backward(d_out, ids, num_rows)
+    return RowSparseGrad(*backend.coalesce_rows(ids, d_out, num_rows), num_rows)
 
 
-def _embedding_backward(d_out: np.ndarray, ids: np.ndarray, num_rows: int) -> RowSparseGrad:
-    return _coalesce(ids, d_out, num_rows)
-
-
-def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
+def pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
     """Pool the rows of a multi-id field, one CSR row per example.
 
     With ``R_i = values[offsets[i]:offsets[i+1]]`` and ``c_i = |R_i|``:
@@ -117,24 +65,17 @@ def pooled_embedding_forward(table: np.ndarray, values, offsets, pooling: str) -
     (``pooling="mean"``); an empty row (``c_i = 0``) pools to zeros. Repeated ids in a row
     count once per occurrence.
 
-    table : float32/float64 ``(V, d)``, C-contiguous (the Numba kernel reads it in place; a
-    strided table is rejected with a message, not copied on every call); values : integer
-    ``(nnz,)`` in ``[0, V)``; offsets : integer ``(n + 1,)``, ``offsets[0] = 0``,
-    non-decreasing, ``offsets[n] = nnz``. Returns ``(n, d)`` in the table's dtype.
+    table : float32/float64 ``(V, d)``, C-contiguous (the Numba kernel reads it in place and
+    rejects a strided table instead of copying it on every call); values : int64 ``(nnz,)``
+    in ``[0, V)``; offsets : int64 ``(n + 1,)``, ``offsets[0] = 0``, non-decreasing,
+    ``offsets[n] = nnz``. Returns ``(n, d)`` in the table's dtype (the ``pool_rows`` kernel,
+    in ``np.add.reduceat``'s summation order).
     """
-    table = _check_table(table)
-    pooling = check_pooling(pooling)
-    values, offsets = _check_pooled_ids(values, offsets, table.shape[0])
-    _check_rows_finite(table[values])
-    return _pooled_embedding_forward(table, values, offsets, pooling)
-
-
-def _pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
-    """The ``pool_rows`` kernel (``np.add.reduceat``'s summation order)."""
     return backend.pool_rows(table, values, offsets, pooling)
 
 
-def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> RowSparseGrad:
+def pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
+                              pooling: str) -> RowSparseGrad:
     """Gradient wrt the table of ``pooled_embedding_forward``.
 
     Each occurrence of id ``k`` in row ``i`` receives ``d_out[i]`` (sum) or ``d_out[i] / c_i``
@@ -144,47 +85,12 @@ def pooled_embedding_backward(d_out: np.ndarray, values, offsets, num_rows: int,
 
     d_out : float32/float64 ``(n, d)``; values, offsets : the CSR ids as in the forward;
     num_rows : ``V``. Returns a ``RowSparseGrad`` of the ``(V, d)`` table, values in the dtype
-    of ``d_out``.
+    of ``d_out`` (the ``coalesce_pooled_rows`` kernel: each id's terms added left to right).
     """
-    d_out = check_float_array("d_out", d_out, ndim=2)
-    num_rows = _check_num_rows(num_rows)
-    pooling = check_pooling(pooling)
-    values, offsets = _check_pooled_ids(values, offsets, num_rows)
-    check_shape("d_out", d_out, (offsets.shape[0] - 1, None))
-    return _pooled_embedding_backward(d_out, values, offsets, num_rows, pooling)
-
-
-def _pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
-                               pooling: str) -> RowSparseGrad:
-    """The ``coalesce_pooled_rows`` kernel (each id's terms added left to right)."""
     return RowSparseGrad(*backend.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling), num_rows)
 
 
 # --------------------------------------------------------------------------- linear and relu
-
-
-def _linear_forward(x, weight, bias):
-    y = x @ weight
-    y += bias  # in place: the same sums as ``x @ weight + bias``, one temporary less
-    return y
-
-
-def _linear_backward(d_y, x, weight):
-    return d_y @ weight.T, x.T @ d_y, d_y.sum(axis=0)
-
-
-def _relu_backward(d_y, x):
-    """The ``relu_backward`` kernel: ``d_y`` where ``x > 0``, else ``+0``."""
-    return backend.relu_backward(d_y, x)
-
-
-def _check_linear(x, weight, bias) -> None:
-    """``x (n, i)``, ``weight (i, o)``, ``bias (o,)``, all finite and of one float dtype."""
-    x = check_float_array("x", x, ndim=2)
-    weight = check_float_array("weight", weight, ndim=2, dtype=x.dtype)
-    check_shape("weight", weight, (x.shape[1], None))
-    bias = check_float_array("bias", bias, ndim=1, dtype=x.dtype)
-    check_shape("bias", bias, (weight.shape[1],))
 
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -193,8 +99,9 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.nd
     x : ``(n, i)``; weight ``W`` : ``(i, o)``; bias ``b`` : ``(o,)``; one float dtype.
     Returns ``y`` of shape ``(n, o)`` in that dtype.
     """
-    _check_linear(x, weight, bias)
-    return _linear_forward(x, weight, bias)
+    y = x @ weight
+    y += bias  # in place: the same sums as ``x @ weight + bias``, one temporary less
+    return y
 
 
 def linear_backward(d_y: np.ndarray, x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,29 +111,21 @@ def linear_backward(d_y: np.ndarray, x: np.ndarray, weight: np.ndarray) -> tuple
     d_y : ``(n, o)``; x : ``(n, i)``; weight : ``(i, o)``; one float dtype.
     Returns ``(d_x (n, i), d_weight (i, o), d_bias (o,))`` in that dtype.
     """
-    x = check_float_array("x", x, ndim=2)
-    weight = check_float_array("weight", weight, ndim=2, dtype=x.dtype)
-    check_shape("weight", weight, (x.shape[1], None))
-    d_y = check_float_array("d_y", d_y, ndim=2, dtype=x.dtype)
-    check_shape("d_y", d_y, (x.shape[0], weight.shape[1]))
-    return _linear_backward(d_y, x, weight)
+    return d_y @ weight.T, x.T @ d_y, d_y.sum(axis=0)
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
     """``y = max(x, 0)`` elementwise; any shape, same dtype."""
-    x = check_float_array("x", x)
     return np.maximum(x, 0)
 
 
 def relu_backward(d_y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``d_x = d_y * 1[x > 0]`` (the derivative at ``x = 0`` is taken as 0).
 
-    d_y, x : the same shape and float dtype; returns ``d_x`` of that shape and dtype.
+    d_y, x : the same shape and float dtype; returns ``d_x`` of that shape and dtype (the
+    ``relu_backward`` kernel: ``d_y`` where ``x > 0``, else ``+0``).
     """
-    x = check_float_array("x", x)
-    d_y = check_float_array("d_y", d_y, dtype=x.dtype)
-    check_shape("d_y", d_y, x.shape)
-    return _relu_backward(d_y, x)
+    return backend.relu_backward(d_y, x)
 
 
 # --------------------------------------------------------------------------- leaky relu
@@ -243,47 +142,25 @@ def negative_slope(activation: str) -> float:
     return LEAKY_RELU_SLOPE if check_activation(activation) == "leaky_relu" else 0.0
 
 
-def _check_slope(slope) -> float:
-    return check_scalar("negative_slope", slope, float, low=0, high=1, low_open=True, high_open=True)
-
-
-def _activation_forward(z: np.ndarray, slope: float) -> np.ndarray:
-    """``max(z, 0)`` for ``slope == 0`` (ReLU), else ``max(z, slope z)``, which for
-    ``0 < slope < 1`` is ``z if z > 0 else slope z`` (LeakyReLU), element for element the
-    same bits (``slope z`` is rounded in ``z``'s dtype: a Python float is cast to it)."""
-    return np.maximum(z, 0) if slope == 0 else np.maximum(z, z * slope)
-
-
-def _activation_backward(d_y: np.ndarray, z: np.ndarray, slope: float) -> np.ndarray:
-    return _relu_backward(d_y, z) if slope == 0 else _leaky_relu_backward(d_y, z, slope)
-
-
-def _leaky_relu_backward(d_y, x, slope):
-    """``np.where(x > 0, d_y, d_y * slope)`` computed by the Numba kernel
-    ``leaky_relu_backward`` kernel (run through ``pfd_ref.backend``)."""
-    return backend.leaky_relu_backward(d_y, x, slope)
-
-
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
     """``y = x`` where ``x > 0``, else ``negative_slope * x``, elementwise.
 
     x : float32/float64, any shape; negative_slope : in ``(0, 1)`` (default
-    ``LEAKY_RELU_SLOPE`` = 0.01), applied in ``x``'s dtype. Returns ``y`` of that shape and dtype.
+    ``LEAKY_RELU_SLOPE`` = 0.01), applied in ``x``'s dtype (a Python float is cast to it).
+    Returns ``y`` of that shape and dtype, computed as ``max(x, negative_slope x)``, which for
+    ``0 < negative_slope < 1`` is the same number element for element.
     """
-    x = check_float_array("x", x)
-    return _activation_forward(x, _check_slope(negative_slope))
+    return np.maximum(x, x * negative_slope)
 
 
 def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
     """``d_x = d_y`` where ``x > 0``, else ``negative_slope * d_y`` (at ``x = 0`` the
     derivative is taken as ``negative_slope``, as PyTorch does).
 
-    d_y, x : the same shape and float dtype; returns ``d_x`` of that shape and dtype.
+    d_y, x : the same shape and float dtype; returns ``d_x`` of that shape and dtype (the
+    ``leaky_relu_backward`` kernel).
     """
-    x = check_float_array("x", x)
-    d_y = check_float_array("d_y", d_y, dtype=x.dtype)
-    check_shape("d_y", d_y, x.shape)
-    return _leaky_relu_backward(d_y, x, _check_slope(negative_slope))
+    return backend.leaky_relu_backward(d_y, x, negative_slope)
 
 
 # --------------------------------------------------------------------------- batch normalisation
@@ -301,15 +178,6 @@ class BatchNormCache(NamedTuple):
     var: np.ndarray
 
 
-def _check_batch_norm(z, gamma, beta, min_rows: int) -> None:
-    z = check_float_array("z", z, ndim=2)
-    if z.shape[0] < min_rows:
-        raise ValueError(f"z: batch normalisation with batch statistics needs at least {min_rows} rows, "
-                         f"got {z.shape[0]}")
-    for name, array in (("gamma", gamma), ("beta", beta)):
-        check_shape(name, check_float_array(name, array, ndim=1, dtype=z.dtype), (z.shape[1],))
-
-
 def batch_norm_forward(z: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                        eps: float = BATCH_NORM_EPS) -> tuple[np.ndarray, BatchNormCache]:
     """Batch normalisation with the statistics of the batch (training mode), per column ``c``:
@@ -321,11 +189,6 @@ def batch_norm_forward(z: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     Returns ``(y (n, m), cache)``; the cache holds the batch mean and biased variance for
     ``batch_norm_running_average``.
     """
-    _check_batch_norm(z, gamma, beta, min_rows=2)
-    return _batch_norm_forward(z, gamma, beta, eps)
-
-
-def _batch_norm_forward(z, gamma, beta, eps):
     mean = z.mean(axis=0)
     centered = z - mean
     var = np.mean(centered * centered, axis=0)
@@ -343,14 +206,6 @@ def batch_norm_backward(d_y: np.ndarray, cache: BatchNormCache) -> tuple[np.ndar
     (the batch mean and variance depend on every row, hence the two sums; docs/derivations.md).
     d_y : ``(n, m)`` in the forward's dtype. Returns ``(d_z (n, m), d_gamma (m,), d_beta (m,))``.
     """
-    if not isinstance(cache, BatchNormCache):
-        raise ValueError(f"cache: expected the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
-    d_y = check_float_array("d_y", d_y, ndim=2, dtype=cache.x_hat.dtype)
-    check_shape("d_y", d_y, cache.x_hat.shape)
-    return _batch_norm_backward(d_y, cache)
-
-
-def _batch_norm_backward(d_y, cache):
     n = d_y.shape[0]
     d_beta = d_y.sum(axis=0)
     d_gamma = (d_y * cache.x_hat).sum(axis=0)
@@ -368,14 +223,6 @@ def batch_norm_running_average(running_mean: np.ndarray, running_var: np.ndarray
     running_mean, running_var : ``(m,)`` in the cache's dtype; cache : of a batch of ``n >= 2``
     rows. Returns the new ``(running_mean, running_var)`` (new arrays; the inputs are unchanged).
     """
-    if not isinstance(cache, BatchNormCache):
-        raise ValueError(f"cache: expected the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
-    for name, array in (("running_mean", running_mean), ("running_var", running_var)):
-        check_shape(name, check_float_array(name, array, ndim=1, dtype=cache.mean.dtype), cache.mean.shape)
-    return _batch_norm_running_average(running_mean, running_var, cache, momentum)
-
-
-def _batch_norm_running_average(running_mean, running_var, cache, momentum):
     n = cache.x_hat.shape[0]
     unbiased_var = cache.var * (n / (n - 1))
     return (1 - momentum) * running_mean + momentum * cache.mean, (1 - momentum) * running_var + momentum * unbiased_var
@@ -391,21 +238,8 @@ def fold_batch_norm(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarr
         W' = W * scale (each column c times scale_c);   b' = (b - running_mean) * scale + beta
 
     weight : ``(i, m)``; bias : ``(m,)`` or None (no bias: ``b = 0``); gamma, beta,
-    running_mean, running_var : ``(m,)``; one float dtype. Returns ``(W' (i, m), b' (m,))``.
+    running_mean, running_var (>= 0) : ``(m,)``; one float dtype. Returns ``(W' (i, m), b' (m,))``.
     """
-    weight = check_float_array("weight", weight, ndim=2)
-    m = weight.shape[1]
-    named = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
-    if bias is not None:
-        named["bias"] = bias
-    for name, array in named.items():
-        check_shape(name, check_float_array(name, array, ndim=1, dtype=weight.dtype), (m,))
-    if np.any(running_var < 0):
-        raise ValueError("running_var: must be >= 0")
-    return _fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var, eps)
-
-
-def _fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var, eps):
     scale = gamma / np.sqrt(running_var + eps)
     centered_bias = -running_mean if bias is None else bias - running_mean
     return weight * scale, centered_bias * scale + beta
@@ -422,32 +256,21 @@ def l2_normalize_forward(u: np.ndarray, eps: float = L2_NORM_EPS) -> tuple[np.nd
     u : ``(n, k)`` float32/float64; eps > 0 (default ``L2_NORM_EPS`` = 1e-12, as
     ``torch.nn.functional.normalize``). Returns ``(u_hat (n, k), r (n,))`` in ``u``'s dtype.
     """
-    u = check_float_array("u", u, ndim=2)
-    return _l2_normalize_forward(u, eps)
-
-
-def _l2_normalize_forward(u, eps):
     norms = np.sqrt(np.einsum("ik,ik->i", u, u))
     return u / np.maximum(norms, eps)[:, None], norms
 
 
-def l2_normalize_backward(d_u_hat: np.ndarray, u: np.ndarray, eps: float = L2_NORM_EPS) -> np.ndarray:
+def l2_normalize_backward(d_u_hat: np.ndarray, u_hat: np.ndarray, norms: np.ndarray,
+                          eps: float = L2_NORM_EPS) -> np.ndarray:
     """Gradient of ``l2_normalize_forward`` given ``d_u_hat = dL/du_hat``, row by row:
 
         r_i >= eps:  d_u[i] = (d_u_hat[i] - u_hat[i] <d_u_hat[i], u_hat[i]>) / r_i
         r_i <  eps:  d_u[i] = d_u_hat[i] / eps          (clamped: the divisor is the constant eps)
 
     (at ``r_i = eps`` the unclamped branch is taken, as PyTorch's ``clamp_min`` does).
-    d_u_hat, u : ``(n, k)`` of one float dtype. Returns ``d_u (n, k)`` in that dtype.
+    d_u_hat : ``(n, k)``; u_hat, norms : ``(u_hat (n, k), r (n,))`` returned by
+    ``l2_normalize_forward``; one float dtype. Returns ``d_u (n, k)`` in that dtype.
     """
-    u = check_float_array("u", u, ndim=2)
-    d_u_hat = check_float_array("d_u_hat", d_u_hat, ndim=2, dtype=u.dtype)
-    check_shape("d_u_hat", d_u_hat, u.shape)
-    u_hat, norms = _l2_normalize_forward(u, eps)
-    return _l2_normalize_backward(d_u_hat, u_hat, norms, eps)
-
-
-def _l2_normalize_backward(d_u_hat, u_hat, norms, eps):
     projection = np.einsum("ik,ik->i", d_u_hat, u_hat)
     projection[norms < eps] = 0  # clamped rows: no derivative through the norm
     return (d_u_hat - projection[:, None] * u_hat) / np.maximum(norms, eps)[:, None]
@@ -488,30 +311,6 @@ class MLPCache(NamedTuple):
     folded: bool = False
 
 
-def _check_mlp_params(x, weights, biases, norms) -> None:
-    if len(weights) == 0 or len(weights) != len(biases):
-        raise ValueError(f"weights: expected one or more layers and as many biases, "
-                         f"got {len(weights)} weights and {len(biases)} biases")
-    if norms is not None and len(norms) != len(weights) - 1:
-        raise ValueError(f"norms: expected one BatchNormParams per hidden layer ({len(weights) - 1}), got {len(norms)}")
-    x = check_float_array("x", x, ndim=2)
-    width = x.shape[1]
-    for j, (weight, bias) in enumerate(zip(weights, biases)):
-        weight = check_float_array(f"weights[{j}]", weight, ndim=2, dtype=x.dtype)
-        check_shape(f"weights[{j}]", weight, (width, None))
-        width = weight.shape[1]
-        if norms is not None and j < len(norms):
-            if bias is not None:
-                raise ValueError(f"biases[{j}]: must be None for a layer followed by batch normalisation "
-                                 "(its mean subtraction cancels a bias)")
-            for name, array in zip(BatchNormParams._fields, norms[j]):
-                check_shape(f"norms[{j}].{name}", check_float_array(f"norms[{j}].{name}", array, ndim=1, dtype=x.dtype),
-                            (width,))
-        else:
-            bias = check_float_array(f"biases[{j}]", bias, ndim=1, dtype=x.dtype)
-            check_shape(f"biases[{j}]", bias, (width,))
-
-
 def mlp_forward(x: np.ndarray, weights: list, biases: list, activation: str = "relu", norms: list | None = None,
                 training: bool = False) -> tuple[np.ndarray, MLPCache]:
     """A multi-layer perceptron with an activation after every layer but the last (a linear
@@ -532,31 +331,24 @@ def mlp_forward(x: np.ndarray, weights: list, biases: list, activation: str = "r
     norms : None, or one ``BatchNormParams`` per hidden layer; all of one float dtype.
     Returns ``(out (n, out), cache)`` with ``cache`` an ``MLPCache`` for ``mlp_backward``.
     """
-    _check_mlp_params(x, weights, biases, norms)
-    if norms is not None and training and x.shape[0] < 2:
-        raise ValueError(f"x: batch normalisation with batch statistics needs at least 2 rows, got {x.shape[0]}")
-    return _mlp_forward(x, weights, biases, negative_slope(activation), norms, training)
-
-
-def _mlp_forward(x: np.ndarray, weights: list, biases: list, slope: float = 0.0, norms: list | None = None,
-                 training: bool = False) -> tuple[np.ndarray, MLPCache]:
+    slope = negative_slope(activation)
     folded = norms is not None and not training
     if folded:
         weights, biases = list(weights), list(biases)
         for j, norm in enumerate(norms):
-            weights[j], biases[j] = _fold_batch_norm(weights[j], biases[j], *norm, BATCH_NORM_EPS)
+            weights[j], biases[j] = fold_batch_norm(weights[j], biases[j], *norm, BATCH_NORM_EPS)
         norms = None
     h, inputs, pre_activations, norm_caches = x, [], [], []
     last = len(weights) - 1
     for j, (weight, bias) in enumerate(zip(weights, biases)):
         inputs.append(h)
         if norms is not None and j < last:
-            a, norm_cache = _batch_norm_forward(h @ weight, norms[j].gamma, norms[j].beta, BATCH_NORM_EPS)
+            a, norm_cache = batch_norm_forward(h @ weight, norms[j].gamma, norms[j].beta, BATCH_NORM_EPS)
             norm_caches.append(norm_cache)
         else:
-            a = _linear_forward(h, weight, bias)
+            a = linear_forward(h, weight, bias)
         pre_activations.append(a)
-        h = a if j == last else _activation_forward(a, slope)
+        h = a if j == last else relu_forward(a) if slope == 0 else leaky_relu_forward(a, slope)
     return h, MLPCache(inputs, pre_activations, list(weights), slope, norm_caches, folded)
 
 
@@ -574,69 +366,51 @@ def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, 
     training-mode forward when the MLP has batch normalisation.
     Returns ``(d_x (n, in), [d_W_0, ..., d_W_L], [d_b_0, ..., d_b_L], d_norms)`` in that dtype:
     ``d_b_j`` is None and ``d_norms[j] = (d_gamma_j, d_beta_j)`` for a batch-normalised
-    layer; ``d_norms`` is empty without batch normalisation.
+    layer; ``d_norms`` is empty without batch normalisation. ``ValueError`` naming the cache
+    when it comes from an evaluation-mode forward with batch normalisation (folded weights).
     """
-    if not isinstance(cache, MLPCache):
-        raise ValueError(f"cache: expected the MLPCache returned by mlp_forward, got {type(cache).__name__}")
     if cache.folded:
-        raise ValueError("cache: an evaluation-mode forward of an MLP with batch normalisation has no backward "
-                         "(it ran on folded weights); run mlp_forward with training=True")
-    last_z = cache.pre_activations[-1]
-    d_out = check_float_array("d_out", d_out, ndim=2, dtype=last_z.dtype)
-    check_shape("d_out", d_out, last_z.shape)
-    return _mlp_backward(d_out, cache)
-
-
-def _mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list, list]:
+        raise ValueError("cache: backward needs a forward with training=True (batch normalisation uses the "
+                         "batch's statistics there; evaluation mode runs on folded weights)")
     num_layers = len(cache.weights)
     d_weights, d_biases = [None] * num_layers, [None] * num_layers
     d_norms = [None] * len(cache.norm_caches)
     d_a = d_out
     for j in reversed(range(num_layers)):
         if j < len(cache.norm_caches):
-            d_z, d_gamma, d_beta = _batch_norm_backward(d_a, cache.norm_caches[j])
+            d_z, d_gamma, d_beta = batch_norm_backward(d_a, cache.norm_caches[j])
             d_norms[j] = (d_gamma, d_beta)
             d_h, d_weights[j] = d_z @ cache.weights[j].T, cache.inputs[j].T @ d_z
         else:
-            d_h, d_weights[j], d_biases[j] = _linear_backward(d_a, cache.inputs[j], cache.weights[j])
+            d_h, d_weights[j], d_biases[j] = linear_backward(d_a, cache.inputs[j], cache.weights[j])
         if j > 0:
-            d_a = _activation_backward(d_h, cache.pre_activations[j - 1], cache.negative_slope)
+            a, slope = cache.pre_activations[j - 1], cache.negative_slope
+            d_a = relu_backward(d_h, a) if slope == 0 else leaky_relu_backward(d_h, a, slope)
     return d_h, d_weights, d_biases, d_norms
 
 
 # --------------------------------------------------------------------------- inner product
 
 
-def _check_pair(u, v) -> None:
-    u = check_float_array("u", u, ndim=2)
-    v = check_float_array("v", v, ndim=2, dtype=u.dtype)
-    check_shape("v", v, u.shape)
+def inner_product_forward(u: np.ndarray, v: np.ndarray, scale: float = 1.0, bias: np.ndarray | None = None) -> np.ndarray:
+    """The two-tower score: ``logits[i] = S <u_i, v_i> + b = S sum_k u[i, k] v[i, k] + b``.
 
-
-def inner_product_forward(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``logits[i] = <u_i, v_i> = sum_k u[i, k] v[i, k]``.
-
-    u, v : ``(n, k)`` of one float dtype. Returns ``(n,)`` in that dtype.
+    u, v : ``(n, k)`` of one float dtype; scale ``S`` : a Python float (1: the plain inner
+    product, exactly); bias ``b`` : ``(1,)`` in that dtype, or None for no bias. Returns
+    ``(n,)`` in that dtype.
     """
-    _check_pair(u, v)
-    return _inner_product_forward(u, v)
+    logits = scale * np.einsum("ik,ik->i", u, v)
+    return logits if bias is None else logits + bias[0]
 
 
-def _inner_product_forward(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.einsum("ik,ik->i", u, v)
+def inner_product_backward(d_logits: np.ndarray, u: np.ndarray, v: np.ndarray, scale: float = 1.0,
+                           bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of ``logits[i] = S <u_i, v_i> + b`` given ``d_logits = dL/dlogits``:
+    ``d_u[i] = (S d_logits[i]) v[i]``, ``d_v[i] = (S d_logits[i]) u[i]``, ``d_b = sum_i d_logits[i]``.
 
-
-def inner_product_backward(d_logits: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of ``logits[i] = <u_i, v_i>`` given ``d_logits = dL/dlogits``:
-    ``d_u[i] = d_logits[i] * v[i]``, ``d_v[i] = d_logits[i] * u[i]``.
-
-    d_logits : ``(n,)``; u, v : ``(n, k)``; one float dtype. Returns ``(d_u, d_v)``, ``(n, k)`` each.
+    d_logits : ``(n,)``; u, v : ``(n, k)``; scale : as in the forward; bias : ``(1,)`` or
+    None; one float dtype. Returns ``(d_u (n, k), d_v (n, k), d_bias (1,) or None)``.
     """
-    _check_pair(u, v)
-    d_logits = check_float_array("d_logits", d_logits, ndim=1, dtype=u.dtype)
-    check_shape("d_logits", d_logits, (u.shape[0],))
-    return _inner_product_backward(d_logits, u, v)
-
-
-def _inner_product_backward(d_logits: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return d_logits[:, None] * v, d_logits[:, None] * u
+    scaled = scale * d_logits
+    d_bias = None if bias is None else np.array([d_logits.sum()], dtype=d_logits.dtype)
+    return scaled[:, None] * v, scaled[:, None] * u, d_bias

@@ -10,13 +10,17 @@ definition of each, which use ``exp(-|x|)`` only; it never overflows, so the
 functions return finite values without warnings for logits of any finite magnitude that
 float32/float64 hold (checked up to ``|x| = 1e4``). ``exp(-|x|)`` may underflow to 0, which
 is exact to the working precision.
+
+The functions trust their inputs (shapes, dtypes, 0/1 labels, finite values, ``T > 0``):
+pfd_ref checks them where they enter (``Dataset``, ``Model.forward``, ``DistillConfig``;
+docs/conventions.md, "Errors"). Called on arrays of your own, check them first with
+``pfd_ref.validation``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pfd_ref.validation import check_float_array, check_labels, check_scalar, check_shape, check_weights
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,13 +42,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _check_logits(name: str, logits) -> np.ndarray:
-    logits = check_float_array(name, logits, ndim=1)
-    if logits.shape[0] == 0:
-        raise ValueError(f"{name}: empty batch, the mean loss is undefined")
-    return logits
 
 
 def _weighted_mean(terms: np.ndarray, weights: np.ndarray | None):
@@ -69,11 +66,8 @@ def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):
     or None for all ones. Returns ``(L, dL/dz)``: a NumPy scalar and an ``(n,)`` array, both
     in the logits' dtype.
     """
-    logits = _check_logits("logits", logits)
     n = logits.shape[0]
-    labels = check_labels("labels", labels, n)
-    weights = check_weights("weights", weights, n, logits.dtype)
-    sign = 2 * labels.astype(logits.dtype) - 1
+    sign = 2 * np.asarray(labels, dtype=logits.dtype) - 1
     signed_logits = sign * logits
     loss = _weighted_mean(-log_sigmoid(signed_logits), weights)
     d_logits = -sign * sigmoid(-signed_logits) / n
@@ -107,12 +101,7 @@ def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperatur
     weights ``w`` : ``(n,)`` non-negative in that dtype, or None. Returns ``(L, dL/dz)``: a
     NumPy scalar and an ``(n,)`` array in the logits' dtype.
     """
-    student_logits = _check_logits("student_logits", student_logits)
     n = student_logits.shape[0]
-    teacher_logits = check_float_array("teacher_logits", teacher_logits, ndim=1, dtype=student_logits.dtype)
-    check_shape("teacher_logits", teacher_logits, (n,))
-    temperature = check_scalar("temperature", temperature, float, low=0, low_open=True)
-    weights = check_weights("weights", weights, n, student_logits.dtype)
     scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
     teacher_prob = sigmoid(scaled_teacher)
     teacher_complement = sigmoid(-scaled_teacher)  # 1 - p without cancellation when p is near 1

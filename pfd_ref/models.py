@@ -22,13 +22,14 @@ Every model has ``init_params(rng, dtype)``, ``forward(params, batch, training=F
 (logits, cache)``, ``backward(params, cache, d_logits) -> grads``, ``running_averages``,
 ``buffer_names`` and ``exported``; the chain rules are in docs/derivations.md ("Models").
 
-Validation happens once per call, at the model's boundary, and the layers' unchecked cores
-(``pfd_ref.layers._*``) do the arithmetic. ``forward`` checks each embedding table's dtype
-and shape, the ids of the batch (a ``Dataset`` validated them at construction, so only its
-field specs are compared; any other batch, such as serving's rows, is checked id by id), and
-runs the MLP through the checked ``layers.mlp_forward``, whose finiteness check on the MLP
-input covers every table row the batch looks up and every dense value. ``backward`` checks
-``d_logits`` and trusts the cache of its own ``forward``.
+Validation happens once per call, at the model's boundary (``forward``), and the functions
+of ``pfd_ref.layers``, which trust their inputs, do the arithmetic. ``forward`` checks each
+embedding table's dtype and shape, the ids of the batch (a ``Dataset`` validated them at
+construction, so only its field specs are compared; any other batch, such as serving's
+rows, is checked id by id), each MLP's weights, biases and batch-normalisation parameters
+(shapes, dtype, finite) and the finiteness of each MLP's input, which covers every table row the batch looks up and every
+dense value. ``backward`` checks the shape and dtype of ``d_logits`` and trusts the cache of
+its own ``forward``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec
-from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_ids, check_offsets, check_scalar, check_shape
+from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_float_dtype, check_ids, check_offsets,
+                                check_scalar, check_shape)
 
 EMBEDDING_INIT_STD = 0.05
 TOWER_NORMS = ("none", "l2")  # the two-tower output normalisation: none, or u / max(||u||, eps)
@@ -74,9 +76,29 @@ def _batch_column(batch, field: FeatureSpec):
 
 
 def _check_d_logits(d_logits, n: int, dtype: np.dtype) -> np.ndarray:
-    d_logits = check_float_array("d_logits", d_logits, ndim=1, dtype=dtype)
+    d_logits = check_float_dtype("d_logits", d_logits, dtype)
     check_shape("d_logits", d_logits, (n,))
     return d_logits
+
+
+def _check_mlp_params(x, weights, biases, norms, training: bool) -> None:
+    """``x (n, in)`` finite; ``W_j (in_j, out_j)``, ``b_j (out_j,)`` (None where batch
+    normalisation follows) and each ``BatchNormParams`` array ``(out_j,)`` finite, chained, of
+    x's dtype; with batch statistics (``norms`` and ``training``), at least 2 rows."""
+    x = check_float_array("x", x, ndim=2)
+    if norms is not None and training and x.shape[0] < 2:
+        raise ValueError(f"x: batch normalisation with batch statistics needs at least 2 rows, got {x.shape[0]}")
+    width = x.shape[1]
+    for j, (weight, bias) in enumerate(zip(weights, biases)):
+        weight = check_float_array(f"weights[{j}]", weight, ndim=2, dtype=x.dtype)
+        check_shape(f"weights[{j}]", weight, (width, None))
+        width = weight.shape[1]
+        if bias is not None:
+            check_shape(f"biases[{j}]", check_float_array(f"biases[{j}]", bias, ndim=1, dtype=x.dtype), (width,))
+        if norms is not None and j < len(norms):
+            for name, array in zip(layers.BatchNormParams._fields, norms[j]):
+                check_shape(f"norms[{j}].{name}", check_float_array(f"norms[{j}].{name}", array, ndim=1, dtype=x.dtype),
+                            (width,))
 
 
 def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype) -> np.ndarray:
@@ -134,10 +156,10 @@ class FieldEncoder:
             if f.kind == "dense":
                 parts.append(column.astype(dtype, copy=False))
             elif f.kind == "categorical":
-                parts.append(layers._embedding_forward(self._table(params, f, dtype), column))
+                parts.append(layers.embedding_forward(self._table(params, f, dtype), column))
             else:
                 table = self._table(params, f, dtype)
-                parts.append(layers._pooled_embedding_forward(table, column.values, column.offsets, f.pooling))
+                parts.append(layers.pooled_embedding_forward(table, column.values, column.offsets, f.pooling))
             cache.append(column)
         return np.concatenate(parts, axis=1), cache
 
@@ -149,9 +171,9 @@ class FieldEncoder:
             d_part = d_x[:, start:start + width]
             start += width
             if f.kind == "categorical":
-                grads[self.table_names[f.name]] = layers._embedding_backward(d_part, column, f.vocab_size)
+                grads[self.table_names[f.name]] = layers.embedding_backward(d_part, column, f.vocab_size)
             elif f.kind == "multi_categorical":
-                grads[self.table_names[f.name]] = layers._pooled_embedding_backward(
+                grads[self.table_names[f.name]] = layers.pooled_embedding_backward(
                     d_part, column.values, column.offsets, f.vocab_size, f.pooling
                 )
         return grads
@@ -207,19 +229,19 @@ class MLPStack:
         return [layers.BatchNormParams(*(params[name] for name in norm)) for norm in self.norm_names] or None
 
     def forward(self, params: dict, x: np.ndarray, training: bool = False):
-        """``layers.mlp_forward`` (checked: dtypes, shapes, finite ``x`` and parameters);
-        batch statistics when ``training``, else the running averages folded into the weights."""
+        """``layers.mlp_forward`` after checking ``x`` (finite) and the parameters (dtypes,
+        shapes, finite; ``_check_mlp_params``): batch statistics when ``training``, else the
+        running averages folded into the weights."""
         weights = [params[w] for w, _ in self.names]
         biases = [None if b is None else params[b] for _, b in self.names]
-        return layers.mlp_forward(x, weights, biases, self.activation, self._norms(params), training)
+        norms = self._norms(params)
+        _check_mlp_params(x, weights, biases, norms, training)
+        return layers.mlp_forward(x, weights, biases, self.activation, norms, training)
 
     def backward(self, cache, d_out: np.ndarray) -> tuple[np.ndarray, dict]:
-        """The unchecked ``layers._mlp_backward`` on the cache of a training-mode ``forward``
-        (``ValueError`` naming the cache for an evaluation-mode one with batch normalisation)."""
-        if cache.folded:
-            raise ValueError("cache: backward needs a forward with training=True (batch normalisation uses the "
-                             "batch's statistics there; evaluation mode runs on folded weights)")
-        d_x, d_weights, d_biases, d_norms = layers._mlp_backward(d_out, cache)
+        """``layers.mlp_backward`` on the cache of a training-mode ``forward`` (``ValueError``
+        naming the cache for an evaluation-mode one with batch normalisation)."""
+        d_x, d_weights, d_biases, d_norms = layers.mlp_backward(d_out, cache)
         grads = {}
         for (w_name, b_name), d_w, d_b in zip(self.names, d_weights, d_biases):
             grads[w_name] = d_w
@@ -235,7 +257,7 @@ class MLPStack:
         empty without batch normalisation."""
         updated = {}
         for norm, norm_cache in zip(self.norm_names, cache.norm_caches):
-            updated[norm.running_mean], updated[norm.running_var] = layers._batch_norm_running_average(
+            updated[norm.running_mean], updated[norm.running_var] = layers.batch_norm_running_average(
                 params[norm.running_mean], params[norm.running_var], norm_cache, layers.BATCH_NORM_MOMENTUM)
         return updated
 
@@ -408,7 +430,7 @@ class TwoTower:
         """``(f(u), ||u||)`` with ``f`` the tower normalisation (norms None for "none")."""
         if self.tower_norm == "none":
             return tower_output, None
-        return layers._l2_normalize_forward(tower_output, layers.L2_NORM_EPS)
+        return layers.l2_normalize_forward(tower_output, layers.L2_NORM_EPS)
 
     def user_vectors(self, params: dict, batch: Dataset) -> np.ndarray:
         """``f(u)`` of shape ``(n, out_dim)``: the user tower's output, l2-normalised when
@@ -428,27 +450,35 @@ class TwoTower:
         u, user_cache = self.user_mlp.forward(params, x_user, training)
         v, item_cache = self.item_mlp.forward(params, x_item, training)
         (u_hat, u_norms), (v_hat, v_norms) = self._normalized(u), self._normalized(v)
-        logits = self.tower_scale * layers._inner_product_forward(u_hat, v_hat)
-        if self.bias:
-            logits = logits + params[f"{self.prefix}.bias"][0]
+        logits = layers.inner_product_forward(u_hat, v_hat, self.tower_scale, self._bias(params, u.dtype))
         return logits, (user_enc_cache, item_enc_cache, user_cache, item_cache, u_hat, v_hat, u_norms, v_norms)
 
+    def _bias(self, params: dict, dtype: np.dtype) -> np.ndarray | None:
+        """The bias ``(1,)`` (checked: dtype, shape, finite), or None for a model without one."""
+        if not self.bias:
+            return None
+        name = f"{self.prefix}.bias"
+        bias = check_float_array(f"params[{name!r}]", params[name], ndim=1, dtype=dtype)
+        check_shape(f"params[{name!r}]", bias, (1,))
+        return bias
+
     def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
-        """Gradients of ``sum_i d_logits_i * logit_i``: ``d_b = sum_i d_logits_i``;
-        ``d_f(u) = S d_logits * f(v)``, ``d_f(v) = S d_logits * f(u)``; through the l2
-        normalisation (``layers.l2_normalize_backward``) when ``tower_norm`` is "l2"; then each
-        tower's MLP and encoder backward."""
+        """Gradients of ``sum_i d_logits_i * logit_i``: ``layers.inner_product_backward``
+        (``d_f(u) = S d_logits * f(v)``, ``d_f(v) = S d_logits * f(u)``, the bias's ``d_b``);
+        through the l2 normalisation (``layers.l2_normalize_backward``) when ``tower_norm`` is
+        "l2"; then each tower's MLP and encoder backward."""
         user_enc_cache, item_enc_cache, user_cache, item_cache, u_hat, v_hat, u_norms, v_norms = cache
         d_logits = _check_d_logits(d_logits, u_hat.shape[0], u_hat.dtype)
-        d_u, d_v = layers._inner_product_backward(self.tower_scale * d_logits, u_hat, v_hat)
+        bias = params[f"{self.prefix}.bias"] if self.bias else None
+        d_u, d_v, d_bias = layers.inner_product_backward(d_logits, u_hat, v_hat, self.tower_scale, bias)
         if self.tower_norm == "l2":
-            d_u = layers._l2_normalize_backward(d_u, u_hat, u_norms, layers.L2_NORM_EPS)
-            d_v = layers._l2_normalize_backward(d_v, v_hat, v_norms, layers.L2_NORM_EPS)
+            d_u = layers.l2_normalize_backward(d_u, u_hat, u_norms, layers.L2_NORM_EPS)
+            d_v = layers.l2_normalize_backward(d_v, v_hat, v_norms, layers.L2_NORM_EPS)
         d_x_user, grads = self.user_mlp.backward(user_cache, d_u)
         d_x_item, item_grads = self.item_mlp.backward(item_cache, d_v)
         grads.update(item_grads)
         if self.bias:
-            grads[f"{self.prefix}.bias"] = np.array([d_logits.sum()], dtype=d_logits.dtype)
+            grads[f"{self.prefix}.bias"] = d_bias
         grads.update(self.user_encoder.backward(user_enc_cache, d_x_user))
         grads.update(self.item_encoder.backward(item_enc_cache, d_x_item))
         return grads

@@ -299,6 +299,17 @@ def test_forward_checks_the_ids_of_a_batch_that_is_not_a_dataset(kind):
         model.forward(params, rows)
 
 
+def forward_after(kind: str, names, change, **options):
+    """The training-mode forward of a tiny float64 model (``make_model(kind, ..., **options)``)
+    on 5 rows after ``change`` replaced each parameter in ``names(model)``."""
+    schema = tiny_schema()
+    model = make_model(kind, schema, 3, **options)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    for name in names(model):
+        params[name] = change(params[name])
+    return model.forward(params, tiny_dataset(np.random.default_rng(1), 5, schema), training=True)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.astype(np.float32), r"expected a float64 array of shape \(9, 3\), got float32 \(9, 3\)"),
@@ -306,18 +317,14 @@ def test_forward_checks_the_ids_of_a_batch_that_is_not_a_dataset(kind):
     (lambda t: t.tolist(), r"expected a float64 array of shape \(9, 3\), got list"),
 ])
 def test_forward_rejects_a_table_of_another_dtype_or_shape(kind, change, message):
-    schema = tiny_schema()
-    model = make_model(kind, schema, 3)
-    params = model.init_params(np.random.default_rng(0), np.float64)
-    params["m.embed.item_id"] = change(params["m.embed.item_id"])
     with pytest.raises(ValueError, match=r"^params\['m.embed.item_id'\]: " + message):
-        model.forward(params, tiny_dataset(np.random.default_rng(1), 5, schema))
+        forward_after(kind, lambda model: ["m.embed.item_id"], change)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
 @pytest.mark.parametrize("d_logits, message", [
     (np.ones(4), r"expected shape \(5,\)"), (np.ones(5, np.float32), "expected dtype float64"),
-    (np.array([1.0, np.nan, 0.0, 0.0, 0.0]), "contains NaN"),
+    ([1.0] * 5, "expected a numpy array"),
 ])
 def test_backward_checks_d_logits(kind, d_logits, message):
     schema = tiny_schema()
@@ -326,3 +333,47 @@ def test_backward_checks_d_logits(kind, d_logits, message):
     _, cache = model.forward(params, tiny_dataset(np.random.default_rng(1), 5, schema))
     with pytest.raises(ValueError, match=r"^d_logits: " + message):
         model.backward(params, cache, d_logits)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("layer, part, change, message", [
+    (0, 0, lambda a: a[:-1], r"^weights\[0\]: expected shape"),
+    (0, 1, lambda a: a[:-1], r"^biases\[0\]: expected shape"),
+    (1, 0, lambda a: a.astype(np.float32), r"^weights\[1\]: expected dtype float64"),
+    (1, 1, lambda a: np.where(np.arange(a.size) == 0, np.inf, a), r"^biases\[1\]: contains NaN or infinity"),
+    (1, 0, lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a), r"^weights\[1\]: contains NaN or infinity"),
+])
+def test_forward_checks_every_mlp_parameter(kind, layer, part, change, message):
+    with pytest.raises(ValueError, match=message):
+        forward_after(kind, lambda model: [(model.mlp if kind == "mlp" else model.item_mlp).names[layer][part]], change)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: b.astype(np.float32), r"expected dtype float64"), (lambda b: np.array([np.nan]), "contains NaN"),
+    (lambda b: np.zeros(2), r"expected shape \(1,\)"),
+])
+def test_two_tower_forward_checks_its_bias(change, message):
+    with pytest.raises(ValueError, match=r"^params\['m.bias'\]: " + message):
+        forward_after("two_tower", lambda model: ["m.bias"], change)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+@pytest.mark.parametrize("part, change, message", [
+    ("gamma", lambda a: a[:-1], r"^norms\[0\].gamma: expected shape"),
+    ("beta", lambda a: a.astype(np.float32), r"^norms\[0\].beta: expected dtype float64"),
+    ("running_var", lambda a: np.full_like(a, np.nan), r"^norms\[0\].running_var: contains NaN or infinity"),
+])
+def test_forward_checks_every_batch_norm_parameter(kind, part, change, message):
+    with pytest.raises(ValueError, match=message):
+        forward_after(kind, lambda model: [getattr((model.mlp if kind == "mlp" else model.user_mlp).norm_names[0], part)],
+                      change, batch_norm=True)
+
+
+def test_batch_statistics_of_a_single_row_are_refused_at_the_model():
+    schema = tiny_schema()
+    model = make_model("mlp", schema, 3, batch_norm=True)
+    params = model.init_params(np.random.default_rng(0), np.float64)
+    one_row = tiny_dataset(np.random.default_rng(1), 1, schema)
+    assert model.forward(params, one_row)[0].shape == (1,)  # evaluation mode: the running averages
+    with pytest.raises(ValueError, match="^x: batch normalisation with batch statistics needs at least 2 rows, got 1"):
+        model.forward(params, one_row, training=True)
