@@ -24,6 +24,13 @@ def strided(x):
     return wide[..., ::2]
 
 
+def same_bits(a, b):
+    """Assert that two arrays have the same dtype, shape and bytes."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+                                  np.ascontiguousarray(b).reshape(-1).view(np.uint8))
+
+
 def rtol(dtype):
     return 1e-5 if dtype == np.float32 else 1e-12
 

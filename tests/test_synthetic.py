@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import rankdata
 
 from pfd_ref.data import Dataset, MultiIds, SyntheticConfig, bayes_logits, generate
-from pfd_ref.data.synthetic import _GroupedSampler
+from pfd_ref.data.synthetic import GroupedSampler
 
 SMALL = SyntheticConfig(n_users=600, n_items=600, n_categories=20, n_shops=60, n_days=4, test_days=1,
                         ctr_impressions_per_user_day=12.0, cvr_impressions_per_user_day=100.0, seed=3)
@@ -169,7 +169,7 @@ def test_grouped_sampler_draws_members_of_the_group_by_weight():
     groups = np.array([1, 0, 1, 2, 1, 0])
     members = np.arange(6)
     weights = np.array([1.0, 3.0, 0.0, 5.0, 3.0, 1.0])
-    sampler = _GroupedSampler(groups, members, weights)
+    sampler = GroupedSampler(groups, members, weights)
     rng = np.random.default_rng(0)
     draws = sampler.sample(rng, np.repeat([0, 1, 2], 20_000))
     by_group = draws.reshape(3, -1)

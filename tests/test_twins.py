@@ -1,4 +1,4 @@
-"""pfd_ref.twins against pfd_ref.kernels, and the backend switch (pfd_ref.backend).
+"""pfd_ref.twins against pfd_ref.kernels (the switch between them: tests/test_backend.py).
 
 Each kernel's twin is checked for what pfd_ref.twins promises: the same bits, the same
 result, or a stated tolerance. Integer-valued inputs make every sum exact in both
@@ -8,34 +8,17 @@ tie order included. The properties of the scatter-add are checked on both implem
 
 from __future__ import annotations
 
-import ast
-from dataclasses import replace
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pfd_ref
-from pfd_ref import backend, kernels, twins
+from pfd_ref import kernels, twins
 from pfd_ref.losses import sigmoid
-from pfd_ref.distill import ModelSizes
-from pfd_ref.train import TrainConfig, train
-from arrays import DTYPES, integer_valued, real_valued, rtol, scoring_case, strided
-from tiny import tiny_dataset
+from arrays import DTYPES, integer_valued, real_valued, rtol, same_bits, scoring_case, strided
 
 PROPERTY = settings(max_examples=30, deadline=None)
 IMPLEMENTATIONS = pytest.mark.parametrize("impl", [kernels, twins], ids=["kernel", "twin"])
-
-
-def same_bits(a, b):
-    assert a.dtype == b.dtype and a.shape == b.shape
-    np.testing.assert_array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
-                                  np.ascontiguousarray(b).reshape(-1).view(np.uint8))
 
 
 # --------------------------------------------------------------------------- the registry
@@ -47,78 +30,6 @@ def test_every_kernel_has_a_twin_under_its_name_and_a_parity_test_here():
     for name in twins.__all__:
         assert callable(getattr(twins, name)) and callable(getattr(kernels, name))
         assert any(test.startswith(f"test_{name.rstrip('_')}_") for test in tests), f"no parity test for {name}"
-
-
-def test_pfd_ref_reaches_the_kernels_only_through_the_backend():
-    """Outside the backend itself, no module of pfd_ref imports the kernels (only their checks)."""
-    for path in sorted(Path(pfd_ref.__file__).parent.rglob("*.py")):
-        if path.name == "backend.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [f"{node.module}.{alias.name}" for alias in node.names]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in names:
-                assert not (name.startswith("pfd_ref.kernels") and not name.startswith("pfd_ref.kernels.checks")), \
-                    f"{path.name} imports {name}"
-
-
-# --------------------------------------------------------------------------- the switch
-
-
-@pytest.fixture
-def restore_backend():
-    with backend.using(None):
-        yield
-
-
-def test_set_backend_switches_every_kernel(restore_backend):
-    pfd_ref.set_backend("numpy")
-    assert pfd_ref.get_backend() == "numpy"
-    assert all(getattr(backend, name) is getattr(twins, name) for name in twins.__all__)
-    pfd_ref.set_backend("numba")
-    assert all(getattr(backend, name) is getattr(kernels, name) for name in twins.__all__)
-    with pytest.raises(AttributeError):
-        backend.compile_all  # noqa: B018 (not a kernel)
-
-
-def test_bad_backend_names_are_rejected(restore_backend):
-    with pytest.raises(ValueError, match=r"^backend: expected one of 'numba', 'numpy'; got 'torch'"):
-        pfd_ref.set_backend("torch")
-
-
-@pytest.mark.parametrize("value, expected", [("numpy", "numpy\n"), ("", "PFD_REF_BACKEND: expected one of")])
-def test_the_environment_variable_chooses_the_backend(value, expected):
-    code = "import pfd_ref\ntry:\n    print(pfd_ref.get_backend())\nexcept ValueError as e:\n    print(e)"
-    env = {**os.environ, "PFD_REF_BACKEND": value}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.startswith(expected)
-
-
-SIZES = ModelSizes(embed_dim=3, student_hidden=(5,), tower_out_dim=3, strong_hidden=(6, 4))
-
-
-@pytest.mark.parametrize("kind, method, changes", [
-    ("mlp", "pfd+md", dict(shared_embeddings=True)),
-    ("two_tower", "pfd", dict(adam_sparse="dense", dtype="float64")),
-    ("mlp", "md", dict(mode="two-stage", l2_embeddings=1e-3)),
-    ("two_tower", "pfd+md", dict(optimizer="adagrad", lr_warmup_steps=3, l2_embeddings=1e-3,
-                                 sizes=replace(SIZES, activation="leaky_relu", batch_norm=True, tower_norm="l2",
-                                               tower_scale=5.0))),
-])
-def test_training_gives_the_same_bits_on_both_backends(restore_backend, kind, method, changes):
-    data = tiny_dataset(np.random.default_rng(5), 90)
-    config = TrainConfig(**{**dict(student_kind=kind, epochs=2, batch_size=16, lr=0.01, sizes=SIZES), **changes})
-    results = {}
-    for name in ("numba", "numpy"):
-        pfd_ref.set_backend(name)
-        results[name] = train(data, method, config).params
-    assert list(results["numba"]) == list(results["numpy"])
-    for name in results["numba"]:
-        same_bits(results["numba"][name], results["numpy"][name])
 
 
 # --------------------------------------------------------------------------- scoring
@@ -451,3 +362,15 @@ BAD_CALLS = [
 def test_kernel_and_twin_reject_the_same_bad_arguments(impl, name, args, message):
     with pytest.raises(ValueError, match=message):
         getattr(impl, name)(*args)
+
+
+def test_no_test_imports_a_private_name_of_pfd_ref():
+    """A readable reference belongs in pfd_ref.twins (or is a public function), not in a private
+    name that tests reach into."""
+    import ast
+    from pathlib import Path
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pfd_ref"):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"

@@ -165,7 +165,7 @@ def _zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
     return weights / weights.sum()
 
 
-class _GroupedSampler:
+class GroupedSampler:
     """Draws a member of a group with probability proportional to its weight within the group.
 
     Members are sorted by group; member ``j`` of group ``g`` gets the key ``g + F_j`` where
@@ -238,10 +238,10 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
         item_shop=item_shop, item_category=item_category, item_vector=item_vector,
         price_level=price_level, price_bucket=price_bucket,
         item_click_quality=item_click_quality, item_purchase_quality=item_purchase_quality,
-        items_by_category=_GroupedSampler(item_category, np.arange(c.n_items), item_popularity),
-        items_by_shop=_GroupedSampler(item_shop, np.arange(c.n_items), item_popularity),
-        items_overall=_GroupedSampler(np.zeros(c.n_items, np.int64), np.arange(c.n_items), item_popularity),
-        categories_by_user=_GroupedSampler(
+        items_by_category=GroupedSampler(item_category, np.arange(c.n_items), item_popularity),
+        items_by_shop=GroupedSampler(item_shop, np.arange(c.n_items), item_popularity),
+        items_overall=GroupedSampler(np.zeros(c.n_items, np.int64), np.arange(c.n_items), item_popularity),
+        categories_by_user=GroupedSampler(
             user_category // c.n_categories, user_category % c.n_categories, preference.ravel()),
     )
 
