@@ -1,10 +1,10 @@
 """Embedding-table kernels for training: the pooled lookup of a multi-id field and the
 row-sparse scatter-adds of the embedding backward passes.
 
-Twins (``pfd_ref.twins``): ``pool_rows`` (gather + ``np.add.reduceat``),
-``coalesce_rows`` (``pfd_ref.sparse.coalesce_rows``: stable argsort + ``np.add.reduceat``)
-and ``coalesce_pooled_rows`` (``np.repeat`` of each row's gradient to its ids, then the
-coalesce).
+Twins (``pfd_ref.twins``, the same names): ``pool_rows`` (gather + ``np.add.reduceat``),
+``coalesce_rows`` (``np.unique`` + ``np.add.at``, each id's rows added left to right from
+-0.0) and ``coalesce_pooled_rows`` (``np.repeat`` of each row's gradient to its ids, then
+the coalesce). All three give the kernels' bits.
 
 Summation orders, and so the bits:
 
@@ -19,8 +19,7 @@ Summation orders, and so the bits:
   a future NumPy changes its order.
 * The scatter-adds sum each id's rows strictly left to right in input order, from -0.0
   (which gives the bits of starting from the first row: -0.0 + x is x for every x): the
-  order of a stable sort by id. The twin's ``np.add.reduceat`` adds runs pairwise, so the
-  two agree to rounding (exactly on integer-valued data).
+  order of a stable sort by id, and of the twin's ``np.add.at``: the same bits.
 
 Grouping by id: for a table of at most ``COUNTING_ROWS_PER_ID`` rows per input row (plus a
 constant), a counting pass over a scratch array of the table's size finds the ids present
@@ -35,7 +34,7 @@ fast as a serial Numba loop for clustered ids and twice as fast for uniform ids
 ``error_model="numpy"``: divisions follow IEEE as in NumPy, with no zero test before each
 (the test would also keep LLVM from vectorising the loops). The kernels only add, divide
 and copy values: a NaN or infinity in an input reaches the output exactly as in the twins,
-so they do not scan for them (the layers validate at their own boundary).
+so they do not scan for them (pfd_ref validates at its boundary: Model.forward).
 """
 
 from __future__ import annotations
@@ -182,8 +181,7 @@ def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray
     (copied if not C-contiguous). Returns ``(rows, values)``: ``rows`` int64 ``(m,)``
     unique ascending, ``values`` ``(m, d)`` in the input dtype with
     ``values[u] = sum_{i : ids[i] == rows[u]} row_grads[i]``, summed strictly in input
-    order (left to right). ``pfd_ref.sparse.coalesce_rows`` gives the same sums up to
-    rounding: ``np.add.reduceat`` adds long runs pairwise, not left to right. Wrap the
+    order (left to right), as the twin ``pfd_ref.twins.coalesce_rows`` does. Wrap the
     result as ``RowSparseGrad(rows, values, num_rows)``.
     """
     row_grads = check_float_layout("row_grads", row_grads, ndims=(2,), copy=True)

@@ -1,6 +1,7 @@
 """MLP forward pass for scoring: ReLU or LeakyReLU hidden layers, a linear output, optional sigmoid.
 
-Twin (readable NumPy reference): ``pfd_ref.twins.mlp_scores``.
+Twin (readable NumPy reference): ``pfd_ref.twins.mlp_scores``; the scalar ``sigmoid`` below
+has ``pfd_ref.losses.sigmoid`` as its twin.
 
 Two paths, chosen by the batch size ``n``:
 

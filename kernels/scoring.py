@@ -1,6 +1,6 @@
 """Inner-product scoring and top-k selection of items for one user or a batch of users.
 
-Twins (readable NumPy references): ``pfd_ref.twins.score_items``,
+Twins (readable NumPy references, the same names): ``pfd_ref.twins.score_items``,
 ``top_k_items`` and ``top_k_scores``.
 
 Ranking order, used by every top-k here: a higher score ranks first, and among equal scores
