@@ -9,8 +9,9 @@ lambda = 0.5); pfd_ref's teacher is also timed alone, so that the sync step can 
 against the two models' own steps. pfd_ref's Adam is lazy: embedding rows absent from the batch are not
 touched (SparseAdam semantics). The PyTorch peer is the same model, run twice: sparse
 embeddings with SparseAdam + Adam, and dense embeddings with one Adam; the faster of the two
-is the peer. Every figure is a median of round-robin rounds after a warm-up
-(benchmarks/common.py); batches are prepared before timing and cycled through.
+is the peer. pfd_ref's steps also run on the NumPy backend (the kernels' twins, the same
+bits), timed in the same rounds. Every figure is a median of round-robin rounds after a
+warm-up (benchmarks/common.py); batches are prepared before timing and cycled through.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from benchmarks.common import (
     set_threads,
     time_side_by_side,
 )
+from pfd_ref.backend import using
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import DistillConfig
 from pfd_ref.optim import Adam
@@ -84,6 +86,15 @@ def model_step(student, teacher, batches: list, rng: np.random.Generator):
         run_step(student, teacher, params, optimizer, batch, 0, distill)
 
     return cycling(step, batches)
+
+
+def on_backend(name: str, step):
+    """``step`` run with pfd_ref's kernels on backend ``name`` (the NumPy twins: "numpy")."""
+    def call():
+        with using(name):
+            step()
+
+    return call
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -199,6 +210,7 @@ def run(threads: int, quick: bool) -> dict:
     models = {}
     for method in ("baseline", "pfd"):
         candidates[(method, "pfd_ref")], student, teacher = pfd_ref_step(method, train.schema, batches, rng)
+        candidates[(method, "pfd_ref numpy")] = on_backend("numpy", model_step(student, teacher, batches, rng))
         models[method] = (student, teacher)
     # the teacher trained alone (hard loss): sync PFD against student + teacher isolates what
     # synchronous distillation adds beyond running the two models
@@ -215,7 +227,7 @@ def run(threads: int, quick: bool) -> dict:
     step_names = {"baseline": "student (baseline)", "pfd": "sync PFD (teacher + student)"}
     rows, targets = [], []
     for method in ("baseline", "pfd"):
-        peers = {k[1]: t for k, t in times.items() if k[0] == method and k[1] != "pfd_ref"}
+        peers = {k[1]: t for k, t in times.items() if k[0] == method and k[1].startswith("torch")}
         best_peer = min(peers, key=peers.get) if peers else None
         for (m, impl), t in times.items():
             if m != method:
@@ -239,6 +251,9 @@ def run(threads: int, quick: bool) -> dict:
     rows.append({"step": "sync PFD / (student + teacher alone), pfd_ref",
                  "ratio": times[("pfd", "pfd_ref")] / (times[("baseline", "pfd_ref")] + teacher_time),
                  "ratio of": "time per step"})
+    for method in ("baseline", "pfd"):
+        rows.append({"step": f"{step_names[method]}, NumPy backend / Numba backend",
+                     "ratio": times[(method, "pfd_ref numpy")] / times[(method, "pfd_ref")], "ratio of": "time per step"})
     targets.insert(0, {"target": "pfd_ref sync PFD step time / student step time", "goal": "<= 2",
                        "measured": pfd_over_baseline, "met": "yes" if pfd_over_baseline <= 2 else "no"})
 
