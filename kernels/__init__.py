@@ -1,5 +1,6 @@
 """Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
-lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Adagrad.
+lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Adagrad; and the
+tokenizer of the log readers (``text``: split fields, parse integers, match tokens).
 
 Every kernel has a readable NumPy twin under its own name in ``pfd_ref.twins``, and a parity
 test (tests/test_twins.py); ``pfd_ref.set_backend("numpy")`` runs pfd_ref on the twins
@@ -20,25 +21,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import activation, adagrad, adam, embedding, mlp, scoring
+from . import activation, adagrad, adam, embedding, mlp, scoring, text
 from .activation import leaky_relu_backward, relu_backward
 from .adagrad import sparse_adagrad_rows_update_
 from .adam import adam_update_, sparse_adam_rows_update_
 from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
 from .mlp import mlp_scores
 from .scoring import score_items, top_k_items, top_k_scores
+from .text import match_tokens, parse_int64, split_fields
 
 __all__ = [
-    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "mlp_scores",
-    "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_", "sparse_adam_rows_update_",
-    "top_k_items", "top_k_scores",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "match_tokens",
+    "mlp_scores", "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
+    "sparse_adam_rows_update_", "split_fields", "top_k_items", "top_k_scores",
 ]
 
 
 def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
     """Compile (or load from Numba's cache) every kernel for float32 and float64, the
     serial and the parallel variants, and the row-path MLP for each depth in
-    ``mlp_depths`` (the number of weight matrices; each depth is its own signature)."""
+    ``mlp_depths`` (the number of weight matrices; each depth is its own signature), and the
+    tokenizer."""
     for dtype in (np.float32, np.float64):
         scoring.warm_up(dtype)
         mlp.warm_up(dtype, mlp_depths)
@@ -46,3 +49,4 @@ def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
         adam.warm_up(dtype)
         adagrad.warm_up(dtype)
         activation.warm_up(dtype)
+    text.warm_up()

@@ -2,7 +2,9 @@
 
 ``kernels/`` depends on nothing in ``pfd_ref``, so the checks it needs live here, at the
 bottom of the import graph; ``pfd_ref.validation`` imports them from here instead of
-defining them a second time. Every check raises ``ValueError`` whose message starts with
+defining them a second time. So do the row checks of the text tokenizer
+(``kernels/text.py``): the codes ``split_fields`` reports a malformed row with, which its
+twin returns too and ``pfd_ref.data.text`` turns into messages. Every check raises ``ValueError`` whose message starts with
 the argument's name. None of them converts a floating dtype; ids and offsets are returned
 as int64, scalars as Python ``int`` or ``float``.
 """
@@ -124,3 +126,70 @@ def check_offsets(name: str, offsets, num_values: int) -> np.ndarray:
             f"got start {offsets[0]}, end {offsets[-1]}"
         )
     return offsets
+
+
+# --------------------------------------------------------------------------- text (kernels/text.py)
+
+NEWLINE, CARRIAGE_RETURN, QUOTE = 10, 13, 34  # the bytes of the dialect
+# What split_fields (kernel and twin) reports for the first malformed row of a chunk.
+SPLIT_OK, SPLIT_FIELD_COUNT, SPLIT_UNTERMINATED_QUOTE, SPLIT_TEXT_AFTER_QUOTE = 0, 1, 2, 3
+MAX_TOKENS = 127  # codes are int8
+
+
+def check_split_arguments(buf, pos, delimiter, starts, ends) -> tuple[int, int]:
+    """``(pos, delimiter)`` as ints after checking the arguments of ``split_fields``: ``buf``
+    a uint8 ``(n,)`` array of whole lines (empty, or ending with ``\\n``), ``0 <= pos <= n``,
+    ``delimiter`` a byte other than ``\\n``, ``\\r`` and ``"``, ``starts`` and ``ends``
+    writeable int64 arrays of one 2-d shape ``(max_rows, n_fields)``."""
+    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
+        raise ValueError(f"buf: expected a 1-d uint8 array, got {getattr(buf, 'dtype', type(buf).__name__)} "
+                         f"{getattr(buf, 'shape', '')}")
+    if buf.size and buf[-1] != NEWLINE:
+        raise ValueError("buf: expected whole lines (the last byte a newline)")
+    pos = check_scalar("pos", pos, int, low=0, high=buf.size)
+    delimiter = check_scalar("delimiter", delimiter, int, low=0, high=255)
+    if delimiter in (NEWLINE, CARRIAGE_RETURN, QUOTE):
+        raise ValueError(f"delimiter: a line end or the quote cannot separate fields, got {delimiter}")
+    for name, array in (("starts", starts), ("ends", ends)):
+        if not isinstance(array, np.ndarray) or array.dtype != np.int64 or array.ndim != 2 or not array.flags.writeable:
+            raise ValueError(f"{name}: expected a writeable 2-d int64 array, got "
+                             f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
+    if ends.shape != starts.shape:
+        raise ValueError(f"ends: expected shape {starts.shape} (the shape of starts), got {ends.shape}")
+    return pos, delimiter
+
+
+def check_cells(buf, starts, ends, out, dtype) -> np.ndarray:
+    """``out``, or a new ``dtype`` array of the cells' count, after checking the arguments of
+    ``parse_int64`` / ``match_tokens``: ``buf`` a 1-d uint8 array, ``starts`` and ``ends``
+    int64 ``(m,)``, ``out`` None or a writeable ``dtype`` array ``(m,)``. Whether each cell
+    lies inside ``buf`` is checked cell by cell (``check_cell_inside``)."""
+    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
+        raise ValueError(f"buf: expected a 1-d uint8 array, got {getattr(buf, 'dtype', type(buf).__name__)} "
+                         f"{getattr(buf, 'shape', '')}")
+    for name, array in (("starts", starts), ("ends", ends)):
+        if not isinstance(array, np.ndarray) or array.dtype != np.int64 or array.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-d int64 array, got "
+                             f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
+    if ends.shape != starts.shape:
+        raise ValueError(f"ends: expected shape {starts.shape} (the shape of starts), got {ends.shape}")
+    if out is None:
+        return np.empty(starts.shape[0], dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != starts.shape or not out.flags.writeable:
+        raise ValueError(f"out: expected a writeable {np.dtype(dtype)} array of shape {starts.shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    return out
+
+
+def check_cell_inside(row: int, start: int, end: int, size: int) -> None:
+    """Raise unless cell ``row`` spans ``0 <= start <= end <= size`` (the bytes of ``buf``)."""
+    if not 0 <= start <= end <= size:
+        raise ValueError(f"starts, ends: cell {row} spans bytes {start}..{end}, outside buf (0..{size})")
+
+
+def check_tokens(tokens) -> tuple:
+    """Return ``tokens``, a tuple of 1 to ``MAX_TOKENS`` distinct byte strings; raise otherwise."""
+    if (not isinstance(tokens, tuple) or not 1 <= len(tokens) <= MAX_TOKENS
+            or not all(isinstance(t, bytes) for t in tokens) or len(set(tokens)) != len(tokens)):
+        raise ValueError(f"tokens: expected a tuple of 1 to {MAX_TOKENS} distinct byte strings, got {tokens!r}")
+    return tokens

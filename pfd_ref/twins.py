@@ -26,9 +26,14 @@ top_k_items                the ids of the same ranking on the twin's scores, whi
 mlp_scores                 within ``1e-5`` (float32) / ``1e-12`` (float64) relative: the kernel's
                            row path sums in its own order, and its ``exp`` is libm's (ReLU or
                            LeakyReLU hidden layers alike)
+split_fields               the same result: offsets, status, field count and next position
+                           (the log readers' tokenizer, ``pfd_ref.data.text``)
+parse_int64                the same values and the same first bad cell
+match_tokens               the same codes and the same first bad cell
 =========================  ===================================================================
 
-Training uses only the first eight, so a training run gives the same bits on either backend.
+Training uses only the first eight, so a training run gives the same bits on either backend;
+the log readers give the same arrays on either.
 Ranking order for top-k: higher score first; among equal scores, lower index first.
 
 **Adding a kernel.** Write it in ``kernels/`` and list it in ``kernels/__init__.py``'s
@@ -39,16 +44,20 @@ and until the twin has a parity test, and from then on the backend switch covers
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from pfd_ref.kernels.checks import (check_float_array, check_float_dtype, check_ids, check_offsets, check_pooling,
-                                    check_same_dtype, check_scalar)
+from pfd_ref.kernels.checks import (SPLIT_FIELD_COUNT, SPLIT_OK, SPLIT_TEXT_AFTER_QUOTE, SPLIT_UNTERMINATED_QUOTE,
+                                    check_cell_inside, check_cells, check_float_array, check_float_dtype, check_ids,
+                                    check_offsets, check_pooling, check_same_dtype, check_scalar, check_split_arguments,
+                                    check_tokens)
 from pfd_ref import losses
 
 __all__ = [
-    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "leaky_relu_backward", "mlp_scores", "pool_rows",
-    "relu_backward", "score_items", "sparse_adagrad_rows_update_", "sparse_adam_rows_update_", "top_k_items",
-    "top_k_scores",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "leaky_relu_backward", "match_tokens", "mlp_scores",
+    "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
+    "sparse_adam_rows_update_", "split_fields", "top_k_items", "top_k_scores",
 ]
 
 
@@ -322,3 +331,83 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
         else:
             h = np.where(z > 0, z, z * x.dtype.type(negative_slope))
     return losses.sigmoid(h) if sigmoid else h
+
+
+# --------------------------------------------------------------------------- text (the log readers)
+# The dialect is stated in kernels/text.py. These twins take a chunk of whole lines the same
+# way and go through it one line and one cell at a time with Python's bytes and re.
+
+_INTEGER = re.compile(rb"[+-]?[0-9]{1,19}")
+
+
+def split_fields(buf: np.ndarray, pos: int, delimiter: int, starts: np.ndarray, ends: np.ndarray):
+    """From byte ``pos`` on, write the offsets of every field of up to ``len(starts)`` rows
+    into ``starts`` / ``ends`` (quotes and a final ``\\r`` left out) and return ``(rows,
+    status, fields, next_pos)``. At the first malformed row, ``rows`` is its index and the
+    status ``SPLIT_FIELD_COUNT`` means a wrong field count (``fields`` = its count),
+    ``SPLIT_UNTERMINATED_QUOTE`` a line end inside quotes, ``SPLIT_TEXT_AFTER_QUOTE`` text
+    after a closing quote (``fields`` = the field's 0-based index)."""
+    pos, delimiter = check_split_arguments(buf, pos, delimiter, starts, ends)
+    data = buf.tobytes()
+    unquoted = re.compile(b"[^" + re.escape(bytes([delimiter])) + b"\n]*")
+    quoted = re.compile(rb'"((?:[^"\n]|"")*)"(?!")')  # the lookahead: no backtracking into a ""
+    row = 0
+    while pos < len(data) and row < len(starts):
+        line_end = data.index(b"\n", pos)  # offset of this row's "\n"
+        spans = []
+        while True:
+            if data[pos:pos + 1] == b'"':
+                match = quoted.match(data, pos, line_end)
+                if match is None:
+                    return row, SPLIT_UNTERMINATED_QUOTE, len(spans), pos
+                span, end = match.span(1), match.end()
+                if end == line_end - 1 and data[end:end + 1] == b"\r":
+                    end += 1
+                if end < line_end and data[end] != delimiter:
+                    return row, SPLIT_TEXT_AFTER_QUOTE, len(spans), pos
+            else:
+                match = unquoted.match(data, pos, line_end)
+                span, end = match.span(), match.end()
+                if end == line_end and data[span[0]:span[1]].endswith(b"\r"):
+                    span = (span[0], span[1] - 1)
+            spans.append(span)
+            pos = end + 1  # past the delimiter or the line's "\n"
+            if end >= line_end:
+                break
+        if len(spans) != starts.shape[1]:
+            return row, SPLIT_FIELD_COUNT, len(spans), pos
+        starts[row], ends[row] = zip(*spans)
+        row += 1
+    return row, SPLIT_OK, 0, pos
+
+
+def _cells(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """``(r, cell bytes)`` of each cell, after checking that it lies inside ``buf``."""
+    data = buf.tobytes()
+    for r, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+        check_cell_inside(r, start, end, len(data))
+        yield r, data[start:end]
+
+
+def parse_int64(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """``int(cell)`` for each cell ``buf[s:e]`` that is an optional sign and 1-19 digits with
+    ``|value| < 2**63``; ``(values, first bad or -1)``, written into ``out`` when given."""
+    values = check_cells(buf, starts, ends, out, np.int64)
+    for r, cell in _cells(buf, starts, ends):
+        if not _INTEGER.fullmatch(cell) or abs(int(cell)) > np.iinfo(np.int64).max:
+            return values, r
+        values[r] = int(cell)
+    return values, -1
+
+
+def match_tokens(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, tokens: tuple[bytes, ...],
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """``tokens.index(cell)`` for each cell; ``(codes int8, first cell that is no token or
+    -1)``, written into ``out`` when given."""
+    codes = check_cells(buf, starts, ends, out, np.int8)
+    check_tokens(tokens)
+    for r, cell in _cells(buf, starts, ends):
+        if cell not in tokens:
+            return codes, r
+        codes[r] = tokens.index(cell)
+    return codes, -1

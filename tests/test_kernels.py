@@ -4,6 +4,9 @@ parity with the NumPy twins is tests/test_twins.py.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numba
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfd_ref import kernels, twins
+from pfd_ref.kernels.checks import SPLIT_FIELD_COUNT, SPLIT_OK, SPLIT_TEXT_AFTER_QUOTE, SPLIT_UNTERMINATED_QUOTE
 import pfd_ref.kernels._common  # noqa: F401 (kernels._common below)
 import pfd_ref.kernels.embedding  # noqa: F401
 from arrays import DTYPES, integer_valued, real_valued, rtol, scoring_case, strided
@@ -300,6 +304,59 @@ def test_overflow_is_reported_as_overflow():
         kernels.top_k_items(big, np.full(2, 1e30, np.float32), 2)
     with pytest.raises(ValueError, match=r"^x: a pre-activation overflowed"):
         kernels.mlp_scores(big, [np.full((2, 1), 1e30, np.float32)], [np.zeros(1, np.float32)])
+
+
+# --------------------------------------------------------------------------- text (the log readers' tokenizer)
+
+
+def _chunk(lines, ending=b"\n") -> np.ndarray:
+    return np.frombuffer(b"".join(line.encode() + ending for line in lines), dtype=np.uint8)
+
+
+def _split(buf, delimiter, n_fields, max_rows, pos=0):
+    starts = np.full((max_rows, n_fields), -1, dtype=np.int64)
+    ends = np.full((max_rows, n_fields), -1, dtype=np.int64)
+    rows, status, fields, next_pos = kernels.split_fields(buf, pos, delimiter, starts, ends)
+    return starts[:rows], ends[:rows], rows, status, fields, next_pos
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(alphabet=st.sampled_from(list('ab1,"\t ')), max_size=5), min_size=3, max_size=3),
+                min_size=1, max_size=6), st.sampled_from([",", "\t"]))
+def test_split_fields_reads_what_the_csv_module_writes(rows, delimiter):
+    """An independent referee: csv.writer's quoting, read back through the kernel's offsets."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    buf = np.frombuffer(out.getvalue().encode(), dtype=np.uint8)
+    starts, ends, n, status, _, next_pos = _split(buf, ord(delimiter), 3, len(rows))
+    assert (n, status, next_pos) == (len(rows), SPLIT_OK, buf.size)
+    cells = [[bytes(buf[s:e]).decode().replace('""', '"') for s, e in zip(srow, erow)] for srow, erow in zip(starts, ends)]
+    assert cells == rows
+
+
+def test_split_fields_statuses_and_resuming():
+    buf = _chunk(['1,"a,b",3', '4,,6', '"x""y",8,9'])
+    starts, ends, rows, status, _, next_pos = _split(buf, ord(","), 3, 2)  # two rows per call
+    assert (rows, status) == (2, SPLIT_OK)
+    assert bytes(buf[starts[0, 1]:ends[0, 1]]) == b"a,b" and ends[1, 1] == starts[1, 1]  # empty field
+    rest = _split(buf, ord(","), 3, 2, pos=next_pos)
+    assert rest[2:4] == (1, SPLIT_OK) and rest[5] == buf.size
+    assert bytes(buf[rest[0][0, 0]:rest[1][0, 0]]) == b'x""y'  # the caller undoes the doubled quote
+    assert _split(_chunk(["1,2", "3"]), ord(","), 2, 2)[2:5] == (1, SPLIT_FIELD_COUNT, 1)
+    assert _split(_chunk(['1,"ab']), ord(","), 2, 1)[2:5] == (0, SPLIT_UNTERMINATED_QUOTE, 1)
+    assert _split(_chunk(['"a"b,1']), ord(","), 2, 1)[2:5] == (0, SPLIT_TEXT_AFTER_QUOTE, 0)
+    crlf = _split(_chunk(["1,22"], b"\r\n"), ord(","), 2, 1)
+    assert crlf[1][0, 1] - crlf[0][0, 1] == 2  # the "\r" is not part of the last field
+
+
+def test_parse_int64_limits():
+    cells = [str(2 ** 63 - 1), "-" + str(2 ** 63 - 1), "0000000000000000007", str(2 ** 63), "", "+", "1 ", "1_0"]
+    for i, cell in enumerate(cells):
+        buf = np.frombuffer(cell.encode() or b"", dtype=np.uint8)
+        values, bad = kernels.parse_int64(buf, np.array([0]), np.array([len(cell)]))
+        assert (bad == -1) == (i < 3), cell
+        if i < 3:
+            assert values[0] == int(cell)
 
 
 def test_compile_all_runs():

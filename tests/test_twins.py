@@ -317,9 +317,75 @@ def test_adam_update_of_a_strided_parameter_updates_the_view_in_place():
     same_bits(wide[:, ::2], copy)
 
 
+# --------------------------------------------------------------------------- text (the log readers' tokenizer)
+
+# cells made of bytes that matter to the dialect, and plain ones
+TEXT_CELL = st.text(alphabet=st.sampled_from(list('ab1-+,\t"\r ')), max_size=6)
+TEXT_ROW = st.lists(TEXT_CELL, min_size=1, max_size=5)
+
+
+def _chunk(lines, ending=b"\n") -> np.ndarray:
+    return np.frombuffer(b"".join(line.encode() + ending for line in lines), dtype=np.uint8)
+
+
+def _split(impl, buf, delimiter, n_fields, max_rows, pos=0):
+    starts = np.full((max_rows, n_fields), -1, dtype=np.int64)
+    ends = np.full((max_rows, n_fields), -1, dtype=np.int64)
+    rows, status, fields, next_pos = impl.split_fields(buf, pos, delimiter, starts, ends)
+    return starts[:rows], ends[:rows], rows, status, fields, next_pos
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TEXT_ROW, min_size=1, max_size=8), st.sampled_from([",", "\t"]), st.integers(1, 5),
+       st.sampled_from([b"\n", b"\r\n"]))
+def test_split_fields_same_result_on_any_text(rows, delimiter, n_fields, ending):
+    buf = _chunk([delimiter.join(row) for row in rows], ending)
+    got = _split(kernels, buf, ord(delimiter), n_fields, len(rows))
+    want = _split(twins, buf, ord(delimiter), n_fields, len(rows))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+INTEGER_CELL = st.one_of(st.integers(-2 ** 63 + 1, 2 ** 63 - 1).map(str),
+                         st.integers(2 ** 63 - 10, 2 ** 64).map(str),  # across the int64 limit
+                         st.text(alphabet=st.sampled_from(list("0123456789+- .a_")), max_size=21))
+
+
+def _cells(cells, suffix=b""):
+    buf = np.frombuffer("".join(cells).encode() + suffix, dtype=np.uint8)
+    ends = np.cumsum([len(c) for c in cells]).astype(np.int64)
+    return buf, ends - np.array([len(c) for c in cells], dtype=np.int64), ends
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(INTEGER_CELL, min_size=1, max_size=10))
+def test_parse_int64_same_values_as_the_twin_and_int(cells):
+    buf, starts, ends = _cells(cells)
+    values, bad = kernels.parse_int64(buf, starts, ends)
+    twin_values, twin_bad = twins.parse_int64(buf, starts, ends, out=np.zeros(len(cells), np.int64))
+    assert bad == twin_bad
+    good = len(cells) if bad < 0 else bad
+    np.testing.assert_array_equal(values[:good], twin_values[:good])
+    assert [int(c) for c in cells[:good]] == values[:good].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["pv", "buy", "cart", "fav", "p", "pvv", "", "Pv"]), min_size=1, max_size=10))
+def test_match_tokens_same_codes_as_the_twin(cells):
+    tokens = (b"pv", b"buy", b"cart", b"fav")
+    buf, starts, ends = _cells(cells, b"\n")
+    codes, bad = kernels.match_tokens(buf, starts, ends, tokens)
+    twin_codes, twin_bad = twins.match_tokens(buf, starts, ends, tokens, out=np.zeros(len(cells), np.int8))
+    assert bad == twin_bad
+    good = len(cells) if bad < 0 else bad
+    np.testing.assert_array_equal(codes[:good], twin_codes[:good])
+    assert [tokens[k].decode() for k in codes[:good]] == cells[:good]
+
+
 # --------------------------------------------------------------------------- the same checks
 
 
+TEXT_BUF = np.frombuffer(b"1,2\n", np.uint8)
 BAD_CALLS = [
     ("score_items", (np.ones((3, 2), np.float32), np.ones(2)), r"^dtype mismatch"),
     ("score_items", (np.ones((3, 2), np.int64), np.ones(2)), r"^items: expected float32 or float64"),
@@ -354,6 +420,24 @@ BAD_CALLS = [
      r"^grad: expected dtype float64"),
     ("sparse_adam_rows_update_", (np.ones((4, 2)), np.zeros((4, 2)), np.zeros((4, 2)), np.array([2, 1]), np.ones((2, 2)),
                                   0.1, 0.9, 0.999, 1e-8), r"^rows: must be unique, sorted ascending and inside \[0, 4\)"),
+    ("split_fields", (np.frombuffer(b"1,2", np.uint8), 0, 44, np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64)),
+     r"^buf: expected whole lines"),
+    ("split_fields", (TEXT_BUF, 5, 44, np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64)),
+     r"^pos: expected an integer in \[0, 4\]"),
+    ("split_fields", (TEXT_BUF, 0, 34, np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64)), r"^delimiter: "),
+    ("split_fields", (TEXT_BUF, 0, 44, np.zeros((1, 2), np.int64), np.zeros((2, 2), np.int64)),
+     r"^ends: expected shape \(1, 2\)"),
+    ("split_fields", (TEXT_BUF, 0, 44, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.int64)),
+     r"^starts: expected a writeable 2-d int64 array"),
+    ("parse_int64", (TEXT_BUF, np.array([0, 2]), np.array([1, 5])), r"^starts, ends: cell 1 spans bytes 2\.\.5, outside"),
+    # cells that run past buf into readable memory beyond it (buf a view of a longer array)
+    ("parse_int64", (np.frombuffer(b"1234", np.uint8)[:2], np.array([0]), np.array([4])),
+     r"^starts, ends: cell 0 spans bytes 0\.\.4, outside buf \(0\.\.2\)"),
+    ("match_tokens", (np.frombuffer(b"pvv", np.uint8)[:2], np.array([0]), np.array([3]), (b"pvv",)),
+     r"^starts, ends: cell 0 spans bytes 0\.\.3, outside buf \(0\.\.2\)"),
+    ("parse_int64", (TEXT_BUF, np.array([0]), np.array([1]), np.zeros(1, np.int32)), r"^out: expected a writeable int64"),
+    ("match_tokens", (TEXT_BUF, np.array([2, 0]), np.array([1, 1]), (b"1",)), r"^starts, ends: cell 0 spans bytes 2\.\.1"),
+    ("match_tokens", (TEXT_BUF, np.array([0]), np.array([1]), (b"1", b"1")), r"^tokens: expected a tuple"),
 ]
 
 

@@ -56,7 +56,6 @@ with ``path:`` (or ``user_features:``) and naming the file, the line and the col
 
 from __future__ import annotations
 
-import csv
 import datetime
 import os
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfd_ref.data.dataset import Dataset
+from pfd_ref.data.text import read_columns, read_header
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_scalar
 
@@ -135,66 +135,21 @@ class LoadReport:
         return "\n".join(lines)
 
 
-class _Table:
-    """The text of a delimited file: header names, cell strings by column, source line numbers."""
+class _Log:
+    """The columns of a delimited file (``pfd_ref.data.text.read_columns``) with the checks
+    the loader needs; ``ValueError`` naming the file, line and column of the first bad cell."""
 
-    def __init__(self, path, argument: str):
-        self.argument = argument
-        self.path = os.fspath(path)
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as file:
-                text = file.read()
-        except OSError as error:
-            raise ValueError(f"{argument}: cannot read {self.path!r} ({error.strerror})") from None
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{argument}: {self.path!r} is not UTF-8 text ({error.reason})") from None
-        if not text.strip():
-            raise ValueError(f"{argument}: {self.path!r} is empty (no header line)")
-        header_line = text.splitlines()[0]
-        self.delimiter = "\t" if "\t" in header_line else ","
-        reader = csv.reader(text.splitlines(), delimiter=self.delimiter)
-        self.header = [name.strip() for name in next(reader)]
-        duplicates = sorted({name for name in self.header if self.header.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"{argument}: {self.path!r} line 1: duplicate column name(s) {duplicates}")
-        rows, self.lines = [], []
-        for row in reader:
-            line = reader.line_num
-            if len(row) != len(self.header):
-                raise ValueError(f"{argument}: {self.path!r} line {line} has {len(row)} field(s); "
-                                 f"the header has {len(self.header)}")
-            rows.append(row)
-            self.lines.append(line)
-        if not rows:
-            raise ValueError(f"{argument}: {self.path!r} has a header line but no data rows")
-        self.cells = dict(zip(self.header, zip(*rows)))
-        self.n = len(rows)
-
-    def where(self, row: int, column: str) -> str:
-        return f"{self.argument}: {self.path!r} line {self.lines[row]}, column {column!r}"
-
-    def require(self, columns) -> None:
-        missing = [c for c in columns if c not in self.cells]
-        if missing:
-            raise ValueError(f"{self.argument}: {self.path!r} lacks column(s) {missing}; "
-                             f"its header has {self.header}")
+    def __init__(self, path, argument: str, integers, strings=()):
+        self.text = read_columns(path, argument=argument, integers=integers, strings=strings)
+        self.path, self.n, self.where = self.text.path, self.text.n, self.text.where
 
     def integers(self, column: str, low: int | None = None) -> np.ndarray:
-        """The column as int64 ``(n,)``; ``ValueError`` at the first cell that is not an
-        integer or is below ``low``."""
-        cells = self.cells[column]
-        try:
-            values = np.array(cells).astype(np.int64)
-        except (ValueError, OverflowError):  # find the bad cell (slow path, only on failure)
-            values = np.empty(len(cells), dtype=np.int64)
-            for row, cell in enumerate(cells):
-                try:
-                    values[row] = int(cell)
-                except (ValueError, OverflowError):
-                    raise ValueError(f"{self.where(row, column)}: cannot parse {cell!r} as a 64-bit integer") from None
+        """The column as int64 ``(n,)``, handed over once (the reader lets go of it, so parsed
+        and converted columns do not pile up); ``ValueError`` at the first cell below ``low``."""
+        values = self.text.columns.pop(column)
         if low is not None and (values < low).any():
             row = int(np.argmax(values < low))
-            raise ValueError(f"{self.where(row, column)}: expected an integer >= {low}, got {cells[row]!r}")
+            raise ValueError(f"{self.where(row, column)}: expected an integer >= {low}, got {self.text.cell(row, column)!r}")
         return values
 
     def binary(self, column: str) -> np.ndarray:
@@ -203,7 +158,7 @@ class _Table:
         bad = (values != 0) & (values != 1)
         if bad.any():
             row = int(np.argmax(bad))
-            raise ValueError(f"{self.where(row, column)}: expected 0 or 1, got {self.cells[column][row]!r}")
+            raise ValueError(f"{self.where(row, column)}: expected 0 or 1, got {self.text.cell(row, column)!r}")
         return values
 
 
@@ -235,7 +190,7 @@ def watch_ratio(play_time_ms: np.ndarray, duration_ms: np.ndarray) -> np.ndarray
     return ratio
 
 
-def _dates(table: _Table) -> tuple[np.ndarray, datetime.date]:
+def _dates(table: _Log) -> tuple[np.ndarray, datetime.date]:
     """``(day (n,) int64 = days since the first date, first date)`` from the ``date`` column."""
     raw = table.integers("date")
     unique, inverse = np.unique(raw, return_inverse=True)
@@ -245,19 +200,19 @@ def _dates(table: _Table) -> tuple[np.ndarray, datetime.date]:
             parsed.append(datetime.datetime.strptime(str(value), "%Y%m%d").date())
         except ValueError:
             row = int(np.argmax(raw == value))
-            got = table.cells["date"][row]
+            got = table.text.cell(row, "date")
             raise ValueError(f"{table.where(row, 'date')}: expected a date YYYYMMDD, got {got!r}") from None
     first = parsed[0]
     offsets = np.array([(d - first).days for d in parsed], dtype=np.int64)
     return offsets[inverse], first
 
 
-def _hours(table: _Table) -> np.ndarray:
+def _hours(table: _Log) -> np.ndarray:
     hourmin = table.integers("hourmin", low=0)
     bad = (hourmin > 2359) | (hourmin % 100 > 59)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{table.where(row, 'hourmin')}: expected HHMM (0..2359), got {table.cells['hourmin'][row]!r}")
+        raise ValueError(f"{table.where(row, 'hourmin')}: expected HHMM (0..2359), got {table.text.cell(row, 'hourmin')!r}")
     return hourmin // 100
 
 
@@ -268,8 +223,13 @@ def _user_feature_columns(path, user_raw_ids: np.ndarray, taken_names) -> tuple[
     empty cell is a value too) get ids ``1..K`` in sorted order, and id 0 means "user not in
     the file".
     """
-    table = _Table(path, "user_features")
-    table.require(["user_id"])
+    names, _ = read_header(path, "user_features")
+    if "user_id" not in names:
+        raise ValueError(f"user_features: {os.fspath(path)!r} lacks column(s) ['user_id']; its header has {list(names)}")
+    for name in names:
+        if name != "user_id" and name in taken_names:
+            raise ValueError(f"user_features: {os.fspath(path)!r} line 1: column {name!r} clashes with a log feature")
+    table = _Log(path, "user_features", ["user_id"], strings=[name for name in names if name != "user_id"])
     file_ids = table.integers("user_id")
     unique, first_row, counts = np.unique(file_ids, return_index=True, return_counts=True)
     if (counts > 1).any():
@@ -279,15 +239,11 @@ def _user_feature_columns(path, user_raw_ids: np.ndarray, taken_names) -> tuple[
     present = unique[position] == user_raw_ids
     source_row = first_row[position]
     columns = {}
-    for name in table.header:
-        if name == "user_id":
-            continue
-        if name in taken_names:
-            raise ValueError(f"user_features: {table.path!r} line 1: column {name!r} clashes with a log feature")
-        values, ids = np.unique(np.array(table.cells[name]), return_inverse=True)
-        columns[name] = (np.where(present, ids[source_row] + 1, 0).astype(np.int64), len(values) + 1)
+    for name, values in table.text.string_values.items():
+        codes = table.text.columns[name]
+        columns[name] = (np.where(present, codes[source_row], 0).astype(np.int64), len(values) + 1)
     if not columns:
-        raise ValueError(f"user_features: {table.path!r} has no column besides 'user_id'")
+        raise ValueError(f"user_features: {os.fspath(path)!r} has no column besides 'user_id'")
     return columns, int(len(np.unique(user_raw_ids[~present])))
 
 
@@ -302,18 +258,19 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
     empty file, missing columns, unparsable or out-of-range values, a label that is not 0/1
     or has a single class, or a label that leaves no privileged feature.
     """
-    table = _Table(path, "path")
     if label not in BINARY_COLUMNS:
         raise ValueError(f"label: expected one of the 0/1 columns {BINARY_COLUMNS}, got {label!r}")
-    table.require(REQUIRED_COLUMNS + (label,))
+    header, _ = read_header(path, "path")
+    optional = [c for c in BINARY_COLUMNS + tuple(STAY_TIME_FEATURES) if c in header and c != label]
+    table = _Log(path, "path", list(REQUIRED_COLUMNS + (label,)) + optional)
     labels = table.binary(label)
     if labels.min() == labels.max():
         raise ValueError(f"path: {table.path!r} column {label!r}: every row is {labels[0]}; "
                          "the label needs both classes")
-    excluded = excluded_columns(label, table.cells)
+    excluded = excluded_columns(label, header)
 
     def usable(column: str) -> bool:
-        return column in table.cells and column not in excluded
+        return column in header and column not in excluded
 
     day, first_date = _dates(table)
     user_raw = table.integers("user_id")
@@ -324,7 +281,7 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
     weekday = (first_date.weekday() + day) % 7
 
     user_columns, users_without = ({}, None) if user_features is None else _user_feature_columns(
-        user_features, user_raw, set(REGULAR_LOG_FEATURES) | set(table.cells))
+        user_features, user_raw, set(REGULAR_LOG_FEATURES) | set(header))
     regular = [FeatureSpec("user_id", "categorical", "regular", "user", vocab_size=len(user_vocab)),
                FeatureSpec("hour", "categorical", "regular", "user", vocab_size=24),
                FeatureSpec("day_of_week", "categorical", "regular", "user", vocab_size=7)]
@@ -354,13 +311,13 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
     data = Dataset(Schema(tuple(specs)), columns, labels, user_ids, day=day)
     used = set(REQUIRED_COLUMNS) | {label} | set(BINARY_COLUMNS) | set(STAY_TIME_FEATURES)
     report = LoadReport(
-        path=table.path, label=label, delimiter=table.delimiter, rows=table.n, users=len(user_vocab),
+        path=table.path, label=label, delimiter=table.text.delimiter, rows=table.n, users=len(user_vocab),
         videos=len(video_vocab), days=len(np.unique(day)), first_date=first_date.isoformat(),
         last_date=(first_date + datetime.timedelta(days=int(day.max()))).isoformat(),
         positive_rate=float(labels.mean()), unknown_duration_rows=int((duration == 0).sum()),
         regular=tuple(s.name for s in regular), privileged=tuple(privileged),
-        excluded={c: r for c, r in excluded.items() if c in table.cells},
-        ignored_columns=tuple(c for c in table.header if c not in used),
+        excluded={c: r for c, r in excluded.items() if c in header},
+        ignored_columns=tuple(c for c in header if c not in used),
         user_features_path=None if user_features is None else os.fspath(user_features),
         users_without_features=users_without)
     return data, report
