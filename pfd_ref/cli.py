@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pfd_ref import experiment
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
+from pfd_ref.data.taobao import OUTSIDE_WINDOW
 from pfd_ref.distill import HARD_WEIGHTS, STUDENT_KINDS, DistillConfig, ModelSizes
 from pfd_ref.files import write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
@@ -57,9 +58,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def _per_source(key: str) -> str:
-    """``SOURCE_DEFAULTS[*][key]`` for --help: ``source value, ...`` (sources where it is set)."""
-    return ", ".join(f"{source} {values[key]}" for source, values in experiment.SOURCE_DEFAULTS.items()
-                     if values[key] is not None)
+    """``SOURCE_DEFAULTS[*][key]`` for --help: ``source value, ...`` (sources where it is set,
+    or scaled to the data)."""
+    scaled = "scaled to the data (docs/data.md, \"Run defaults\")"
+    return ", ".join(f"{source} {scaled if values[key] is None else values[key]}"
+                     for source, values in experiment.SOURCE_DEFAULTS.items()
+                     if values[key] is not None or key in experiment.SCALED_OPTIONS)
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_parser(commands, computes) -> None:
-    kuairand = experiment.KUAIRAND
+    kuairand, taobao = experiment.KUAIRAND, experiment.TAOBAO
     distill, config, sizes = DistillConfig(), TrainConfig(), ModelSizes()
     run = commands.add_parser("run", parents=[computes], help="train the methods on both tasks and print one table per task")
     run.add_argument("--task", choices=experiment.TASKS + ("all",), default="all")
@@ -131,11 +135,19 @@ def _add_run_parser(commands, computes) -> None:
     run.add_argument("--shared-embeddings", action="store_true", help="sync: teacher and student share regular embeddings")
     run.add_argument("--dtype", choices=DTYPES, default=config.dtype)
     run.add_argument("--privileged-strength", type=float, default=None, help="synthetic data: strength of the privileged signal")
-    run.add_argument("--data-seed", type=int, default=0, help="synthetic data: generator seed")
+    run.add_argument("--data-seed", type=int, default=0,
+                     help=f"synthetic data: generator seed; --data {taobao}: the seed of the CTR negatives")
     run.add_argument("--data", default=None,
-                     help=f"instead of the synthetic data: '{kuairand}' (a KuaiRand log, with --path) "
+                     help=f"instead of the synthetic data: '{kuairand}' (a KuaiRand log, with --path), "
+                          f"'{taobao}' (Taobao UserBehavior.csv, with --path; --task cvr, ctr or all) "
                           "or a saved pfd_ref dataset (.npz)")
-    run.add_argument("--path", type=Path, default=None, help=f"with --data {kuairand}: the log file (comma or tab separated)")
+    run.add_argument("--path", type=Path, default=None,
+                     help=f"with --data {kuairand} or {taobao}: the log file (comma or tab separated)")
+    run.add_argument("--rows", type=int, default=None,
+                     help=f"with --data {taobao}: read only the first N rows (whole users; default: all)")
+    run.add_argument("--outside-window", choices=OUTSIDE_WINDOW, default=None,
+                     help=f"with --data {taobao}: rows timestamped outside 2017-11-25..12-03 are an error "
+                          "(default) or dropped and counted")
     run.add_argument("--label", default=None,
                      help=f"with --data {kuairand}: the 0/1 label column, e.g. label, is_like, long_view (default: label)")
     run.add_argument("--user-features", type=Path, default=None,

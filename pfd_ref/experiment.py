@@ -1,7 +1,8 @@
 """Experiments: the data of each task, train methods over seeds, evaluate on the test split,
 summarise in a table. ``pfd-ref run`` and ``pfd-ref table`` (pfd_ref/cli.py) parse their
 options and call the functions here, which hold the policy: the data sources and their
-defaults (``SOURCE_DEFAULTS``), the record schema (``RECORD_KEYS``), the tables.
+defaults (``SOURCE_DEFAULTS``, some scaled to the data: ``scaled_run_defaults``), the record
+schema (``RECORD_KEYS``), the tables.
 
 A record is one (task, method, seed) result with the keys ``RECORD_KEYS``. The summary gives, per
 method, the mean and sample standard deviation over seeds, the AUC/GAUC gain over the
@@ -18,7 +19,7 @@ the privileged features give a teacher of equal capacity.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,19 +36,31 @@ from pfd_ref.score_files import read_teacher_scores
 from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, train,
                            with_seed)
 
-TASKS = ("ctr", "cvr")  # the synthetic data's tasks
-STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # and every other data source: mlp
+TASKS = ("ctr", "cvr")  # the tasks of the synthetic data and of the Taobao log
+STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # of those tasks; every other data source: mlp
 DEFAULT_SEEDS = 3
 KUAIRAND = "kuairand"
-KUAIRAND_OPTIONS = ("path", "label", "user_features")
+TAOBAO = "taobao"
+LOGS = (KUAIRAND, TAOBAO)  # the real logs, read from --path
+# The options of one or more data sources, by name, and their values when left at None.
+SOURCE_OPTIONS = {"path": LOGS, "label": (KUAIRAND,), "user_features": (KUAIRAND,), "rows": (TAOBAO,),
+                  "outside_window": (TAOBAO,)}
+SOURCE_OPTION_DEFAULTS = {"label": "label", "outside_window": "error"}
 # Defaults that depend on the data (the run options left at None): "synthetic" (the built-in
-# generator), "saved" (--data FILE.npz) and "kuairand" (a real log, ~33k training rows: see
-# docs/results.md, "Real data", for how its values were measured).
+# generator), "saved" (--data FILE.npz), "kuairand" (a real log, ~33k training rows: see
+# docs/results.md, "Real data", for how its values were measured) and "taobao" (the
+# UserBehavior log, 100M rows: None here is scaled to each task's training rows,
+# ``scaled_run_defaults``).
 SOURCE_DEFAULTS = {
     "synthetic": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": None},
     "saved": {"epochs": 1, "warmup_steps": 100, "batch_size": 1024, "test_days": 1},
     KUAIRAND: {"epochs": 1, "warmup_steps": 10, "batch_size": 1024, "test_days": 4},
+    TAOBAO: {"epochs": None, "warmup_steps": None, "batch_size": None, "test_days": 1},
 }
+SCALED_OPTIONS = ("epochs", "batch_size", "warmup_steps")  # None in SOURCE_DEFAULTS: scaled_run_defaults
+PAPER_BATCH_SIZE = 1024
+MIN_STEPS_PER_EPOCH = 100
+WARMUP_FRACTION = 0.1  # of an epoch's steps: the paper's 10^6 steps of 1024 are about a tenth of its 1-day CTR data
 TEACHER_SCORES_METHODS = ("baseline", "pfd")  # with --teacher-scores: the student alone, and on the given scores
 TEACHER_SCORES_DEFAULTS = {"teacher_scores_are": "logits", "teacher_scores_align": "position"}
 ADAGRAD_OPTIONS = ("adagrad_initial_accumulator", "adagrad_eps")  # None: TrainConfig's defaults
@@ -128,33 +141,69 @@ def run_differences(records: list[dict], origins: list[str], task: str) -> list[
 
 
 def data_source(data: str | None) -> str:
-    """The key of ``SOURCE_DEFAULTS`` for ``--data``: synthetic (None), kuairand, or saved (a file)."""
-    return "synthetic" if data is None else KUAIRAND if data == KUAIRAND else "saved"
+    """The key of ``SOURCE_DEFAULTS`` for ``--data``: synthetic (None), kuairand, taobao, or
+    saved (a file)."""
+    return "synthetic" if data is None else data if data in LOGS else "saved"
 
 
 def resolve_options(options: dict) -> dict:
     """``options`` (the run's, by name) with each one left at None filled in: ``methods``
-    (``TEACHER_SCORES_METHODS`` with teacher scores, else ``REPORTED_METHODS``) and those of
-    ``SOURCE_DEFAULTS`` of the data source; ValueError naming a KuaiRand option given without
-    ``--data kuairand``, ``--path`` missing with it, or a teacher-scores option that does not
-    fit the run (``check_teacher_scores``)."""
+    (``TEACHER_SCORES_METHODS`` with teacher scores, else ``REPORTED_METHODS``), the
+    ``SOURCE_OPTION_DEFAULTS`` of the source's options and those of ``SOURCE_DEFAULTS`` of
+    the data source (a ``SCALED_OPTIONS`` default may stay None: ``prepare_runs`` scales it
+    to the data). ValueError naming an option of ``SOURCE_OPTIONS`` given with another data
+    source, ``--path`` missing with a log, or a teacher-scores option that does not fit the
+    run (``check_teacher_scores``)."""
     options = dict(options)
     if options["methods"] is None:
         options["methods"] = TEACHER_SCORES_METHODS if options["teacher_scores"] is not None else REPORTED_METHODS
     source = data_source(options["data"])
-    if source == KUAIRAND:
-        if options["path"] is None:
-            raise ValueError(f"--path: required with --data {KUAIRAND} (the KuaiRand log file)")
-        options["label"] = "label" if options["label"] is None else options["label"]
-    else:
-        for option in KUAIRAND_OPTIONS:
-            if options[option] is not None:
-                raise ValueError(f"--{option.replace('_', '-')}: only with --data {KUAIRAND}")
+    if source in LOGS and options["path"] is None:
+        raise ValueError(f"--path: required with --data {source} (the log file)")
+    for option, sources in SOURCE_OPTIONS.items():
+        if source not in sources and options[option] is not None:
+            raise ValueError(f"--{option.replace('_', '-')}: only with --data {' or '.join(sources)}")
+        if source in sources and options[option] is None and option in SOURCE_OPTION_DEFAULTS:
+            options[option] = SOURCE_OPTION_DEFAULTS[option]
     for key, value in SOURCE_DEFAULTS[source].items():
         if options[key] is None:
             options[key] = value
     check_teacher_scores(options)
     return options
+
+
+def scaled_run_defaults(train_rows: int, epochs: int | None = None, batch_size: int | None = None,
+                        warmup_steps: int | None = None) -> tuple[dict, str]:
+    """``({"epochs", "batch_size", "warmup_steps"}, text)``: each value given (not None) is
+    kept, each other one is scaled to the training rows (docs/data.md, "Run defaults"):
+
+    * epochs: 1, the paper's single pass;
+    * batch_size: the paper's 1024, or for a training set of fewer than
+      ``MIN_STEPS_PER_EPOCH * 1024`` rows the largest power of two (>= 32) that still gives
+      an epoch of at least ``MIN_STEPS_PER_EPOCH`` steps;
+    * warmup_steps: ``floor(WARMUP_FRACTION * steps of one epoch)``, the paper's share.
+    """
+    chosen, notes = {}, []
+    chosen["epochs"] = 1 if epochs is None else epochs
+    notes.append(f"epochs {chosen['epochs']} " + ("(given)" if epochs is not None else "(the paper's single pass)"))
+    if batch_size is None:
+        batch_size = PAPER_BATCH_SIZE
+        while batch_size > 32 and train_rows < MIN_STEPS_PER_EPOCH * batch_size:
+            batch_size //= 2
+        notes.append(f"batch size {batch_size} (the paper's 1024, halved while an epoch would have fewer than "
+                     f"{MIN_STEPS_PER_EPOCH} steps)")
+    else:
+        notes.append(f"batch size {batch_size} (given)")
+    chosen["batch_size"] = batch_size
+    steps = -(-train_rows // batch_size)
+    if warmup_steps is None:
+        chosen["warmup_steps"] = int(WARMUP_FRACTION * steps)
+        notes.append(f"warm-up {chosen['warmup_steps']:,} steps (a tenth of the {steps:,} steps of an epoch, "
+                     "the paper's share: 10^6 steps, about a tenth of its 1-day CTR data)")
+    else:
+        chosen["warmup_steps"] = warmup_steps
+        notes.append(f"warm-up {warmup_steps:,} steps (given)")
+    return chosen, "  run defaults (docs/data.md): " + "; ".join(notes)
 
 
 def check_teacher_scores(options: dict) -> None:
@@ -197,8 +246,9 @@ def train_config(options: dict, student_kind: str) -> TrainConfig:
 @dataclass(frozen=True)
 class Run:
     """One task of a run: its name, its training and test splits, its training configuration,
-    the teacher's logits for the training rows when they come from a file (``--teacher-scores``)
-    and the data source (for the records' provenance)."""
+    the teacher's logits for the training rows when they come from a file (``--teacher-scores``),
+    the data source (for the records' provenance) and the options scaled to its data
+    (``scaled_run_defaults``; empty when none was)."""
 
     task: str
     train: Dataset
@@ -206,17 +256,27 @@ class Run:
     config: TrainConfig
     teacher_logits: np.ndarray | None
     source: dict
+    scaled: dict = field(default_factory=dict)
 
 
 def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> list[Run]:
     """Every task of a ``pfd-ref run`` (``options`` resolved by ``resolve_options``): the data
     of its source, split by time, and its configuration, all checked before anything is
-    trained (options first, then the schedules against each training set). ``log`` receives
-    what a loader reports."""
-    train_config(options, "mlp")  # option errors surface before any data is loaded
-    runs = [Run(task, train_data, test_data, train_config(options, kind), teacher_logits, source)
-            for task, train_data, test_data, kind, teacher_logits, source
-            in _task_data(options, log or (lambda line: None))]
+    trained (options first, then the schedules against each training set). An option of
+    ``SCALED_OPTIONS`` left at None is scaled to each task's training rows
+    (``scaled_run_defaults``). ``log`` receives what a loader reports and the scaled defaults."""
+    log = log or (lambda line: None)
+    scaled = [key for key in SCALED_OPTIONS if options[key] is None]
+    stand_ins = {"epochs": 1, "batch_size": 1, "warmup_steps": 0}  # until the data is read
+    train_config({**options, **{key: stand_ins[key] for key in scaled}}, "mlp")  # option errors before any data
+    runs = []
+    for task, train_data, test_data, kind, teacher_logits, source in _task_data(options, log):
+        chosen = {}
+        if scaled:
+            chosen, text = scaled_run_defaults(train_data.n, **{key: options[key] for key in SCALED_OPTIONS})
+            log(text)
+        runs.append(Run(task, train_data, test_data, train_config({**options, **chosen}, kind), teacher_logits, source,
+                        {key: chosen[key] for key in scaled}))
     if (options["tower_norm"] != "none" or options["tower_scale"] != 1) and all(
             run.config.student_kind == "mlp" for run in runs):
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; "
@@ -239,13 +299,25 @@ def _task_data(options: dict, log: Callable[[str], None]):
         data, report = load_kuairand(options["path"], options["label"], options["user_features"])
         train_data, test_data = split_by_time(data, report, options["test_days"])
         log(report.summary())
-        log(f"  time split: the last {options['test_days']} day(s) are the test split ({test_data.n:,} rows, positive "
-            f"rate {test_data.positive_rate:.4f}); training {train_data.n:,} rows, positive rate "
-            f"{train_data.positive_rate:.4f}")
+        log(_split_text(options["test_days"], train_data, test_data))
         user_features = options["user_features"]
         files = {"data": file_source(options["path"]), "label": options["label"],
                  "user_features": None if user_features is None else file_source(user_features)}
         yield f"{KUAIRAND}_{options['label']}", train_data, test_data, options["student"] or "mlp", None, files
+    elif source == TAOBAO:
+        from pfd_ref.data import taobao
+        events = taobao.read_user_behavior(options["path"], max_rows=options["rows"],
+                                            outside_window=options["outside_window"])
+        log(events.summary())
+        files = {"data": file_source(options["path"]), "rows": options["rows"],
+                 "outside_window": options["outside_window"], "negatives_seed": options["data_seed"]}
+        for task in (TASKS if options["task"] == "all" else (options["task"],)):
+            data, report = taobao.cvr_dataset(events) if task == "cvr" else taobao.ctr_dataset(events, seed=options["data_seed"])
+            log(report.summary())
+            train_data, test_data = taobao.split_by_time(data, options["test_days"], events.path)
+            del data  # the splits are copies
+            log(_split_text(options["test_days"], train_data, test_data))
+            yield f"{TAOBAO}_{task}", train_data, test_data, options["student"] or STUDENT_OF_TASK[task], None, files
     elif source == "saved":
         path = Path(options["data"])
         data = Dataset.load(path)
@@ -271,13 +343,20 @@ def _task_data(options: dict, log: Callable[[str], None]):
             yield task, *generate(task, config), options["student"] or STUDENT_OF_TASK[task], None, files
 
 
+def _split_text(test_days: int, train_data: Dataset, test_data: Dataset) -> str:
+    """The report line of a time split."""
+    return (f"  time split: the last {test_days} day(s) (days {int(test_data.day.min())}..{int(test_data.day.max())}) "
+            f"are the test split ({test_data.n:,} rows, positive rate {test_data.positive_rate:.4f}); training "
+            f"{train_data.n:,} rows, positive rate {train_data.positive_rate:.4f}")
+
+
 def run_task(run: Run, options: dict, progress=None, on_result=None) -> list[dict]:
     """``run_methods`` on one ``Run`` with the ``methods`` and ``seeds`` of ``options``; each
-    record gets the run's ``provenance`` (the options, the training configuration, the data
-    source, the software: ``pfd_ref.provenance``)."""
+    record gets the run's ``provenance`` (the options, with those scaled to the run's data,
+    the training configuration, the data source, the software: ``pfd_ref.provenance``)."""
     records = run_methods(run.task, run.train, run.test, options["methods"], options["seeds"], run.config,
                           progress=progress, on_result=on_result, teacher_logits=run.teacher_logits)
-    run_provenance = provenance({"options": json_options(options),
+    run_provenance = provenance({"options": json_options({**options, **run.scaled}),
                                  "train_config": asdict(run.config), "backend": get_backend()}, run.source)
     for record in records:
         record["provenance"] = run_provenance

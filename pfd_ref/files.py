@@ -15,8 +15,9 @@ from pathlib import Path
 
 def write_atomically(path, write, mode: str = "wb") -> Path:
     """Write ``path`` through ``write(handle)`` (a binary handle, or text with ``mode="w"``),
-    via a temporary file in the same directory and ``os.replace``. Returns the path.
-    Raises ValueError naming ``path`` when its directory does not exist."""
+    via a temporary file in the same directory and ``os.replace``. The file gets the
+    permissions ``open`` would give it (0666 less the umask; ``mkstemp`` makes it 0600).
+    Returns the path. Raises ValueError naming ``path`` when its directory does not exist."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
@@ -25,6 +26,9 @@ def write_atomically(path, write, mode: str = "wb") -> Path:
     try:
         with os.fdopen(descriptor, mode) as handle:
             write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

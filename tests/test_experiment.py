@@ -99,7 +99,8 @@ def test_summary_without_a_shared_baseline_seed_reports_no_gain():
 
 def _options(**changes):
     from pfd_ref.experiment import TEACHER_SCORES_DEFAULTS
-    options = dict(data=None, path=None, label=None, user_features=None, epochs=None, warmup_steps=None,
+    options = dict(data=None, path=None, label=None, user_features=None, rows=None, outside_window=None, epochs=None,
+                   warmup_steps=None,
                    batch_size=None, test_days=None, methods=None, mode="sync", teacher_folds=0, teacher_scores=None,
                    **TEACHER_SCORES_DEFAULTS)
     options.update(changes)
@@ -113,6 +114,10 @@ def test_each_data_source_fills_in_its_own_defaults():
     assert (saved["epochs"], saved["test_days"]) == (3, SOURCE_DEFAULTS["saved"]["test_days"])
     kuairand = resolve_options(_options(data="kuairand", path="log.csv"))
     assert kuairand["label"] == "label" and kuairand["warmup_steps"] == SOURCE_DEFAULTS["kuairand"]["warmup_steps"]
+    assert kuairand["outside_window"] is None
+    taobao = resolve_options(_options(data="taobao", path="UserBehavior.csv", epochs=2))
+    assert (taobao["outside_window"], taobao["label"], taobao["test_days"]) == ("error", None, 1)
+    assert (taobao["epochs"], taobao["batch_size"], taobao["warmup_steps"]) == (2, None, None)  # scaled to the data
 
 
 def test_the_methods_default_to_all_or_to_those_of_teacher_scores():
@@ -124,10 +129,25 @@ def test_the_methods_default_to_all_or_to_those_of_teacher_scores():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(data="kuairand"), "^--path: required with --data kuairand"),
+    (dict(data="taobao"), "^--path: required with --data taobao"),
     (dict(label="is_like"), "^--label: only with --data kuairand"),
     (dict(data="mine.npz", user_features="users.csv"), "^--user-features: only with --data kuairand"),
+    (dict(data="taobao", path="UserBehavior.csv", label="is_like"), "^--label: only with --data kuairand"),
+    (dict(data="kuairand", path="log.csv", rows=10), "^--rows: only with --data taobao"),
+    (dict(outside_window="drop"), "^--outside-window: only with --data taobao"),
+    (dict(data="mine.npz", path="log.csv"), "^--path: only with --data kuairand or taobao"),
 ])
-def test_kuairand_options_belong_to_kuairand(changes, message):
+def test_source_options_belong_to_their_sources(changes, message):
     from pfd_ref.experiment import resolve_options
     with pytest.raises(ValueError, match=message):
         resolve_options(_options(**changes))
+
+
+@pytest.mark.parametrize("rows, expected", [(1_000_000, (1024, 97)), (50_000, (256, 19)), (1_000, (32, 3))])
+def test_scaled_run_defaults_scale_with_the_training_rows(rows, expected):
+    from pfd_ref.experiment import scaled_run_defaults
+    chosen, text = scaled_run_defaults(rows)
+    assert (chosen["batch_size"], chosen["warmup_steps"]) == expected and chosen["epochs"] == 1
+    assert chosen["warmup_steps"] == int(0.1 * -(-rows // chosen["batch_size"]))
+    given, text = scaled_run_defaults(rows, epochs=2, batch_size=100, warmup_steps=7)
+    assert given == {"epochs": 2, "batch_size": 100, "warmup_steps": 7} and text.count("(given)") == 3

@@ -23,6 +23,13 @@ def test_write_atomically_replaces_the_file_only_when_the_write_finished(tmp_pat
     assert path.read_bytes() == b"new"
 
 
+def test_write_atomically_gives_the_permissions_of_open(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    written = write_atomically(tmp_path / "atomic", lambda handle: handle.write(b"x"))
+    assert written.stat().st_mode == plain.stat().st_mode
+
+
 def test_write_atomically_needs_an_existing_directory(tmp_path):
     with pytest.raises(ValueError, match="^path: the directory of .* does not exist"):
         write_atomically(tmp_path / "missing" / "out.npz", lambda handle: None)

@@ -159,7 +159,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+def zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     """``w_j = rank_j^(-exponent) / sum``, ranks a random permutation of ``1..n``; ``(n,)``."""
     weights = (rng.permutation(n) + 1.0) ** -exponent
     return weights / weights.sum()
@@ -195,7 +195,7 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
     """Users, categories, shops and items with their latent variables (docs/data.md, "World")."""
     k, n_ages = LATENT_DIM, len(AGE_BUCKET_PROBS)
     # users
-    activity = _zipf_weights(rng, c.n_users, USER_ZIPF)
+    activity = zipf_weights(rng, c.n_users, USER_ZIPF)
     age = rng.choice(n_ages, size=c.n_users, p=AGE_BUCKET_PROBS)
     gender = (rng.random(c.n_users) < FEMALE_PROB).astype(np.int64)
     power = rng.integers(N_POWER_BUCKETS, size=c.n_users)
@@ -209,11 +209,11 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
     user_click_bias = age_click_bias[age] + 0.3 * rng.standard_normal(c.n_users)
     user_purchase_bias = 0.2 * (power - 2) + 0.4 * rng.standard_normal(c.n_users)
     # categories and shops
-    category_popularity = _zipf_weights(rng, c.n_categories, CATEGORY_ZIPF)
+    category_popularity = zipf_weights(rng, c.n_categories, CATEGORY_ZIPF)
     category_vector = rng.standard_normal((c.n_categories, k))
     category_vector *= np.sqrt(0.8 / k / np.mean(category_vector * category_vector))
     category_price = rng.normal(0.0, 0.8, c.n_categories)
-    shop_popularity = _zipf_weights(rng, c.n_shops, SHOP_ZIPF)
+    shop_popularity = zipf_weights(rng, c.n_shops, SHOP_ZIPF)
     shop_main_category = rng.choice(c.n_categories, size=c.n_shops, p=category_popularity)
     # items: the first n_categories items cover every category once
     item_shop = rng.choice(c.n_shops, size=c.n_items, p=shop_popularity)
@@ -221,7 +221,7 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
     item_category = np.where(off_main, rng.choice(c.n_categories, size=c.n_items, p=category_popularity),
                              shop_main_category[item_shop])
     item_category[: c.n_categories] = np.arange(c.n_categories)
-    item_popularity = _zipf_weights(rng, c.n_items, ITEM_ZIPF)
+    item_popularity = zipf_weights(rng, c.n_items, ITEM_ZIPF)
     item_vector = category_vector[item_category] + np.sqrt(0.2 / k) * rng.standard_normal((c.n_items, k))
     price_level = _sigmoid(category_price[item_category] + 0.8 * rng.standard_normal(c.n_items))
     price_bucket = np.minimum((price_level * c.n_price_buckets).astype(np.int64), c.n_price_buckets - 1)
