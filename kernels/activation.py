@@ -1,11 +1,8 @@
 """Activation backward kernels for training: ReLU (``d_x = d_y`` where ``x > 0``, else ``+0``)
 and LeakyReLU (``d_x = d_y`` where ``x > 0``, else ``slope * d_y``).
 
-<<<<<<< HEAD
-ReLU twin: ``np.where(x > 0, d_y, 0)``, the formula of ``pfd_ref.layers.relu_backward``. Both
-=======
-Twin: ``pfd_ref.twins.relu_backward``, ``np.where(x > 0, d_y, 0)``. Both
->>>>>>> ad0a6e9 (kernels/: docstrings name the twins in pfd_ref.twins (the same bits for the scatter-adds now) and Model.forward as the boundary)
+Twins: ``pfd_ref.twins.relu_backward`` (``np.where(x > 0, d_y, 0)``) and
+``pfd_ref.twins.leaky_relu_backward``. Both ReLU versions
 give the same bits: ``d_y`` where ``x > 0`` and ``+0`` elsewhere (also where ``x`` is NaN,
 since ``NaN > 0`` is false). NumPy's ``where`` takes a branch per element, and with the
 random sign pattern of a layer's pre-activations about half of those branches are
