@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks (``python -m benchmarks.<name>``); never used by tests.
+"""Shared helpers of the benchmarks (``python -m benchmarks.<name>``). Tests import only what
+needs no timing (the step counts of benchmarks/step_limit.py, the report of benchmarks/training.py).
 
 Method (docs/performance.md): every figure is the median over ``repeats`` rounds after a
 warm-up call, timed with ``time.perf_counter``; candidates that are compared run
