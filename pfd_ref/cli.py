@@ -10,16 +10,21 @@ Every argument is checked before any data is generated or any model trained.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
+import signal
 import sys
+import threading
+import zipfile
+import zlib
 from pathlib import Path
 
 from pfd_ref import experiment
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
 from pfd_ref.data.taobao import OUTSIDE_WINDOW
 from pfd_ref.distill import HARD_WEIGHTS, STUDENT_KINDS, DistillConfig, ModelSizes
-from pfd_ref.files import write_atomically
+from pfd_ref.files import check_output_directory, check_output_file, write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
 from pfd_ref.metrics import SCORE_KINDS
 from pfd_ref.models import TOWER_NORMS
@@ -31,7 +36,7 @@ from pfd_ref.validation import check_scalar
 
 
 def _seeds(text: str) -> list[int]:
-    """``N`` means seeds 0..N-1; ``a,b,c`` lists them."""
+    """``N`` means seeds 0..N-1; ``a,b,c`` lists distinct seeds >= 0."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -40,6 +45,11 @@ def _seeds(text: str) -> list[int]:
         if values[0] < 1:
             raise argparse.ArgumentTypeError(f"--seeds: the count must be >= 1, got {values[0]}")
         return list(range(values[0]))
+    if min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds: a seed must be >= 0, got {min(values)}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"--seeds: seed(s) {repeated} listed twice (each seed trains once)")
     return values
 
 
@@ -52,9 +62,12 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
 
 
 def _per_source(key: str) -> str:
@@ -220,34 +233,56 @@ def _add_oracle_parser(commands, computes) -> None:
     check.add_argument("--only-failures", action="store_true", help="leave the passing arrays out of the table")
 
 
-def _check_output(option: str, path: Path | None) -> None:
-    """ValueError naming ``option`` when the directory of its output file does not exist."""
-    if path is not None and str(path) != "-" and not path.resolve().parent.is_dir():
-        raise ValueError(f"{option}: the directory of {path} does not exist")
-
-
 def command_run(args) -> int:
+    """Train and print the tables. Output paths are checked before any data is loaded;
+    ``--json`` is rewritten (atomically) after every finished seed of every task with all the
+    records so far, and each student is saved as soon as it is trained, so an interrupted
+    run keeps every seed it finished."""
     options = experiment.resolve_options(vars(args))
-    _check_output("--json", args.json)
+    check_output_file("--json", args.json)
+    check_output_directory("--save", args.save)
     runs = experiment.prepare_runs(options, log=lambda line: print(line, file=sys.stderr))
+    students = _student_paths(args.save, runs, options)
     progress = None if args.quiet else Progress
-    all_records = []
-    for run in runs:
-        config = run.config
-        print(f"\n== {run.task}: {run.train.n} training rows, {run.test.n} test rows, student {config.student_kind}, "
-              f"mode {config.mode}, lambda {config.distill.lambda_}, warm-up {config.distill.warmup_steps} steps, "
-              f"seeds {args.seeds}{_optimizer_text(config)}", file=sys.stderr)
-        on_result = None
-        if args.save is not None:
-            from pfd_ref.serving import save_student
-            on_result = lambda seed, result, run=run: save_student(  # noqa: E731
-                args.save / f"{run.task}_{result.method}_seed{seed}.npz", result, run.train)
-        records = experiment.run_task(run, options, progress=progress, on_result=on_result)
-        all_records.extend(records)
-        _print_table(run.task, records)
-    if args.json is not None:
-        write_atomically(args.json, lambda handle: json.dump(all_records, handle, indent=1), mode="w")
+    finished = []
+
+    def keep(seed: int, records: list[dict]) -> None:
+        finished.extend(records)
+        if args.json is not None:
+            write_atomically(args.json, lambda handle: json.dump(finished, handle, indent=1), mode="w")
+
+    try:
+        for run in runs:
+            config = run.config
+            print(f"\n== {run.task}: {run.train.n} training rows, {run.test.n} test rows, student {config.student_kind}, "
+                  f"mode {config.mode}, lambda {config.distill.lambda_}, warm-up {config.distill.warmup_steps} steps, "
+                  f"seeds {args.seeds}{_optimizer_text(config)}", file=sys.stderr)
+            on_result = None
+            if students is not None:
+                from pfd_ref.serving import save_student
+                on_result = lambda seed, result, run=run: save_student(  # noqa: E731
+                    students[run.task, result.method, seed], result, run.train)
+            _print_table(run.task, experiment.run_task(run, progress=progress, on_result=on_result, on_seed=keep))
+    except KeyboardInterrupt:
+        kept = f"; {args.json} holds the {len(finished)} records of the seeds that finished" if args.json else ""
+        print(f"pfd-ref: interrupted{kept}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+def _student_paths(directory: Path | None, runs, options: dict) -> dict | None:
+    """``{(task, method, seed): path}`` of every student ``--save`` writes (None without it);
+    ValueError naming ``--save`` when one of them is a directory. Creates ``directory``."""
+    if directory is None:
+        return None
+    paths = {(run.task, method, seed): directory / f"{run.task}_{method}_seed{seed}.npz"
+             for run in runs for method in options["methods"] if method not in experiment.TEACHER_OF
+             for seed in options["seeds"]}
+    clash = next((path for path in paths.values() if path.is_dir()), None)
+    if clash is not None:
+        raise ValueError(f"--save: {clash} is a directory, where a student file is to be written")
+    directory.mkdir(parents=True, exist_ok=True)
+    return paths
 
 
 def _optimizer_text(config: TrainConfig) -> str:
@@ -265,14 +300,15 @@ def _optimizer_text(config: TrainConfig) -> str:
 
 def command_score(args) -> int:
     from pfd_ref.serving import ServedStudent
-    check_scalar("k", args.k, int, low=1)
+    check_scalar("--k", args.k, int, low=1)
+    check_output_file("--out", args.out)
     student = ServedStudent.load(args.model)
     items, scores = student.top_k(args.users, args.k)
     lines = ["user,rank,item,score"] + [f"{user},{rank + 1},{item},{score:.6g}"
                                         for user, user_items, user_scores in zip(args.users, items, scores)
                                         for rank, (item, score) in enumerate(zip(user_items, user_scores))]
     if args.out is not None:
-        args.out.write_text("\n".join(lines) + "\n")
+        write_atomically(args.out, lambda handle: handle.write("\n".join(lines) + "\n"), mode="w")
     else:
         print("\n".join(lines))
     return 0
@@ -285,11 +321,12 @@ def _spec(cls, args):
 
 def command_oracle(args) -> int:
     """``dump`` and ``objective``: write the case; ``check``: print the report, exit 1 when any array fails."""
+    from pfd_ref.oracle import CaseSpec, compute_case, save_case
     if args.oracle_command == "dump":
-        from pfd_ref import oracle
-        spec = _spec(oracle.CaseSpec, args)
-        arrays = oracle.compute_case(spec)
-        oracle.save_case(args.out, arrays)
+        spec = _spec(CaseSpec, args)
+        check_output_file("--out", args.out)
+        arrays = compute_case(spec)
+        save_case(args.out, arrays)
         outputs = sum(name.startswith("output.") for name in arrays)
         print(f"wrote {args.out}: {spec.model} {spec.method} {spec.mode} {spec.dtype} {spec.optimizer}, "
               f"{len(arrays)} arrays ({outputs} outputs)")
@@ -297,8 +334,9 @@ def command_oracle(args) -> int:
     from pfd_ref import objective_oracle
     if args.oracle_command == "objective":
         spec = _spec(objective_oracle.ObjectiveSpec, args)
+        check_output_file("--out", args.out)
         arrays = objective_oracle.compute_objective_case(spec)
-        objective_oracle.save_objective_case(args.out, arrays)
+        save_case(args.out, arrays)
         print(f"wrote {args.out}: {spec.convention} {spec.loss}, teacher {spec.teacher_input}, T = {spec.temperature:g}, "
               f"lambda = {spec.lambda_:g}, hard weight {spec.hard_weight}, {spec.rows} rows, {spec.dtype}, "
               f"{len(arrays)} arrays")
@@ -313,7 +351,7 @@ def command_metrics(args) -> int:
     """Print (or write as JSON, with its provenance) the metrics of one prediction file."""
     from pfd_ref.metrics import GAUC_WEIGHTING_USERS, score_metrics
     from pfd_ref.score_files import read_predictions
-    _check_output("--json", args.json)
+    check_output_file("--json", args.json)
     predictions = read_predictions(args.file, args.score_is, args.label_column, args.score_column, args.user_column,
                                    args.weight_column)
     try:
@@ -367,15 +405,46 @@ COMMANDS = {"run": command_run, "score": command_score, "oracle": command_oracle
             "metrics": command_metrics}
 
 
+# What bad input or a failing environment raises: reported as ``pfd-ref: error: ...`` with exit
+# status 2. Anything else is a bug of pfd_ref and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, csv.Error)
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def error_message(error: BaseException) -> str:
+    """The text after ``pfd-ref: error:`` for one of ``EXPECTED_ERRORS``: an ``OSError`` as
+    ``<file>: <reason>``, a file-format error with its type, anything else as it reads."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [name for name in (error.filename, error.filename2) if name is not None]
+        return f"{' -> '.join(map(str, names))}: {error.strerror}" if names else error.strerror
+    if isinstance(error, ValueError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _terminate(signal_number, frame):
+    """SIGTERM ends a command like Ctrl-C: files being written are removed, finished ones stay."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with using(getattr(args, "backend", None)):
             return COMMANDS[args.command](args)
-    except ValueError as err:
-        print(f"pfd-ref: error: {err}", file=sys.stderr)
+    except EXPECTED_ERRORS as error:
+        print(f"pfd-ref: error: {error_message(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pfd-ref: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

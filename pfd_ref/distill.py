@@ -227,8 +227,10 @@ def student_objective(student_logits: np.ndarray, labels: np.ndarray, teacher_lo
     (``soft`` is nan without a teacher) and ``d_s = a(lam) * dL_hard/ds + lam * dL_soft/ds``.
     ``t`` is a constant here: no gradient for the teacher is formed (stop-gradient).
     When ``lam == 0`` the soft term is reported but not added, so the gradient is bit-identical
-    to the no-distillation baseline's.
+    to the no-distillation baseline's. ``lam``: a finite number >= 0, <= 1 with the hard weight
+    ``one_minus_lambda`` (``a`` would turn negative); ValueError otherwise.
     """
+    check_scalar("lam", lam, float, low=0, high=1 if config.hard_weight == "one_minus_lambda" else None)
     hard, d_hard = hard_loss(student_logits, labels, weights)
     hard_scale = 1.0 - lam if config.hard_weight == "one_minus_lambda" else 1.0
     if teacher_logits is None:

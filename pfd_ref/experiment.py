@@ -19,7 +19,7 @@ the privileged features give a teacher of equal capacity.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,8 +33,9 @@ from pfd_ref.distill import METHOD_RULES, METHODS, DistillConfig, ModelSizes, ch
 from pfd_ref.metrics import evaluate, paired_comparison
 from pfd_ref.provenance import file_source, format_differences, generator_source, json_options, provenance
 from pfd_ref.score_files import read_teacher_scores
-from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, train,
-                           with_seed)
+from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, steps,
+                           train, with_seed)
+from pfd_ref.validation import check_scalar
 
 TASKS = ("ctr", "cvr")  # the tasks of the synthetic data and of the Taobao log
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # of those tasks; every other data source: mlp
@@ -59,8 +60,10 @@ SOURCE_DEFAULTS = {
 }
 SCALED_OPTIONS = ("epochs", "batch_size", "warmup_steps")  # None in SOURCE_DEFAULTS: scaled_run_defaults
 PAPER_BATCH_SIZE = 1024
-MIN_STEPS_PER_EPOCH = 100
+MIN_STEPS_PER_EPOCH = 100  # scaled_run_defaults: a batch size halved until an epoch has at least this many steps
 WARMUP_FRACTION = 0.1  # of an epoch's steps: the paper's 10^6 steps of 1024 are about a tenth of its 1-day CTR data
+MIN_FITTED_STEPS_PER_EPOCH = 20  # fitted_defaults: a default batch size is cut to give an epoch at least this many steps
+TEST_DAYS_FRACTION = 3  # a default test split is cut to at most the last third of the days
 TEACHER_SCORES_METHODS = ("baseline", "pfd")  # with --teacher-scores: the student alone, and on the given scores
 TEACHER_SCORES_DEFAULTS = {"teacher_scores_are": "logits", "teacher_scores_align": "position"}
 ADAGRAD_OPTIONS = ("adagrad_initial_accumulator", "adagrad_eps")  # None: TrainConfig's defaults
@@ -101,22 +104,42 @@ def _record(task: str, method: str, config: TrainConfig, metrics: dict, seconds:
             **{k: float(metrics[k]) for k in RECORD_KEYS[4:-2]}, "train_seconds": float(seconds)}
 
 
+def _check_record(where: str, record) -> None:
+    """ValueError starting with ``where`` unless ``record`` has every key of ``TABLE_KEYS``
+    with a value of its kind: ``task`` and ``method`` strings (``method`` one of
+    ``REPORTED_METHODS``), ``seed`` an integer >= 0, the metrics and ``train_seconds`` finite
+    numbers."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a record (a JSON object), got {type(record).__name__}")
+    missing = [k for k in TABLE_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    for key in ("task", "method"):
+        if not isinstance(record[key], str):
+            raise ValueError(f"{where}: {key} must be a string, got {record[key]!r}")
+    if record["method"] not in REPORTED_METHODS:
+        raise ValueError(f"{where}: unknown method {record['method']!r}")
+    check_scalar(f"{where}: seed", record["seed"], int, low=0)
+    for key in TABLE_KEYS[3:]:
+        check_scalar(f"{where}: {key}", record[key], float)
+
+
 def load_records(paths) -> tuple[list[dict], list[str]]:
     """The records of one or more ``pfd-ref run --json`` files, in order, and the file of each;
-    ValueError naming the file and record when one is unreadable, not a list of records, lacks
-    a key of ``TABLE_KEYS``, or repeats a (task, method, seed)."""
+    ValueError naming the file and record when one is unreadable, not a non-empty list of
+    records, a record lacks a key of ``TABLE_KEYS`` or holds a value of the wrong kind (a NaN
+    AUC, a seed of 1.5: ``_check_record``), or a (task, method, seed) repeats."""
     records, origins = [], []
     for path in paths:
         try:
             loaded = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"records: cannot read {path}: {err}")
-        if not isinstance(loaded, list):
-            raise ValueError(f"records: {path} does not hold a list of records (written by `pfd-ref run --json`)")
+        if not isinstance(loaded, list) or not loaded:
+            raise ValueError(f"records: {path} does not hold a list of records (written by `pfd-ref run --json`)"
+                             + (": the list is empty" if loaded == [] else ""))
         for i, record in enumerate(loaded):
-            missing = [k for k in TABLE_KEYS if not isinstance(record, dict) or k not in record]
-            if missing:
-                raise ValueError(f"records: {path}, record {i}: missing {', '.join(missing)}")
+            _check_record(f"records: {path}, record {i}", record)
         records.extend(loaded)
         origins.extend([str(path)] * len(loaded))
     keys = [(r["task"], r["method"], r["seed"]) for r in records]
@@ -151,9 +174,10 @@ def resolve_options(options: dict) -> dict:
     (``TEACHER_SCORES_METHODS`` with teacher scores, else ``REPORTED_METHODS``), the
     ``SOURCE_OPTION_DEFAULTS`` of the source's options and those of ``SOURCE_DEFAULTS`` of
     the data source (a ``SCALED_OPTIONS`` default may stay None: ``prepare_runs`` scales it
-    to the data). ValueError naming an option of ``SOURCE_OPTIONS`` given with another data
-    source, ``--path`` missing with a log, or a teacher-scores option that does not fit the
-    run (``check_teacher_scores``)."""
+    to the data), the names of those filled from ``SOURCE_DEFAULTS`` listed under
+    ``source_defaults`` (``fitted_defaults`` may fit them to the data). ValueError naming an
+    option of ``SOURCE_OPTIONS`` given with another data source, ``--path`` missing with a
+    log, or a teacher-scores option that does not fit the run (``check_teacher_scores``)."""
     options = dict(options)
     if options["methods"] is None:
         options["methods"] = TEACHER_SCORES_METHODS if options["teacher_scores"] is not None else REPORTED_METHODS
@@ -165,9 +189,10 @@ def resolve_options(options: dict) -> dict:
             raise ValueError(f"--{option.replace('_', '-')}: only with --data {' or '.join(sources)}")
         if source in sources and options[option] is None and option in SOURCE_OPTION_DEFAULTS:
             options[option] = SOURCE_OPTION_DEFAULTS[option]
-    for key, value in SOURCE_DEFAULTS[source].items():
-        if options[key] is None:
-            options[key] = value
+    options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items()
+                                  if options[key] is None and value is not None]
+    for key in options["source_defaults"]:
+        options[key] = SOURCE_DEFAULTS[source][key]
     check_teacher_scores(options)
     return options
 
@@ -204,6 +229,43 @@ def scaled_run_defaults(train_rows: int, epochs: int | None = None, batch_size: 
         chosen["warmup_steps"] = warmup_steps
         notes.append(f"warm-up {warmup_steps:,} steps (given)")
     return chosen, "  run defaults (docs/data.md): " + "; ".join(notes)
+
+
+def fitted_test_days(options: dict, n_days: int) -> int:
+    """The test days of a time split of data spanning ``n_days`` calendar days: ``--test-days``
+    as given, or, when it was left at its source default ``D``, ``min(D, max(1, n_days // 3))``
+    (at most the last third of the days, at least 1; ``D`` from ``3 D`` days on, e.g. KuaiRand's
+    4 test days of the extract's 14)."""
+    default = options["test_days"]
+    if "test_days" not in options["source_defaults"]:
+        return default
+    return min(default, max(1, n_days // TEST_DAYS_FRACTION))
+
+
+def fitted_defaults(options: dict, n_train: int) -> dict:
+    """``{option: value}`` for the training options left at their source default that do not
+    fit ``n_train`` training rows (an empty dict when they all fit):
+
+    * ``batch_size``: with fewer than ``MIN_FITTED_STEPS_PER_EPOCH`` batches per epoch, the size that
+      gives that many, ``ceil(n_train / MIN_FITTED_STEPS_PER_EPOCH)`` (then, with batch normalisation,
+      grown by one until no epoch ends in a batch of one row);
+    * ``warmup_steps``: at most half of the student's steps (``epochs`` passes in batches of
+      the batch size above), so that lambda applies for the other half.
+
+    The defaults of the built-in data and of KuaiRand's extract (docs/results.md) fit as they are."""
+    defaulted = options["source_defaults"]
+    fitted = {}
+    batch_size = options["batch_size"]
+    if "batch_size" in defaulted and -(-n_train // batch_size) < MIN_FITTED_STEPS_PER_EPOCH:
+        batch_size = max(1, -(-n_train // MIN_FITTED_STEPS_PER_EPOCH))
+        while options["batch_norm"] and n_train % batch_size == 1 and batch_size < n_train:
+            batch_size += 1
+        fitted["batch_size"] = batch_size
+    if "warmup_steps" in defaulted:
+        half = steps(n_train, batch_size, options["epochs"]) // 2
+        if options["warmup_steps"] > half:
+            fitted["warmup_steps"] = half
+    return fitted
 
 
 def check_teacher_scores(options: dict) -> None:
@@ -247,8 +309,9 @@ def train_config(options: dict, student_kind: str) -> TrainConfig:
 class Run:
     """One task of a run: its name, its training and test splits, its training configuration,
     the teacher's logits for the training rows when they come from a file (``--teacher-scores``),
-    the data source (for the records' provenance) and the options scaled to its data
-    (``scaled_run_defaults``; empty when none was)."""
+    the data source (for the records' provenance) and the run's options with the defaults
+    scaled or fitted to this task's data (``scaled_run_defaults``, ``fitted_test_days``,
+    ``fitted_defaults``; also for the records' provenance)."""
 
     task: str
     train: Dataset
@@ -256,7 +319,7 @@ class Run:
     config: TrainConfig
     teacher_logits: np.ndarray | None
     source: dict
-    scaled: dict = field(default_factory=dict)
+    options: dict
 
 
 def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> list[Run]:
@@ -264,19 +327,27 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
     of its source, split by time, and its configuration, all checked before anything is
     trained (options first, then the schedules against each training set). An option of
     ``SCALED_OPTIONS`` left at None is scaled to each task's training rows
-    (``scaled_run_defaults``). ``log`` receives what a loader reports and the scaled defaults."""
+    (``scaled_run_defaults``); one left at its source default that does not fit them is fitted
+    (``fitted_defaults``). ``log`` receives what a loader reports and a line for the defaults
+    scaled or fitted to the data."""
     log = log or (lambda line: None)
     scaled = [key for key in SCALED_OPTIONS if options[key] is None]
     stand_ins = {"epochs": 1, "batch_size": 1, "warmup_steps": 0}  # until the data is read
     train_config({**options, **{key: stand_ins[key] for key in scaled}}, "mlp")  # option errors before any data
     runs = []
-    for task, train_data, test_data, kind, teacher_logits, source in _task_data(options, log):
-        chosen = {}
+    for task, train_data, test_data, kind, teacher_logits, source, task_options in _task_data(options, log):
         if scaled:
             chosen, text = scaled_run_defaults(train_data.n, **{key: options[key] for key in SCALED_OPTIONS})
             log(text)
-        runs.append(Run(task, train_data, test_data, train_config({**options, **chosen}, kind), teacher_logits, source,
-                        {key: chosen[key] for key in scaled}))
+            task_options = {**task_options, **chosen}
+        fitted = fitted_defaults(task_options, train_data.n)
+        if fitted:
+            log(f"  {task}: defaults fitted to its {train_data.n:,} training rows: " + ", ".join(
+                f"{_option(key)} {value} (default {options[key]})" for key, value in fitted.items())
+                + f" (at least {MIN_FITTED_STEPS_PER_EPOCH} steps an epoch, lambda over at least half of them)")
+        task_options = {**task_options, **fitted}
+        runs.append(Run(task, train_data, test_data, train_config(task_options, kind), teacher_logits, source,
+                        task_options))
     if (options["tower_norm"] != "none" or options["tower_scale"] != 1) and all(
             run.config.student_kind == "mlp" for run in runs):
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; "
@@ -290,20 +361,34 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
     return runs
 
 
+def _option(key: str) -> str:
+    return "--" + key.rstrip("_").replace("_", "-")
+
+
+def _fit_test_days(options: dict, day: np.ndarray, log: Callable[[str], None]) -> dict:
+    """``options`` with ``test_days`` fitted to the days ``day`` spans (``fitted_test_days``), logged when it changed."""
+    test_days = fitted_test_days(options, int(day.max()) + 1 if day.size else 0)
+    if test_days != options["test_days"]:
+        log(f"  --test-days {test_days} (default {options['test_days']}): the data spans {int(day.max()) + 1} day(s); "
+            "a default test split takes at most the last third of them")
+    return {**options, "test_days": test_days}
+
+
 def _task_data(options: dict, log: Callable[[str], None]):
-    """Yield ``(task, train, test, student_kind, teacher_logits, source)`` for each task of
-    resolved ``options``."""
+    """Yield ``(task, train, test, student_kind, teacher_logits, source, task_options)`` for each
+    task of resolved ``options`` (``task_options``: ``options`` with the test days fitted)."""
     source = data_source(options["data"])
     if source == KUAIRAND:
         from pfd_ref.data.kuairand import load_kuairand, split_by_time
         data, report = load_kuairand(options["path"], options["label"], options["user_features"])
-        train_data, test_data = split_by_time(data, report, options["test_days"])
         log(report.summary())
+        options = _fit_test_days(options, data.day, log)
+        train_data, test_data = split_by_time(data, report, options["test_days"])
         log(_split_text(options["test_days"], train_data, test_data))
         user_features = options["user_features"]
         files = {"data": file_source(options["path"]), "label": options["label"],
                  "user_features": None if user_features is None else file_source(user_features)}
-        yield f"{KUAIRAND}_{options['label']}", train_data, test_data, options["student"] or "mlp", None, files
+        yield f"{KUAIRAND}_{options['label']}", train_data, test_data, options["student"] or "mlp", None, files, options
     elif source == TAOBAO:
         from pfd_ref.data import taobao
         events = taobao.read_user_behavior(options["path"], max_rows=options["rows"],
@@ -317,12 +402,14 @@ def _task_data(options: dict, log: Callable[[str], None]):
             train_data, test_data = taobao.split_by_time(data, options["test_days"], events.path)
             del data  # the splits are copies
             log(_split_text(options["test_days"], train_data, test_data))
-            yield f"{TAOBAO}_{task}", train_data, test_data, options["student"] or STUDENT_OF_TASK[task], None, files
+            yield (f"{TAOBAO}_{task}", train_data, test_data, options["student"] or STUDENT_OF_TASK[task], None, files,
+                   options)
     elif source == "saved":
         path = Path(options["data"])
         data = Dataset.load(path)
         if data.day is None:
             raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
+        options = _fit_test_days(options, data.day, log)
         train_data, test_data = data.split_last_days(options["test_days"])
         files, teacher_logits = {"data": file_source(path)}, None
         if options["teacher_scores"] is not None:
@@ -333,14 +420,14 @@ def _task_data(options: dict, log: Callable[[str], None]):
             teacher_logits = scores[~last_days(data.day, options["test_days"])]  # the training rows, in their order
             log(f"  teacher: {options['teacher_scores']} ({options['teacher_scores_are']}, aligned by "
                 f"{options['teacher_scores_align']} to the {data.n} rows of {path}; {train_data.n} training rows used)")
-        yield path.stem, train_data, test_data, options["student"] or "mlp", teacher_logits, files
+        yield path.stem, train_data, test_data, options["student"] or "mlp", teacher_logits, files, options
     else:
         for task in (TASKS if options["task"] == "all" else (options["task"],)):
             config = SyntheticConfig(seed=options["data_seed"])
             if options["privileged_strength"] is not None:
                 config = replace(config, privileged_strength=options["privileged_strength"])
             files = {"data": generator_source("pfd_ref.data.synthetic.generate", {"task": task, **asdict(config)})}
-            yield task, *generate(task, config), options["student"] or STUDENT_OF_TASK[task], None, files
+            yield task, *generate(task, config), options["student"] or STUDENT_OF_TASK[task], None, files, options
 
 
 def _split_text(test_days: int, train_data: Dataset, test_data: Dataset) -> str:
@@ -350,26 +437,33 @@ def _split_text(test_days: int, train_data: Dataset, test_data: Dataset) -> str:
             f"{train_data.n:,} rows, positive rate {train_data.positive_rate:.4f}")
 
 
-def run_task(run: Run, options: dict, progress=None, on_result=None) -> list[dict]:
-    """``run_methods`` on one ``Run`` with the ``methods`` and ``seeds`` of ``options``; each
-    record gets the run's ``provenance`` (the options, with those scaled to the run's data,
-    the training configuration, the data source, the software: ``pfd_ref.provenance``)."""
-    records = run_methods(run.task, run.train, run.test, options["methods"], options["seeds"], run.config,
-                          progress=progress, on_result=on_result, teacher_logits=run.teacher_logits)
-    run_provenance = provenance({"options": json_options({**options, **run.scaled}),
+def run_task(run: Run, progress=None, on_result=None, on_seed=None) -> list[dict]:
+    """``run_methods`` on one ``Run`` with the ``methods`` and ``seeds`` of its options; each
+    record gets the run's ``provenance`` (the options, the training configuration, the data
+    source, the software: ``pfd_ref.provenance``, taken before training starts), already when
+    ``on_seed(seed, records)`` receives it."""
+    run_provenance = provenance({"options": json_options(run.options),
                                  "train_config": asdict(run.config), "backend": get_backend()}, run.source)
-    for record in records:
-        record["provenance"] = run_provenance
-    return records
+
+    def seed_done(seed: int, records: list[dict]) -> None:
+        for record in records:
+            record["provenance"] = run_provenance
+        if on_seed is not None:
+            on_seed(seed, records)
+
+    return run_methods(run.task, run.train, run.test, run.options["methods"], run.options["seeds"], run.config,
+                       progress=progress, on_result=on_result, on_seed=seed_done, teacher_logits=run.teacher_logits)
 
 
 def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, seeds, config: TrainConfig,
-                progress=None, on_result=None, teacher_logits=None) -> list[dict]:
+                progress=None, on_result=None, on_seed=None, teacher_logits=None) -> list[dict]:
     """Train every method for every seed and evaluate it on ``test_data``.
 
     A teacher row (``TEACHER_OF``) needs its method in the same run; it is absent where no
     single teacher exists (two-stage with cross-fitted or given soft labels).
-    ``on_result(seed, result)`` is called with each ``TrainResult`` (e.g. to save the student).
+    ``on_result(seed, result)`` is called with each ``TrainResult`` (e.g. to save the student),
+    ``on_seed(seed, records)`` with the records of each seed once all its methods are done
+    (e.g. to write them: what a seed finished is kept when a later one is interrupted).
     ``teacher_logits``: two-stage only, ``(n_train,)`` soft labels made elsewhere, given to
     every method with a teacher (``train.train``). Returns the records in (seed, method) order.
     """
@@ -377,6 +471,7 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
     teacher_row = {method: row for row, method in TEACHER_OF.items() if row in methods}
     records = []
     for seed in seeds:
+        seed_start = len(records)
         seeded = with_seed(config, seed)
         for method in (m for m in methods if m not in TEACHER_OF):
             result = train(train_data, method, seeded,
@@ -389,6 +484,8 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
                                        result.train_seconds))
             if on_result is not None:
                 on_result(seed, result)
+        if on_seed is not None:
+            on_seed(seed, records[seed_start:])
     return records
 
 

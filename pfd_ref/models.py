@@ -75,6 +75,15 @@ def _batch_column(batch, field: FeatureSpec):
     return MultiIds(values, check_offsets(f"{label}.offsets", column.offsets, values.shape[0]))
 
 
+def check_params_present(model, params: dict) -> None:
+    """Raise ValueError naming the parameters of ``model.param_names()`` that ``params`` lacks."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params: expected a dict of parameter name -> array, got {type(params).__name__}")
+    missing = [name for name in model.param_names() if name not in params]
+    if missing:
+        raise ValueError(f"params: missing {', '.join(map(repr, missing))} (read by the {model.prefix} model)")
+
+
 def _check_d_logits(d_logits, n: int, dtype: np.dtype) -> np.ndarray:
     d_logits = check_float_dtype("d_logits", d_logits, dtype)
     check_shape("d_logits", d_logits, (n,))
@@ -331,6 +340,7 @@ class MLPRanker:
         """Return logits ``(n,)`` and the cache for ``backward``. ``training``: batch
         normalisation uses the batch's statistics (and ``backward`` is possible); otherwise
         (evaluation, serving) its running averages."""
+        check_params_present(self, params)
         x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype)
         out, mlp_cache = self.mlp.forward(params, x, training)
         return out[:, 0], (encoder_cache, mlp_cache)
@@ -424,6 +434,8 @@ class TwoTower:
         return params
 
     def _dtype(self, params: dict) -> np.dtype:
+        """The parameters' dtype (every forward path starts here, so it checks that none is missing)."""
+        check_params_present(self, params)
         return params[self.user_mlp.names[0][0]].dtype
 
     def _normalized(self, tower_output: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -8,7 +8,7 @@ convention: every loss term, the total, the gradient in the student logits, the 
 gradient in the teacher input, and for reference the per-term gradients and the teacher
 gradient that the stop-gradient removes.
 
-``compute_objective_case(spec)`` builds the arrays, ``save_objective_case`` writes them;
+``compute_objective_case(spec)`` builds the arrays, ``oracle.save_case`` writes them;
 ``check_objective_arrays(case, theirs)`` compares like ``oracle.check_arrays`` and adds a
 diagnosis where an array is off by one constant factor (e.g. ``1/T^2``: a convention, not a
 bug); ``check_loss(loss_fn, ...)`` runs a user's loss callable (NumPy in, NumPy out) on
@@ -27,7 +27,6 @@ from pfd_ref.conventions import (CONVENTIONS, DEFAULT_HARD_WEIGHT, KERAS_EPSILON
                                  convention_objective)
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.distill import HARD_WEIGHTS, DistillConfig
-from pfd_ref.files import write_atomically
 from pfd_ref.oracle import DEFAULT_TOLERANCES, FORMAT_NAME, FORMAT_VERSION, META_KEY, CheckReport, case_meta, check_arrays
 from pfd_ref.validation import check_choice, check_scalar
 
@@ -167,11 +166,6 @@ def check_case_files(case_path, theirs_path, rtol: float | None = None, atol: fl
     if is_objective_case(case):
         return check_objective_arrays(case, theirs, rtol, atol)
     return check_arrays(case, theirs, rtol, atol)
-
-
-def save_objective_case(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to one compressed ``.npz`` at exactly ``path``, atomically."""
-    write_atomically(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 # --------------------------------------------------------------------------- diagnosis

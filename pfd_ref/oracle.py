@@ -27,7 +27,7 @@ import numpy as np
 
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
-from pfd_ref.data.dataset import load_npz, pack_columns
+from pfd_ref.data.dataset import load_npz, pack_columns, save_npz
 from pfd_ref.distill import HARD_WEIGHTS, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes, check_method, init_params
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
 from pfd_ref.models import TOWER_NORMS
@@ -309,9 +309,8 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
 
 
 def save_case(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to one compressed ``.npz`` at exactly ``path`` (no pickled objects)."""
-    with open(path, "wb") as file:
-        np.savez_compressed(file, **arrays)
+    """Write ``arrays`` to one compressed ``.npz`` at exactly ``path``, atomically (no pickled objects)."""
+    save_npz(path, arrays, compressed=True)
 
 
 def case_meta(arrays: dict[str, np.ndarray], name: str = "case") -> dict:

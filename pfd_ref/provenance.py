@@ -102,15 +102,18 @@ def thread_counts() -> dict:
 
 def git_state(directory=None) -> dict | None:
     """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``directory`` (default:
-    this package's), or None when it is not in one or git is not available."""
+    this package's), or None when it is not in one or git is not available. git runs without
+    the ``GIT_*`` variables of the environment (``GIT_DIR``, ``GIT_WORK_TREE``, ... set by a
+    hook or ``git rebase --exec``), which would make it describe another repository."""
     directory = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
     try:
         commit = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+                                timeout=10, env=environment)
         if commit.returncode != 0:
             return None
         status = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
+                                capture_output=True, text=True, timeout=10, env=environment)
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}

@@ -29,6 +29,7 @@ logits. An MLP student scores every (user, item) pair (``mlp_scores`` +
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,9 +38,12 @@ import numpy as np
 from pfd_ref import backend
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.layers import negative_slope
-from pfd_ref.data.dataset import load_npz, pack_columns, unpack_columns
+from pfd_ref.data.dataset import load_npz, pack_columns, save_npz, unpack_columns
 from pfd_ref.models import TwoTower, build_model
+from pfd_ref.schema import Schema
+from pfd_ref.validation import check_scalar
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
 FORMAT = "pfd_ref.student/2"  # 2: dotted keys (pack_columns); 1 had param/<name>, users/<field>
 
 
@@ -68,6 +72,20 @@ def _model_fields(model):
     return model.user_fields + model.item_fields if isinstance(model, TwoTower) else model.fields
 
 
+def _check_catalogue(tower: str, keys: np.ndarray, columns: dict, fields) -> None:
+    """ValueError naming ``{tower}_keys`` unless 1-d, integer, unique and sorted, with at
+    least one key, or naming ``{tower}s.<field>`` unless each column holds one valid row
+    per key (the column checks of ``Dataset``)."""
+    if keys.ndim != 1 or keys.dtype.kind not in "iu" or keys.size == 0:
+        raise ValueError(f"{tower}_keys: expected a non-empty 1-d integer array, got {keys.dtype} {keys.shape}")
+    if np.any(np.diff(keys) <= 0):
+        raise ValueError(f"{tower}_keys: expected unique keys in increasing order (as save_student writes them)")
+    try:
+        Dataset(Schema(tuple(fields)), columns, np.zeros(keys.size, np.int8), np.zeros(keys.size, np.int64))
+    except ValueError as error:
+        raise ValueError(f"{tower}s: {error}") from None
+
+
 def save_student(path, result, data: Dataset) -> Path:
     """Write the student of ``result`` (a ``TrainResult``) and the user/item rows of its
     training ``data`` to ``path`` (directories created). Returns the path."""
@@ -85,9 +103,7 @@ def save_student(path, result, data: Dataset) -> Path:
     arrays.update(pack_columns("param", params))
     arrays.update(pack_columns("users", {f.name: users.columns[f.name] for f in user_fields}))
     arrays.update(pack_columns("items", {f.name: items.columns[f.name] for f in item_fields}))
-    with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to a bare name
-        np.savez(handle, **arrays)
-    return path
+    return save_npz(path, arrays)
 
 
 class ServedStudent:
@@ -104,16 +120,41 @@ class ServedStudent:
 
     @classmethod
     def load(cls, path) -> "ServedStudent":
-        """Read a file written by ``save_student``; ``ValueError`` naming the file otherwise."""
+        """Read a file written by ``save_student``, checked whole (``ValueError`` naming the file
+        and the array): the format, the config, every array the model reads and no other,
+        unique sorted integer keys, each catalogue column one row per key with ids inside its
+        table, every parameter of the right shape, dtype and finite (one scored pair)."""
         archive = load_npz(path, "model")
+        where = f"model: {os.fspath(path)!r}"
         if "format" not in archive or str(archive["format"]) != FORMAT:
-            raise ValueError(f"model: {path} is not a pfd_ref student file (expected format {FORMAT})")
-        model = build_model(json.loads(str(archive["config"])))
-        fields = _model_fields(model)
-        user_rows = FeatureRows(unpack_columns("users", archive, [f for f in fields if f.tower == "user"]))
-        item_rows = FeatureRows(unpack_columns("items", archive, [f for f in fields if f.tower == "item"]))
-        return cls(model, unpack_columns("param", archive), archive["user_keys"], user_rows, archive["item_keys"],
-                   item_rows)
+            raise ValueError(f"{where} is not a pfd_ref student file (expected format {FORMAT})")
+        try:
+            model = build_model(json.loads(str(archive["config"])))
+            fields = _model_fields(model)
+            tables = {tower: unpack_columns(tower + "s", archive, [f for f in fields if f.tower == tower])
+                      for tower in ("user", "item")}
+            keys = {tower: archive[f"{tower}_keys"] for tower in ("user", "item")}
+            params = {name: archive[f"param.{name}"] for name in model.param_names()}
+        except KeyError as error:
+            raise ValueError(f"{where} lacks the array {error}") from None
+        except (json.JSONDecodeError, ValueError) as error:
+            raise ValueError(f"{where}: its 'config' is not a student's ({error})") from None
+        known = {"format", "config", "user_keys", "item_keys", *pack_columns("param", params),
+                 *pack_columns("users", tables["user"]), *pack_columns("items", tables["item"])}
+        unknown = [name for name in archive if name not in known]
+        if unknown:
+            raise ValueError(f"{where} holds array(s) {unknown} that its student does not read")
+        try:
+            for tower in ("user", "item"):
+                _check_catalogue(tower, keys[tower], tables[tower], [f for f in fields if f.tower == tower])
+            student = cls(model, params, keys["user"], FeatureRows(tables["user"]), keys["item"],
+                          FeatureRows(tables["item"]))
+            first = FeatureRows({**student._rows(student.user_rows, np.zeros(1, np.int64)).columns,
+                                 **student._rows(student.item_rows, np.zeros(1, np.int64)).columns})
+            model.forward(params, first)  # checks every parameter's dtype, shape and finiteness
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        return student
 
     def item_vectors(self) -> np.ndarray:
         """Two-tower only: ``v`` of every catalogue item, ``(N, k)`` C-contiguous, computed once."""
@@ -124,7 +165,16 @@ class ServedStudent:
         return self._item_vectors
 
     def _user_index(self, user_keys) -> np.ndarray:
-        user_keys = np.asarray(user_keys, dtype=np.int64).reshape(-1)
+        """The table row of each user key; ValueError naming the first key that is not an
+        integer (``1.7``, ``True``, ``"3"``) or not in the table (a key beyond 64 bits never is)."""
+        keys = np.asarray(user_keys, dtype=object).reshape(-1).tolist()
+        bad = next((k for k in keys if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))), None)
+        if bad is not None:
+            raise ValueError(f"users: expected integer user ids, got {bad!r}")
+        outside = next((k for k in keys if not INT64_RANGE[0] <= k <= INT64_RANGE[1]), None)
+        if outside is not None:
+            raise ValueError(f"users: user {outside} is not in the exported student's user table (ids are 64-bit)")
+        user_keys = np.array(keys, dtype=np.int64)
         index = np.searchsorted(self.user_keys, user_keys)
         known = (index < len(self.user_keys)) & (self.user_keys[np.minimum(index, len(self.user_keys) - 1)] == user_keys)
         if not np.all(known):
@@ -137,7 +187,10 @@ class ServedStudent:
 
     def top_k(self, user_keys, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(item_keys (m, k'), scores (m, k'))`` of the ``k' = min(k, N)`` best items for each
-        of the ``m`` users, best first (scores are logits in the parameters' dtype)."""
+        of the ``m`` users, best first (scores are logits in the parameters' dtype). ``k``: an
+        integer >= 1; ``user_keys``: integers (ValueError naming the first that is not, or that
+        is not in the user table)."""
+        k = check_scalar("k", k, int, low=1)
         index = self._user_index(user_keys)
         if len(index) == 0:
             raise ValueError("users: at least one user is needed")

@@ -56,6 +56,25 @@ def test_git_state(tmp_path):
     assert git_state(tmp_path) == {"commit": head, "dirty": True}
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_state_ignores_the_git_variables_of_the_environment(tmp_path, monkeypatch):
+    """Under a hook or ``git rebase --exec``, GIT_DIR names the repository being rebased; the
+    provenance must still describe the checkout pfd_ref runs from."""
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["git", "-C", str(other), "init", "-q"], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "other"], check=True)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert git_state(outside) is None  # not a checkout, whatever GIT_DIR says
+    ours = git_state()
+    assert ours is None or ours["commit"] != subprocess.run(
+        ["git", "-C", str(other), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
 def test_differences_and_their_text():
     a = {"config": {"lambda_": 0.5, "seeds": [0, 1]}, "date": "x", "git": None}
     b = {"config": {"lambda_": 0.3, "seeds": [0, 1]}, "date": "y", "git": {"commit": "c", "dirty": False}}

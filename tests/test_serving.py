@@ -181,7 +181,7 @@ def test_a_student_file_of_format_1_is_rejected_naming_the_format(tmp_path, expo
         arrays = dict(archive)
     arrays["format"] = np.array("pfd_ref.student/1")
     np.savez(tmp_path / "old.npz", **arrays)
-    with pytest.raises(ValueError, match=r"^model: .*old.npz is not a pfd_ref student file \(expected format pfd_ref.student/2\)"):
+    with pytest.raises(ValueError, match=r"^model: .*old.npz' is not a pfd_ref student file \(expected format pfd_ref.student/2\)"):
         ServedStudent.load(tmp_path / "old.npz")
 
 

@@ -22,10 +22,14 @@ of every data source (``last_days``, ``Dataset.split_last_days``).
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from pfd_ref.files import write_atomically
 from pfd_ref.schema import Schema
 from pfd_ref.validation import check_float_array, check_ids, check_labels, check_offsets, check_scalar, check_weights
 
@@ -143,21 +147,53 @@ def _check_int_vector(name: str, x, n: int) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)  # what a damaged archive raises
+NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (with members, empty)
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_npz(path, name: str = "path") -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path`` (read with ``allow_pickle=False``), in file
-    order. ValueError starting with ``name`` when the file cannot be read as such."""
+    order. ValueError starting with ``name`` and naming the file when it cannot be read, is
+    not a zip archive (a text file, a ``.npy`` array), is truncated or damaged (a bad CRC, a
+    cut-off member), or holds an array that needs pickling."""
     where = f"{name}: {os.fspath(path)!r}"
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{where} cannot be read as .npz ({error})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        with open(path, "rb") as handle:
+            start = handle.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise ValueError(f"{where} cannot be read ({error.strerror or error})") from None
+    if start.startswith(NPY_MAGIC):
         raise ValueError(f"{where} is a .npy array, not an .npz archive")
+    if not start.startswith(NPZ_MAGIC):
+        kind = "empty" if not start else "text, not a NumPy zip archive" if _is_text(start) else "not a NumPy zip archive"
+        raise ValueError(f"{where} is {kind} (an .npz starts with the bytes PK\\x03\\x04; this file starts with "
+                         f"{start!r})")
     try:
-        with loaded:
+        with np.load(path, allow_pickle=False) as loaded:
             return {key: loaded[key] for key in loaded.files}
     except ValueError as error:
-        raise ValueError(f"{where} holds an array that needs pickling ({error})") from None
+        if "pickle" in str(error):
+            raise ValueError(f"{where} holds an array that needs pickling ({error})") from None
+        raise ValueError(f"{where} is truncated or damaged ({error})") from None
+    except NPZ_ERRORS as error:
+        raise ValueError(f"{where} is truncated or damaged ({type(error).__name__}: {error})") from None
+
+
+def _is_text(start: bytes) -> bool:
+    """Whether the first bytes of a file read as printable UTF-8 text."""
+    try:
+        return all(c.isprintable() or c.isspace() for c in start.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+
+
+def save_npz(path, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
+    """Write ``arrays`` (none of them pickled objects) as one ``.npz`` at exactly ``path``
+    (``numpy.savez``, or ``savez_compressed``), atomically (``pfd_ref.files.write_atomically``).
+    The writer of every ``.npz`` pfd_ref makes: datasets, exported students, oracle cases."""
+    savez = np.savez_compressed if compressed else np.savez
+    return write_atomically(path, lambda handle: savez(handle, **arrays))
 
 
 class Dataset:
@@ -279,8 +315,7 @@ class Dataset:
         if self.weights is not None:
             arrays["weights"] = self.weights
         arrays.update(pack_columns("column", self.columns))
-        with open(path, "wb") as file:
-            np.savez(file, **arrays)
+        save_npz(path, arrays)
 
     @classmethod
     def load(cls, path) -> "Dataset":
@@ -298,6 +333,12 @@ class Dataset:
         try:
             schema = Schema.from_json(str(arrays["schema"]))
             columns = unpack_columns("column", arrays, schema)
+            known = {FORMAT_KEY, "schema", "labels", "user_ids", "day", "weights", *pack_columns("column", columns)}
+            extra = [key for key in arrays if key not in known]
+            if extra:
+                raise ValueError(f"array(s) {extra} are not in its schema")
             return cls(schema, columns, arrays["labels"], arrays["user_ids"], arrays.get("day"), arrays.get("weights"))
-        except (KeyError, ValueError) as error:
+        except KeyError as error:
+            raise ValueError(f"{where} is not a valid pfd_ref dataset (no array {error})") from None
+        except ValueError as error:
             raise ValueError(f"{where} is not a valid pfd_ref dataset ({error})") from None
