@@ -407,10 +407,15 @@ def _task_data(options: dict, log: Callable[[str], None]):
     elif source == "saved":
         path = Path(options["data"])
         data = Dataset.load(path)
+        if data.n == 0:
+            raise ValueError(f"--data: {path} has no rows")
         if data.day is None:
             raise ValueError(f"--data: {path} has no 'day' column, so it cannot be split by time")
         options = _fit_test_days(options, data.day, log)
-        train_data, test_data = data.split_last_days(options["test_days"])
+        try:
+            train_data, test_data = data.split_last_days(options["test_days"])
+        except ValueError as error:
+            raise ValueError(f"--data: {path}: {error}") from None
         files, teacher_logits = {"data": file_source(path)}, None
         if options["teacher_scores"] is not None:
             files["teacher_scores"] = file_source(options["teacher_scores"])

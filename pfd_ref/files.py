@@ -46,20 +46,28 @@ def _create(path: Path) -> tuple[int, Path]:
 def write_atomically(path, write, mode: str = "wb") -> Path:
     """Write ``path`` through ``write(handle)`` (a binary handle, or text with ``mode="w"``),
     via a temporary file in the same directory, ``fsync`` and ``os.replace``. Returns the path.
-    Raises ValueError naming ``path`` when its directory does not exist or it is a directory."""
+    Raises ValueError naming ``path`` when its directory does not exist or it is a directory,
+    and an ``OSError`` whose ``filename`` is ``path`` when the system refuses the write (a full
+    device, no permission)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ValueError(f"path: the directory of {path} does not exist")
     if path.is_dir():
         raise ValueError(f"path: {path} is a directory")
-    descriptor, temporary = _create(path)
+    try:
+        descriptor, temporary = _create(path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
     try:
         with os.fdopen(descriptor, mode) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # named after the file it was writing (a full device names no file)
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

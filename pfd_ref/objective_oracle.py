@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -163,7 +164,7 @@ def check_case_files(case_path, theirs_path, rtol: float | None = None, atol: fl
     ``oracle.check_arrays`` (``CheckReport``); both have ``.passed`` and ``.format()``."""
     case = load_npz(case_path, "case")
     theirs = load_npz(theirs_path, "theirs")
-    if is_objective_case(case):
+    if is_objective_case(case, f"case: {os.fspath(case_path)!r}"):
         return check_objective_arrays(case, theirs, rtol, atol)
     return check_arrays(case, theirs, rtol, atol)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -332,8 +333,10 @@ def case_meta(arrays: dict[str, np.ndarray], name: str = "case") -> dict:
 @dataclass(frozen=True)
 class ArrayResult:
     """The comparison of one array. ``problem`` is "" (values compared), "missing",
-    "extra", "shape ..." or "dtype ..."; the errors are NaN when the values were not
-    compared, infinite where THEIRS is not finite."""
+    "extra", "shape ..." or "dtype ..."; the errors are NaN when the values were not compared
+    or THEIRS holds a NaN, infinite where it holds an infinity. ``max_rel_error`` is over the
+    entries where the case is not 0; an entry where the case is 0 passes or fails on ``atol``
+    alone and counts 0 (passes) or infinity (fails) here."""
 
     name: str
     shape: tuple | None
@@ -370,7 +373,8 @@ class CheckReport:
             if only_failures and r.passed:
                 continue
             shape = "-" if r.shape is None else str(r.shape)
-            errors = "          -            -" if math.isnan(r.max_abs_error) else (
+            not_compared = r.problem and math.isnan(r.max_abs_error)  # missing, extra, shape, dtype
+            errors = "          -            -" if not_compared else (
                 f"{r.max_abs_error:11.3e}  {r.max_rel_error:11.3e}")
             verdict = "ok" if r.passed else "FAIL" + (f" ({r.problem})" if r.problem else "")
             lines.append(f"{r.name:<{width}}  {shape:<10} {errors}  {verdict}")
@@ -386,26 +390,32 @@ class CheckReport:
         return "\n".join(lines)
 
 
+INTEGER_KINDS = "biu"  # ids, offsets and labels: compared by value whatever their integer (or boolean) dtype
+
+
 def _compare(name: str, expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> ArrayResult:
-    if actual.dtype != expected.dtype:
+    integers = expected.dtype.kind in INTEGER_KINDS and actual.dtype.kind in INTEGER_KINDS
+    if actual.dtype != expected.dtype and not integers:
         return ArrayResult(name, expected.shape, math.nan, math.nan, False,
                            f"dtype {actual.dtype}, expected {expected.dtype}")
     if actual.shape != expected.shape:
         return ArrayResult(name, expected.shape, math.nan, math.nan, False,
                            f"shape {actual.shape}, expected {expected.shape}")
-    if expected.dtype.kind not in "fc":  # ids, offsets, labels, meta: must be equal
+    if expected.dtype.kind not in "fc":  # ids, offsets, labels: must be equal
         equal = bool(np.array_equal(actual, expected))
         return ArrayResult(name, expected.shape, 0.0 if equal else math.inf, 0.0 if equal else math.inf, equal,
                            "" if equal else "values differ")
     if expected.size == 0:
         return ArrayResult(name, expected.shape, 0.0, 0.0, True)
     expected64, actual64 = expected.astype(np.float64), actual.astype(np.float64)
-    difference = actual64 - expected64
-    abs_error = np.where(np.isfinite(difference), np.abs(difference), math.inf)
+    abs_error = np.abs(actual64 - expected64)  # NaN where theirs is NaN, infinity where it is infinite
+    tolerance = atol + rtol * np.abs(expected64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_error = np.where(abs_error == 0, 0.0, abs_error / np.abs(expected64))
-    passed = bool(np.all(abs_error <= atol + rtol * np.abs(expected64)))
-    return ArrayResult(name, expected.shape, float(abs_error.max()), float(rel_error.max()), passed)
+        rel_error = np.where(expected64 != 0, abs_error / np.abs(expected64),
+                             np.where(abs_error <= tolerance, 0.0, math.inf))  # a zero of the case: atol alone
+    rel_error[np.isnan(abs_error)] = math.nan
+    passed = bool(np.all(abs_error <= tolerance))
+    return ArrayResult(name, expected.shape, float(np.max(abs_error)), float(np.max(rel_error)), passed)
 
 
 def default_tolerances(case: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -420,10 +430,12 @@ def check_arrays(case: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rto
     Required: every ``output.*`` array of the case. Compared: every array of ``theirs``
     except ``meta`` (so ``input.*`` and ``param.*`` copies are checked too when present).
     An array of ``theirs`` with a name the case lacks is an "extra" failure; a missing one, a
-    dtype or a shape that differs fails with that problem. Floating arrays pass when every
-    entry satisfies ``|theirs - case| <= atol + rtol |case|`` (NaN or infinity never passes);
-    integer arrays must be equal. Errors: ``max |theirs - case|`` and
-    ``max |theirs - case| / |case|`` over the entries (0/0 counts 0, x/0 infinity).
+    dtype or a shape that differs fails with that problem (integer arrays of any integer or
+    boolean dtype are compared by value: ``int64`` labels match the case's ``int8``). Floating
+    arrays pass when every entry satisfies ``|theirs - case| <= atol + rtol |case|`` (NaN or
+    infinity never passes); integer arrays must be equal. Errors: ``max |theirs - case|`` and
+    ``max |theirs - case| / |case|`` (``ArrayResult``: NaN when THEIRS has a NaN; a zero of the
+    case counts 0 when within ``atol``, infinity when not).
     rtol, atol : None for ``default_tolerances(case)``; otherwise finite and >= 0.
     """
     default_rtol, default_atol = default_tolerances(case)
@@ -445,7 +457,7 @@ def check_arrays(case: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rto
 def check_files(case_path, theirs_path, rtol: float | None = None, atol: float | None = None) -> CheckReport:
     """``check_arrays`` on two ``.npz`` files (the case first)."""
     case = load_npz(case_path, "case")
-    case_meta(case)
+    case_meta(case, f"case: {os.fspath(case_path)!r}")
     return check_arrays(case, load_npz(theirs_path, "theirs"), rtol, atol)
 
 

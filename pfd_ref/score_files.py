@@ -9,6 +9,7 @@ is at fault, the row (0-based, as in the data; for CSV also the line) and the co
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pfd_ref.metrics import SCORE_KINDS
 from pfd_ref.validation import check_choice
 
 ALIGNMENTS = ("position", "row-id")
+FIELD_SIZE_LIMIT = 2**31 - 1  # the largest the csv module takes on every platform (a C long)
 
 
 def _where(path, row: int | None = None, column: str | None = None, csv_file: bool = False) -> str:
@@ -33,11 +35,23 @@ def _where(path, row: int | None = None, column: str | None = None, csv_file: bo
     return text
 
 
-def _read_csv(path) -> dict[str, list[str]]:
-    """Columns of a CSV file with a header, as lists of strings; ValueError naming the file
-    (and the line) when it cannot be read or a line has the wrong number of fields."""
+@contextlib.contextmanager
+def _any_field_size():
+    """No limit on the length of a CSV field (the csv module's default refuses 131,072
+    characters and more, even in a column that is never read), restored afterwards."""
+    previous = csv.field_size_limit(FIELD_SIZE_LIMIT)
     try:
-        with open(path, newline="") as handle:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv(path) -> dict[str, list[str]]:
+    """Columns of a CSV file with a header, as lists of strings (blank lines skipped, fields
+    of any length); ValueError naming the file (and the line) when it cannot be read, a line
+    has the wrong number of fields or is not CSV."""
+    try:
+        with open(path, newline="") as handle, _any_field_size():
             header_line = handle.readline()
             delimiter = "\t" if "\t" in header_line and "," not in header_line else ","
             handle.seek(0)
@@ -56,13 +70,16 @@ def _read_csv(path) -> dict[str, list[str]]:
                     columns[name].append(value.strip())
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read ({error})") from None
+    except csv.Error as error:
+        raise ValueError(f"{path}, line {reader.line_num}: not CSV ({error})") from None
     return columns
 
 
-def _read_table(path) -> tuple[dict[str, np.ndarray | list], bool]:
-    """``(columns, is_csv)``: an ``.npz`` file's arrays, or a CSV file's string columns."""
+def _read_table(path, argument: str) -> tuple[dict[str, np.ndarray | list], bool]:
+    """``(columns, is_csv)``: an ``.npz`` file's arrays (errors start with ``argument``), or a
+    CSV file's string columns."""
     if Path(path).suffix.lower() == ".npz":
-        return load_npz(path, os.fspath(path)), False
+        return load_npz(path, argument), False
     return _read_csv(path), True
 
 
@@ -76,7 +93,8 @@ def _float_column(path, columns: dict, name: str, option: str, is_csv: bool) -> 
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         row = next(i for i, v in enumerate(values) if not _is_number(v))
-        raise ValueError(f"{_where(path, row, name, is_csv)}: {values[row]!r} is not a number") from None
+        shown = repr(values[row]) if len(str(values[row])) <= 40 else f"{str(values[row])[:40]!r}... ({len(values[row]):,} characters)"
+        raise ValueError(f"{_where(path, row, name, is_csv)}: {shown} is not a number") from None
     if array.ndim != 1:
         raise ValueError(f"{_where(path, column=name)}: expected one value per row, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -135,7 +153,7 @@ def read_predictions(path, score_is: str = "logits", label_column: str = "label"
     error when absent but required). Raises ValueError naming the file, row and column.
     """
     check_choice("--score-is", score_is, SCORE_KINDS)
-    columns, is_csv = _read_table(path)
+    columns, is_csv = _read_table(path, "file")
     arrays = {"labels": _float_column(path, columns, label_column, "--label-column", is_csv),
               "scores": _float_column(path, columns, score_column, "--score-column", is_csv)}
     users = None
@@ -187,7 +205,7 @@ def read_teacher_scores(path, n_rows: int, score_is: str = "logits", align: str 
         except (OSError, ValueError) as error:
             raise ValueError(f"{path}: cannot read as .npy ({error})") from None
     else:
-        columns, is_csv = _read_table(path)
+        columns, is_csv = _read_table(path, "--teacher-scores")
     scores = _float_column(path, columns, "score", "a column named 'score'", is_csv)
     if score_is == "probabilities":
         _check_probabilities(path, scores, "score", is_csv, "--teacher-scores-are")

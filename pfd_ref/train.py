@@ -232,6 +232,8 @@ def train(data: Dataset, method: str, config: TrainConfig,
     and no single teacher exists: ``TrainResult.teacher`` is then None.
     """
     check_method(method)
+    if not isinstance(data, Dataset) or data.n == 0:
+        raise ValueError("data: expected a Dataset with at least one row")
     student, teacher = models_for(data.schema, method, config)
     if teacher is not None:
         check_warmup(config, data.n)

@@ -246,13 +246,13 @@ def test_missing_extra_shape_and_dtype_are_reported_by_name(small_case):
     theirs["output.grad.student.extra"] = np.zeros(3)
     theirs["output.student_logits"] = theirs["output.student_logits"][:-1]
     theirs["output.loss.soft"] = theirs["output.loss.soft"].astype(np.float32)
-    theirs["input.labels"] = small_case["input.labels"].astype(np.int64)
+    theirs["input.labels"] = small_case["input.labels"].astype(np.float64)
     report = check_arrays(small_case, theirs)
     problems = {r.name: r.problem for r in report.results if not r.passed}
     assert problems == {
         "output.after3.student.mlp.1.bias": "missing", "output.grad.student.extra": "extra",
         "output.student_logits": "shape (7,), expected (8,)", "output.loss.soft": "dtype float32, expected float64",
-        "input.labels": "dtype int64, expected int8"}
+        "input.labels": "dtype float64, expected int8"}
     text = report.format()
     assert all(name in text for name in problems)
     assert text.splitlines()[-1].startswith("FAIL: 5 of ") and text.endswith(", ... (+1 more)")
@@ -262,9 +262,25 @@ def test_inputs_are_compared_exactly_and_non_finite_values_fail(small_case):
     theirs = _only_outputs(small_case)
     theirs["input.user_id"] = small_case["input.user_id"] + 1
     theirs["output.loss.hard"] = np.array(np.nan)
+    theirs["output.loss.soft"] = np.array(np.inf)
     report = check_arrays(small_case, theirs)
-    assert report.failed == ["input.user_id", "output.loss.hard"]
-    assert all(r.max_abs_error == np.inf for r in report.results if not r.passed)
+    assert report.failed == ["input.user_id", "output.loss.hard", "output.loss.soft"]
+    rows = {r.name: r for r in report.results}
+    assert rows["input.user_id"].max_abs_error == np.inf
+    assert np.isnan(rows["output.loss.hard"].max_abs_error) and np.isnan(rows["output.loss.hard"].max_rel_error)
+    assert rows["output.loss.soft"].max_abs_error == np.inf
+    lines = {line.split()[0]: line for line in report.format().splitlines()}
+    assert lines["output.loss.hard"].split()[2:4] == ["nan", "nan"]  # a NaN prints as nan, not as inf
+
+
+def test_integer_arrays_of_any_integer_dtype_are_compared_by_value(small_case):
+    """docs/conventions.md: labels may be any numeric dtype holding 0/1; ids any integer dtype."""
+    theirs = _only_outputs(small_case)
+    theirs["input.labels"] = small_case["input.labels"].astype(np.int64)
+    theirs["input.user_id"] = small_case["input.user_id"].astype(np.int32)
+    assert check_arrays(small_case, theirs).passed
+    theirs["input.labels"] = 1 - theirs["input.labels"]
+    assert check_arrays(small_case, theirs).failed == ["input.labels"]
 
 
 def test_relative_error_of_an_exact_zero(small_case):
@@ -274,7 +290,11 @@ def test_relative_error_of_an_exact_zero(small_case):
     assert zero_rows.size  # a row no id of the batch touched: exactly 0 in the case
     theirs["output.grad.student.embed.user_id"] = grad + np.where(np.arange(grad.shape[0]) == zero_rows[0], 1e-13, 0)[:, None]
     row = {r.name: r for r in check_arrays(small_case, theirs).results}["output.grad.student.embed.user_id"]
-    assert row.passed and row.max_rel_error == np.inf and row.max_abs_error == pytest.approx(1e-13)
+    # within atol: it passes, and counts 0 in the relative error (a passing row never shows infinity)
+    assert row.passed and np.isfinite(row.max_rel_error) and row.max_abs_error == pytest.approx(1e-13)
+    theirs["output.grad.student.embed.user_id"] = grad + np.where(np.arange(grad.shape[0]) == zero_rows[0], 1e-6, 0)[:, None]
+    row = {r.name: r for r in check_arrays(small_case, theirs).results}["output.grad.student.embed.user_id"]
+    assert not row.passed and row.max_rel_error == np.inf  # beyond atol where the case is 0
 
 
 @settings(max_examples=30, deadline=None)
@@ -293,7 +313,7 @@ def test_bad_tolerances_raise(small_case, tolerance):
 
 def test_a_file_that_is_not_a_case_is_rejected(tmp_path):
     np.savez(tmp_path / "plain.npz", x=np.zeros(2))
-    with pytest.raises(ValueError, match="^case: not a pfd_ref oracle case"):
+    with pytest.raises(ValueError, match="^case: .*plain.npz': not a pfd_ref oracle case"):
         check_files(tmp_path / "plain.npz", tmp_path / "plain.npz")
     np.save(tmp_path / "single.npy", np.zeros(2))
     with pytest.raises(ValueError, match="^theirs: .* not an .npz archive"):
