@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.losses import hard_loss, log_sigmoid, sigmoid, soft_loss
+from pfd_ref.losses import hard_loss, log_sigmoid, sigmoid, sigmoid_difference, soft_loss
 
 DTYPES = [np.float32, np.float64]
 GRAD_TOLERANCE = 1e-6
@@ -172,6 +172,25 @@ def test_losses_keep_relative_precision_for_confident_predictions(dtype, logit):
             assert_close_to_reference(loss, ref_soft(student, z, 1.0)[0], dtype, scale=0)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float32_loss_is_finite_while_its_mean_fits_float32(weighted):
+    """Logits of +-3e38 on the wrong side: every per-example loss is 3e38 and their sum
+    overflows float32; the mean (summed in float64) is 3e38 again, returned without a warning.
+    A mean beyond float32 itself (weights of 2) is infinite, which training refuses
+    (``train.check_finite_loss``)."""
+    logits, labels = np.array([3e38, -3e38], np.float32), np.array([0, 1])
+    weights = np.array([1.0, 0.5], np.float32) if weighted else None
+    with no_floating_point_warnings():
+        loss, d_logits = hard_loss(logits, labels, weights)
+        soft, _ = soft_loss(logits, -logits, 1.0, weights)
+    expected = 3e38 * (0.75 if weighted else 1.0)
+    assert loss.dtype == np.float32 and loss == pytest.approx(expected, rel=1e-6)
+    assert soft == pytest.approx(expected, rel=1e-6)
+    assert np.array_equal(d_logits, np.array([0.5, -0.5], np.float32) * (1 if weights is None else weights))
+    with np.errstate(over="ignore"):
+        assert hard_loss(logits, labels, np.array([2.0, 2.0], np.float32))[0] == np.inf
+
+
 def test_hard_loss_values_by_hand():
     loss, d_logits = hard_loss(np.array([0.0, 0.0]), np.array([1, 0]))
     assert loss == pytest.approx(np.log(2), rel=1e-15)
@@ -272,10 +291,72 @@ def test_soft_loss_at_temperature_one_with_a_certain_teacher_is_the_hard_loss():
     np.testing.assert_allclose(d_soft, d_hard, rtol=1e-12, atol=1e-17)
 
 
-def test_soft_loss_returns_only_the_student_gradient():
-    """Stop-gradient: the result is (loss, d_student_logits); nothing flows to the teacher."""
-    result = soft_loss(np.array([0.5, -1.0]), np.array([2.0, 0.0]), 2.0)
-    assert len(result) == 2 and result[1].shape == (2,)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_soft_loss_returns_only_the_student_gradient(temperature):
+    """Stop-gradient: the result is ``(loss, dL/dz)`` with the teacher held constant (the
+    central differences in ``z`` alone), not the total derivative that moving the teacher
+    too would give, and the teacher's logits are left as they were."""
+    rng = np.random.default_rng(4)
+    student, teacher, weights = rng.normal(0, 2, 6), rng.normal(0, 2, 6), rng.uniform(0.5, 2, 6)
+    teacher_before = teacher.copy()
+    result = soft_loss(student, teacher, temperature, weights)
+    assert len(result) == 2 and np.array_equal(teacher, teacher_before)
+    d_student = numerical_gradient(lambda: soft_loss(student, teacher, temperature, weights)[0], student)
+    d_teacher = numerical_gradient(lambda: soft_loss(student, teacher, temperature, weights)[0], teacher)
+    assert relative_error(result[1], d_student) < GRAD_TOLERANCE
+    assert _far_apart(result[1], d_student + d_teacher)  # not the gradient with the teacher moving
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0, 1e3])
+def test_the_teacher_gradient_the_stop_gradient_removes(temperature):
+    """docs/derivations.md ("The PFD objective and who receives which gradient"):
+    ``d (lam L_soft) / d t_i = -lam w_i s_i p_i (1 - p_i) / n`` with ``p = s(t/T)`` and ``s``
+    the student's logit: no ``T`` besides the one inside ``p`` (central differences)."""
+    rng = np.random.default_rng(5)
+    student, teacher, weights = rng.normal(0, 2, 7), rng.normal(0, 2, 7) * temperature, rng.uniform(0.5, 2, 7)
+    lam, n = 0.7, student.size
+    p = sigmoid(teacher / temperature)
+    formula = -lam * weights * student * p * (1 - p) / n
+    eps = 1e-5 * temperature  # the loss is of size T^2: a larger step keeps the rounding of the differences small
+    numeric = numerical_gradient(lambda: lam * soft_loss(student, teacher, temperature, weights)[0], teacher, eps)
+    assert relative_error(formula, numeric) < GRAD_TOLERANCE
+    wrong = -lam * weights * temperature * (sigmoid(student / temperature) - p) / n  # minus the student's term
+    assert _far_apart(wrong, numeric)
+
+
+def _far_apart(a, b) -> bool:
+    """``max|a - b| > 0.1 max|b|``: a formula that is not the one checked (kept out of the
+    finite-difference statistics of tests/gradcheck.py)."""
+    return bool(np.max(np.abs(a - b)) > 0.1 * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature", [1.0, 10.0, 1e3])
+def test_soft_gradient_keeps_relative_precision_where_student_and_teacher_nearly_agree(dtype, temperature):
+    """``T (q - p) / n`` against the 50-digit reference, entry by entry and relative only: the
+    difference of two sigmoids would lose every digit where ``q`` and ``p`` agree to the
+    dtype's precision (float32: 10% off at T = 1, 27% at T = 1e3); ``losses.sigmoid_difference``
+    keeps a few ulps. Scaled logits ``z/T ~ N(0, 3)``, gaps ``(t - z)/T`` from 1e-7 to 1."""
+    rng = np.random.default_rng(6)
+    scaled = rng.normal(0, 3, 60)
+    gaps = rng.choice([-1, 1], 60) * 10.0 ** rng.uniform(-7, 0, 60)
+    student, teacher = (scaled * temperature).astype(dtype), ((scaled + gaps) * temperature).astype(dtype)
+    with no_floating_point_warnings():
+        _, d_student = soft_loss(student, teacher, temperature)
+    reference = ref_soft(student, teacher, temperature)[1]
+    rtol = {np.float32: 1e-6, np.float64: 5e-15}[dtype]
+    np.testing.assert_allclose(d_student, reference, rtol=rtol, atol=0)
+
+
+def test_sigmoid_difference_signs_and_extremes():
+    z = np.array([0.0, 1.0, -1.0, 3e38, -3e38, 5.0], np.float32)
+    t = np.array([0.0, -1.0, 1.0, -3e38, 3e38, 5.0], np.float32)
+    with no_floating_point_warnings():
+        difference = sigmoid_difference(z, t)
+    expected = [0.0, float(sigmoid(np.float64(1)) - sigmoid(np.float64(-1))),
+                -float(sigmoid(np.float64(1)) - sigmoid(np.float64(-1))), 1.0, -1.0, 0.0]
+    np.testing.assert_allclose(difference, expected, rtol=1e-6)
+    assert difference.dtype == np.float32
 
 
 # --------------------------------------------------------------------------- dtypes
