@@ -128,7 +128,8 @@ def _add_run_parser(commands, computes) -> None:
     run.add_argument("--mode", choices=MODES, default=config.mode)
     run.add_argument("--lambda", dest="lambda_", type=float, default=distill.lambda_, help="soft-loss weight after warm-up")
     run.add_argument("--warmup-steps", type=int, default=None,
-                     help=f"steps with lambda = 0 at the start (default: {_per_source('warmup_steps')})")
+                     help="the student's first steps with lambda = 0, in sync and two-stage mode alike (default: "
+                          f"{_per_source('warmup_steps')}; fitted to small data)")
     run.add_argument("--temperature", type=float, default=distill.temperature)
     run.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=distill.hard_weight)
     run.add_argument("--epochs", type=int, default=None, help=f"default: {_per_source('epochs')}")

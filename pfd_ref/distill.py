@@ -94,7 +94,10 @@ class DistillConfig:
     """Hyperparameters of the distillation term.
 
     lambda_ : weight of the soft loss after the warm-up (>= 0; <= 1 with the default hard weight).
-    warmup_steps : optimizer steps at the start of synchronous training during which lambda = 0.
+    warmup_steps : the first optimizer steps of the student's training during which lambda = 0,
+        in either mode: in sync mode (the paper's warm-up: the teacher is still untrained) and
+        in two-stage mode too, where the teacher is already trained (``0`` gives the paper's
+        two-stage objective from the first step).
     temperature : T of ``soft_loss`` (> 0; the paper's binary setting is T = 1).
     hard_weight : "one_minus_lambda" (the paper's ``(1 - lambda) L_hard``) or "one" (``L_hard``).
     """

@@ -8,7 +8,8 @@ Randomness: every run draws from independent streams of one seed
 (``numpy.random.default_rng([seed, stream])``: ``distill.INIT_STREAM`` for the initial
 parameters, ``STREAM_BATCH_ORDER`` and ``STREAM_FOLDS`` here), so the student's initial
 parameters and batch order are the same for every method and mode; with lambda = 0 a
-distilled student follows the baseline's trajectory bit for bit.
+distilled student follows the baseline's trajectory bit for bit, step after step, unless it
+shares tables with its teacher (whose hard-loss gradient then moves them).
 """
 
 from __future__ import annotations

@@ -359,8 +359,36 @@ def test_parse_int64_limits():
             assert values[0] == int(cell)
 
 
-def test_compile_all_runs():
-    kernels.compile_all(mlp_depths=(1, 2))
+COMPILED_SIGNATURES = """
+import json
+from numba.core.registry import CPUDispatcher
+from pfd_ref import kernels
+from pfd_ref.kernels import activation, adagrad, adam, embedding, mlp, scoring, text
+modules = (activation, adagrad, adam, embedding, mlp, scoring, text)
+def compiled():
+    return {f"{m.__name__.rsplit('.', 1)[1]}.{name}": sorted({str(getattr(t, "dtype", t)) for signature in kernel.signatures
+                                                                for t in signature} & {"float32", "float64"})
+            for m in modules for name, kernel in vars(m).items() if isinstance(kernel, CPUDispatcher) and kernel.signatures}
+before = compiled()
+kernels.compile_all(mlp_depths=(1, 2))
+print(json.dumps({"before": before, "after": compiled()}))
+"""
+
+
+def test_compile_all_compiles_every_kernel_module_for_both_dtypes():
+    """In a fresh process (where nothing is compiled yet): after compile_all every kernel module
+    has compiled kernels, and each compiled kernel but the tokenizer's (bytes and integers) has
+    a float32 and a float64 signature."""
+    import json
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", COMPILED_SIGNATURES], capture_output=True, text=True, check=True)
+    compiled = json.loads(result.stdout)
+    assert compiled["before"] == {}
+    after = compiled["after"]
+    assert {name.split(".")[0] for name in after} == {"activation", "adagrad", "adam", "embedding", "mlp", "scoring",
+                                                      "text"}
+    assert all(dtypes == ["float32", "float64"] for name, dtypes in after.items() if not name.startswith("text.")), after
 
 
 def test_kernels_import_nothing_from_pfd_ref():
