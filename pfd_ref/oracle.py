@@ -87,7 +87,7 @@ class CaseSpec:
     mode: str = field(default="sync", metadata=dict(choices=MODES, required=True))
     seed: int = 0
     dtype: str = field(default="float64", metadata=dict(choices=tuple(DEFAULT_TOLERANCES)))
-    rows: int = field(default=8, metadata=dict(help="batch size"))
+    rows: int = field(default=8, metadata=dict(help="batch size, >= 2 (one row of each label)"))
     lambda_: float = 0.5
     temperature: float = 1.0
     warmup_steps: int = 0

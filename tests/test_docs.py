@@ -1,11 +1,11 @@
 """The documents name what exists: every heading of docs/derivations.md names functions that
-exist, every gradient and update function has a heading there, and the parameter names of
-docs/conventions.md are the names the models give."""
+exist, every gradient and update function has a heading there, the parameter names of
+docs/conventions.md are the names the models give, and the worked example of docs/oracle.md
+prints the digits the command writes."""
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 import re
 from pathlib import Path
@@ -91,3 +91,26 @@ def test_the_parameter_names_of_the_conventions_are_the_models_names():
                     for model in build_models(tiny_schema(), method, kind, sizes, sharing):
                         actual.update(model.param_names() if model is not None else [])
     assert documented <= actual, f"docs/conventions.md names parameters that do not exist: {documented - actual}"
+
+
+def test_the_worked_example_of_the_oracle_prints_the_files_digits():
+    """docs/oracle.md, section 5: every full-precision number it quotes is the repr of the
+    array the command writes (``--rows 2 --temperature 2 --weights --seed 0``), bit for bit."""
+    from pfd_ref.oracle import CaseSpec, compute_case
+    text = (DOCS / "oracle.md").read_text()
+    example = text[text.index("## 5. Worked example"):text.index("## 6.")].replace("−", "-")
+    case = compute_case(CaseSpec("two_tower", "pfd", "two-stage", rows=2, temperature=2.0, weights=True, seed=0))
+    quoted = {
+        "output.student_logits": case["output.student_logits"].tolist(),
+        "output.teacher_logits": case["output.teacher_logits"].tolist(),
+        "input.weights": case["input.weights"].tolist(),
+        "output.loss.hard": [case["output.loss.hard"].item()], "output.loss.soft": [case["output.loss.soft"].item()],
+        "output.loss.student_total": [case["output.loss.student_total"].item()],
+        "output.grad.student.bias": case["output.grad.student.bias"].tolist(),
+        "param.student.bias": case["param.student.bias"].tolist(),
+        "output.after1.student.bias": case["output.after1.student.bias"].tolist(),
+    }
+    for name, values in quoted.items():
+        for value in values:
+            assert repr(value) in example, f"{name}: {value!r} is not quoted in docs/oracle.md, section 5"
+    assert case["input.recent.offsets"].tolist() == [0, 0, 2] and case["input.recent.values"].tolist() == [2, 2]
