@@ -246,9 +246,10 @@ def fitted_defaults(options: dict, n_train: int) -> dict:
     """``{option: value}`` for the training options left at their source default that do not
     fit ``n_train`` training rows (an empty dict when they all fit):
 
-    * ``batch_size``: with fewer than ``MIN_FITTED_STEPS_PER_EPOCH`` batches per epoch, the size that
-      gives that many, ``ceil(n_train / MIN_FITTED_STEPS_PER_EPOCH)`` (then, with batch normalisation,
-      grown by one until no epoch ends in a batch of one row);
+    * ``batch_size``: with fewer than ``MIN_FITTED_STEPS_PER_EPOCH`` batches per epoch,
+      ``max(1, n_train // MIN_FITTED_STEPS_PER_EPOCH)``, which gives at least that many (one row a
+      batch below it); with batch normalisation then grown by one until no epoch ends in a
+      batch of one row;
     * ``warmup_steps``: at most half of the student's steps (``epochs`` passes in batches of
       the batch size above), so that lambda applies for the other half.
 
@@ -257,7 +258,7 @@ def fitted_defaults(options: dict, n_train: int) -> dict:
     fitted = {}
     batch_size = options["batch_size"]
     if "batch_size" in defaulted and -(-n_train // batch_size) < MIN_FITTED_STEPS_PER_EPOCH:
-        batch_size = max(1, -(-n_train // MIN_FITTED_STEPS_PER_EPOCH))
+        batch_size = max(1, n_train // MIN_FITTED_STEPS_PER_EPOCH)
         while options["batch_norm"] and n_train % batch_size == 1 and batch_size < n_train:
             batch_size += 1
         fitted["batch_size"] = batch_size

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny import tiny_dataset
 
+from pfd_ref import cli, experiment
 from pfd_ref.cli import main
 from pfd_ref.experiment import RECORD_KEYS
 METRICS = ("auc", "gauc", "logloss")
@@ -262,3 +273,233 @@ def test_oracle_objective_has_one_option_per_objective_setting_with_its_default(
     spec = ObjectiveSpec(**{f.name: getattr(changed, f.name) for f in fields(ObjectiveSpec)})
     assert (spec.convention, spec.loss, spec.temperature, spec.hard_weight, spec.weights, spec.rows) == \
         ("easyrec", "ce", 3.0, "one_minus_lambda", True, 9)
+
+
+# --------------------------------------------------------------------------- faults: nothing lost
+
+
+@pytest.mark.parametrize("make_argv, message", [
+    (lambda d, t: ["run", "--data", d, "--json", t / "missing" / "out.json"], "--json: the directory of .* does not exist"),
+    (lambda d, t: ["run", "--data", d, "--json", t], "--json: .* is a directory; give a file name"),
+    (lambda d, t: ["run", "--data", d, "--json", t / "a_file" / "out.json"], "--json: the directory of .* is not a directory"),
+    (lambda d, t: ["run", "--data", d, "--save", t / "a_file"], "--save: .*a_file is not a directory"),
+    (lambda d, t: ["run", "--data", d, "--save", t / "a_file" / "s"], "--save: .* is not a directory \\(.*a_file is a file\\)"),
+    (lambda d, t: ["oracle", "dump", "--model", "mlp", "--method", "pfd", "--mode", "sync", "--out", t / "no" / "c.npz"],
+     "--out: the directory of .* does not exist"),
+    (lambda d, t: ["oracle", "objective", "--out", t], "--out: .* is a directory"),
+    (lambda d, t: ["score", t / "student.npz", "--users", "1", "--out", t / "no" / "top.csv"],
+     "--out: the directory of .* does not exist"),
+    (lambda d, t: ["metrics", t / "predictions.csv", "--json", t / "no" / "m.json"], "--json: the directory of .* does not exist"),
+])
+def test_output_paths_are_checked_before_anything_is_read_or_computed(data_file, tmp_path, capsys, monkeypatch,
+                                                                      make_argv, message):
+    """A wrong --json, --save or --out costs nothing: exit 2 before the data is loaded (every
+    reader and computation here fails the test if it is reached), nothing written."""
+    (tmp_path / "a_file").write_text("x")
+    for name in ("prepare_runs",):
+        monkeypatch.setattr(experiment, name, _reached(name))
+    monkeypatch.setattr("pfd_ref.oracle.compute_case", _reached("compute_case"))
+    monkeypatch.setattr("pfd_ref.objective_oracle.compute_objective_case", _reached("compute_objective_case"))
+    monkeypatch.setattr("pfd_ref.serving.ServedStudent.load", _reached("ServedStudent.load"))
+    monkeypatch.setattr("pfd_ref.score_files.read_predictions", _reached("read_predictions"))
+    before = sorted(tmp_path.rglob("*"))
+    assert main([str(a) for a in make_argv(str(data_file), tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert re.search(f"^pfd-ref: error: {message}", captured.err, re.M), captured.err
+    assert captured.out == "" and sorted(tmp_path.rglob("*")) == before
+
+
+def _reached(name):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{name} was reached before the output path was checked")
+    return fail
+
+
+def test_a_save_folder_whose_student_name_is_a_directory_returns_2_before_training(data_file, tmp_path, capsys):
+    (tmp_path / "s" / "tiny_pfd_seed1.npz").mkdir(parents=True)
+    assert main(_run_args(data_file, tmp_path, "--save", str(tmp_path / "s"))) == 2
+    captured = capsys.readouterr()
+    assert "error: --save: " in captured.err and "tiny_pfd_seed1.npz is a directory" in captured.err
+    assert captured.out == "" and not (tmp_path / "out.json").exists()
+
+
+def _interrupt_at_seed(monkeypatch, seed: int, error=KeyboardInterrupt):
+    """Make experiment.train raise ``error`` when it starts training seed ``seed``."""
+    real = experiment.train
+
+    def train(data, method, config, **kwargs):
+        if config.seed == seed:
+            raise error()
+        return real(data, method, config, **kwargs)
+
+    monkeypatch.setattr(experiment, "train", train)
+
+
+def test_an_interrupted_run_keeps_every_seed_it_finished(data_file, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during seed 2 of 4: exit 130; the JSON holds the records of seeds 0 and 1 and the
+    students of seeds 0 and 1 are saved whole (each was written when it finished)."""
+    _interrupt_at_seed(monkeypatch, 2)
+    assert main(_run_args(data_file, tmp_path, "--seeds", "4")) == 130
+    err = capsys.readouterr().err
+    assert f"pfd-ref: interrupted; {tmp_path / 'out.json'} holds the 4 records of the seeds that finished" in err
+    records = json.loads((tmp_path / "out.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in records) == [("baseline", 0), ("baseline", 1), ("pfd", 0), ("pfd", 1)]
+    assert all(r["provenance"]["config"]["options"]["seeds"] == [0, 1, 2, 3] for r in records)
+    from pfd_ref.serving import ServedStudent
+    students = sorted(p.name for p in (tmp_path / "students").iterdir())
+    assert students == ["tiny_baseline_seed0.npz", "tiny_baseline_seed1.npz", "tiny_pfd_seed0.npz", "tiny_pfd_seed1.npz"]
+    for name in students:
+        ServedStudent.load(tmp_path / "students" / name)
+
+
+def test_json_is_rewritten_after_every_seed_with_all_records_so_far(data_file, tmp_path, monkeypatch):
+    """The rule: after each finished seed of each task, every record so far (a later failure
+    loses at most the seed in progress)."""
+    from pfd_ref import files
+    written, real = [], files.write_atomically
+
+    def recording(path, write, mode="wb"):
+        result = real(path, write, mode)
+        if str(path).endswith("out.json"):
+            written.append([(r["method"], r["seed"]) for r in json.loads(Path(path).read_text())])
+        return result
+
+    monkeypatch.setattr("pfd_ref.cli.write_atomically", recording)
+    assert main(_run_args(data_file, tmp_path, "--seeds", "3", "--quiet")) == 0
+    assert written == [[("baseline", 0), ("pfd", 0)], [("baseline", 0), ("pfd", 0), ("baseline", 1), ("pfd", 1)],
+                       [("baseline", 0), ("pfd", 0), ("baseline", 1), ("pfd", 1), ("baseline", 2), ("pfd", 2)]]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_device_that_fills_up_during_the_run_keeps_the_finished_seeds(data_file, tmp_path, capsys, monkeypatch):
+    from pfd_ref import files
+    real, calls = files._create, []
+
+    def create(path):
+        if Path(path).name == "out.json":
+            calls.append(path)
+            if len(calls) > 1:  # the second write of the records: the device is full
+                return os.open("/dev/full", os.O_WRONLY), Path(path).with_name(".never")
+        return real(path)
+
+    monkeypatch.setattr(files, "_create", create)
+    assert main(_run_args(data_file, tmp_path, "--seeds", "3")) == 2
+    assert f"pfd-ref: error: {tmp_path / 'out.json'}: No space left on device" in capsys.readouterr().err
+    assert sorted((r["method"], r["seed"]) for r in json.loads((tmp_path / "out.json").read_text())) == [
+        ("baseline", 0), ("pfd", 0)]
+    assert not list(tmp_path.glob(".out.json.*"))
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_keeping_the_finished_seeds(data_file, tmp_path):
+    """A real process: SIGTERM once seed 0 is written; it exits 130 and leaves no temporary file."""
+    process = subprocess.Popen([sys.executable, "-m", "pfd_ref.cli", *_run_args(data_file, tmp_path, "--seeds", "5",
+                                                                               "--epochs", "40")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "out.json").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    records = json.loads((tmp_path / "out.json").read_text())
+    seeds = sorted({r["seed"] for r in records})
+    assert process.returncode == 130 and "pfd-ref: interrupted;" in err, err
+    assert seeds and seeds == list(range(len(seeds))) and len(seeds) < 5 and len(records) == 2 * len(seeds)
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device", "/data/x.json"), zipfile.BadZipFile("bad"),
+                                   zlib.error("Error -3 while decompressing"), EOFError("cut"), csv.Error("field"),
+                                   ValueError("--k: expected an integer")])
+def test_expected_errors_are_messages_not_tracebacks(monkeypatch, capsys, error):
+    def command(args):
+        raise error
+    monkeypatch.setitem(cli.COMMANDS, "table", command)
+    assert main(["table", "x.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pfd-ref: error: ") and "Traceback" not in err
+    if isinstance(error, OSError):
+        assert err == "pfd-ref: error: /data/x.json: No space left on device\n"
+
+
+def test_an_unexpected_error_keeps_its_traceback(monkeypatch):
+    """Only the expected classes become messages: anything else is a bug and must show where."""
+    def command(args):
+        raise RuntimeError("a bug")
+    monkeypatch.setitem(cli.COMMANDS, "table", command)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["table", "x.json"])
+
+
+@pytest.mark.parametrize("seeds, message", [("1,1", "seed(s) [1] listed twice"), ("-1,2", "a seed must be >= 0, got -1"),
+                                            ("0", "the count must be >= 1"), ("1.5", "expected a count or a comma list")])
+def test_bad_seeds_are_refused_when_the_arguments_are_parsed(data_file, capsys, monkeypatch, seeds, message):
+    monkeypatch.setattr(experiment, "resolve_options", _reached("resolve_options"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--data", str(data_file), f"--seeds={seeds}"])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("users, message", [("1.7", "expected a comma list of integers"), (",", "at least one integer")])
+def test_bad_user_lists_are_argparse_errors(capsys, users, message):
+    with pytest.raises(SystemExit):
+        main(["score", "student.npz", f"--users={users}"])
+    assert message in capsys.readouterr().err
+
+
+def test_score_writes_its_csv_atomically(finished_run, tmp_path, capsys):
+    _, _, _, out_dir = finished_run[0]
+    from pfd_ref.serving import ServedStudent
+    student = out_dir / "students" / "tiny_pfd_seed0.npz"
+    user = int(ServedStudent.load(student).user_keys[0])
+    assert main(["score", str(student), "--users", str(user), "--k", "2", "--out", str(tmp_path / "top.csv")]) == 0
+    assert (tmp_path / "top.csv").read_text().splitlines()[0] == "user,rank,item,score"
+    assert [p.name for p in tmp_path.iterdir()] == ["top.csv"]
+
+
+# --------------------------------------------------------------------------- defaults that fit the file
+
+
+KUAIRAND_SAMPLE = Path(__file__).resolve().parent / "data" / "kuairand_sample.tsv"
+
+
+def _kuairand_log(path: Path, rows: int) -> Path:
+    """``rows`` rows in the KuaiRand log format (the sample's, with fresh ids) over 4 days."""
+    lines = KUAIRAND_SAMPLE.read_text().splitlines()
+    rng = np.random.default_rng(1)
+    out = [lines[0]]
+    for k in range(rows):
+        cells = lines[1 + k % (len(lines) - 1)].split("\t")
+        cells[0], cells[1], cells[2] = str(1000 + rng.integers(0, 60)), str(5000 + rng.integers(0, 400)), f"202204{8 + 4 * k // rows:02d}"
+        out.append("\t".join(cells))
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows, expected", [
+    (None, ["kuairand_label: defaults fitted to its 241 training rows: --batch-size 12 (default 1024) (at least 20 "
+            "steps an epoch"]),
+    (2000, ["--test-days 1 (default 4): the data spans 4 day(s)",
+            "kuairand_label: defaults fitted to its 1,500 training rows: --batch-size 75 (default 1024) (at least 20 "
+            "steps an epoch"]),
+])
+def test_a_small_kuairand_log_runs_with_the_defaults_and_says_what_it_fitted(tmp_path, capsys, rows, expected):
+    """A valid 2,000-row log in the official format (and the 297-row sample) ran into
+    "warmup_steps: 10 is not shorter than training (2 steps of 1024 rows)"; now the defaults
+    left unset are fitted to the file, each on a line of its own."""
+    path = KUAIRAND_SAMPLE if rows is None else _kuairand_log(tmp_path / "log.tsv", rows)
+    assert main(["run", "--data", "kuairand", "--path", str(path), "--seeds", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    for line in expected:
+        assert line in err, err
+
+
+def test_options_given_are_never_fitted(tmp_path, capsys):
+    """--batch-size 1024 given: only the warm-up, left unset, is fitted to its 2 steps; both
+    given: the schedule error, as before."""
+    path = _kuairand_log(tmp_path / "log.tsv", 2000)
+    run = ["run", "--data", "kuairand", "--path", str(path), "--seeds", "1", "--quiet", "--methods", "baseline,pfd",
+           "--batch-size", "1024"]
+    assert main(run) == 0
+    assert "defaults fitted to its 1,500 training rows: --warmup-steps 1 (default 10)" in capsys.readouterr().err
+    assert main(run + ["--warmup-steps", "10", "--test-days", "1"]) == 2
+    assert "error: warmup_steps: 10 is not shorter than training (2 steps" in capsys.readouterr().err

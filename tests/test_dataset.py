@@ -1,4 +1,5 @@
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfd_ref.data import Dataset, MultiIds
-from pfd_ref.data.dataset import batch_indices, last_days, pack_columns, unpack_columns
+from pfd_ref.data.dataset import batch_indices, last_days, load_npz, pack_columns, unpack_columns
 from pfd_ref.schema import FeatureSpec, Schema
 
 SCHEMA = Schema((
@@ -214,6 +215,84 @@ def test_load_rejects_files_that_are_not_pfd_ref_datasets(tmp_path):
             Dataset.load(path)
 
 
+def _spoilt(source: Path, path: Path, how: str) -> Path:
+    """A copy of ``source`` cut in half, with bytes flipped inside its largest member (a CRC
+    error), or replaced by text, random bytes, nothing, a .npy or a pickled object array."""
+    data = bytearray(source.read_bytes())
+    if how == "truncated":
+        data = data[:len(data) // 2]
+    elif how == "corrupt":
+        with zipfile.ZipFile(source) as archive:
+            member = max(archive.infolist(), key=lambda info: info.compress_size)
+        start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra) + member.compress_size // 2
+        data[start:start + 8] = bytes(b ^ 0xFF for b in data[start:start + 8])
+    elif how == "text":
+        data = b"user_id,label\n1,0\n"
+    elif how == "random bytes":
+        data = np.random.default_rng(0).bytes(3000)
+    elif how == "empty":
+        data = b""
+    elif how == "pickled":
+        np.savez(path, a=np.array([{"x": 1}], dtype=object))
+        return path
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", r"is truncated or damaged \(BadZipFile: File is not a zip file\)"),
+    ("corrupt", r"is truncated or damaged \(BadZipFile: Bad CRC-32 for file 'column\."),
+    ("text", r"is text, not a NumPy zip archive \(an .npz starts with the bytes PK\\x03\\x04; this file starts "
+             r"with b'user_i'\)"),
+    ("random bytes", r"is not a NumPy zip archive"),
+    ("empty", r"is empty"),
+    ("pickled", r"holds an array that needs pickling"),
+])
+def test_a_spoilt_npz_is_a_clear_error_naming_the_file(tmp_path, how, message):
+    """Not zipfile.BadZipFile, zlib.error or numpy's "allow_pickle" for a text file: one
+    ValueError naming the argument, the file and what is wrong."""
+    source = tmp_path / "data.npz"
+    Dataset(**_arrays(n=500)).save(source)
+    path = _spoilt(source, tmp_path / "spoilt.npz", how)
+    with pytest.raises(ValueError, match=f"^path: '{path}' {message}"):
+        Dataset.load(path)
+    with pytest.raises(ValueError, match=f"^theirs: '{path}' {message}"):
+        load_npz(path, "theirs")
+
+
+def test_a_directory_given_as_a_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=f"^path: '{tmp_path}' cannot be read \\(Is a directory\\)"):
+        Dataset.load(tmp_path)
+
+
+def test_load_rejects_extra_arrays(tmp_path):
+    """docs/data.md: every array of a dataset file is read; one its schema does not name is an error."""
+    path = tmp_path / "data.npz"
+    Dataset(**_arrays()).save(path)
+    arrays = load_npz(path)
+    np.savez(path, **arrays, **{"column.extra": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"^path: .* is not a valid pfd_ref dataset \(array\(s\) \['column.extra'\] are "
+                                         "not in its schema"):
+        Dataset.load(path)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A save that fails half-way (here: numpy raises while writing) leaves the previous file."""
+    path = tmp_path / "data.npz"
+    data = Dataset(**_arrays())
+    data.save(path)
+    before = path.read_bytes()
+
+    def failing_savez(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError):
+        data.save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["data.npz"]
+
+
 def test_load_rejects_a_dataset_file_whose_arrays_do_not_match_its_schema(tmp_path):
     path = tmp_path / "data.npz"
     Dataset(**_arrays()).save(path)
@@ -225,7 +304,7 @@ def test_load_rejects_a_dataset_file_whose_arrays_do_not_match_its_schema(tmp_pa
         Dataset.load(path)
     del arrays["column.history.offsets"]
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match="^path: .*not a valid"):
+    with pytest.raises(ValueError, match=r"^path: .*not a valid pfd_ref dataset \(no array 'column.history.offsets'\)"):
         Dataset.load(path)
 
 

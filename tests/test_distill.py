@@ -185,6 +185,21 @@ def test_student_objective_is_the_weighted_sum_of_the_two_losses(hard_weight):
         student_objective(s, y, None, 0.3, config, w)
 
 
+@pytest.mark.parametrize("lam, hard_weight, message", [
+    (2, "one_minus_lambda", r"^lam: expected a finite number in \[0, 1\], got 2"),  # would weight L_hard by -1
+    (-0.5, "one_minus_lambda", r"^lam: expected a finite number in \[0, 1\], got -0.5"),
+    (float("nan"), "one", r"^lam: expected a finite number >= 0, got nan"),
+    (True, "one", r"^lam: expected a finite number >= 0, got True"),
+])
+def test_student_objective_refuses_a_lambda_outside_its_range(lam, hard_weight, message):
+    rng = np.random.default_rng(3)
+    s, t, y = rng.standard_normal(4), rng.standard_normal(4), np.array([0, 1, 1, 0])
+    with pytest.raises(ValueError, match=message):
+        student_objective(s, y, t, lam, DistillConfig(lambda_=0.5, hard_weight=hard_weight))
+    if hard_weight == "one":
+        student_objective(s, y, t, 2.0, DistillConfig(lambda_=0.5, hard_weight="one"))  # L_hard + 2 L_soft is fine
+
+
 def test_add_gradients_sums_a_name_in_both_and_keeps_the_others():
     a, b = {"x": np.ones(2), "y": np.full(2, 2.0)}, {"y": np.full(2, 3.0), "z": np.zeros(2)}
     total = add_gradients(dict(a), b)

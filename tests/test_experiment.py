@@ -151,3 +151,94 @@ def test_scaled_run_defaults_scale_with_the_training_rows(rows, expected):
     assert chosen["warmup_steps"] == int(0.1 * -(-rows // chosen["batch_size"]))
     given, text = scaled_run_defaults(rows, epochs=2, batch_size=100, warmup_steps=7)
     assert given == {"epochs": 2, "batch_size": 100, "warmup_steps": 7} and text.count("(given)") == 3
+
+
+# --------------------------------------------------------------------------- defaults fitted to the data
+
+
+def _resolved(source: str, **given) -> dict:
+    """Run options as resolve_options leaves them, ``given`` set by the user, the rest the source's defaults."""
+    from pfd_ref.experiment import SOURCE_DEFAULTS
+    defaults = {key: value for key, value in SOURCE_DEFAULTS[source].items() if value is not None and key not in given}
+    return {"epochs": 1, "batch_norm": False, **SOURCE_DEFAULTS[source], **given, "source_defaults": list(defaults)}
+
+
+@pytest.mark.parametrize("source, n_train, n_days", [("synthetic", 432_535, 14), ("synthetic", 214_500, 14),
+                                                    ("kuairand", 33_485, 14), ("saved", 300_000, 3)])
+def test_the_defaults_of_the_documented_runs_are_left_as_they_are(source, n_train, n_days):
+    """The synthetic tasks (CTR, CVR) and KuaiRand's extract (docs/results.md): nothing is fitted,
+    so the published numbers keep their configuration."""
+    from pfd_ref.experiment import fitted_defaults, fitted_test_days
+    options = _resolved(source)
+    assert fitted_defaults(options, n_train) == {}
+    if options["test_days"] is not None:
+        assert fitted_test_days(options, n_days) == options["test_days"]
+
+
+@pytest.mark.parametrize("n_train, expected", [(1_500, {"batch_size": 75}), (241, {"batch_size": 12}),
+                                              (25, {"batch_size": 1}), (12, {"batch_size": 1, "warmup_steps": 6}),
+                                              (1, {"batch_size": 1, "warmup_steps": 0})])
+def test_small_kuairand_data_gets_at_least_20_steps_and_lambda_over_half_of_them(n_train, expected):
+    _check_fitted("kuairand", n_train, expected)
+
+
+@pytest.mark.parametrize("n_train, expected", [(150_000, {"warmup_steps": 73}), (20_000, {"warmup_steps": 10}),
+                                              (19_000, {"batch_size": 950, "warmup_steps": 10})])
+def test_a_saved_dataset_below_200_steps_gets_a_shorter_warm_up(n_train, expected):
+    """The saved-data default warm-up of 100 steps would hold lambda at 0 for over half of a
+    training of fewer than 200 steps (it was refused only from 100 steps down)."""
+    _check_fitted("saved", n_train, expected)
+
+
+def _check_fitted(source: str, n_train: int, expected: dict) -> None:
+    from pfd_ref.experiment import SOURCE_DEFAULTS, fitted_defaults
+    from pfd_ref.train import check_schedule, steps
+    fitted = fitted_defaults(_resolved(source), n_train)
+    assert fitted == expected
+    batch = fitted.get("batch_size", SOURCE_DEFAULTS[source]["batch_size"])
+    warmup = fitted.get("warmup_steps", SOURCE_DEFAULTS[source]["warmup_steps"])
+    assert steps(n_train, batch, 1) >= min(20, n_train) and warmup <= steps(n_train, batch, 1) // 2
+    check_schedule(DistillConfig(lambda_=0.5, warmup_steps=warmup), steps(n_train, batch, 1))
+
+
+def test_options_the_user_gave_are_not_fitted():
+    from pfd_ref.experiment import fitted_defaults, fitted_test_days
+    assert fitted_defaults(_resolved("kuairand", batch_size=1024), 1_500) == {"warmup_steps": 1}
+    assert fitted_defaults(_resolved("kuairand", batch_size=1024, warmup_steps=10), 1_500) == {}
+    assert fitted_test_days(_resolved("kuairand", test_days=4), 4) == 4  # and the split then says what is wrong
+    assert fitted_test_days(_resolved("kuairand"), 4) == 1 and fitted_test_days(_resolved("kuairand"), 9) == 3
+
+
+def test_a_fitted_batch_size_never_leaves_a_batch_of_one_row_with_batch_norm():
+    from pfd_ref.experiment import fitted_defaults
+    plain = fitted_defaults(_resolved("saved"), 401)["batch_size"]
+    assert plain == 20 and 401 % plain == 1  # the case batch normalisation refuses
+    with_norm = fitted_defaults(_resolved("saved", batch_norm=True), 401)["batch_size"]
+    assert with_norm == 21 and 401 % with_norm != 1
+
+
+# --------------------------------------------------------------------------- records read back
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", r"does not hold a list of records .*: the list is empty"),
+    ('[{"task": "t", "method": "baseline", "seed": 0, "auc": NaN, "gauc": 0.5, "logloss": 0.6, "train_seconds": 1}]',
+     r"record 0: auc: expected a finite number, got nan"),
+    ('[{"task": "t", "method": "baseline", "seed": 0, "auc": 0.7, "gauc": 0.5, "logloss": Infinity, "train_seconds": 1}]',
+     r"record 0: logloss: expected a finite number, got inf"),
+    ('[{"task": "t", "method": "baseline", "seed": 1.5, "auc": 0.7, "gauc": 0.5, "logloss": 0.6, "train_seconds": 1}]',
+     r"record 0: seed: expected an integer >= 0, got 1.5"),
+    ('[{"task": "t", "method": "baseline", "seed": 0, "auc": "0.7", "gauc": 0.5, "logloss": 0.6, "train_seconds": 1}]',
+     r"record 0: auc: expected a finite number, got '0.7'"),
+    ('[{"task": 3, "method": "baseline", "seed": 0, "auc": 0.7, "gauc": 0.5, "logloss": 0.6, "train_seconds": 1}]',
+     r"record 0: task must be a string, got 3"),
+    ('[{"task": "t", "method": "magic", "seed": 0, "auc": 0.7, "gauc": 0.5, "logloss": 0.6, "train_seconds": 1}]',
+     r"record 0: unknown method 'magic'"),
+    ("[7]", r"record 0: expected a record \(a JSON object\), got int"),
+])
+def test_load_records_refuses_what_a_table_cannot_show(tmp_path, content, message):
+    from pfd_ref.experiment import load_records
+    path = tmp_path / "run.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"^records: {path}.*{message}"):
+        load_records([path])

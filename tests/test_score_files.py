@@ -139,6 +139,8 @@ def test_tab_separated_files_and_renamed_columns(tmp_path, capsys):
     ("label,score,weight\n1,0.2,1\n0,0.1,-1\n", [], "column 'weight': -1.0 is a negative weight"),
     ("label,score\n1,0.2\n1,0.1\n", [], "labels: AUC needs both classes"),
     ("", [], "p.csv: empty file"),
+    ("label,score\n1," + "9" * 200_000 + "x\n0,0.1\n", [],
+     "p.csv, row 0 (line 2), column 'score': '9999999999999999999999999999999999999999'... (200,001 characters) is not a number"),
 ])
 def test_bad_prediction_files_name_the_file_row_and_column(tmp_path, capsys, content, arguments, message):
     path = tmp_path / "p.csv"
@@ -146,6 +148,24 @@ def test_bad_prediction_files_name_the_file_row_and_column(tmp_path, capsys, con
     assert main(["metrics", str(path), *arguments]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+
+
+def test_a_huge_cell_in_a_column_not_read_and_a_final_blank_line_are_accepted(tmp_path, capsys):
+    """The csv module refuses fields over 131,072 characters by default, even in a column
+    nobody reads; a file may end in a blank line (or several)."""
+    path = tmp_path / "p.csv"
+    path.write_text("label,score,note\n1,0.8," + "x" * 200_000 + "\n0,-0.3,short\n\n\n")
+    assert main(["metrics", str(path)]) == 0
+    assert f"{path}: 2 rows, 1 positive" in capsys.readouterr().out
+
+
+def test_a_csv_error_names_the_file_and_line(tmp_path, capsys, monkeypatch):
+    """What the csv module still refuses (here: a field over a limit lowered to 10 characters)."""
+    monkeypatch.setattr("pfd_ref.score_files.FIELD_SIZE_LIMIT", 10)
+    path = tmp_path / "p.csv"
+    path.write_text("label,score\n1,0.2\n0,0.12345678901234\n")
+    assert main(["metrics", str(path)]) == 2
+    assert f"pfd-ref: error: {path}, line 3: not CSV (field larger than field limit (10))" in capsys.readouterr().err
 
 
 def test_npz_columns_of_different_lengths(tmp_path):

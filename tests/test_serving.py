@@ -194,3 +194,72 @@ def test_save_student_writes_exactly_the_path_it_returns(exports, data, tmp_path
 def test_no_users_is_rejected_naming_users(exported):
     with pytest.raises(ValueError, match="^users: at least one"):
         exported.served.top_k([], 3)
+
+
+def _spoil(tmp_path, exported, drop=(), add=None, change=None):
+    """A copy of the exported student file without the arrays ``drop``, with ``add``, and with
+    ``change[name](array)`` in place of an array."""
+    with np.load(exported.path) as archive:
+        arrays = {name: value for name, value in archive.items() if name not in drop}
+    arrays.update(add or {})
+    for name, function in (change or {}).items():
+        arrays[name] = function(arrays[name])
+    np.savez(tmp_path / "spoilt.npz", **arrays)
+    return tmp_path / "spoilt.npz"
+
+
+def _a_param(exported, suffix: str) -> str:
+    with np.load(exported.path) as archive:
+        return next(name for name in archive.files if name.startswith("param.") and name.endswith(suffix))
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (dict(drop=("config",)), r"lacks the array 'config'"),
+    (dict(drop=("item_keys",)), r"lacks the array 'item_keys'"),
+    (dict(drop=("users.user_id",)), r"lacks the array 'users.user_id'"),
+    (dict(drop=("users.recent.offsets",)), r"lacks the array 'users.recent.offsets'"),
+    (dict(add={"param.student.extra": np.zeros(2)}), r"holds array\(s\) \['param.student.extra'\] that its student does not read"),
+    (dict(change={"config": lambda value: np.array("{not json")}), r": its 'config' is not a student's"),
+    (dict(change={"config": lambda value: np.array('{"kind": "forest"}')}), r": its 'config' is not a student's \(config: unknown model kind"),
+    (dict(change={"user_keys": lambda keys: keys[::-1].copy()}), r": user_keys: expected unique keys in increasing order"),
+    (dict(change={"item_keys": lambda keys: keys.astype(np.float64)}), r": item_keys: expected a non-empty 1-d integer array"),
+    (dict(change={"items.item_id": lambda ids: ids + 1000}), r": items: columns\['item_id'\]: id \d+ is outside the table"),
+    (dict(change={"users.age": lambda age: age[:-1]}), r": users: columns\['age'\]: expected shape"),
+])
+def test_a_spoilt_student_file_is_a_clear_error_naming_the_file_and_array(tmp_path, exported, spoil, message):
+    path = _spoil(tmp_path, exported, **spoil)
+    with pytest.raises(ValueError, match=f"^model: '{path}'{message}" if message.startswith(":") else
+                       f"^model: '{path}' {message}"):
+        ServedStudent.load(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda w: np.where(np.arange(w.size).reshape(w.shape) == 0, np.nan, w), r"contains NaN or infinity"),
+    (lambda w: w[:-1], r"expected shape"),
+    (lambda w: w.astype(np.float32), r"expected a float32 array of shape .*, got float64"),  # mixed dtypes
+])
+def test_a_student_parameter_of_the_wrong_value_shape_or_dtype_is_refused_at_load(tmp_path, exported, change, message):
+    path = _spoil(tmp_path, exported, change={_a_param(exported, "0.weight"): change})
+    with pytest.raises(ValueError, match=f"^model: '{path}': .*{message}"):
+        ServedStudent.load(path)
+
+
+@pytest.mark.parametrize("users, message", [
+    ([1.7], r"^users: expected integer user ids, got 1.7"),
+    ([True], r"^users: expected integer user ids, got True"),
+    (["3"], r"^users: expected integer user ids, got '3'"),
+    ([2**70], r"^users: user 1180591620717411303424 is not in the exported student's user table \(ids are 64-bit\)"),
+    (np.array([2**64 - 1], dtype=np.uint64), r"^users: user 18446744073709551615 is not in the exported"),
+    ([-1], r"^users: user -1 is not in the exported student's user table"),
+])
+def test_user_keys_that_are_not_table_integers_are_refused(exported, users, message):
+    """top_k([1.7]) would have scored user 1, and 2**70 raised an OverflowError."""
+    with pytest.raises(ValueError, match=message):
+        exported.served.top_k(users, 3)
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5, True])
+def test_k_must_be_a_positive_integer(exported, k):
+    user = int(exported.served.user_keys[0])
+    with pytest.raises(ValueError, match=r"^k: expected an integer >= 1"):
+        exported.served.top_k([user], k)
