@@ -136,7 +136,8 @@ def _add_run_parser(commands, computes) -> None:
     run.add_argument("--teacher-epochs", type=int, default=None, help="two-stage: teacher epochs (default: --epochs)")
     run.add_argument("--seeds", type=_seeds, default=list(range(experiment.DEFAULT_SEEDS)),
                      help="a count N (seeds 0..N-1) or a comma list")
-    run.add_argument("--batch-size", type=int, default=None, help=f"default: {_per_source('batch_size')}")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help=f"default: {_per_source('batch_size')}; fitted to small data (at least 20 steps an epoch)")
     run.add_argument("--lr", type=float, default=config.lr, help="learning rate (reached after --lr-warmup-steps)")
     run.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=config.optimizer,
                      help="Adam (lazy embedding rows), Adagrad (lazy rows) or plain SGD (docs/optim.md)")
@@ -167,10 +168,12 @@ def _add_run_parser(commands, computes) -> None:
     run.add_argument("--user-features", type=Path, default=None,
                      help=f"with --data {kuairand}: a KuaiRand user-features file (user_id + categorical columns)")
     run.add_argument("--test-days", type=int, default=None,
-                     help=f"with --data: the last N days form the test split (default: {_per_source('test_days')})")
+                     help=f"with --data: the last N days form the test split (default: {_per_source('test_days')}; "
+                          "at most a third of the days)")
     run.add_argument("--student", choices=STUDENT_KINDS, default=None, help="student kind (default: two_tower for ctr, mlp otherwise)")
-    run.add_argument("--json", type=Path, default=None, help="write the per-seed records as JSON")
-    run.add_argument("--save", type=Path, default=None, help="directory for the trained students")
+    run.add_argument("--json", type=Path, default=None,
+                     help="write the per-seed records as JSON, rewritten after every finished seed")
+    run.add_argument("--save", type=Path, default=None, help="directory for the trained students (each saved when trained)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--teacher-folds", type=int, default=config.teacher_folds,
                      help="two-stage: cross-fit the teacher's soft labels over K folds (0: in-sample)")
