@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from pfd_ref.files import write_atomically
 from pfd_ref.kernels._common import chunk_bounds, run_chunks
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -78,9 +79,8 @@ def run_per_thread_count(module: str, argv: list[str], thread_counts: list[int])
 
 
 def write_json(path: str, payload: dict) -> None:
-    """Write ``payload`` to ``path`` as indented JSON and say so."""
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=1)
+    """Write ``payload`` to ``path`` as indented JSON (atomically) and say so."""
+    write_atomically(path, lambda handle: json.dump(payload, handle, indent=1), mode="w")
     print(f"\nwrote {path}")
 
 

@@ -177,7 +177,8 @@ def resolve_options(options: dict) -> dict:
     to the data), the names of those filled from ``SOURCE_DEFAULTS`` listed under
     ``source_defaults`` (``fitted_defaults`` may fit them to the data). ValueError naming an
     option of ``SOURCE_OPTIONS`` given with another data source, ``--path`` missing with a
-    log, or a teacher-scores option that does not fit the run (``check_teacher_scores``)."""
+    log, ``--rows`` not a positive integer, or a teacher-scores option that does not fit the
+    run (``check_teacher_scores``)."""
     options = dict(options)
     if options["methods"] is None:
         options["methods"] = TEACHER_SCORES_METHODS if options["teacher_scores"] is not None else REPORTED_METHODS
@@ -189,6 +190,8 @@ def resolve_options(options: dict) -> dict:
             raise ValueError(f"--{option.replace('_', '-')}: only with --data {' or '.join(sources)}")
         if source in sources and options[option] is None and option in SOURCE_OPTION_DEFAULTS:
             options[option] = SOURCE_OPTION_DEFAULTS[option]
+    if options["rows"] is not None:
+        check_scalar("--rows", options["rows"], int, low=1)
     options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items()
                                   if options[key] is None and value is not None]
     for key in options["source_defaults"]:

@@ -134,6 +134,7 @@ def test_the_methods_default_to_all_or_to_those_of_teacher_scores():
     (dict(data="mine.npz", user_features="users.csv"), "^--user-features: only with --data kuairand"),
     (dict(data="taobao", path="UserBehavior.csv", label="is_like"), "^--label: only with --data kuairand"),
     (dict(data="kuairand", path="log.csv", rows=10), "^--rows: only with --data taobao"),
+    (dict(data="taobao", path="UserBehavior.csv", rows=0), r"^--rows: expected an integer >= 1, got 0"),
     (dict(outside_window="drop"), "^--outside-window: only with --data taobao"),
     (dict(data="mine.npz", path="log.csv"), "^--path: only with --data kuairand or taobao"),
 ])

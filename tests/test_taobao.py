@@ -89,6 +89,8 @@ def test_format_rows_writes_the_official_text():
 def test_generator_options_are_checked(tmp_path):
     assert _error(lambda: UserBehaviorConfig(rows=0)).startswith("rows:")
     assert _error(lambda: write_user_behavior(tmp_path / "no" / "f.csv", UserBehaviorConfig(rows=10))).startswith("out:")
+    assert _error(lambda: write_user_behavior(tmp_path, UserBehaviorConfig(rows=10))).startswith("out: ")  # a directory
+    assert list(tmp_path.iterdir()) == []  # refused before a byte was written
 
 
 # ---------------------------------------------------------------- reading and its errors
@@ -157,7 +159,7 @@ def test_out_of_order_and_split_users(tmp_path):
     (b"user_id,item_id,category_id,behavior_type,timestamp\n1,2,3,pv,1511544070\n", "line 1, column 'user_id': "
                                                                                       "line 1 looks like a header"),
     (b"1,2,3,pv,1511544070\n1,2,3,pv\n", "line 2 has 4 field(s); expected 5"),
-    (b"1,2,3,pv,1511544070\n\n", "line 2 is empty"),
+    (b"1,2,3,pv,1511544070\n\n1,2,3,pv,1511544071\n", "line 2 is empty"),  # (blank lines at the end are accepted)
 ])
 def test_bad_files(tmp_path, content, expected):
     path = tmp_path / "bad.csv"

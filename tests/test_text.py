@@ -59,6 +59,21 @@ def test_header_delimiter_byte_order_mark_and_max_rows(tmp_path):
     assert headerless.n == 1 and headerless.columns["b"][0] == 8
 
 
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_blank_lines_at_the_end_of_the_file_are_accepted(tmp_path, ending):
+    """Issue 14: a file may end in blank lines; they are no rows, and no rows left after a head."""
+    rows = ending.join([b"a,b", b"1,2", b"3,4"]) + ending
+    for blanks in (1, 3):
+        path = _write(tmp_path, rows + ending * blanks)
+        got = read_columns(path, integers=["a", "b"])
+        assert got.n == 2 and not got.truncated
+        np.testing.assert_array_equal(got.columns["b"], [2, 4])
+        assert not read_columns(path, integers=["a"], max_rows=2).truncated
+        assert read_columns(path, integers=["a"], max_rows=1).truncated
+    assert "has a header line but no data rows" in _error(lambda: read_columns(_write(tmp_path, b"a,b\n\n\n"),
+                                                                               integers=["a"]))
+
+
 @pytest.fixture(params=backend.BACKENDS)
 def each_backend(request):
     with backend.using(request.param):

@@ -439,7 +439,7 @@ def option_cases(f: Files) -> list[Case]:
         ("--tower-norm", "l2"), ("--tower-scale", "0"), ("--shared-embeddings", "--mode", "two-stage"),
         ("--methods", ""), ("--methods", "teacher"), ("--methods", "baseline,nonsense"), ("--path", "x.tsv"),
         ("--label", "is_like"), ("--adagrad-eps", "1e-10"), ("--optimizer", "adagrad", "--adagrad-eps=-1"),
-        ("--batch-norm", "--batch-size", "133"), ("--dtype", "float16"), ("--hard-weight", "two"),
+        ("--batch-norm", "--batch-size", "967"), ("--dtype", "float16"), ("--hard-weight", "two"),
         ("--teacher-scores-are", "probabilities"), ("--student", "cnn"))]
     cases += [
         Case(c, "run --data kuairand without --path", lambda: cli("run", "--data", "kuairand", "--quiet")),
@@ -594,6 +594,100 @@ def _small_saved(f: Files) -> Path:
     return f.path("small.npz")
 
 
+TAOBAO_SAMPLE = REPOSITORY / "tests" / "data" / "userbehavior_generated.csv"  # official format, no header
+
+
+def taobao_cases(f: Files) -> list[Case]:
+    """``--data taobao`` (issue 16's loader and streaming reader) and the generator of such files."""
+    c = "Taobao"
+    log = TAOBAO_SAMPLE.read_text().splitlines()
+    quick = ("--task", "cvr", "--methods", "baseline", "--seeds", "1", "--quiet")
+    taobao = lambda path, *extra: cli("run", "--data", "taobao", "--path", path, *quick, *extra)  # noqa: E731
+
+    def edited(name: str, line: int, column: int, value: str) -> Path:
+        lines = list(log)
+        cells = lines[line - 1].split(",")
+        cells[column] = value
+        lines[line - 1] = ",".join(cells)
+        return f.text(name, "\n".join(lines) + "\n")
+
+    def swapped(name: str) -> Path:
+        lines = list(log)
+        k = next(k for k in range(len(lines) - 1) if lines[k].split(",")[0] == lines[k + 1].split(",")[0]
+                 and lines[k].split(",")[4] != lines[k + 1].split(",")[4])
+        lines[k], lines[k + 1] = lines[k + 1], lines[k]
+        return f.text(name, "\n".join(lines) + "\n")
+
+    def generator(*argv) -> tuple[str, str]:
+        from pfd_ref.data.taobao_synthetic import main as generate_log
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                code = generate_log([str(a) for a in argv])
+        except SystemExit as stop:
+            code = stop.code
+        except BaseException as error:  # noqa: BLE001
+            return "TRACEBACK", f"{type(error).__name__}: {error}"
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        return ("error" if code == 2 else "ok" if code == 0 else "TRACEBACK"), (lines or ["exit 0"])[-1].strip()
+
+    one_day = "\n".join(",".join(line.split(",")[:4] + ["1512000000"]) for line in log) + "\n"
+    return [
+        Case(c, "run --data taobao without --path", lambda: cli("run", "--data", "taobao", "--quiet")),
+        Case(c, "run --data taobao --path of a missing file", lambda: taobao(f.path("missing.csv"))),
+        Case(c, "run --data taobao --path of a directory", lambda: taobao(f.root)),
+        Case(c, "run --data taobao --path of an empty file", lambda: taobao(f.text("tb_empty.csv", ""))),
+        Case(c, "Taobao log: a header line", lambda: taobao(
+            f.text("tb_header.csv", "user_id,item_id,category_id,behavior_type,timestamp\n" + "\n".join(log) + "\n"))),
+        Case(c, "Taobao log: behavior 'click'", lambda: taobao(edited("tb1.csv", 40, 3, "click"))),
+        Case(c, "Taobao log: user_id u17", lambda: taobao(edited("tb2.csv", 40, 0, "u17"))),
+        Case(c, "Taobao log: item_id 2^70", lambda: taobao(edited("tb3.csv", 40, 1, str(2**70)))),
+        Case(c, "Taobao log: category_id -4", lambda: taobao(edited("tb4.csv", 40, 2, "-4"))),
+        Case(c, "Taobao log: a timestamp outside the window", lambda: taobao(edited("tb5.csv", 40, 4, "1511000000"))),
+        Case(c, "Taobao log: a timestamp outside the window, --outside-window drop",
+             lambda: taobao(edited("tb5.csv", 40, 4, "1511000000"), "--outside-window", "drop"), "ok"),
+        Case(c, "Taobao log: a row with 4 fields", lambda: taobao(f.text("tb6.csv", "\n".join(
+            log[:10] + [log[10].rsplit(",", 1)[0]] + log[11:]) + "\n"))),
+        Case(c, "Taobao log: a blank line in the middle",
+             lambda: taobao(f.text("tb7.csv", "\n".join(log[:10] + [""] + log[10:]) + "\n"))),
+        Case(c, "Taobao log: ends in blank lines", lambda: taobao(f.text("tb8.csv", "\n".join(log) + "\n\n\n")), "ok"),
+        Case(c, "Taobao log: two rows of a user out of time order", lambda: taobao(swapped("tb9.csv"))),
+        Case(c, "Taobao log: a user's rows split", lambda: taobao(f.text("tb10.csv", "\n".join(log[1:] + log[:1]) + "\n"))),
+        Case(c, "Taobao log: only pv rows (no CVR positive)", lambda: taobao(
+            f.text("tb11.csv", "\n".join(line for line in log if ",pv," in line) + "\n"))),
+        Case(c, "Taobao log: every row on one day", lambda: taobao(f.text("tb12.csv", one_day))),
+        Case(c, "run --data taobao --rows 0", lambda: taobao(TAOBAO_SAMPLE, "--rows", "0")),
+        Case(c, "run --data taobao --rows=-5", lambda: taobao(TAOBAO_SAMPLE, "--rows=-5")),
+        Case(c, "run --data taobao --rows 1.5", lambda: taobao(TAOBAO_SAMPLE, "--rows", "1.5")),
+        Case(c, "run --data taobao --rows 10 (one user, too few rows)", lambda: taobao(TAOBAO_SAMPLE, "--rows", "10")),
+        Case(c, "run --data taobao --outside-window keep", lambda: taobao(TAOBAO_SAMPLE, "--outside-window", "keep")),
+        Case(c, "run --data taobao --label is_like", lambda: taobao(TAOBAO_SAMPLE, "--label", "is_like")),
+        Case(c, "run --data taobao --test-days 100", lambda: taobao(TAOBAO_SAMPLE, "--test-days", "100")),
+        Case(c, "run --data taobao --json into a missing directory",
+             lambda: taobao(TAOBAO_SAMPLE, "--json", f.path("missing/tb.json"))),
+        Case(c, "run --data kuairand --rows 10", lambda: cli("run", "--data", "kuairand", "--path", f.kuairand,
+                                                              "--rows", "10", "--quiet")),
+        Case(c, "taobao_synthetic --out onto a directory", lambda: generator("--rows", "100", "--out", f.root)),
+        Case(c, "taobao_synthetic --out into a missing directory",
+             lambda: generator("--rows", "100", "--out", f.path("missing/ub.csv"))),
+        Case(c, "taobao_synthetic --rows 0", lambda: generator("--rows", "0", "--out", f.path("ub.csv"))),
+        Case(c, "taobao_synthetic on a full device (every write fails with ENOSPC)", lambda: _full_generator(f)),
+    ]
+
+
+def _full_generator(f: Files) -> tuple[str, str]:
+    from pfd_ref.data.taobao_synthetic import main as generate_log
+    err = io.StringIO()
+    with mock.patch("pfd_ref.files._create", _dev_full), contextlib.redirect_stderr(err):
+        try:
+            code = generate_log(["--rows", "1000", "--out", str(f.path("ub_full.csv"))])
+        except BaseException as error:  # noqa: BLE001
+            return "TRACEBACK", f"{type(error).__name__}: {error}"
+    message = [line.strip() for line in err.getvalue().splitlines() if "error" in line]
+    lost = f.path("ub_full.csv").exists()
+    return ("LOST" if lost else "error" if code == 2 else "TRACEBACK"), (message or [f"exit {code}"])[-1]
+
+
 # --------------------------------------------------------------------------- faults in subprocesses
 
 
@@ -636,6 +730,7 @@ def interrupted(f: Files, how: int) -> tuple[str, str]:
 def concurrent_runs(f: Files) -> tuple[str, str]:
     """Two runs writing the same --save folder and --json file at once, three times."""
     out = f.path("concurrent")
+    out.mkdir()
     broken, codes, files = 0, [], 0
     for trial in range(3):
         processes = [subprocess.Popen(_pfd_ref("run", "--data", f.data, "--methods", "baseline,pfd", "--seeds", "2",
@@ -647,7 +742,7 @@ def concurrent_runs(f: Files) -> tuple[str, str]:
         broken += sum(not _loads(p) for p in students)
         try:
             json.loads((out / "run.json").read_text())
-        except ValueError:
+        except (OSError, ValueError):
             broken += 1
     ok = broken == 0 and set(codes) == {0}
     return ("kept" if ok else "LOST"), (f"3 trials of 2 concurrent runs: exit codes {sorted(set(codes))}, "
@@ -723,7 +818,7 @@ def fault_cases(f: Files) -> list[Case]:
 
 
 CATEGORIES = {"outputs": output_cases, "bad files": bad_file_cases, "options": option_cases, "Python API": api_cases,
-              "defaults": defaults_cases, "numerics": numerics_cases, "faults": fault_cases}
+              "defaults": defaults_cases, "numerics": numerics_cases, "Taobao": taobao_cases, "faults": fault_cases}
 
 
 def main_script(argv=None) -> int:

@@ -19,7 +19,6 @@ Command line (the file is written atomically)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from numpy.polynomial.hermite_e import hermegauss
 
 from pfd_ref.data.synthetic import zipf_weights
 from pfd_ref.data.taobao import BEHAVIORS, BUY, CART, FAV, PV, SECONDS_PER_DAY, WINDOW_DAYS, WINDOW_END, WINDOW_START
-from pfd_ref.files import write_atomically
+from pfd_ref.files import check_output_file, write_atomically
 from pfd_ref.losses import sigmoid
 from pfd_ref.validation import check_scalar
 
@@ -211,8 +210,7 @@ def write_user_behavior(path, config: UserBehaviorConfig = UserBehaviorConfig(),
     """Write the file of ``config`` at ``path`` (atomically: ``pfd_ref.files.write_atomically``).
     Returns the number of rows written. Same config -> the same bytes. progress : None or a
     callback ``(users done, users)``."""
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise ValueError(f"out: the directory of {os.fspath(path)} does not exist")
+    check_output_file("out", path)
     world = _World(config)
     mean_visits = LOG_ROWS / LOG_USERS / (1 + MEAN_REVISITS + BEHAVIOR_SHARES[[BUY, CART, FAV]].sum() / BEHAVIOR_SHARES[PV]
                                           * (1 + MEAN_REVISITS)) - 1
@@ -244,7 +242,7 @@ def main(argv=None) -> int:
         config = UserBehaviorConfig(rows=args.rows, seed=args.seed)
         rows = write_user_behavior(args.out, config, progress=lambda done, total: print(
             f"\r  users {done:,}/{total:,}", end="", file=sys.stderr))
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # an OSError: the device filled up during the write
         print(f"taobao_synthetic: error: {error}", file=sys.stderr)
         return 2
     print(f"\nwrote {args.out}: {rows:,} rows, {config.users:,} users, seed {config.seed}", file=sys.stderr)

@@ -16,12 +16,14 @@ checked) but not parsed.
 
 Every problem is a ``ValueError`` that starts with the argument's name and names the file,
 the line (1-based, the header included) and the column: a missing or empty file, a row
-with the wrong number of fields, bad quoting, a cell that is not an integer or not one of
-the tokens.
+with the wrong number of fields, an empty line (blank lines at the end of the file are
+accepted: they are no rows), bad quoting, a cell that is not an integer or not one of the
+tokens.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 
@@ -69,12 +71,30 @@ def _open(path, argument: str):
         raise ValueError(f"{argument}: cannot read {os.fspath(path)!r} ({error.strerror})") from None
 
 
+def _content_end(file) -> int:
+    """The offset just after the file's last byte that is not ``\\r`` or ``\\n`` (0 for a
+    file of line ends only): what follows it are blank lines at the end of the file."""
+    end = file.seek(0, os.SEEK_END)
+    while end > 0:
+        start = max(0, end - CHUNK_BYTES)
+        file.seek(start)
+        content = file.read(end - start).rstrip(b"\r\n")
+        if content:
+            return start + len(content)
+        end = start
+    return 0
+
+
 def _lines(path, argument: str, stop: int | None = None) -> int:
-    """Number of lines of the file (a last line without ``\\n`` counts), or ``stop`` once
-    that many are found."""
+    """Number of lines of the file up to its last one that is not blank (a last line without
+    ``\\n`` counts; blank lines at the end of the file do not, so a file may end in them), or
+    ``stop`` once that many are found."""
     lines, last = 0, b"\n"
     with _open(path, argument) as file:
-        while block := file.read(CHUNK_BYTES):
+        left = _content_end(file)
+        file.seek(0)
+        while left > 0 and (block := file.read(min(CHUNK_BYTES, left))):
+            left -= len(block)
             lines += block.count(b"\n")
             last = block[-1:]
             if stop is not None and lines >= stop:
@@ -186,7 +206,8 @@ def read_columns(path, *, argument: str = "path", names=None, delimiter: str | N
                 done += split
                 pos = next_pos
             if done >= rows:
-                result.truncated = pos < buf.size or next(chunks, None) is not None
+                result.truncated = any(  # blank lines after the rows are no rows left
+                    bytes(rest).strip(b"\r\n") for rest in itertools.chain((buf[pos:],), chunks))
                 break
         if done != rows:
             raise ValueError(f"{where} changed while it was read ({done} data rows instead of {rows})")
