@@ -23,7 +23,7 @@ from pathlib import Path
 from pfd_ref import experiment
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
 from pfd_ref.data.taobao import OUTSIDE_WINDOW
-from pfd_ref.distill import HARD_WEIGHTS, STUDENT_KINDS, DistillConfig, ModelSizes
+from pfd_ref.distill import HARD_WEIGHTS, SHARING, STUDENT_KINDS, DistillConfig
 from pfd_ref.files import check_output_directory, check_output_file, write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
 from pfd_ref.metrics import SCORE_KINDS
@@ -119,17 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_parser(commands, computes) -> None:
     kuairand, taobao = experiment.KUAIRAND, experiment.TAOBAO
-    distill, config, sizes = DistillConfig(), TrainConfig(), ModelSizes()
+    distill, config = DistillConfig(), TrainConfig()
     run = commands.add_parser("run", parents=[computes], help="train the methods on both tasks and print one table per task")
     run.add_argument("--task", choices=experiment.TASKS + ("all",), default="all")
     run.add_argument("--methods", type=_methods, default=None,
                      help=f"comma list from {', '.join(experiment.REPORTED_METHODS)} (default: all; with "
                           f"--teacher-scores: {','.join(experiment.TEACHER_SCORES_METHODS)})")
+    run.add_argument("--preset", choices=experiment.PRESETS, default=experiment.PRESETS[0],
+                     help="the defaults of every option below marked 'preset': paper (the paper's choices, step counts "
+                          "scaled to the data) or simple (Adam, ReLU, no batch norm, plain inner product, no sharing); "
+                          "docs/method.md, 'Defaults'")
     run.add_argument("--mode", choices=MODES, default=config.mode)
     run.add_argument("--lambda", dest="lambda_", type=float, default=distill.lambda_, help="soft-loss weight after warm-up")
     run.add_argument("--warmup-steps", type=int, default=None,
-                     help="the student's first steps with lambda = 0, in sync and two-stage mode alike (default: "
-                          f"{_per_source('warmup_steps')}; fitted to small data)")
+                     help="steps with lambda = 0 at the start (preset paper: a tenth of an epoch's steps, "
+                          f"scaled_warmup_steps; simple: {_per_source('warmup_steps')}; fitted to small data)")
     run.add_argument("--temperature", type=float, default=distill.temperature)
     run.add_argument("--hard-weight", choices=HARD_WEIGHTS, default=distill.hard_weight)
     run.add_argument("--epochs", type=int, default=None, help=f"default: {_per_source('epochs')}")
@@ -138,16 +142,26 @@ def _add_run_parser(commands, computes) -> None:
                      help="a count N (seeds 0..N-1) or a comma list")
     run.add_argument("--batch-size", type=int, default=None,
                      help=f"default: {_per_source('batch_size')}; fitted to small data (at least 20 steps an epoch)")
-    run.add_argument("--lr", type=float, default=config.lr, help="learning rate (reached after --lr-warmup-steps)")
-    run.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=config.optimizer,
-                     help="Adam (lazy embedding rows), Adagrad (lazy rows) or plain SGD (docs/optim.md)")
-    run.add_argument("--lr-warmup-steps", type=int, default=config.lr_warmup_steps,
-                     help="linear learning-rate warm-up: lr * min(1, (t + 1) / N) at 0-based step t of every loop")
+    lrs = ", ".join(f"{name} {lr:g}" for name, lr in experiment.DEFAULT_LR.items())
+    adagrad = experiment.ADAGRAD_DEFAULTS
+    run.add_argument("--lr", type=float, default=None,
+                     help=f"learning rate, reached after --lr-warmup-steps (default by optimizer: {lrs})")
+    run.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
+                     help="Adam (lazy embedding rows), Adagrad (lazy rows) or plain SGD (docs/optim.md; "
+                          "preset paper: adagrad, simple: adam)")
+    run.add_argument("--lr-warmup-steps", type=int, default=None,
+                     help="linear learning-rate warm-up: lr * min(1, (t + 1) / N) at 0-based step t of every loop "
+                          "(preset paper: as --warmup-steps; simple: 0)")
     run.add_argument("--adagrad-initial-accumulator", type=float, default=None,
-                     help=f"Adagrad's accumulator start value (default {config.adagrad_initial_accumulator:g})")
+                     help=f"Adagrad's accumulator start value (default {adagrad['adagrad_initial_accumulator']:g})")
     run.add_argument("--adagrad-eps", type=float, default=None,
-                     help=f"Adagrad's eps, added to sqrt(accumulator) (default {config.adagrad_eps:g})")
-    run.add_argument("--shared-embeddings", action="store_true", help="sync: teacher and student share regular embeddings")
+                     help=f"Adagrad's eps, added to sqrt(accumulator) (default {adagrad['adagrad_eps']:g})")
+    sharing = experiment.PAPER_SHARING
+    run.add_argument("--share", choices=tuple(SHARING), default=None,
+                     help="sync: the embedding tables teacher and student share (docs/method.md; preset paper: "
+                          f"{sharing['two_tower']} for a two-tower student, {sharing['mlp']} for an MLP; simple: none)")
+    run.add_argument("--mtl-weight", type=float, default=distill.mtl_weight,
+                     help="mtl: the weight alpha of the auxiliary losses (L_hard + alpha sum_f L_f)")
     run.add_argument("--dtype", choices=DTYPES, default=config.dtype)
     run.add_argument("--privileged-strength", type=float, default=None, help="synthetic data: strength of the privileged signal")
     run.add_argument("--data-seed", type=int, default=0,
@@ -177,14 +191,16 @@ def _add_run_parser(commands, computes) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--teacher-folds", type=int, default=config.teacher_folds,
                      help="two-stage: cross-fit the teacher's soft labels over K folds (0: in-sample)")
-    run.add_argument("--activation", choices=ACTIVATIONS, default=sizes.activation,
-                     help=f"hidden activation of every MLP (leaky_relu: slope {LEAKY_RELU_SLOPE})")
-    run.add_argument("--batch-norm", action="store_true",
-                     help="batch normalisation before every hidden activation (running averages for evaluation)")
-    run.add_argument("--tower-norm", choices=TOWER_NORMS, default=sizes.tower_norm,
-                     help="two-tower models: l2-normalise both tower outputs (the paper: l2)")
-    run.add_argument("--tower-scale", type=float, default=sizes.tower_scale,
-                     help="two-tower models: score = S * <u, v> + b (the paper: 5, with --tower-norm l2)")
+    run.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                     help=f"hidden activation of every MLP (leaky_relu: slope {LEAKY_RELU_SLOPE}; preset paper: "
+                          "leaky_relu, simple: relu)")
+    run.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                     help="batch normalisation before every hidden activation, running averages for evaluation "
+                          "(preset paper: on, simple: off)")
+    run.add_argument("--tower-norm", choices=TOWER_NORMS, default=None,
+                     help="two-tower models: l2-normalise both tower outputs (preset paper: l2, simple: none)")
+    run.add_argument("--tower-scale", type=float, default=None,
+                     help="two-tower models: score = S * <u, v> + b (preset paper: 5, simple: 1)")
     defaults = experiment.TEACHER_SCORES_DEFAULTS
     run.add_argument("--teacher-scores", type=Path, default=None,
                      help="two-stage with --data FILE.npz: a teacher's scores for every row of FILE (.npy, .npz or "
@@ -260,7 +276,7 @@ def command_run(args) -> int:
             config = run.config
             print(f"\n== {run.task}: {run.train.n} training rows, {run.test.n} test rows, student {config.student_kind}, "
                   f"mode {config.mode}, lambda {config.distill.lambda_}, warm-up {config.distill.warmup_steps} steps, "
-                  f"seeds {args.seeds}{_optimizer_text(config)}", file=sys.stderr)
+                  f"seeds {args.seeds}; preset {args.preset}: {_config_text(config)}", file=sys.stderr)
             on_result = None
             if students is not None:
                 from pfd_ref.serving import save_student
@@ -280,7 +296,7 @@ def _student_paths(directory: Path | None, runs, options: dict) -> dict | None:
     if directory is None:
         return None
     paths = {(run.task, method, seed): directory / f"{run.task}_{method}_seed{seed}.npz"
-             for run in runs for method in options["methods"] if method not in experiment.TEACHER_OF
+             for run in runs for method in run.methods if method not in experiment.TEACHER_OF
              for seed in options["seeds"]}
     clash = next((path for path in paths.values() if path.is_dir()), None)
     if clash is not None:
@@ -289,17 +305,18 @@ def _student_paths(directory: Path | None, runs, options: dict) -> dict | None:
     return paths
 
 
-def _optimizer_text(config: TrainConfig) -> str:
-    """The optimizer for the run's header line; empty for the default (Adam, no learning-rate warm-up)."""
-    text = ""
+def _config_text(config: TrainConfig) -> str:
+    """The optimizer, layers and sharing of a run for its header line."""
+    text = f"optimizer {config.optimizer} lr {config.lr:g}"
     if config.optimizer == "adagrad":
-        text += (f", optimizer adagrad (initial accumulator {config.adagrad_initial_accumulator:g}, "
-                 f"eps {config.adagrad_eps:g})")
-    elif config.optimizer != TrainConfig.optimizer:
-        text += f", optimizer {config.optimizer}"
+        text += f" (initial accumulator {config.adagrad_initial_accumulator:g}, eps {config.adagrad_eps:g})"
     if config.lr_warmup_steps:
-        text += f", lr {config.lr:g} after a {config.lr_warmup_steps}-step learning-rate warm-up"
-    return text
+        text += f" after a {config.lr_warmup_steps}-step learning-rate warm-up"
+    sizes = config.sizes
+    text += f", {sizes.activation}" + (" + batch norm" if sizes.batch_norm else "")
+    if config.student_kind == "two_tower":
+        text += f", towers {sizes.tower_norm} x {sizes.tower_scale:g}"
+    return text + f", sharing {config.sharing}"
 
 
 def command_score(args) -> int:

@@ -7,13 +7,23 @@ schema (``RECORD_KEYS``), the tables.
 A record is one (task, method, seed) result with the keys ``RECORD_KEYS``. The summary gives, per
 method, the mean and sample standard deviation over seeds, the AUC/GAUC gain over the
 baseline with a two-sided paired t-test across seeds (``pfd_ref.metrics.paired_comparison``),
-and for ``pfd+md`` (and the ``teacher`` row) the AUC difference from its equal-capacity
-control ``md`` (``md_teacher``), the comparison that isolates the privileged features.
-The pseudo-methods ``teacher``, ``md_teacher`` and ``pfd_teacher`` report the own scores of
-the teacher of ``pfd+md``, ``md`` and ``pfd`` (``TEACHER_OF``). They are references, not
-servable models (``teacher`` and ``pfd_teacher`` read privileged features). Comparing
-``teacher`` with ``md_teacher`` (the same architecture without privileged features) shows what
-the privileged features give a teacher of equal capacity.
+and for the methods of ``CONTROL_OF`` the AUC difference from their control: ``pfd+md``
+(and the ``teacher`` row) against ``md`` (``md_teacher``), the same teacher without the
+privileged features, the comparison that isolates them; ``lupi`` (``lupi_teacher``) against
+``pfd`` (``pfd_teacher``), a teacher that also reads the regular features.
+The pseudo-methods ``teacher``, ``md_teacher``, ``lupi_teacher`` and ``pfd_teacher`` report
+the own scores of the teacher of ``pfd+md``, ``md``, ``lupi`` and ``pfd`` (``TEACHER_OF``).
+They are references, not servable models (all but ``md_teacher`` read privileged features).
+
+Presets (``PRESETS``, ``pfd-ref run --preset``): the options a run leaves at None take the
+values of its preset. ``paper`` (the default) follows the paper wherever it states a choice
+(Adagrad with a linear learning-rate warm-up, LeakyReLU with batch normalisation, l2-normalised
+towers scaled by 5, shared inputs: ``all-but-user-id`` for the two-tower CTR student, ``all``
+for the MLP; lambda 0.5 and no temperature), with its step counts scaled to the data
+(``scaled_warmup_steps``); ``simple`` is the project's earlier setting (Adam, ReLU, no batch
+normalisation, plain inner product, separate tables, the data source's warm-up). The
+learning rate and Adagrad's accumulator were chosen by a probe of the baseline on a
+validation split (docs/results.md, "The paper's defaults on our data").
 """
 
 from __future__ import annotations
@@ -29,13 +39,13 @@ from pfd_ref.backend import get_backend
 from pfd_ref.data import Dataset
 from pfd_ref.data.dataset import last_days
 from pfd_ref.data.synthetic import SyntheticConfig, generate
-from pfd_ref.distill import METHOD_RULES, METHODS, DistillConfig, ModelSizes, check_method
+from pfd_ref.distill import METHOD_RULES, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes, check_method, check_method_fits
 from pfd_ref.metrics import evaluate, paired_comparison
 from pfd_ref.provenance import file_source, format_differences, generator_source, json_options, provenance
 from pfd_ref.score_files import read_teacher_scores
 from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, steps,
                            train, with_seed)
-from pfd_ref.validation import check_scalar
+from pfd_ref.validation import check_choice, check_scalar
 
 TASKS = ("ctr", "cvr")  # the tasks of the synthetic data and of the Taobao log
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # of those tasks; every other data source: mlp
@@ -61,13 +71,27 @@ SOURCE_DEFAULTS = {
 SCALED_OPTIONS = ("epochs", "batch_size", "warmup_steps")  # None in SOURCE_DEFAULTS: scaled_run_defaults
 PAPER_BATCH_SIZE = 1024
 MIN_STEPS_PER_EPOCH = 100  # scaled_run_defaults: a batch size halved until an epoch has at least this many steps
-WARMUP_FRACTION = 0.1  # of an epoch's steps: the paper's 10^6 steps of 1024 are about a tenth of its 1-day CTR data
 MIN_FITTED_STEPS_PER_EPOCH = 20  # fitted_defaults: a default batch size is cut to give an epoch at least this many steps
 TEST_DAYS_FRACTION = 3  # a default test split is cut to at most the last third of the days
 TEACHER_SCORES_METHODS = ("baseline", "pfd")  # with --teacher-scores: the student alone, and on the given scores
 TEACHER_SCORES_DEFAULTS = {"teacher_scores_are": "logits", "teacher_scores_align": "position"}
-ADAGRAD_OPTIONS = ("adagrad_initial_accumulator", "adagrad_eps")  # None: TrainConfig's defaults
+ADAGRAD_OPTIONS = ("adagrad_initial_accumulator", "adagrad_eps")
 LAYER_OPTIONS = ("activation", "batch_norm", "tower_norm", "tower_scale")  # the run options of ModelSizes
+TOWER_OPTIONS = ("tower_norm", "tower_scale")  # the layer options of two-tower models only
+
+# --------------------------------------------------------------------------- presets
+PRESETS = ("paper", "simple")
+# The paper's step counts (section 5): the distillation warm-up k and the learning-rate warm-up are
+# both 10^6 steps of 1024 rows, about a tenth of its 1-day CTR data (1.09e10 impressions, Table 1),
+# trained for 1 epoch. Scaled to our data: the same fraction of one pass over the training rows.
+PAPER_WARMUP_FRACTION = 1e6 * 1024 / 1.09e10  # 0.0939
+PAPER_SHARING = {"two_tower": "all-but-user-id", "mlp": "all"}  # CTR Share*, CVR everything (Tables 7, 8)
+# The learning rate of each optimizer when --lr is not given, and Adagrad's accumulator and eps when
+# not given: Adam's is the project's; Adagrad's were chosen by the probe of docs/results.md ("The
+# paper's defaults on our data") for the paper preset's baseline on a validation split.
+DEFAULT_LR = {"adam": 0.005, "adagrad": 0.01, "sgd": 0.005}
+ADAGRAD_DEFAULTS = {"adagrad_initial_accumulator": 0.1, "adagrad_eps": 0.0}
+PRESET_OPTIONS = ("optimizer", "lr", "lr_warmup_steps", "warmup_steps", "share", *LAYER_OPTIONS, *ADAGRAD_OPTIONS)
 RECORD_KEYS = ("task", "method", "seed", "mode", "auc", "gauc", "logloss", "mean_predicted", "observed_rate",
                "train_seconds", "provenance")
 TABLE_KEYS = ("task", "method", "seed", "auc", "gauc", "logloss", "train_seconds")  # what summarize reads
@@ -77,9 +101,14 @@ RUN_DIFFERENCE_IGNORED = ("date", "config.options.json", "config.options.save", 
 # the teacher rows: each reports the own scores of one method's teacher (distill.METHOD_RULES)
 TEACHER_OF = {rule.teacher_row: method for method, rule in METHOD_RULES.items() if rule.teacher_row}
 REPORTED_METHODS = METHODS + tuple(TEACHER_OF)
-# Equal-capacity controls: the same teacher architecture without privileged features. Only
-# a gain over the control can be credited to the privileged features (not to the teacher's size).
-CONTROL_OF = {"pfd+md": "md", "teacher": "md_teacher"}
+# Controls. pfd+md against md: the same teacher architecture without privileged features (only a
+# gain over it can be credited to the privileged features, not to the teacher's size). lupi against
+# pfd: a teacher of the privileged features alone against one that also reads the regular features
+# (the same MLP for an MLP student; for a two-tower student pfd's teacher is a two-tower).
+CONTROL_OF = {"pfd+md": "md", "teacher": "md_teacher", "lupi": "pfd", "lupi_teacher": "pfd_teacher"}
+CONTROL_NOTE = ("control: pfd+md vs md and teacher vs md_teacher (the same teacher without the privileged features), "
+                "lupi vs pfd and lupi_teacher vs pfd_teacher (a teacher of the privileged features alone vs one that "
+                "also reads the regular features)")
 
 
 def parse_methods(methods) -> tuple[str, ...]:
@@ -170,18 +199,25 @@ def data_source(data: str | None) -> str:
 
 
 def resolve_options(options: dict) -> dict:
-    """``options`` (the run's, by name) with each one left at None filled in: ``methods``
-    (``TEACHER_SCORES_METHODS`` with teacher scores, else ``REPORTED_METHODS``), the
-    ``SOURCE_OPTION_DEFAULTS`` of the source's options and those of ``SOURCE_DEFAULTS`` of
-    the data source (a ``SCALED_OPTIONS`` default may stay None: ``prepare_runs`` scales it
-    to the data), the names of those filled from ``SOURCE_DEFAULTS`` listed under
-    ``source_defaults`` (``fitted_defaults`` may fit them to the data). ValueError naming an
-    option of ``SOURCE_OPTIONS`` given with another data source, ``--path`` missing with a
-    log, ``--rows`` not a positive integer, or a teacher-scores option that does not fit the
-    run (``check_teacher_scores``)."""
+    """``options`` (the run's, by name) with those that do not depend on a task's data filled
+    in when left at None: ``methods`` with teacher scores (``TEACHER_SCORES_METHODS``; without,
+    each run's student kind decides, ``methods_for``), the ``SOURCE_OPTION_DEFAULTS`` of the
+    source's options and ``epochs``, ``batch_size`` and ``test_days`` of ``SOURCE_DEFAULTS`` of
+    the data source (the preset's options, the warm-up among them, are filled per run,
+    ``run_options``; a ``SCALED_OPTIONS`` default may stay None: ``prepare_runs`` scales it to
+    the data). The names of the options left to a default (those filled here and the warm-up)
+    are listed under ``source_defaults`` (``fitted_defaults`` may fit them to the data).
+    ValueError naming an option of ``SOURCE_OPTIONS`` given with another data source,
+    ``--path`` missing with a log, ``--rows`` not a positive integer, an unknown preset,
+    ``--share`` other than none with two-stage, or a teacher-scores option that does not fit
+    the run (``check_teacher_scores``)."""
     options = dict(options)
-    if options["methods"] is None:
-        options["methods"] = TEACHER_SCORES_METHODS if options["teacher_scores"] is not None else REPORTED_METHODS
+    check_choice("preset", options["preset"], PRESETS)
+    if options["share"] not in (None, "none") and options["mode"] != "sync":
+        raise ValueError(f"--share: {options['share']!r} needs --mode sync (a two-stage teacher is trained before its "
+                         "student, so the two cannot share a table)")
+    if options["methods"] is None and options["teacher_scores"] is not None:
+        options["methods"] = TEACHER_SCORES_METHODS
     source = data_source(options["data"])
     if source in LOGS and options["path"] is None:
         raise ValueError(f"--path: required with --data {source} (the log file)")
@@ -192,12 +228,80 @@ def resolve_options(options: dict) -> dict:
             options[option] = SOURCE_OPTION_DEFAULTS[option]
     if options["rows"] is not None:
         check_scalar("--rows", options["rows"], int, low=1)
-    options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items()
-                                  if options[key] is None and value is not None]
+    options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items() if options[key] is None
+                                  and (value is not None or key == "warmup_steps")]
     for key in options["source_defaults"]:
-        options[key] = SOURCE_DEFAULTS[source][key]
+        if key != "warmup_steps":  # the warm-up is the preset's (run_options)
+            options[key] = SOURCE_DEFAULTS[source][key]
     check_teacher_scores(options)
     return options
+
+
+def scaled_warmup_steps(n_rows: int, batch_size: int) -> int:
+    """The paper's distillation warm-up k and learning-rate warm-up scaled to ``n_rows``
+    training rows: ``round(PAPER_WARMUP_FRACTION * steps of one epoch)``, at least 1 (the
+    paper: 10^6 steps, about a tenth of one pass over its 1-day CTR data)."""
+    return max(1, round(PAPER_WARMUP_FRACTION * steps(n_rows, batch_size, 1)))
+
+
+def preset_defaults(preset: str, student_kind: str, mode: str, n_rows: int, batch_size: int,
+                    source: str = "synthetic") -> dict:
+    """The values of ``PRESET_OPTIONS`` that ``preset`` gives a run of a ``student_kind``
+    student in ``mode`` on ``n_rows`` training rows in batches of ``batch_size`` (its
+    learning rate and Adagrad settings are those of its optimizer: ``DEFAULT_LR``,
+    ``ADAGRAD_DEFAULTS``). The tower options apply to two-tower students; sharing to sync mode."""
+    check_choice("preset", preset, PRESETS)
+    two_tower, sync = student_kind == "two_tower", mode == "sync"
+    if preset == "paper":
+        warmup = scaled_warmup_steps(n_rows, batch_size)
+        values = dict(optimizer="adagrad", lr_warmup_steps=warmup, warmup_steps=warmup,
+                      share=PAPER_SHARING[student_kind] if sync else "none", activation="leaky_relu", batch_norm=True,
+                      tower_norm="l2" if two_tower else "none", tower_scale=5.0 if two_tower else 1.0)
+    else:
+        values = dict(optimizer="adam", lr_warmup_steps=0, warmup_steps=SOURCE_DEFAULTS[source]["warmup_steps"],
+                      share="none", activation="relu", batch_norm=False, tower_norm="none", tower_scale=1.0)
+    return {**values, "lr": None, **{name: None for name in ADAGRAD_OPTIONS}}
+
+
+def run_options(options: dict, student_kind: str, n_rows: int, source: str = "synthetic") -> dict:
+    """Resolved ``options`` with every ``PRESET_OPTIONS`` entry left at None filled in for one
+    run (``preset_defaults`` of ``options["preset"]``; the learning rate from ``DEFAULT_LR`` of
+    the run's optimizer, Adagrad's settings from ``ADAGRAD_DEFAULTS`` with Adagrad). ValueError
+    naming an Adagrad option given with another optimizer."""
+    preset = preset_defaults(options["preset"], student_kind, options["mode"], n_rows, options["batch_size"], source)
+    filled = dict(options)
+    for name in PRESET_OPTIONS:
+        if filled[name] is None:
+            filled[name] = preset[name]
+    given_adagrad = [name for name in ADAGRAD_OPTIONS if options[name] is not None]
+    if given_adagrad and filled["optimizer"] != "adagrad":
+        raise ValueError(f"--{given_adagrad[0].replace('_', '-')}: only with --optimizer adagrad")
+    if filled["lr"] is None:
+        filled["lr"] = DEFAULT_LR[filled["optimizer"]]
+    for name, default in ADAGRAD_DEFAULTS.items():
+        if filled[name] is None and filled["optimizer"] == "adagrad":
+            filled[name] = default
+    return filled
+
+
+def methods_for(schema, student_kind: str, sizes: ModelSizes, methods=None) -> tuple[str, ...]:
+    """The methods (teacher rows included) a run of a ``student_kind`` student with ``sizes``
+    on data of ``schema`` reports: ``methods`` when given, each checked to be defined there
+    (``distill.check_method_fits``: mtl needs an MLP student, lupi and mtl privileged fields;
+    ValueError naming ``--methods``), else every one of ``REPORTED_METHODS`` that is."""
+    def problem(method: str) -> str | None:
+        try:
+            check_method_fits(schema, TEACHER_OF.get(method, method), student_kind, sizes)
+        except ValueError as error:
+            return str(error).removeprefix("method: ")
+        return None
+
+    if methods is None:
+        return tuple(m for m in REPORTED_METHODS if problem(m) is None)
+    for method in methods:
+        if problem(method) is not None:
+            raise ValueError(f"--methods: {problem(method)}")
+    return tuple(methods)
 
 
 def scaled_run_defaults(train_rows: int, epochs: int | None = None, batch_size: int | None = None,
@@ -209,7 +313,8 @@ def scaled_run_defaults(train_rows: int, epochs: int | None = None, batch_size: 
     * batch_size: the paper's 1024, or for a training set of fewer than
       ``MIN_STEPS_PER_EPOCH * 1024`` rows the largest power of two (>= 32) that still gives
       an epoch of at least ``MIN_STEPS_PER_EPOCH`` steps;
-    * warmup_steps: ``floor(WARMUP_FRACTION * steps of one epoch)``, the paper's share.
+    * warmup_steps: ``scaled_warmup_steps``, the paper's share of an epoch (also the paper
+      preset's learning-rate warm-up).
     """
     chosen, notes = {}, []
     chosen["epochs"] = 1 if epochs is None else epochs
@@ -225,9 +330,9 @@ def scaled_run_defaults(train_rows: int, epochs: int | None = None, batch_size: 
     chosen["batch_size"] = batch_size
     steps = -(-train_rows // batch_size)
     if warmup_steps is None:
-        chosen["warmup_steps"] = int(WARMUP_FRACTION * steps)
+        chosen["warmup_steps"] = scaled_warmup_steps(train_rows, batch_size)
         notes.append(f"warm-up {chosen['warmup_steps']:,} steps (a tenth of the {steps:,} steps of an epoch, "
-                     "the paper's share: 10^6 steps, about a tenth of its 1-day CTR data)")
+                     f"{PAPER_WARMUP_FRACTION:.4f}: the paper's share, 10^6 steps of its 1-day CTR data)")
     else:
         chosen["warmup_steps"] = warmup_steps
         notes.append(f"warm-up {warmup_steps:,} steps (given)")
@@ -293,34 +398,63 @@ def check_teacher_scores(options: dict) -> None:
                          f"trains the same student on the same scores; no teacher row exists); got {distilled}")
 
 
-def train_config(options: dict, student_kind: str) -> TrainConfig:
-    """The ``TrainConfig`` of resolved run ``options`` for a student of ``student_kind``;
-    ValueError naming an Adagrad option given with another optimizer."""
+def train_config(options: dict, student_kind: str, n_rows: int, source: str = "synthetic") -> TrainConfig:
+    """The ``TrainConfig`` of resolved run ``options`` for a student of ``student_kind`` trained
+    on ``n_rows`` rows (``run_options`` fills the preset's options)."""
+    options = run_options(options, student_kind, n_rows, source)
     distill = DistillConfig(lambda_=options["lambda_"], warmup_steps=options["warmup_steps"],
-                            temperature=options["temperature"], hard_weight=options["hard_weight"])
+                            temperature=options["temperature"], hard_weight=options["hard_weight"],
+                            mtl_weight=options["mtl_weight"])
     adagrad = {name: options[name] for name in ADAGRAD_OPTIONS if options[name] is not None}
-    if adagrad and options["optimizer"] != "adagrad":
-        raise ValueError(f"--{next(iter(adagrad)).replace('_', '-')}: only with --optimizer adagrad")
     sizes = ModelSizes(**{name: options[name] for name in LAYER_OPTIONS})
     return TrainConfig(student_kind=student_kind, mode=options["mode"], epochs=options["epochs"],
                        teacher_epochs=options["teacher_epochs"], batch_size=options["batch_size"], lr=options["lr"],
-                       distill=distill, shared_embeddings=options["shared_embeddings"],
-                       teacher_folds=options["teacher_folds"], dtype=options["dtype"], optimizer=options["optimizer"],
-                       lr_warmup_steps=options["lr_warmup_steps"], sizes=sizes, **adagrad)
+                       distill=distill, sharing=options["share"], teacher_folds=options["teacher_folds"],
+                       dtype=options["dtype"], optimizer=options["optimizer"], lr_warmup_steps=options["lr_warmup_steps"],
+                       sizes=sizes, **adagrad)
+
+
+def preset_config(student_kind: str, n_rows: int, preset: str = "paper", source: str = "synthetic",
+                  **options) -> TrainConfig:
+    """The ``TrainConfig`` that ``pfd-ref run --preset PRESET`` trains a ``student_kind``
+    student with on ``n_rows`` training rows of ``source``; ``options`` (by their run-option
+    names: ``lr``, ``share``, ``lambda_``, ``epochs``, ``mtl_weight``, ...) change it, as the
+    command's options do. For Python, e.g. to build a table of the paper's configurations."""
+    defaults = dict(RUN_OPTION_DEFAULTS, preset=preset)
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"options: unknown run option(s) {unknown}; known: {sorted(defaults)}")
+    resolved = {**defaults, **options}
+    for key in ("epochs", "batch_size"):
+        if resolved[key] is None:
+            resolved[key] = SOURCE_DEFAULTS[source][key]
+    return train_config(resolved, student_kind, n_rows, source)
+
+
+# The options of a run that change its TrainConfig, and their defaults (those of `pfd-ref run`):
+# None takes the preset's value (PRESET_OPTIONS) or the data source's (SOURCE_DEFAULTS).
+RUN_OPTION_DEFAULTS = {
+    "preset": "paper", "mode": "sync", "epochs": None, "teacher_epochs": None, "batch_size": None,
+    "lambda_": DistillConfig.lambda_, "temperature": DistillConfig.temperature, "hard_weight": DistillConfig.hard_weight,
+    "mtl_weight": DistillConfig.mtl_weight, "teacher_folds": 0, "dtype": "float32",
+    **{name: None for name in PRESET_OPTIONS},
+}
 
 
 @dataclass(frozen=True)
 class Run:
     """One task of a run: its name, its training and test splits, its training configuration,
-    the teacher's logits for the training rows when they come from a file (``--teacher-scores``),
-    the data source (for the records' provenance) and the run's options with the defaults
-    scaled or fitted to this task's data (``scaled_run_defaults``, ``fitted_test_days``,
-    ``fitted_defaults``; also for the records' provenance)."""
+    the methods it reports (``methods_for``), the teacher's logits for the training rows when
+    they come from a file (``--teacher-scores``), the data source (for the records'
+    provenance) and the run's options with the defaults scaled or fitted to this task's data
+    (``scaled_run_defaults``, ``fitted_test_days``, ``fitted_defaults``; also for the records'
+    provenance; the preset's options are filled by ``run_options`` from them)."""
 
     task: str
     train: Dataset
     test: Dataset
     config: TrainConfig
+    methods: tuple
     teacher_logits: np.ndarray | None
     source: dict
     options: dict
@@ -330,37 +464,42 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
     """Every task of a ``pfd-ref run`` (``options`` resolved by ``resolve_options``): the data
     of its source, split by time, and its configuration, all checked before anything is
     trained (options first, then the schedules against each training set). An option of
-    ``SCALED_OPTIONS`` left at None is scaled to each task's training rows
-    (``scaled_run_defaults``); one left at its source default that does not fit them is fitted
-    (``fitted_defaults``). ``log`` receives what a loader reports and a line for the defaults
-    scaled or fitted to the data."""
+    ``SCALED_OPTIONS`` that the data source leaves at None and the run does not give is scaled
+    to each task's training rows (``scaled_run_defaults``); one left at its default (the
+    source's, or the preset's warm-up) that does not fit them is fitted (``fitted_defaults``).
+    ``log`` receives what a loader reports and a line for the defaults scaled or fitted to the
+    data."""
     log = log or (lambda line: None)
-    scaled = [key for key in SCALED_OPTIONS if options[key] is None]
-    stand_ins = {"epochs": 1, "batch_size": 1, "warmup_steps": 0}  # until the data is read
-    train_config({**options, **{key: stand_ins[key] for key in scaled}}, "mlp")  # option errors before any data
+    source = data_source(options["data"])
+    scaled = [key for key in SCALED_OPTIONS if options[key] is None and SOURCE_DEFAULTS[source][key] is None]
+    stand_ins = {"epochs": 1, "batch_size": PAPER_BATCH_SIZE, "warmup_steps": 0}  # until the data is read
+    for kind in (options["student"],) if options["student"] else STUDENT_KINDS:  # option errors before any data
+        train_config({**options, **{key: stand_ins[key] for key in scaled}}, kind, 1 << 20, source)
     runs = []
-    for task, train_data, test_data, kind, teacher_logits, source, task_options in _task_data(options, log):
+    for task, train_data, test_data, kind, teacher_logits, files, task_options in _task_data(options, log):
         if scaled:
             chosen, text = scaled_run_defaults(train_data.n, **{key: options[key] for key in SCALED_OPTIONS})
             log(text)
             task_options = {**task_options, **chosen}
-        fitted = fitted_defaults(task_options, train_data.n)
+        filled = run_options(task_options, kind, train_data.n, source)
+        fitted = fitted_defaults(filled, train_data.n)
         if fitted:
             log(f"  {task}: defaults fitted to its {train_data.n:,} training rows: " + ", ".join(
-                f"{_option(key)} {value} (default {options[key]})" for key, value in fitted.items())
+                f"{_option(key)} {value} (default {filled[key]})" for key, value in fitted.items())
                 + f" (at least {MIN_FITTED_STEPS_PER_EPOCH} steps an epoch, lambda over at least half of them)")
         task_options = {**task_options, **fitted}
-        runs.append(Run(task, train_data, test_data, train_config(task_options, kind), teacher_logits, source,
-                        task_options))
-    if (options["tower_norm"] != "none" or options["tower_scale"] != 1) and all(
-            run.config.student_kind == "mlp" for run in runs):
+        config = train_config(task_options, kind, train_data.n, source)
+        methods = methods_for(train_data.schema, kind, config.sizes, options["methods"])
+        runs.append(Run(task, train_data, test_data, config, methods, teacher_logits, files, task_options))
+    given_tower = [name for name in TOWER_OPTIONS if options[name] is not None]
+    if given_tower and all(run.config.student_kind == "mlp" for run in runs):
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; "
                          "this run trains MLP students only")
-    distilled = any(method != "baseline" for method in options["methods"])
     for run in runs:
-        if distilled:
+        with_teacher = any(METHOD_RULES[TEACHER_OF.get(m, m)].teacher is not None for m in run.methods)
+        if with_teacher:
             check_warmup(run.config, run.train.n)
-        check_lr_warmup(run.config, run.train.n, teacher_alone=run.config.mode == "two-stage" and distilled)
+        check_lr_warmup(run.config, run.train.n, teacher_alone=run.config.mode == "two-stage" and with_teacher)
         check_batch_norm_batches(run.config, run.train.n)
     return runs
 
@@ -447,7 +586,7 @@ def _split_text(test_days: int, train_data: Dataset, test_data: Dataset) -> str:
 
 
 def run_task(run: Run, progress=None, on_result=None, on_seed=None) -> list[dict]:
-    """``run_methods`` on one ``Run`` with the ``methods`` and ``seeds`` of its options; each
+    """``run_methods`` on one ``Run`` with its ``methods`` and the ``seeds`` of its options; each
     record gets the run's ``provenance`` (the options, the training configuration, the data
     source, the software: ``pfd_ref.provenance``, taken before training starts), already when
     ``on_seed(seed, records)`` receives it."""
@@ -460,7 +599,7 @@ def run_task(run: Run, progress=None, on_result=None, on_seed=None) -> list[dict
         if on_seed is not None:
             on_seed(seed, records)
 
-    return run_methods(run.task, run.train, run.test, run.options["methods"], run.options["seeds"], run.config,
+    return run_methods(run.task, run.train, run.test, run.methods, run.options["seeds"], run.config,
                        progress=progress, on_result=on_result, on_seed=seed_done, teacher_logits=run.teacher_logits)
 
 
@@ -584,6 +723,5 @@ def format_table(rows: list[dict]) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     notes = ["GAUC: per-user AUC weighted by the user's impressions (users with one class skipped; docs/metrics.md)",
              "95% CI: of the mean paired gain over seeds (t-interval of scipy.stats.ttest_rel), beside its p value",
-             "control (same teacher capacity, no privileged features): " + ", ".join(
-                 f"{method} vs {control}" for method, control in CONTROL_OF.items())]
+             CONTROL_NOTE]
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines] + notes)

@@ -352,18 +352,20 @@ def mlp_forward(x: np.ndarray, weights: list, biases: list, activation: str = "r
     return h, MLPCache(inputs, pre_activations, list(weights), slope, norm_caches, folded)
 
 
-def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, list, list]:
+def mlp_backward(d_out: np.ndarray, cache: MLPCache, d_inputs: dict | None = None) -> tuple[np.ndarray, list, list, list]:
     """Backward recursion of ``mlp_forward`` given ``d_out = dL/dout`` (``act'`` is the
     activation's derivative: ``1[a > 0]`` for ReLU, ``1`` or the slope for LeakyReLU):
 
         d_a_L = d_out
-        d_W_j = h_j^T @ d_z_j;  d_h_j = d_z_j @ W_j^T;  d_b_j = sum_n d_z_j[n, :]
+        d_W_j = h_j^T @ d_z_j;  d_h_j = d_z_j @ W_j^T (+ d_inputs[j]);  d_b_j = sum_n d_z_j[n, :]
             with d_z_j = d_a_j, or, with batch normalisation (j < L),
             (d_z_j, d_gamma_j, d_beta_j) = batch_norm_backward(d_a_j)
         d_a_{j-1} = d_h_j * act'(a_{j-1})            (j = L, ..., 1);   d_x = d_h_0
 
     d_out : ``(n, out)`` in the dtype of the forward pass, whose cache must come from a
-    training-mode forward when the MLP has batch normalisation.
+    training-mode forward when the MLP has batch normalisation. d_inputs : None, or
+    ``{j: (n, in_j)}``, the gradient that other readers of the hidden input ``h_j`` send it
+    (the auxiliary heads of the MTL control read ``h_1``); it is added to ``d_h_j``.
     Returns ``(d_x (n, in), [d_W_0, ..., d_W_L], [d_b_0, ..., d_b_L], d_norms)`` in that dtype:
     ``d_b_j`` is None and ``d_norms[j] = (d_gamma_j, d_beta_j)`` for a batch-normalised
     layer; ``d_norms`` is empty without batch normalisation. ``ValueError`` naming the cache
@@ -383,6 +385,8 @@ def mlp_backward(d_out: np.ndarray, cache: MLPCache) -> tuple[np.ndarray, list, 
             d_h, d_weights[j] = d_z @ cache.weights[j].T, cache.inputs[j].T @ d_z
         else:
             d_h, d_weights[j], d_biases[j] = linear_backward(d_a, cache.inputs[j], cache.weights[j])
+        if d_inputs is not None and j in d_inputs:
+            d_h = d_h + d_inputs[j]
         if j > 0:
             a, slope = cache.pre_activations[j - 1], cache.negative_slope
             d_a = relu_backward(d_h, a) if slope == 0 else leaky_relu_backward(d_h, a, slope)

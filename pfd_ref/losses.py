@@ -1,6 +1,8 @@
-"""Binary cross-entropy losses of PFD on logits, with their gradients.
+"""The losses of pfd_ref on logits, with their gradients: the binary cross-entropies of PFD
+(``hard_loss``, ``soft_loss``) and the auxiliary losses of the MTL control (``squared_error_loss``,
+``softmax_loss``; ``hard_loss`` serves its binary targets).
 
-``s(x) = 1 / (1 + exp(-x))`` is the sigmoid. Both losses are means over the batch,
+``s(x) = 1 / (1 + exp(-x))`` is the sigmoid. Every loss is a mean over the batch,
 ``L = (1/n) sum_i w_i l_i`` (``w_i = 1`` without weights), returned as a NumPy scalar of the
 logits' dtype together with the gradient wrt the (student's) logits in the same dtype. The
 derivations are in docs/derivations.md under each function's name.
@@ -147,3 +149,52 @@ def sigmoid_difference(z: np.ndarray, t: np.ndarray, temperature: float = 1.0, p
     above = z >= t
     return np.where(above, sigmoid(scaled_student) * p_complement * shrink,
                     -(p * sigmoid(-scaled_student) * shrink))
+
+
+def squared_error_loss(predictions: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None):
+    """Squared error summed over the columns, averaged over the batch (an auxiliary MSE loss):
+
+        l_i = sum_c (o_ic - z_ic)^2
+        L   = (1/n) sum_i w_i l_i
+        dL/do_ic = 2 w_i (o_ic - z_ic) / n
+
+    With one column this is ``torch.nn.functional.mse_loss`` (mean reduction) and TensorFlow's
+    ``mean_squared_error``. predictions ``o``, targets ``z`` : ``(n, k)`` of one float dtype,
+    finite, n >= 1; weights ``w`` : ``(n,)`` in that dtype, or None. Returns ``(L, dL/do)``: a
+    NumPy scalar and an ``(n, k)`` array in that dtype.
+    """
+    n = predictions.shape[0]
+    residuals = predictions - targets
+    loss = _weighted_mean((residuals * residuals).sum(axis=1), weights)
+    d_predictions = (2 / n) * residuals
+    if weights is not None:
+        d_predictions *= weights[:, None]
+    return loss, d_predictions
+
+
+def softmax_loss(logits: np.ndarray, classes: np.ndarray, weights: np.ndarray | None = None):
+    """Multi-class log loss (softmax cross-entropy) of the class ids ``classes``:
+
+        log p_ic = z_ic - m_i - log sum_k exp(z_ik - m_i),   m_i = max_k z_ik
+        l_i = -log p_{i, y_i}
+        L   = (1/n) sum_i w_i l_i
+        dL/dz_ic = w_i (p_ic - 1[c = y_i]) / n
+
+    Subtracting the row maximum keeps every ``exp`` in ``(0, 1]`` (no overflow). This is
+    ``torch.nn.functional.cross_entropy`` of the logits (with ``weight`` per row: ``(w * l).sum() / n``).
+    logits ``z`` : ``(n, V)`` float32/float64, finite; classes ``y`` : ``(n,)`` integer ids in
+    ``[0, V)``; weights ``w`` : ``(n,)`` in the logits' dtype, or None. Returns ``(L, dL/dz)``:
+    a NumPy scalar and an ``(n, V)`` array in the logits' dtype.
+    """
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exps = np.exp(shifted)
+    sums = exps.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = _weighted_mean(np.log(sums[:, 0]) - shifted[rows, classes], weights)
+    d_logits = exps / sums
+    d_logits[rows, classes] -= 1
+    d_logits /= n
+    if weights is not None:
+        d_logits *= weights[:, None]
+    return loss, d_logits

@@ -247,10 +247,11 @@ class MLPStack:
         _check_mlp_params(x, weights, biases, norms, training)
         return layers.mlp_forward(x, weights, biases, self.activation, norms, training)
 
-    def backward(self, cache, d_out: np.ndarray) -> tuple[np.ndarray, dict]:
+    def backward(self, cache, d_out: np.ndarray, d_inputs: dict | None = None) -> tuple[np.ndarray, dict]:
         """``layers.mlp_backward`` on the cache of a training-mode ``forward`` (``ValueError``
-        naming the cache for an evaluation-mode one with batch normalisation)."""
-        d_x, d_weights, d_biases, d_norms = layers.mlp_backward(d_out, cache)
+        naming the cache for an evaluation-mode one with batch normalisation); ``d_inputs``
+        as there (gradients that other readers send a hidden layer's output)."""
+        d_x, d_weights, d_biases, d_norms = layers.mlp_backward(d_out, cache, d_inputs)
         grads = {}
         for (w_name, b_name), d_w, d_b in zip(self.names, d_weights, d_biases):
             grads[w_name] = d_w
@@ -290,6 +291,14 @@ def _table_names(prefix: str, fields, shared_fields: tuple[str, ...]) -> dict[st
     ``{SHARED_PREFIX}.embed.{field}`` for the fields in ``shared_fields`` (pfd_ref.distill.SHARING
     decides which those are)."""
     return {f.name: f"{SHARED_PREFIX if f.name in shared_fields else prefix}.embed.{f.name}" for f in fields}
+
+
+def _exported_tables(trained: FieldEncoder, served: FieldEncoder, params: dict) -> dict[str, np.ndarray]:
+    """The tables of ``trained`` under the names of ``served`` (the same fields, none shared):
+    a table shared with a teacher in training (``shared.embed.<field>``) is served as the
+    model's own (``<prefix>.embed.<field>``), so a served student does not depend on how it
+    was trained."""
+    return {served.table_names[field]: params[name] for field, name in trained.table_names.items()}
 
 
 def check_tower_norm(tower_norm, tower_scale) -> tuple[str, float]:
@@ -345,12 +354,21 @@ class MLPRanker:
         out, mlp_cache = self.mlp.forward(params, x, training)
         return out[:, 0], (encoder_cache, mlp_cache)
 
-    def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
+    def first_hidden(self, cache: tuple) -> np.ndarray:
+        """``h_1``, the output of the first hidden layer (after its activation), shape
+        ``(n, hidden[0])``, from the cache of ``forward``: what the auxiliary heads of the MTL
+        control read (``pfd_ref.auxiliary``)."""
+        return cache[1].inputs[1]
+
+    def backward(self, params: dict, cache: tuple, d_logits: np.ndarray, d_first_hidden: np.ndarray | None = None) -> dict:
         """Gradients of ``sum_i d_logits_i * logit_i`` for every trained parameter (embeddings
-        row-sparse; none for the buffers)."""
+        row-sparse; none for the buffers). ``d_first_hidden`` ``(n, hidden[0])``: the gradient
+        that other readers of ``first_hidden`` send it (the MTL control's auxiliary losses),
+        added where the recursion reaches ``h_1``; None for none."""
         encoder_cache, mlp_cache = cache
         d_logits = _check_d_logits(d_logits, mlp_cache.inputs[0].shape[0], mlp_cache.inputs[0].dtype)
-        d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None])
+        d_inputs = None if d_first_hidden is None else {1: d_first_hidden}
+        d_x, grads = self.mlp.backward(mlp_cache, d_logits[:, None], d_inputs)
         return {**grads, **self.encoder.backward(encoder_cache, d_x)}
 
     def running_averages(self, params: dict, cache: tuple) -> dict[str, np.ndarray]:
@@ -359,11 +377,11 @@ class MLPRanker:
 
     def exported(self, params: dict) -> tuple["MLPRanker", dict]:
         """The model to serve and its parameters: batch normalisation folded into the linear
-        layers (``MLPStack.folded_params``), buffers dropped; the same logits as ``forward`` in
-        evaluation mode, up to rounding."""
-        served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, self.shared_fields, self.mlp.activation)
-        tables = {name: params[name] for name in self.encoder.table_names.values()}
-        return served, {**tables, **self.mlp.folded_params(params)}
+        layers (``MLPStack.folded_params``), buffers dropped, tables shared in training renamed
+        to the model's own (``_exported_tables``); the same logits as ``forward`` in evaluation
+        mode, up to rounding."""
+        served = MLPRanker(self.prefix, self.fields, self.embed_dim, self.hidden, (), self.mlp.activation)
+        return served, {**_exported_tables(self.encoder, served.encoder, params), **self.mlp.folded_params(params)}
 
     def config(self) -> dict:
         return {
@@ -501,13 +519,13 @@ class TwoTower:
 
     def exported(self, params: dict) -> tuple["TwoTower", dict]:
         """The model to serve and its parameters: each tower's batch normalisation folded into
-        its linear layers (``MLPStack.folded_params``), buffers dropped; ``tower_norm`` and
-        ``tower_scale`` kept (serving normalises and scales as ``forward`` does)."""
+        its linear layers (``MLPStack.folded_params``), buffers dropped, tables shared in training
+        renamed to the model's own (``_exported_tables``); ``tower_norm`` and ``tower_scale`` kept
+        (serving normalises and scales as ``forward`` does)."""
         served = TwoTower(self.prefix, self.user_fields, self.item_fields, self.embed_dim, self.tower_hidden,
-                          self.out_dim, self.bias, self.shared_fields, self.user_mlp.activation, False,
-                          self.tower_norm, self.tower_scale)
-        tables = {name: params[name] for encoder in (self.user_encoder, self.item_encoder)
-                  for name in encoder.table_names.values()}
+                          self.out_dim, self.bias, (), self.user_mlp.activation, False, self.tower_norm, self.tower_scale)
+        tables = {**_exported_tables(self.user_encoder, served.user_encoder, params),
+                  **_exported_tables(self.item_encoder, served.item_encoder, params)}
         bias = {f"{self.prefix}.bias": params[f"{self.prefix}.bias"]} if self.bias else {}
         return served, {**tables, **self.user_mlp.folded_params(params), **self.item_mlp.folded_params(params), **bias}
 

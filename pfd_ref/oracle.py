@@ -29,13 +29,14 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz, pack_columns, save_npz
-from pfd_ref.distill import HARD_WEIGHTS, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes, check_method, init_params
+from pfd_ref.distill import (HARD_WEIGHTS, METHODS, SHARING, STUDENT_KINDS, DistillConfig, ModelSizes, check_method,
+                             init_params)
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
 from pfd_ref.models import TOWER_NORMS
 from pfd_ref.optim import OPTIMIZERS, SPARSE_MODES, check_optimizer_fields, optimizer_from
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
-from pfd_ref.train import MODES, TrainConfig, models_for, run_step
+from pfd_ref.train import MODES, TrainConfig, auxiliary_for, models_for, run_step
 from pfd_ref.validation import POOLINGS, check_choice, check_pooling, check_scalar
 
 FORMAT_NAME = "pfd_ref oracle case"
@@ -47,6 +48,7 @@ STREAM_CASE_DATA = 5
 BIAS_INIT_STD = 0.1
 RUNNING_VAR_INIT_RANGE = (0.5, 1.5)
 CASE_SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5, 4))
+STUDENT_HIDDEN = (4, 3)  # the student's hidden sizes are STUDENT_HIDDEN[:student_layers]
 OPTIMIZER_RULES = {  # (optimizer, how its embedding tables are updated) -> the torch optimizer that matches
     ("adam", "lazy"): "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
     ("adam", "dense"): "adam_dense = torch.optim.Adam on every parameter (embedding gradients densified)",
@@ -64,7 +66,8 @@ SUMMARY_NAMES = 4  # failing names repeated in the report's last line
 class CaseSpec:
     """Everything that determines a case (stored in its ``meta`` under ``"case"``).
 
-    model : student kind, "mlp" or "two_tower"; method : "baseline", "md", "pfd", "pfd+md";
+    model : student kind, "mlp" or "two_tower"; method : one of ``distill.METHODS`` (baseline,
+    mtl (MLP only), md, lupi, pfd, pfd+md);
     mode : "sync" or "two-stage" (recorded but without effect for "baseline");
     seed : draws the batch and the initial parameters; dtype : "float64" or "float32";
     rows : batch size n (>= 2); lambda_, temperature, warmup_steps, hard_weight : the
@@ -75,10 +78,14 @@ class CaseSpec:
     rate and its linear warm-up (0: none); beta1, beta2, eps, adam_sparse : Adam's options;
     adagrad_initial_accumulator, adagrad_eps, adagrad_sparse : Adagrad's (an option of
     another optimizer must stay at its default);
-    shared_embeddings : sync only; weights : draw per-example weights;
+    sharing : which tables teacher and student share, a key of ``distill.SHARING`` ("none",
+    "all", "all-but-user-id"; sync only); mtl_weight : alpha of method mtl;
+    weights : draw per-example weights; binary_privileged : draw the dense privileged field
+    ``cat_clicks`` as 0/1 (from the same normal draws, ``1[x > 0]``: a binary target for mtl);
     pooling : "mean" or "sum", the pooling of the multi-id field ``recent``;
     activation, batch_norm, tower_norm, tower_scale : the layers of every model
-    (``train.ModelSizes``).
+    (``train.ModelSizes``); student_layers : 1 or 2, the student's hidden sizes (4,) or (4, 3)
+    (with 2, mtl's heads have a hidden layer of 3 units).
     """
 
     # The metadata (choices, required, help, flag) makes the options of ``pfd-ref oracle dump``.
@@ -107,39 +114,48 @@ class CaseSpec:
     adagrad_eps: float = 0.0
     adagrad_sparse: str = field(default="lazy", metadata=dict(
         flag="--adagrad", choices=SPARSE_MODES, help="Adagrad's embedding tables: lazy (sparse gradients) or dense (densified)"))
-    shared_embeddings: bool = field(default=False, metadata=dict(help="sync: one table per regular field"))
+    sharing: str = field(default="none", metadata=dict(
+        flag="--share", choices=tuple(SHARING), help="sync: the tables teacher and student share (docs/method.md)"))
+    mtl_weight: float = field(default=DistillConfig.mtl_weight, metadata=dict(help="mtl: the auxiliary losses' weight"))
     weights: bool = field(default=False, metadata=dict(help="per-example weights"))
+    binary_privileged: bool = field(default=False, metadata=dict(
+        help="draw the dense privileged field cat_clicks as 0/1 (a binary target for mtl)"))
     pooling: str = field(default="mean", metadata=dict(choices=POOLINGS, help="of the multi-id field"))
     activation: str = field(default="relu", metadata=dict(
         choices=ACTIVATIONS, help=f"hidden activation of every MLP (leaky_relu: slope {LEAKY_RELU_SLOPE})"))
     batch_norm: bool = field(default=False, metadata=dict(help="batch normalisation before every hidden activation"))
     tower_norm: str = field(default="none", metadata=dict(choices=TOWER_NORMS, help="two-tower models: l2-normalise both towers"))
     tower_scale: float = field(default=1.0, metadata=dict(help="two-tower models: score = S * <u, v> + b"))
+    student_layers: int = field(default=1, metadata=dict(
+        choices=(1, 2), help=f"the student's hidden layers: sizes {STUDENT_HIDDEN[:1]} or {STUDENT_HIDDEN}"))
 
     def __post_init__(self):
         object.__setattr__(self, "seed", check_scalar("seed", self.seed, int, low=0))
         object.__setattr__(self, "rows", check_scalar("rows", self.rows, int, low=2))  # one row of each label
         object.__setattr__(self, "start_step", check_scalar("start_step", self.start_step, int, low=0))
-        for name in ("shared_embeddings", "weights"):
+        for name in ("weights", "binary_privileged"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         check_choice("dtype", self.dtype, tuple(DEFAULT_TOLERANCES))
         check_pooling(self.pooling)
         if self.model != "two_tower" and (self.tower_norm != "none" or self.tower_scale != 1):
             raise ValueError(f"tower_norm: tower normalisation and scale are for model 'two_tower', got {self.model!r}")
+        object.__setattr__(self, "student_layers", check_scalar("student_layers", self.student_layers, int, low=1, high=2))
         check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad optimizer setting
-        self.train_config()  # raises on a bad model, method, mode or distillation setting
+        # raises on a bad model, method, mode, sharing or distillation setting, or a method the model does not take
+        models_for(case_schema(self.pooling), self.method, self.train_config())
 
     def distill_config(self) -> DistillConfig:
         return DistillConfig(lambda_=self.lambda_, warmup_steps=self.warmup_steps, temperature=self.temperature,
-                             hard_weight=self.hard_weight)
+                             hard_weight=self.hard_weight, mtl_weight=self.mtl_weight)
 
     def train_config(self) -> TrainConfig:
         check_method(self.method)
         return TrainConfig(student_kind=self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
-                           shared_embeddings=self.shared_embeddings, adam_sparse=self.adam_sparse, dtype=self.dtype,
-                           seed=self.seed, sizes=replace(CASE_SIZES, activation=self.activation,
+                           sharing=self.sharing, adam_sparse=self.adam_sparse, dtype=self.dtype,
+                           seed=self.seed, sizes=replace(CASE_SIZES, student_hidden=STUDENT_HIDDEN[:self.student_layers],
+                                                         activation=self.activation,
                                                          batch_norm=self.batch_norm, tower_norm=self.tower_norm,
                                                          tower_scale=self.tower_scale))
 
@@ -154,7 +170,11 @@ class CaseSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CaseSpec":
-        """Inverse of ``dataclasses.asdict``; ValueError on unknown keys."""
+        """Inverse of ``dataclasses.asdict``; ValueError on unknown keys. A case written before
+        ``sharing`` existed names it ``shared_embeddings`` (true: "all", false: "none")."""
+        data = dict(data)
+        if "shared_embeddings" in data and "sharing" not in data:
+            data["sharing"] = "all" if data.pop("shared_embeddings") else "none"
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"data: unknown case setting(s) {unknown}")
@@ -180,8 +200,9 @@ def case_schema(pooling: str = "mean") -> Schema:
 
 def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dataset:
     """``spec.rows`` random rows: ids uniform over each vocabulary, dense columns standard
-    normal, 0..3 ids per multi-id row with row 0 empty, labels 0 and 1 in rows 0 and 1, and
-    weights uniform in [0.5, 2) in the case's dtype when ``spec.weights``."""
+    normal (``1[x > 0]`` for a privileged one when ``spec.binary_privileged``), 0..3 ids per
+    multi-id row with row 0 empty, labels 0 and 1 in rows 0 and 1, and weights uniform in
+    [0.5, 2) in the case's dtype when ``spec.weights``."""
     n = spec.rows
     columns = {}
     for f in schema:
@@ -189,6 +210,8 @@ def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dat
             columns[f.name] = rng.integers(0, f.vocab_size, n)
         elif f.kind == "dense":
             columns[f.name] = rng.standard_normal((n, f.width))
+            if spec.binary_privileged and f.role == "privileged":
+                columns[f.name] = (columns[f.name] > 0).astype(np.float64)
         else:
             lengths = rng.integers(0, 4, n)
             lengths[0] = 0
@@ -225,6 +248,23 @@ def _model_layout(model) -> dict:
             "tower_scale": model.tower_scale}
 
 
+def _auxiliary_layout(auxiliary, student) -> dict | None:
+    """How mtl's heads read their parameters: what they read (the student's first hidden
+    layer's output, i.e. the input of its layer ``student.mlp.1``), each target (field, kind,
+    width, the standardisation's mean and std) with its head's layer prefixes, and the heads'
+    activation and batch normalisation (as a model layout's). None without heads."""
+    if auxiliary is None:
+        return None
+    stack = auxiliary.stacks[0]
+    batch_norm = {"eps": layers.BATCH_NORM_EPS, "momentum": layers.BATCH_NORM_MOMENTUM,
+                  "running_var": "unbiased"} if stack.batch_norm else None
+    return {"reads": f"{student.prefix}.mlp.0 (its output after the activation: the input of {student.prefix}.mlp.1)",
+            "targets": [{**target.to_dict(), "mlp": [w.removesuffix(".weight") for w, _ in head.names]}
+                        for target, head in zip(auxiliary.targets, auxiliary.stacks)],
+            "activation": stack.activation, "negative_slope": layers.negative_slope(stack.activation),
+            "batch_norm": batch_norm}
+
+
 def _input_arrays(batch: Dataset) -> dict[str, np.ndarray]:
     arrays = pack_columns("input", batch.columns)
     arrays["input.labels"] = batch.labels
@@ -237,8 +277,10 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     """All arrays of the case ``spec``, in file order: ``meta``, ``input.*``, ``param.*``
     (initial values), ``output.*`` (docs/oracle.md lists every name, shape and dtype).
 
-    Initial parameters: ``distill.init_params`` of the teacher (stream ``[seed, 2]``) then of
-    the student (stream ``[seed, 1]``), as in ``train.train``; then, in parameter order, every
+    Initial parameters: ``distill.init_params`` of the teacher (stream ``[seed, 2]``), of
+    the student (stream ``[seed, 1]``) and of mtl's auxiliary heads (stream ``[seed, 7]``;
+    their targets' statistics from the case's batch), as in ``train.train``; then, in
+    parameter order, every
     bias and batch-normalisation ``beta`` and ``running_mean`` is redrawn
     ``~ N(0, BIAS_INIT_STD^2)``, every ``gamma`` ``~ 1 + N(0, BIAS_INIT_STD^2)`` and every
     ``running_var`` ``~ U(RUNNING_VAR_INIT_RANGE)``, from the data stream ``[seed, 5]``
@@ -249,11 +291,13 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     its parameters, in evaluation mode, and held fixed; only the student is trained.
     """
     schema = case_schema(spec.pooling)
-    student, teacher = models_for(schema, spec.method, spec.train_config())
+    config = spec.train_config()
+    student, teacher = models_for(schema, spec.method, config)
     dtype = np.dtype(spec.dtype)
-    params = init_params(spec.seed, dtype, *([teacher] if teacher else []), student)
     rng = np.random.default_rng([spec.seed, STREAM_CASE_DATA])
     batch = _case_batch(spec, schema, rng)
+    auxiliary = auxiliary_for(batch, spec.method, config, student)  # mtl: targets from the case's batch
+    params = init_params(spec.seed, dtype, *([teacher] if teacher else []), student, *([auxiliary] if auxiliary else []))
     for name in params:
         if name.endswith((".bias", ".bn.beta", ".bn.running_mean")):
             params[name] = (BIAS_INIT_STD * rng.standard_normal(params[name].shape)).astype(dtype)
@@ -265,17 +309,19 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     meta = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "case": asdict(spec), "steps": STEPS,
         "optimizer_rule": spec.optimizer_rule(), "schema": json.loads(schema.to_json()),
-        "models": {"student": _model_layout(student), "teacher": None if teacher is None else _model_layout(teacher)},
+        "models": {"student": _model_layout(student), "teacher": None if teacher is None else _model_layout(teacher),
+                   "auxiliary": _auxiliary_layout(auxiliary, student)},
         "teacher_trained": sync,
     }
     arrays = {META_KEY: np.array(json.dumps(meta))}
     arrays.update(_input_arrays(batch))
     arrays.update(pack_columns("param", {name: value.copy() for name, value in params.items()}))
-    arrays.update(_run_steps(spec, student, teacher, sync, params, batch))
+    arrays.update(_run_steps(spec, student, teacher, sync, params, batch, auxiliary))
     return arrays
 
 
-def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch: Dataset) -> dict[str, np.ndarray]:
+def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch: Dataset,
+               auxiliary=None) -> dict[str, np.ndarray]:
     """The ``output.*`` arrays: the lambda of every step (and its learning rate, with a
     learning-rate warm-up), first-step logits, losses and gradients, the trained parameters
     and running averages after steps ``AFTER_STEPS``, and with batch normalisation the
@@ -290,7 +336,7 @@ def _run_steps(spec: CaseSpec, student, teacher, sync: bool, params: dict, batch
         if spec.lr_warmup_steps:
             outputs["output.lrs"][k - 1] = optimizer.current_lr()
         out = run_step(student, teacher if sync else None, params, optimizer, batch, spec.start_step + k - 1, distill,
-                       frozen_teacher_logits)
+                       frozen_teacher_logits, auxiliary)
         lambdas.append(out.lam)
         trained = [name for name in params if name in out.grads]
         if k == 1:

@@ -23,8 +23,9 @@ import numpy as np
 
 from pfd_ref.data import Dataset
 from pfd_ref.data.dataset import batch_indices
-from pfd_ref.distill import (STUDENT_KINDS, DistillConfig, ModelSizes, StepOutput, build_models, check_method,
-                             check_schedule, init_params, step_gradients)
+from pfd_ref.auxiliary import AuxiliaryHeads, auxiliary_targets
+from pfd_ref.distill import (METHOD_RULES, SHARING, STUDENT_KINDS, DistillConfig, ModelSizes, StepOutput, build_auxiliary,
+                             build_models, check_method, check_schedule, init_params, step_gradients)
 from pfd_ref.optim import SPARSE_MODES, check_optimizer_fields, optimizer_from
 from pfd_ref.validation import check_choice, check_scalar
 
@@ -40,8 +41,9 @@ class TrainConfig:
     mode : "sync" (teacher and student in one loop) or "two-stage" (teacher first, frozen).
     epochs : passes over the training set for the student (and for the teacher in sync mode).
     teacher_epochs : passes for the teacher in two-stage mode (None: same as ``epochs``).
-    shared_embeddings : in sync mode, teacher and student use one table per regular field
-        (``distill.SHARING["all"]``).
+    sharing : which embedding tables teacher and student share in sync mode, a key of
+        ``distill.SHARING``: "none", "all" (every regular field's) or "all-but-user-id" (the
+        paper's Share*: all but the user id's, docs/method.md); two-stage needs "none".
     optimizer : "adam", "adagrad" or "sgd" (docs/optim.md); every training loop (the sync
         loop, a two-stage teacher, the student) gets a fresh one from ``make_optimizer``.
     lr : the learning rate (after the warm-up).
@@ -64,7 +66,7 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 0.005
     distill: DistillConfig = field(default_factory=DistillConfig)
-    shared_embeddings: bool = False
+    sharing: str = "none"
     teacher_folds: int = 0
     optimizer: str = "adam"
     lr_warmup_steps: int = 0
@@ -94,10 +96,10 @@ class TrainConfig:
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
-        if not isinstance(self.shared_embeddings, bool):
-            raise ValueError(f"shared_embeddings: expected True or False, got {self.shared_embeddings!r}")
-        if self.shared_embeddings and self.mode != "sync":
-            raise ValueError("shared_embeddings: only defined for mode 'sync'")
+        check_choice("sharing", self.sharing, tuple(SHARING))
+        if self.sharing != "none" and self.mode != "sync":
+            raise ValueError(f"sharing: {self.sharing!r} needs mode 'sync' (a two-stage teacher is trained before its "
+                             "student, so the two cannot share a table); use 'none'")
         if self.teacher_folds and (self.mode != "two-stage" or self.teacher_folds < 2):
             raise ValueError(f"teacher_folds: 0, or >= 2 with mode 'two-stage'; got {self.teacher_folds!r} with {self.mode!r}")
         if not isinstance(self.distill, DistillConfig) or not isinstance(self.sizes, ModelSizes):
@@ -111,18 +113,15 @@ class TrainConfig:
         """A fresh optimizer for one training loop: its state and its warm-up start at step 0."""
         return optimizer_from(self, l2_embeddings=self.l2_embeddings, lr_warmup_steps=self.lr_warmup_steps)
 
-    @property
-    def sharing(self) -> str:
-        """The key of ``distill.SHARING`` this configuration trains with."""
-        return "all" if self.shared_embeddings else "none"
-
 
 @dataclass
 class TrainResult:
     """A trained student (and its teacher, if any), with timing and a loss history.
 
     history : one dict per logged step, ``{"step", "lambda", "hard", "soft", "student_total",
-    "teacher_hard"}`` (teacher fields only when a teacher exists).
+    "teacher_hard"}`` (teacher fields only when a teacher exists; ``aux.<field>`` and ``aux``
+    for mtl). auxiliary : mtl's ``auxiliary.AuxiliaryHeads`` (their parameters are in
+    ``params``; never served), else None.
     """
 
     method: str
@@ -131,6 +130,7 @@ class TrainResult:
     teacher: object | None
     train_seconds: float
     history: list
+    auxiliary: AuxiliaryHeads | None = None
 
     def student_params(self) -> dict:
         """The student's parameters only (what is served)."""
@@ -140,6 +140,12 @@ class TrainResult:
 def models_for(schema, method: str, config: TrainConfig):
     """``distill.build_models`` for ``config``: ``(student, teacher or None)``."""
     return build_models(schema, method, config.student_kind, config.sizes, config.sharing)
+
+
+def auxiliary_for(data: Dataset, method: str, config: TrainConfig, student) -> AuxiliaryHeads | None:
+    """``distill.build_auxiliary`` with the targets of ``data``, the training split (mtl), else None."""
+    targets = auxiliary_targets(data) if METHOD_RULES[check_method(method)].auxiliary else ()
+    return build_auxiliary(method, student, targets, config.sizes)
 
 
 def predict(model, params: dict, data: Dataset, batch_size: int = 65536) -> np.ndarray:
@@ -236,6 +242,7 @@ def train(data: Dataset, method: str, config: TrainConfig,
     if not isinstance(data, Dataset) or data.n == 0:
         raise ValueError("data: expected a Dataset with at least one row")
     student, teacher = models_for(data.schema, method, config)
+    auxiliary = auxiliary_for(data, method, config, student)
     if teacher is not None:
         check_warmup(config, data.n)
     check_batch_norm_batches(config, data.n)
@@ -248,9 +255,11 @@ def train(data: Dataset, method: str, config: TrainConfig,
     start = time.perf_counter()
     history = []
     if teacher is None or config.mode == "sync":
-        params = init_params(config.seed, config.dtype, *([teacher] if teacher else []), student)
-        _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress(method, n_steps), None)
-        return TrainResult(method, student, params, teacher, time.perf_counter() - start, history)
+        models = [*([teacher] if teacher else []), student, *([auxiliary] if auxiliary else [])]
+        params = init_params(config.seed, config.dtype, *models)
+        _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress(method, n_steps), None,
+                  auxiliary)
+        return TrainResult(method, student, params, teacher, time.perf_counter() - start, history, auxiliary)
     teacher_params = {}
     if teacher_logits is None and not config.teacher_folds:
         teacher_params = init_params(config.seed, config.dtype, teacher)
@@ -329,27 +338,29 @@ def check_finite_loss(step: int, terms: dict, objective: str = "total") -> None:
 
 
 def run_step(student, teacher, params: dict, optimizer, batch, step: int, distill: DistillConfig,
-             frozen_teacher_logits: np.ndarray | None = None) -> StepOutput:
-    """One optimizer step: ``distill.step_gradients`` on ``batch`` at the (0-based) ``step``,
-    ``check_finite_loss``, ``optimizer.step``, then the new running averages of batch
-    normalisation (params updated in place). Returns the step's ``StepOutput`` (its gradients
-    are those before the update)."""
-    out = step_gradients(student, teacher, params, batch, step, distill, frozen_teacher_logits)
+             frozen_teacher_logits: np.ndarray | None = None, auxiliary: AuxiliaryHeads | None = None) -> StepOutput:
+    """One optimizer step: ``distill.step_gradients`` on ``batch`` at the (0-based) ``step``
+    (with mtl's ``auxiliary`` heads when given), ``check_finite_loss``, ``optimizer.step``,
+    then the new running averages of batch normalisation (params updated in place). Returns
+    the step's ``StepOutput`` (its gradients are those before the update)."""
+    out = step_gradients(student, teacher, params, batch, step, distill, frozen_teacher_logits, auxiliary)
     check_finite_loss(step, out.terms)
     optimizer.step(params, out.grads)
     params.update(out.buffers)
     return out
 
 
-def _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress, frozen_teacher_logits):
+def _run_loop(data, student, teacher, params, config, n_steps, history, log_every, progress, frozen_teacher_logits,
+              auxiliary=None):
     """One loop over the student's batches. With ``teacher`` (sync): both models step on
     every batch, the teacher on its hard loss only, from logits computed before the step.
-    With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else."""
+    With ``frozen_teacher_logits`` (two-stage): the soft labels are read, nothing else. With
+    ``auxiliary`` (mtl): its heads step with the student."""
     optimizer = config.make_optimizer()
     rng = np.random.default_rng([config.seed, STREAM_BATCH_ORDER])
     for step, idx in enumerate(batch_indices(data.n, config.batch_size, rng, config.epochs)):
         frozen = None if frozen_teacher_logits is None else frozen_teacher_logits[idx]
-        out = run_step(student, teacher, params, optimizer, data.take(idx), step, config.distill, frozen)
+        out = run_step(student, teacher, params, optimizer, data.take(idx), step, config.distill, frozen, auxiliary)
         if step % log_every == 0 or step == n_steps - 1:
             history.append({"step": step, "lambda": out.lam, **{k: float(v) for k, v in out.terms.items()}})
         progress(step + 1, float(out.terms["student_total"]))

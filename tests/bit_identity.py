@@ -52,7 +52,7 @@ def configurations() -> list[tuple[str, bool, TrainConfig, str]]:
     for student in ("mlp", "two_tower"):
         for method in ("md", "pfd", "pfd+md"):
             runs.append((f"{student}/float32/{method}/sync/shared", False,
-                         replace(BASE, student_kind=student, shared_embeddings=True), method))
+                         replace(BASE, student_kind=student, sharing="all"), method))
     variants = [
         ("mlp/float64/pfd+md/sync/dense-adam", False, replace(BASE, dtype="float64", adam_sparse="dense"), "pfd+md"),
         ("two_tower/float32/pfd/sync/dense-adam", False, replace(BASE, student_kind="two_tower", adam_sparse="dense"), "pfd"),

@@ -78,7 +78,7 @@ SIZES = ModelSizes(embed_dim=3, student_hidden=(5,), tower_out_dim=3, strong_hid
 
 
 @pytest.mark.parametrize("kind, method, changes", [
-    ("mlp", "pfd+md", dict(shared_embeddings=True)),
+    ("mlp", "pfd+md", dict(sharing="all")),
     ("two_tower", "pfd", dict(adam_sparse="dense", dtype="float64")),
     ("mlp", "md", dict(mode="two-stage", l2_embeddings=1e-3)),
     ("two_tower", "pfd+md", dict(optimizer="adagrad", lr_warmup_steps=3, l2_embeddings=1e-3,

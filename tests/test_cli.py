@@ -82,7 +82,8 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
     (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: expected a finite number >= 0"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: initial_accumulator_value:"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0"], "error: eps: must be > 0 when"),
-    (["--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
+    (["--optimizer", "adam", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
+    (["--preset", "simple", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--optimizer", "sgd", "--adagrad-initial-accumulator", "0.2"],
      "error: --adagrad-initial-accumulator: only with --optimizer adagrad"),
 ])

@@ -3,6 +3,8 @@ parameter (stop-gradient, shared tables), the lambda schedule, the initial param
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,6 +14,7 @@ from pfd_ref.distill import (METHOD_RULES, METHODS, SHARING, DistillConfig, Mode
                              check_schedule, init_params, lambda_at, step_gradients, student_objective)
 from pfd_ref.losses import hard_loss, soft_loss
 from pfd_ref.models import MLPRanker
+from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.sparse import to_dense
 from tiny import tiny_dataset, tiny_schema
 
@@ -31,13 +34,17 @@ def names(fields) -> list[str]:
 def test_each_method_builds_the_documented_teacher(kind, method):
     schema = tiny_schema()
     regular, privileged = names(schema.regular()), names(schema.privileged())
+    if method == "mtl" and kind == "two_tower":
+        with pytest.raises(ValueError, match="^method: 'mtl' is defined for mlp students only"):
+            build_models(schema, method, kind, SMALL)
+        return
     student, teacher = build_models(schema, method, kind, SMALL)
     assert student.prefix == "student" and sorted(student.feature_names) == sorted(regular)
-    if method == "baseline":
-        assert teacher is None
+    if method in ("baseline", "mtl"):
+        assert teacher is None and METHOD_RULES[method].teacher_row is None
         return
     assert teacher.prefix == "teacher"
-    expected_fields = regular + (privileged if method in ("pfd", "pfd+md") else [])
+    expected_fields = {"md": regular, "lupi": privileged}.get(method, regular + privileged)
     assert sorted(teacher.feature_names) == sorted(expected_fields)
     if method == "pfd":  # the student's architecture, with the privileged fields in the user tower
         assert type(teacher) is type(student)
@@ -46,6 +53,8 @@ def test_each_method_builds_the_documented_teacher(kind, method):
             assert names(teacher.user_fields) == names(student.user_fields) + privileged
         else:
             assert teacher.hidden == student.hidden
+    elif method == "lupi":  # an MLP of the student's widths over the privileged fields alone
+        assert isinstance(teacher, MLPRanker) and teacher.hidden == SMALL.student_hidden
     else:  # md, pfd+md: the stronger MLP
         assert isinstance(teacher, MLPRanker) and teacher.hidden == SMALL.strong_hidden
     assert METHOD_RULES[method].teacher_row is not None
@@ -53,17 +62,45 @@ def test_each_method_builds_the_documented_teacher(kind, method):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method", ["md", "pfd", "pfd+md"])
-def test_sharing_all_shares_exactly_the_regular_tables(kind, method):
+@pytest.mark.parametrize("sharing", ["all", "all-but-user-id"])
+def test_sharing_shares_exactly_the_regular_tables_it_names(kind, method, sharing):
     schema = tiny_schema()
-    student, teacher = build_models(schema, method, kind, SMALL, sharing="all")
+    student, teacher = build_models(schema, method, kind, SMALL, sharing=sharing)
     s_names, t_names = set(student.param_names()), set(teacher.param_names())
     shared = s_names & t_names
-    assert shared == {f"shared.embed.{f.name}" for f in schema.regular() if f.kind != "dense"}
+    kept_apart = {"user_id"} if sharing == "all-but-user-id" else set()
+    assert shared == {f"shared.embed.{f.name}" for f in schema.regular() if f.kind != "dense" and f.name not in kept_apart}
+    assert ("student.embed.user_id" in s_names and "teacher.embed.user_id" in t_names) == bool(kept_apart)
     assert ("teacher.embed.chatted" in t_names) == (method != "md")  # privileged tables are never shared
     assert not any(n.startswith("teacher.") for n in s_names) and not any(n.startswith("student.") for n in t_names)
     _, separate = build_models(schema, method, kind, SMALL, sharing="none")
     assert not set(separate.param_names()) & set(build_models(schema, method, kind, SMALL)[0].param_names())
-    assert set(SHARING) == {"none", "all"}
+    assert set(SHARING) == {"none", "all", "all-but-user-id"}
+
+
+def test_lupi_shares_nothing_and_all_but_user_id_needs_a_user_id_field():
+    schema = tiny_schema()
+    student, teacher = build_models(schema, "lupi", "mlp", SMALL, sharing="all")
+    assert not set(student.param_names()) & set(teacher.param_names())  # its teacher reads no regular field
+    renamed = Schema(tuple(replace(f, name="uid") if f.name == "user_id" else f for f in schema))
+    with pytest.raises(ValueError, match="^sharing: 'all-but-user-id' keeps the table of the field 'user_id' apart"):
+        build_models(renamed, "pfd", "mlp", SMALL, sharing="all-but-user-id")
+
+
+@pytest.mark.parametrize("method", ["lupi", "mtl"])
+def test_lupi_and_mtl_need_privileged_fields(method):
+    regular_only = Schema(tiny_schema().regular())
+    with pytest.raises(ValueError, match=f"^method: '{method}'"):
+        build_models(regular_only, method, "mlp", SMALL)
+    build_models(regular_only, "md", "mlp", SMALL)
+
+
+def test_mtl_needs_a_hidden_layer_and_no_multi_id_privileged_field():
+    with pytest.raises(ValueError, match="^student_hidden: method 'mtl' needs a hidden layer"):
+        build_models(tiny_schema(), "mtl", "mlp", replace(SMALL, student_hidden=()))
+    pooled = Schema(tiny_schema().features + (FeatureSpec("seen", "multi_categorical", "privileged", None, vocab_size=4),))
+    with pytest.raises(ValueError, match="^method: 'mtl' has no auxiliary target for the multi-id privileged field 'seen'"):
+        build_models(pooled, "mtl", "mlp", SMALL)
 
 
 def test_unknown_method_kind_or_sharing_is_rejected():

@@ -10,10 +10,13 @@ import pkgutil
 import re
 from pathlib import Path
 
+import numpy as np
+
 import pfd_ref
 import pfd_ref.kernels
-from pfd_ref.distill import METHODS, SHARING, STUDENT_KINDS, ModelSizes, build_models
-from tiny import tiny_schema
+from pfd_ref.auxiliary import auxiliary_targets
+from pfd_ref.distill import METHOD_RULES, METHODS, SHARING, ModelSizes, build_auxiliary, build_models
+from tiny import tiny_dataset
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HEADINGS_WITHOUT_FUNCTIONS = {"Conventions used below", "Optimizer update rules"}  # introductions
@@ -79,16 +82,19 @@ def test_every_backward_and_update_function_has_a_derivation():
 
 def test_the_parameter_names_of_the_conventions_are_the_models_names():
     text = (DOCS / "conventions.md").read_text()
-    documented = set(re.findall(r"`((?:student|teacher|shared)\.[\w.]+)`", text))
+    documented = set(re.findall(r"`((?:student|teacher|shared|aux)\.[\w.]+)`", text))
     assert len(documented) >= 6
     actual = set()
+    data = tiny_dataset(np.random.default_rng(0), 20)
     for batch_norm in (False, True):
         sizes = ModelSizes(embed_dim=2, student_hidden=(3, 3), tower_out_dim=2, strong_hidden=(3, 3, 3),
                            batch_norm=batch_norm)
         for method in METHODS:
-            for kind in STUDENT_KINDS:
+            for kind in METHOD_RULES[method].student_kinds:
                 for sharing in SHARING:
-                    for model in build_models(tiny_schema(), method, kind, sizes, sharing):
+                    student, teacher = build_models(data.schema, method, kind, sizes, sharing)
+                    auxiliary = build_auxiliary(method, student, auxiliary_targets(data), sizes)
+                    for model in (student, teacher, auxiliary):
                         actual.update(model.param_names() if model is not None else [])
     assert documented <= actual, f"docs/conventions.md names parameters that do not exist: {documented - actual}"
 

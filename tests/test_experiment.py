@@ -98,33 +98,84 @@ def test_summary_without_a_shared_baseline_seed_reports_no_gain():
 
 
 def _options(**changes):
-    from pfd_ref.experiment import TEACHER_SCORES_DEFAULTS
-    options = dict(data=None, path=None, label=None, user_features=None, rows=None, outside_window=None, epochs=None,
-                   warmup_steps=None,
-                   batch_size=None, test_days=None, methods=None, mode="sync", teacher_folds=0, teacher_scores=None,
-                   **TEACHER_SCORES_DEFAULTS)
+    from pfd_ref.experiment import RUN_OPTION_DEFAULTS, TEACHER_SCORES_DEFAULTS
+    options = dict(RUN_OPTION_DEFAULTS, data=None, path=None, label=None, user_features=None, rows=None,
+                   outside_window=None, test_days=None, methods=None, teacher_scores=None, **TEACHER_SCORES_DEFAULTS)
     options.update(changes)
     return options
 
 
 def test_each_data_source_fills_in_its_own_defaults():
-    from pfd_ref.experiment import SOURCE_DEFAULTS, resolve_options
-    assert resolve_options(_options())["warmup_steps"] == SOURCE_DEFAULTS["synthetic"]["warmup_steps"]
+    from pfd_ref.experiment import SOURCE_DEFAULTS, resolve_options, run_options
+    synthetic = resolve_options(_options())
+    assert (synthetic["epochs"], synthetic["batch_size"]) == (1, 1024) and synthetic["warmup_steps"] is None
     saved = resolve_options(_options(data="mine.npz", epochs=3))
     assert (saved["epochs"], saved["test_days"]) == (3, SOURCE_DEFAULTS["saved"]["test_days"])
     kuairand = resolve_options(_options(data="kuairand", path="log.csv"))
-    assert kuairand["label"] == "label" and kuairand["warmup_steps"] == SOURCE_DEFAULTS["kuairand"]["warmup_steps"]
-    assert kuairand["outside_window"] is None
+    assert kuairand["label"] == "label" and kuairand["outside_window"] is None
+    simple = run_options(resolve_options(_options(data="kuairand", path="log.csv", preset="simple")), "mlp", 33_000,
+                         "kuairand")
+    assert simple["warmup_steps"] == SOURCE_DEFAULTS["kuairand"]["warmup_steps"]
     taobao = resolve_options(_options(data="taobao", path="UserBehavior.csv", epochs=2))
     assert (taobao["outside_window"], taobao["label"], taobao["test_days"]) == ("error", None, 1)
     assert (taobao["epochs"], taobao["batch_size"], taobao["warmup_steps"]) == (2, None, None)  # scaled to the data
 
 
-def test_the_methods_default_to_all_or_to_those_of_teacher_scores():
-    from pfd_ref.experiment import REPORTED_METHODS, TEACHER_SCORES_METHODS, resolve_options
-    assert resolve_options(_options())["methods"] == REPORTED_METHODS
+def test_the_methods_default_to_those_the_student_and_data_take_or_to_those_of_teacher_scores():
+    from pfd_ref.experiment import REPORTED_METHODS, TEACHER_SCORES_METHODS, methods_for, resolve_options
+    from pfd_ref.schema import Schema
+    assert resolve_options(_options())["methods"] is None  # decided per run
+    schema, sizes = tiny_dataset(np.random.default_rng(0), 4).schema, SMALL.sizes
+    assert methods_for(schema, "mlp", sizes) == REPORTED_METHODS
+    assert methods_for(schema, "two_tower", sizes) == tuple(m for m in REPORTED_METHODS if m != "mtl")
+    regular_only = Schema(schema.regular())
+    assert "lupi" not in methods_for(regular_only, "mlp", sizes) and "lupi_teacher" not in methods_for(regular_only, "mlp", sizes)
+    with pytest.raises(ValueError, match="^--methods: 'mtl' is defined for mlp students only"):
+        methods_for(schema, "two_tower", sizes, ("baseline", "mtl"))
+    with pytest.raises(ValueError, match="^--methods: 'lupi'.s teacher reads the privileged fields, and the data has none"):
+        methods_for(regular_only, "mlp", sizes, ("lupi",))
     given = resolve_options(_options(data="mine.npz", mode="two-stage", teacher_scores="scores.npy"))
     assert given["methods"] == TEACHER_SCORES_METHODS
+
+
+def test_the_paper_preset_follows_the_paper_and_scales_its_step_counts():
+    from pfd_ref.experiment import PAPER_WARMUP_FRACTION, preset_config, scaled_warmup_steps
+    assert PAPER_WARMUP_FRACTION == pytest.approx(0.0939, abs=1e-4)
+    assert scaled_warmup_steps(432_535, 1024) == round(0.09394 * 423) == 40 and scaled_warmup_steps(10, 1024) == 1
+    ctr = preset_config("two_tower", 432_535)
+    assert (ctr.optimizer, ctr.lr_warmup_steps, ctr.distill.warmup_steps, ctr.sharing) == ("adagrad", 40, 40, "all-but-user-id")
+    assert (ctr.sizes.activation, ctr.sizes.batch_norm, ctr.sizes.tower_norm, ctr.sizes.tower_scale) == (
+        "leaky_relu", True, "l2", 5.0)
+    assert (ctr.distill.lambda_, ctr.distill.temperature, ctr.epochs, ctr.batch_size) == (0.5, 1.0, 1, 1024)
+    cvr = preset_config("mlp", 214_500)
+    assert (cvr.sharing, cvr.sizes.tower_norm, cvr.distill.warmup_steps) == ("all", "none", 20)
+    assert preset_config("mlp", 214_500, mode="two-stage").sharing == "none"
+    simple = preset_config("two_tower", 432_535, preset="simple")
+    assert (simple.optimizer, simple.lr, simple.sharing, simple.distill.warmup_steps, simple.lr_warmup_steps) == (
+        "adam", 0.005, "none", 100, 0)
+    assert (simple.sizes.activation, simple.sizes.batch_norm, simple.sizes.tower_norm) == ("relu", False, "none")
+    changed = preset_config("mlp", 214_500, share="none", optimizer="adam", lambda_=0.3)
+    assert (changed.sharing, changed.optimizer, changed.lr, changed.distill.lambda_) == ("none", "adam", 0.005, 0.3)
+    with pytest.raises(ValueError, match="^options: unknown run option"):
+        preset_config("mlp", 100, shared_embeddings=True)
+
+
+def test_the_run_options_of_the_command_are_those_preset_config_takes():
+    """pfd-ref run's parser and RUN_OPTION_DEFAULTS agree: the same configuration from both."""
+    from pfd_ref.cli import build_parser
+    from pfd_ref.experiment import RUN_OPTION_DEFAULTS
+    args = vars(build_parser().parse_args(["run"]))
+    assert {name: args[name] for name in RUN_OPTION_DEFAULTS} == RUN_OPTION_DEFAULTS
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(share="all", mode="two-stage"), "^--share: 'all' needs --mode sync"),
+    (dict(preset="tf"), "^preset: expected one of"),
+])
+def test_sharing_with_two_stage_and_an_unknown_preset_are_refused(changes, message):
+    from pfd_ref.experiment import resolve_options
+    with pytest.raises(ValueError, match=message):
+        resolve_options(_options(**changes))
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -144,12 +195,12 @@ def test_source_options_belong_to_their_sources(changes, message):
         resolve_options(_options(**changes))
 
 
-@pytest.mark.parametrize("rows, expected", [(1_000_000, (1024, 97)), (50_000, (256, 19)), (1_000, (32, 3))])
+@pytest.mark.parametrize("rows, expected", [(1_000_000, (1024, 92)), (50_000, (256, 18)), (1_000, (32, 3))])
 def test_scaled_run_defaults_scale_with_the_training_rows(rows, expected):
-    from pfd_ref.experiment import scaled_run_defaults
+    from pfd_ref.experiment import PAPER_WARMUP_FRACTION, scaled_run_defaults
     chosen, text = scaled_run_defaults(rows)
     assert (chosen["batch_size"], chosen["warmup_steps"]) == expected and chosen["epochs"] == 1
-    assert chosen["warmup_steps"] == int(0.1 * -(-rows // chosen["batch_size"]))
+    assert chosen["warmup_steps"] == round(PAPER_WARMUP_FRACTION * -(-rows // chosen["batch_size"]))
     given, text = scaled_run_defaults(rows, epochs=2, batch_size=100, warmup_steps=7)
     assert given == {"epochs": 2, "batch_size": 100, "warmup_steps": 7} and text.count("(given)") == 3
 

@@ -18,7 +18,7 @@ from pfd_ref.cli import main
 from pfd_ref.data.dataset import load_npz
 from pfd_ref.oracle import (LR_WARMUP_RULE, OPTIMIZER_RULES, CaseSpec, case_meta, check_arrays, check_files, compute_case,
                             recompute, save_case)
-from pfd_ref.distill import METHODS, STUDENT_KINDS
+from pfd_ref.distill import METHOD_RULES, METHODS, STUDENT_KINDS
 from pfd_ref.train import MODES
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -58,19 +58,20 @@ def test_golden_files_are_exactly_the_listed_cases():
     assert sorted(p.stem for p in GOLDEN_FILES) == sorted(cases)
     for name, spec in cases.items():
         assert case_meta(load_npz(GOLDEN_DIR / f"{name}.npz"))["case"] == asdict(spec), name
-    assert sum(p.stat().st_size for p in GOLDEN_FILES) < 1_000_000
+    assert sum(p.stat().st_size for p in GOLDEN_FILES) < 1_100_000
 
 
 def test_golden_set_covers_every_kind_method_mode_and_feature():
     metas = [case_meta(load_npz(p)) for p in GOLDEN_FILES]
     cases = [m["case"] for m in metas]
     assert {(c["model"], c["method"], c["mode"]) for c in cases} == {
-        (k, m, mode) for k in STUDENT_KINDS for m in METHODS for mode in MODES}
+        (k, m, mode) for k in STUDENT_KINDS for m in METHODS for mode in MODES if k in METHOD_RULES[m].student_kinds}
     assert all(c["dtype"] == "float64" for c in cases)
     assert {c["adam_sparse"] for c in cases} == {"lazy", "dense"}
     assert {c["pooling"] for c in cases} == {"mean", "sum"}
     assert {c["hard_weight"] for c in cases} == {"one_minus_lambda", "one"}
-    for feature in (lambda c: c["shared_embeddings"], lambda c: c["weights"], lambda c: c["temperature"] != 1):
+    for feature in (lambda c: c["sharing"] == "all", lambda c: c["sharing"] == "all-but-user-id",
+                    lambda c: c["weights"], lambda c: c["temperature"] != 1):
         assert {c["model"] for c in cases if feature(c) and c["method"] != "baseline"} == set(STUDENT_KINDS)
     boundary = [p for p in GOLDEN_FILES if (lambdas := load_npz(p)["output.lambdas"])[0] == 0 < lambdas[1]]
     assert {p.stem.split("-")[0] for p in boundary} == set(STUDENT_KINDS)
@@ -86,6 +87,11 @@ def test_golden_set_covers_every_kind_method_mode_and_feature():
     assert {c["model"] for c in cases if c["activation"] == "leaky_relu"} == set(STUDENT_KINDS)
     assert {(c["tower_norm"], c["tower_scale"] != 1) for c in cases if c["model"] == "two_tower"} == {
         ("none", False), ("l2", True), ("none", True)}
+    # mtl: every target kind (continuous, binary, categorical), heads with a hidden layer, batch norm in them
+    auxiliary = [m["models"]["auxiliary"] for m in metas if m["models"]["auxiliary"]]
+    assert {t["kind"] for layout in auxiliary for t in layout["targets"]} == {"continuous", "binary", "categorical"}
+    assert all(len(t["mlp"]) == 2 for layout in auxiliary for t in layout["targets"])
+    assert any(layout["batch_norm"] for layout in auxiliary)
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
@@ -179,7 +185,7 @@ def test_the_optimizers_move_the_parameters_differently():
 
 
 def test_dump_is_deterministic_and_float32_keeps_its_dtype():
-    spec = CaseSpec("two_tower", "pfd+md", "sync", dtype="float32", shared_embeddings=True, weights=True)
+    spec = CaseSpec("two_tower", "pfd+md", "sync", dtype="float32", sharing="all", weights=True)
     first, second = compute_case(spec), compute_case(spec)
     assert list(first) == list(second)
     assert all(np.array_equal(first[n], second[n]) for n in first)
@@ -199,7 +205,9 @@ def test_a_case_round_trips_through_a_file_without_pickle(tmp_path, small_case):
 
 @pytest.mark.parametrize("change, message", [
     (dict(rows=1), "rows:"), (dict(model="cnn"), "student_kind:"), (dict(method="kd"), "method:"),
-    (dict(mode="two-stage", shared_embeddings=True), "shared_embeddings:"), (dict(dtype="float16"), "dtype:"),
+    (dict(mode="two-stage", sharing="all"), "sharing: 'all' needs mode 'sync'"), (dict(dtype="float16"), "dtype:"),
+    (dict(sharing="some"), "sharing: expected one of"), (dict(model="two_tower", method="mtl"), "method: 'mtl' is defined"),
+    (dict(method="mtl", mtl_weight=-1.0), "mtl_weight:"), (dict(student_layers=3), "student_layers:"),
     (dict(pooling="max"), "pooling:"), (dict(beta2=1.0), "beta2:"), (dict(start_step=-1), "start_step:"),
     (dict(temperature=0.0), "temperature:"), (dict(adam_sparse="row"), "sparse:"), (dict(seed=1.5), "seed:"),
     (dict(optimizer="rmsprop"), "optimizer:"), (dict(lr_warmup_steps=-3), "lr_warmup_steps:"),
@@ -336,12 +344,12 @@ def test_a_newer_case_format_is_rejected(small_case):
 def dumped(tmp_path_factory):
     path = tmp_path_factory.mktemp("oracle") / "case.npz"
     assert main(["oracle", "dump", "--model", "two_tower", "--method", "pfd", "--mode", "sync", "--seed", "4",
-                 "--temperature", "2", "--shared-embeddings", "--weights", "--pooling", "sum", "--out", str(path)]) == 0
+                 "--temperature", "2", "--share", "all", "--weights", "--pooling", "sum", "--out", str(path)]) == 0
     return path
 
 
 def test_cli_dump_writes_the_case_of_its_options(dumped):
-    expected = compute_case(CaseSpec("two_tower", "pfd", "sync", seed=4, temperature=2.0, shared_embeddings=True,
+    expected = compute_case(CaseSpec("two_tower", "pfd", "sync", seed=4, temperature=2.0, sharing="all",
                                      weights=True, pooling="sum"))
     arrays = load_npz(dumped)
     assert list(arrays) == list(expected) and all(np.array_equal(arrays[n], expected[n]) for n in arrays)
@@ -389,8 +397,9 @@ def test_cli_check_fails_with_the_names_of_the_bad_arrays(dumped, tmp_path, caps
 @pytest.mark.parametrize("argv, message", [
     (["check", "CASE", "missing.npz"], "theirs: "),
     (["check", "CASE", "CASE", "--rtol", "-1"], "rtol: "),
-    (["dump", "--model", "mlp", "--method", "pfd", "--mode", "two-stage", "--shared-embeddings", "--out", "x.npz"],
-     "shared_embeddings: "),
+    (["dump", "--model", "mlp", "--method", "pfd", "--mode", "two-stage", "--share", "all", "--out", "x.npz"],
+     "sharing: "),
+    (["dump", "--model", "two_tower", "--method", "mtl", "--mode", "sync", "--out", "x.npz"], "method: 'mtl'"),
     (["dump", "--model", "mlp", "--method", "pfd", "--mode", "sync", "--lr-warmup-steps", "-1", "--out", "x.npz"],
      "lr_warmup_steps: "),
     (["dump", "--model", "mlp", "--method", "pfd", "--mode", "sync", "--adagrad-eps", "1e-10", "--out", "x.npz"],

@@ -242,10 +242,10 @@ def test_run_trains_the_student_on_the_given_scores(tmp_path):
         code = main(["run", "--data", str(tmp_path / "data.npz"), "--mode", "two-stage", "--teacher-scores",
                      str(tmp_path / "scores.npz"), "--teacher-scores-align", "row-id", "--seeds", "1", "--batch-size",
                      "16", "--warmup-steps", "1", "--quiet", "--save", str(tmp_path / "students"), "--json",
-                     str(tmp_path / "run.json")])
+                     str(tmp_path / "run.json"), "--preset", "simple"])
     assert code == 0
     train_rows = np.flatnonzero(data.day <= 1)
-    config = TrainConfig(mode="two-stage", batch_size=16, distill=DistillConfig(lambda_=0.5, warmup_steps=1))
+    config = TrainConfig(mode="two-stage", batch_size=16, distill=DistillConfig(lambda_=0.5, warmup_steps=1))  # simple
     expected = train(Dataset.load(tmp_path / "data.npz").take(train_rows), "pfd", config,
                      teacher_logits=scores[train_rows].astype(np.float32))
     saved = np.load(tmp_path / "students" / "data_pfd_seed0.npz")

@@ -77,6 +77,8 @@ class Model:
     def _mlp(self, x: torch.Tensor, layers: list, training: bool) -> torch.Tensor:
         norm = self.layout["batch_norm"]
         for j, layer in enumerate(layers):
+            if j == 1:
+                self.first_hidden = x  # the first hidden layer's output: what mtl's heads read
             if j == len(layers) - 1:
                 return x @ self.params[f"{layer}.weight"] + self.params[f"{layer}.bias"]
             if norm is None:
@@ -96,11 +98,14 @@ class Model:
         layout = self.layout
         return [layout["mlp"]] if layout["kind"] == "mlp" else [layout["user_mlp"], layout["item_mlp"]]
 
+    def _slots(self) -> list:
+        layout = self.layout
+        return layout["inputs"] if layout["kind"] == "mlp" else layout["user_inputs"] + layout["item_inputs"]
+
     def parameter_names(self) -> set:
         """The trained parameters: tables, weights, biases (none before batch norm), gamma, beta, ``bias``."""
         layout = self.layout
-        slots = layout["inputs"] if layout["kind"] == "mlp" else layout["user_inputs"] + layout["item_inputs"]
-        names = {slot["table"] for slot in slots if slot["table"]}
+        names = {slot["table"] for slot in self._slots() if slot["table"]}
         if layout.get("bias"):
             names.add(layout["bias"])
         for layers in self._stacks():
@@ -127,6 +132,39 @@ class Model:
             u, v = F.normalize(u, dim=1, eps=layout["tower_norm_eps"]), F.normalize(v, dim=1, eps=layout["tower_norm_eps"])
         logits = layout["tower_scale"] * (u * v).sum(dim=1)
         return logits + self.params[layout["bias"]][0] if layout["bias"] else logits
+
+
+class AuxiliaryHeads(Model):
+    """mtl's heads, from ``meta["models"]["auxiliary"]``: one MLP per target (its layer
+    prefixes in ``target["mlp"]``, the layout's activation and batch normalisation) on the
+    student's first hidden layer's output."""
+
+    def _slots(self) -> list:
+        return []
+
+    def _stacks(self) -> list:
+        return [target["mlp"] for target in self.layout["targets"]]
+
+    def outputs(self, first_hidden: torch.Tensor) -> list:
+        return [self._mlp(first_hidden, target["mlp"], training=True) for target in self.layout["targets"]]
+
+    def losses(self, outputs: list, weights, n: int) -> dict:
+        """``aux.<field>`` per target: mean_i w_i l_i with l_i the squared error of the
+        standardised column (continuous), the sum of the columns' BCE (binary) or the
+        softmax cross-entropy of the id (categorical)."""
+        terms = {}
+        for target, out in zip(self.layout["targets"], outputs):
+            column = self.arrays[f"input.{target['field']}"]
+            if target["kind"] == "categorical":
+                per_row = F.cross_entropy(out, torch.from_numpy(column), reduction="none")
+            elif target["kind"] == "binary":
+                per_row = F.binary_cross_entropy_with_logits(out, torch.from_numpy(column).to(out.dtype),
+                                                             reduction="none").sum(dim=1)
+            else:
+                standardised = (column - np.array(target["mean"])) / np.array(target["std"])
+                per_row = ((out - torch.from_numpy(standardised).to(out.dtype)) ** 2).sum(dim=1)
+            terms[f"aux.{target['field']}"] = (per_row if weights is None else weights * per_row).sum() / n
+        return terms
 
 
 def _optimizers(case: dict, trained: dict, tables: set) -> tuple[list, str]:
@@ -189,9 +227,14 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     student = Model(meta["models"]["student"], params, arrays, schema, sparse=lazy)
     teacher = None if meta["models"]["teacher"] is None else Model(meta["models"]["teacher"], params, arrays, schema,
                                                                    sparse=lazy)
+    auxiliary = None if meta["models"].get("auxiliary") is None else AuxiliaryHeads(
+        meta["models"]["auxiliary"], params, arrays, schema, sparse=lazy)
     sync = teacher is not None and case["mode"] == "sync"
     trained_names = student.parameter_names() | (teacher.parameter_names() if sync else set())
     buffer_names = student.buffer_names() + (teacher.buffer_names() if sync else [])
+    if auxiliary is not None:
+        trained_names |= auxiliary.parameter_names()
+        buffer_names += auxiliary.buffer_names()
     for name in trained_names:
         params[name].requires_grad_(True)
     trained = {name: p for name, p in params.items() if name in trained_names}
@@ -228,6 +271,11 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
             student_total = hard_scale * hard + lam * soft
             total = student_total + losses.get("teacher_hard", 0.0)
             losses["soft"] = soft
+        if auxiliary is not None:  # mtl: student_total = hard + alpha sum_f aux.<field>
+            aux_terms = auxiliary.losses(auxiliary.outputs(student.first_hidden), weights, labels.shape[0])
+            losses.update(aux_terms)
+            losses["aux"] = sum(aux_terms.values())
+            student_total = total = student_total + case["mtl_weight"] * losses["aux"]
         losses.update(student_total=student_total, total=total)
         total.backward()
         if k == 1:

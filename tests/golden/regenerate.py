@@ -12,7 +12,10 @@ lazy and dense Adagrad (with TensorFlow 1's and with PyTorch's defaults), SGD, a
 learning-rate warm-up, from the first step and from inside a longer run. The layer cases
 (``LAYER_CASES``) add LeakyReLU, batch normalisation (sync: teacher and student on batch
 statistics; two-stage: the frozen teacher on its running averages), the l2 tower
-normalisation and the tower scale, for both student kinds.
+normalisation and the tower scale, for both student kinds. The method cases (``METHOD_CASES``)
+add lupi (both kinds, both modes), mtl (the MLP student only: its three target kinds,
+continuous, binary and categorical, with heads of one hidden layer) and the sharing
+"all-but-user-id".
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ GOLDEN_CASES = {
     "mlp-baseline-two_stage-dense": CaseSpec("mlp", "baseline", "two-stage", seed=2, adam_sparse="dense"),
     "mlp-md-sync-boundary": CaseSpec("mlp", "md", "sync", seed=3, **BOUNDARY),
     "mlp-md-two_stage-sum-dense": CaseSpec("mlp", "md", "two-stage", seed=4, pooling="sum", adam_sparse="dense"),
-    "mlp-pfd-sync-shared-T2-weights": CaseSpec("mlp", "pfd", "sync", seed=5, shared_embeddings=True, temperature=2.0,
+    "mlp-pfd-sync-shared-T2-weights": CaseSpec("mlp", "pfd", "sync", seed=5, sharing="all", temperature=2.0,
                                                weights=True),
     "mlp-pfd-two_stage-T2": CaseSpec("mlp", "pfd", "two-stage", seed=6, temperature=2.0),
     "mlp-pfd+md-sync-boundary-T0.5-hard_one": CaseSpec("mlp", "pfd+md", "sync", seed=7, temperature=0.5,
@@ -38,18 +41,18 @@ GOLDEN_CASES = {
     "mlp-pfd+md-two_stage-weights-sum": CaseSpec("mlp", "pfd+md", "two-stage", seed=8, weights=True, pooling="sum"),
     "two_tower-baseline-two_stage-weights": CaseSpec("two_tower", "baseline", "two-stage", seed=9, weights=True),
     "two_tower-baseline-sync-sum": CaseSpec("two_tower", "baseline", "sync", seed=10, pooling="sum"),
-    "two_tower-md-sync-shared": CaseSpec("two_tower", "md", "sync", seed=11, shared_embeddings=True),
+    "two_tower-md-sync-shared": CaseSpec("two_tower", "md", "sync", seed=11, sharing="all"),
     "two_tower-md-two_stage-T3": CaseSpec("two_tower", "md", "two-stage", seed=12, temperature=3.0),
     "two_tower-pfd-sync-T2-weights-dense": CaseSpec("two_tower", "pfd", "sync", seed=13, temperature=2.0,
                                                     weights=True, adam_sparse="dense"),
     "two_tower-pfd-two_stage-boundary": CaseSpec("two_tower", "pfd", "two-stage", seed=14, **BOUNDARY),
     "two_tower-pfd+md-sync-shared-boundary-T2-dense": CaseSpec("two_tower", "pfd+md", "sync", seed=15,
-                                                               shared_embeddings=True, temperature=2.0,
+                                                               sharing="all", temperature=2.0,
                                                                adam_sparse="dense", **BOUNDARY),
     "two_tower-pfd+md-two_stage-weights-sum-dense": CaseSpec("two_tower", "pfd+md", "two-stage", seed=16,
                                                              weights=True, pooling="sum", adam_sparse="dense"),
     # optimizers other than Adam, and the learning-rate warm-up (lr 0.05: Adagrad's and SGD's steps are smaller)
-    "mlp-pfd-sync-shared-adagrad_dense": CaseSpec("mlp", "pfd", "sync", seed=17, shared_embeddings=True,
+    "mlp-pfd-sync-shared-adagrad_dense": CaseSpec("mlp", "pfd", "sync", seed=17, sharing="all",
                                                   optimizer="adagrad", lr=0.05, adagrad_sparse="dense"),
     "two_tower-pfd+md-sync-adagrad_lazy-weights": CaseSpec("two_tower", "pfd+md", "sync", seed=18, weights=True,
                                                            optimizer="adagrad", lr=0.05),
@@ -70,13 +73,33 @@ LAYER_CASES = {
     "mlp-md-two_stage-bn-dense": CaseSpec("mlp", "md", "two-stage", seed=24, batch_norm=True, adam_sparse="dense"),
     "two_tower-pfd+md-sync-shared-leaky-bn-l2": CaseSpec("two_tower", "pfd+md", "sync", seed=25, activation="leaky_relu",
                                                          batch_norm=True, tower_norm="l2", tower_scale=5.0,
-                                                         shared_embeddings=True),
+                                                         sharing="all"),
     "two_tower-baseline-two_stage-l2": CaseSpec("two_tower", "baseline", "two-stage", seed=26, tower_norm="l2",
                                                 tower_scale=5.0),
     "two_tower-pfd-two_stage-leaky-bn-scale2": CaseSpec("two_tower", "pfd", "two-stage", seed=27,
                                                         activation="leaky_relu", batch_norm=True, tower_scale=2.0),
 }
 GOLDEN_CASES.update(LAYER_CASES)
+# the methods lupi and mtl, and the paper's sharing "all-but-user-id" (the student keeps its own user-id table)
+METHOD_CASES = {
+    "mlp-mtl-sync-leaky-bn-binary-layers2-weights": CaseSpec("mlp", "mtl", "sync", seed=28, student_layers=2,
+                                                            activation="leaky_relu", batch_norm=True,
+                                                            binary_privileged=True, mtl_weight=0.5, weights=True),
+    "mlp-mtl-two_stage-layers2-adagrad": CaseSpec("mlp", "mtl", "two-stage", seed=29, student_layers=2, mtl_weight=0.2,
+                                                  optimizer="adagrad", lr=0.05),  # continuous target standardised
+    "mlp-lupi-sync-boundary": CaseSpec("mlp", "lupi", "sync", seed=30, **BOUNDARY),
+    "mlp-lupi-two_stage-T2": CaseSpec("mlp", "lupi", "two-stage", seed=31, temperature=2.0),
+    "two_tower-lupi-sync-weights": CaseSpec("two_tower", "lupi", "sync", seed=32, weights=True),
+    "two_tower-lupi-two_stage-leaky-bn": CaseSpec("two_tower", "lupi", "two-stage", seed=33, activation="leaky_relu",
+                                                  batch_norm=True),
+    "two_tower-pfd+md-sync-share_but_user_id-paper": CaseSpec("two_tower", "pfd+md", "sync", seed=34,
+                                                              sharing="all-but-user-id", activation="leaky_relu",
+                                                              batch_norm=True, tower_norm="l2", tower_scale=5.0,
+                                                              optimizer="adagrad", lr=0.05, lr_warmup_steps=2),
+    "mlp-pfd-sync-share_but_user_id-weights": CaseSpec("mlp", "pfd", "sync", seed=35, sharing="all-but-user-id",
+                                                       weights=True, temperature=2.0),
+}
+GOLDEN_CASES.update(METHOD_CASES)
 
 
 def main() -> None:
