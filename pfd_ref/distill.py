@@ -120,7 +120,7 @@ class DistillConfig:
     warmup_steps: int = 0
     temperature: float = 1.0
     hard_weight: str = "one_minus_lambda"
-    mtl_weight: float = 0.1
+    mtl_weight: float = 0.5
 
     def __post_init__(self):
         check_choice("hard_weight", self.hard_weight, HARD_WEIGHTS)

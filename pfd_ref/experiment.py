@@ -89,8 +89,8 @@ PAPER_SHARING = {"two_tower": "all-but-user-id", "mlp": "all"}  # CTR Share*, CV
 # The learning rate of each optimizer when --lr is not given, and Adagrad's accumulator and eps when
 # not given: Adam's is the project's; Adagrad's were chosen by the probe of docs/results.md ("The
 # paper's defaults on our data") for the paper preset's baseline on a validation split.
-DEFAULT_LR = {"adam": 0.005, "adagrad": 0.01, "sgd": 0.005}
-ADAGRAD_DEFAULTS = {"adagrad_initial_accumulator": 0.1, "adagrad_eps": 0.0}
+DEFAULT_LR = {"adam": 0.005, "adagrad": 0.2, "sgd": 0.005}
+ADAGRAD_DEFAULTS = {"adagrad_initial_accumulator": 0.0, "adagrad_eps": 1e-10}  # PyTorch's (TensorFlow 1's: 0.1, 0)
 PRESET_OPTIONS = ("optimizer", "lr", "lr_warmup_steps", "warmup_steps", "share", *LAYER_OPTIONS, *ADAGRAD_OPTIONS)
 RECORD_KEYS = ("task", "method", "seed", "mode", "auc", "gauc", "logloss", "mean_predicted", "observed_rate",
                "train_seconds", "provenance")

@@ -116,7 +116,7 @@ class CaseSpec:
         flag="--adagrad", choices=SPARSE_MODES, help="Adagrad's embedding tables: lazy (sparse gradients) or dense (densified)"))
     sharing: str = field(default="none", metadata=dict(
         flag="--share", choices=tuple(SHARING), help="sync: the tables teacher and student share (docs/method.md)"))
-    mtl_weight: float = field(default=DistillConfig.mtl_weight, metadata=dict(help="mtl: the auxiliary losses' weight"))
+    mtl_weight: float = field(default=0.5, metadata=dict(help="mtl: the auxiliary losses' weight"))
     weights: bool = field(default=False, metadata=dict(help="per-example weights"))
     binary_privileged: bool = field(default=False, metadata=dict(
         help="draw the dense privileged field cat_clicks as 0/1 (a binary target for mtl)"))

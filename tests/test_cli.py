@@ -22,7 +22,9 @@ from tiny import tiny_dataset
 
 from pfd_ref import cli, experiment
 from pfd_ref.cli import main
+from pfd_ref.data import Dataset
 from pfd_ref.experiment import RECORD_KEYS
+from pfd_ref.schema import Schema
 METRICS = ("auc", "gauc", "logloss")
 
 
@@ -81,7 +83,7 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
      "error: lr_warmup_steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
     (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: expected a finite number >= 0"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: initial_accumulator_value:"),
-    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0"], "error: eps: must be > 0 when"),
+    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0", "--adagrad-eps", "0"], "error: eps: must be > 0 when"),
     (["--optimizer", "adam", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--preset", "simple", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--optimizer", "sgd", "--adagrad-initial-accumulator", "0.2"],
@@ -234,6 +236,57 @@ def test_a_batch_of_one_row_with_batch_norm_returns_2_before_training(data_file,
     captured = capsys.readouterr()
     assert code == 2 and "error: batch_size: with batch normalisation, the training set (134 rows" in captured.err
     assert captured.out == "" and not json_path.exists() and not (tmp_path / "students").exists()
+
+
+def test_run_reports_lupi_and_mtl_with_lupi_next_to_its_control(data_file, tmp_path, capsys):
+    code = main(_run_args(data_file, tmp_path, "--methods", "baseline,mtl,lupi,lupi_teacher,pfd,pfd_teacher",
+                          "--mtl-weight", "0.5"))
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert {"baseline", "mtl", "lupi", "pfd", "lupi_teacher", "pfd_teacher"} <= set(lines)
+    assert lines["lupi"].count("[") == 2 and lines["pfd"].count("[") == 1  # gain and control columns; gain only
+    assert "lupi vs pfd" in out
+    records = json.loads((tmp_path / "out.json").read_text())
+    assert [r["method"] for r in records if r["seed"] == 0] == ["baseline", "mtl", "lupi", "lupi_teacher", "pfd",
+                                                                "pfd_teacher"]
+    train_config = records[0]["provenance"]["config"]["train_config"]
+    assert train_config["distill"]["mtl_weight"] == 0.5 and train_config["sharing"] == "all"
+    saved = np.load(tmp_path / "students" / "tiny_mtl_seed0.npz")
+    assert not any(".aux." in name or name.startswith("param.aux.") for name in saved.files)  # only the main head
+
+
+def test_the_simple_preset_trains_with_the_earlier_defaults(data_file, tmp_path, capsys):
+    assert main(_run_args(data_file, tmp_path, "--seeds", "1", "--preset", "simple")) == 0
+    config = json.loads((tmp_path / "out.json").read_text())[0]["provenance"]["config"]["train_config"]
+    assert (config["optimizer"], config["lr"], config["lr_warmup_steps"], config["sharing"]) == ("adam", 0.005, 0, "none")
+    assert (config["sizes"]["activation"], config["sizes"]["batch_norm"]) == ("relu", False)
+    assert "preset simple: optimizer adam lr 0.005, relu, sharing none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mode", "two-stage", "--share", "all"], "error: --share: 'all' needs --mode sync"),
+    (["--student", "two_tower", "--methods", "baseline,mtl"], "error: --methods: 'mtl' is defined for mlp students only"),
+    (["--mtl-weight", "-1"], "error: mtl_weight: expected a finite number >= 0"),
+    (["--warmup-steps", "5"], "error: warmup_steps: 5 is not shorter than training (5 steps)"),
+    (["--batch-size", "133"], "error: batch_size: with batch normalisation, the training set (134 rows"),
+])
+def test_bad_method_and_sharing_options_return_2_before_training(data_file, tmp_path, capsys, extra, message):
+    code = main(_run_args(data_file, tmp_path, *extra))
+    captured = capsys.readouterr()
+    assert code == 2 and message in captured.err
+    assert captured.out == "" and not (tmp_path / "out.json").exists() and not (tmp_path / "students").exists()
+
+
+@pytest.mark.parametrize("method", ["lupi", "mtl"])
+def test_lupi_and_mtl_on_data_without_privileged_features_return_2(tmp_path, capsys, method):
+    data = tiny_dataset(np.random.default_rng(5), 200)
+    schema = Schema(data.schema.regular())
+    Dataset(schema, {f.name: data.columns[f.name] for f in schema}, data.labels, data.user_ids, data.day).save(
+        tmp_path / "regular.npz")
+    assert main(_run_args(tmp_path / "regular.npz", tmp_path, "--methods", f"baseline,{method}")) == 2
+    assert f"error: --methods: '{method}'" in capsys.readouterr().err
+    assert main(_run_args(tmp_path / "regular.npz", tmp_path, "--methods", "baseline,md", "--seeds", "1")) == 0
 
 
 def test_tower_options_on_mlp_students_only_return_2(data_file, tmp_path, capsys):

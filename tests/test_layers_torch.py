@@ -1,7 +1,9 @@
 """The hand-derived layer gradients against PyTorch autograd (float64): LeakyReLU, batch
 normalisation in training mode (``torch.nn.functional.batch_norm``, running averages
 included) and in evaluation mode, the l2 normalisation (``torch.nn.functional.normalize``,
-its clamped region included) and a batch-normalised LeakyReLU MLP. Skipped without torch."""
+its clamped region included), a batch-normalised LeakyReLU MLP, the same MLP with a second
+reader of its first hidden layer (MTL's heads), and the auxiliary losses (``F.mse_loss``,
+``F.cross_entropy``). Skipped without torch."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ torch = pytest.importorskip("torch", reason="the autograd cross-check needs torc
 import torch.nn.functional as F  # noqa: E402
 
 from pfd_ref import layers  # noqa: E402
+from pfd_ref.losses import softmax_loss, squared_error_loss  # noqa: E402
 
 RTOL, ATOL = 1e-12, 1e-14
 
@@ -114,3 +117,49 @@ def test_batch_normalised_mlp_matches_autograd(activation, seed):
         new_mean, new_var = layers.batch_norm_running_average(norm.running_mean, norm.running_var, norm_cache)
         close(new_mean, t_mean)
         close(new_var, t_var)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_mlp_with_a_second_reader_of_its_first_hidden_layer_matches_autograd(seed):
+    """``mlp_backward(d_out, cache, d_inputs={1: g})``: the gradient of
+    ``<d_out, out> + <g, h_1>`` (the MTL heads' gradient arriving at ``h_1``)."""
+    rng = np.random.default_rng(seed)
+    sizes, n = (4, 6, 5, 1), 9
+    x, d_out, g = rng.standard_normal((n, 4)), rng.standard_normal((n, 1)), rng.standard_normal((n, 6))
+    weights = [rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.standard_normal(b) for b in sizes[1:]]
+    out, cache = layers.mlp_forward(x, weights, biases, "leaky_relu", training=True)
+    d_x, d_weights, d_biases, _ = layers.mlp_backward(d_out, cache, {1: g})
+    tx, tws, tbs = leaf(x), [leaf(w) for w in weights], [leaf(b) for b in biases]
+    h1 = F.leaky_relu(tx @ tws[0] + tbs[0], layers.LEAKY_RELU_SLOPE)
+    t_out = F.leaky_relu(h1 @ tws[1] + tbs[1], layers.LEAKY_RELU_SLOPE) @ tws[2] + tbs[2]
+    ((t_out * torch.tensor(d_out)).sum() + (h1 * torch.tensor(g)).sum()).backward()
+    close(out, t_out)
+    close(d_x, tx.grad)
+    for ours, theirs in zip(d_weights + d_biases, tws + tbs):
+        close(ours, theirs.grad)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_auxiliary_losses_match_torch(weighted):
+    rng = np.random.default_rng(7)
+    n = 8
+    weights = rng.uniform(0.5, 2, n) if weighted else None
+    w = torch.tensor(np.ones(n) if weights is None else weights)
+    predictions, targets = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+    tp = leaf(predictions)
+    expected = (w * ((tp - torch.tensor(targets)) ** 2).sum(dim=1)).sum() / n
+    expected.backward()
+    loss, grad = squared_error_loss(predictions, targets, weights)
+    close(loss, expected)
+    close(grad, tp.grad)
+    if not weighted:
+        close(squared_error_loss(predictions[:, :1], targets[:, :1])[0],
+              F.mse_loss(torch.tensor(predictions[:, :1]), torch.tensor(targets[:, :1])))
+    logits, ids = 3 * rng.standard_normal((n, 4)), rng.integers(0, 4, n)
+    tl = leaf(logits)
+    expected = (w * F.cross_entropy(tl, torch.tensor(ids), reduction="none")).sum() / n
+    expected.backward()
+    loss, grad = softmax_loss(logits, ids, weights)
+    close(loss, expected)
+    close(grad, tl.grad)

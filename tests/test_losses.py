@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.losses import hard_loss, log_sigmoid, sigmoid, sigmoid_difference, soft_loss
+from pfd_ref.losses import (hard_loss, log_sigmoid, sigmoid, sigmoid_difference, soft_loss, softmax_loss,
+                            squared_error_loss)
 
 DTYPES = [np.float32, np.float64]
 GRAD_TOLERANCE = 1e-6
@@ -388,3 +389,47 @@ def test_float32_and_float64_losses_agree(n, temperature, seed):
         np.testing.assert_allclose(grad32, grad64, rtol=1e-4, atol=1e-6 * temperature)
     np.testing.assert_allclose(log_sigmoid(z32), log_sigmoid(z32.astype(np.float64)), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(sigmoid(z32), sigmoid(z32.astype(np.float64)), rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- auxiliary losses (MTL)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 8), k=st.integers(1, 4), weighted=st.booleans(), seed=seeds)
+def test_squared_error_loss_gradient_and_value(n, k, weighted, seed):
+    rng = np.random.default_rng(seed)
+    predictions, targets = rng.standard_normal((n, k)), rng.standard_normal((n, k))
+    weights = rng.uniform(0.5, 2, n) if weighted else None
+    loss, grad = squared_error_loss(predictions, targets, weights)
+    w = np.ones(n) if weights is None else weights
+    assert loss == pytest.approx(np.sum(w[:, None] * (predictions - targets) ** 2) / n, rel=1e-14)
+    numeric = numerical_gradient(lambda: squared_error_loss(predictions, targets, weights)[0], predictions)
+    assert relative_error(grad, numeric) < GRAD_TOLERANCE
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 8), classes=st.integers(2, 5), weighted=st.booleans(), seed=seeds)
+def test_softmax_loss_gradient_and_value(n, classes, weighted, seed):
+    rng = np.random.default_rng(seed)
+    logits, ids = 2 * rng.standard_normal((n, classes)), rng.integers(0, classes, n)
+    weights = rng.uniform(0.5, 2, n) if weighted else None
+    loss, grad = softmax_loss(logits, ids, weights)
+    w = np.ones(n) if weights is None else weights
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.sum(w * np.log(probabilities[np.arange(n), ids])) / n, rel=1e-13)
+    numeric = numerical_gradient(lambda: softmax_loss(logits, ids, weights)[0], logits)
+    assert relative_error(grad, numeric) < GRAD_TOLERANCE
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-15)  # each row's probabilities sum to 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_loss_is_finite_at_huge_logits_and_keeps_the_dtype(dtype):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad = softmax_loss(logits, np.array([1, 2]))
+    assert loss.dtype == dtype and grad.dtype == dtype
+    assert float(loss) == pytest.approx(2e4 / 2, rel=1e-6)  # row 0 misses by 2e4 nats, row 1 is right
+    np.testing.assert_array_equal(grad, np.array([[0.5, -0.5, 0.0], [0.0, 0.0, 0.0]], dtype=dtype))
+    loss, grad = squared_error_loss(logits[:, :2], np.zeros((2, 2), dtype=dtype))
+    assert loss.dtype == dtype and grad.dtype == dtype
