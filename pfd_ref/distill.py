@@ -50,7 +50,7 @@ import numpy as np
 from pfd_ref.auxiliary import AuxiliaryHeads, check_targets_schema
 from pfd_ref.layers import check_activation
 from pfd_ref.losses import hard_loss, soft_loss
-from pfd_ref.models import MLPRanker, TwoTower, check_tower_norm
+from pfd_ref.models import MLPRanker, SharedTables, TwoTower, check_tower_norm
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_choice, check_scalar
 
@@ -312,14 +312,6 @@ def student_objective(student_logits: np.ndarray, labels: np.ndarray, teacher_lo
     return {"hard": hard, "soft": soft, "student_total": total}, hard_scale * d_hard + lam * d_soft
 
 
-def add_gradients(into: dict, grads: dict) -> dict:
-    """Add ``grads`` into ``into`` name by name and return ``into``: a parameter that two paths
-    read (a shared table) receives the sum of the paths' gradients, ``into``'s term first."""
-    for name, grad in grads.items():
-        into[name] = into[name] + grad if name in into else grad
-    return into
-
-
 @dataclass
 class StepOutput:
     """Everything one optimizer step computes before it updates the parameters.
@@ -349,7 +341,7 @@ def step_gradients(student, teacher, params: dict, batch, step: int, config: Dis
     With ``teacher`` (sync mode) the teacher's gradient is that of its hard loss alone and
     the student's that of ``a(lam) L_hard + lam L_soft`` with the teacher's logits as
     constants (``student_objective``); a parameter read by both (a shared table) gets the
-    sum (``add_gradients``). With ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the
+    sum of the two paths (``models.SharedTables``). With ``frozen_teacher_logits`` (two-stage, ``(n,)``) only the
     student has gradients. With neither, ``lam = 0`` and the student's loss is its hard loss
     (the baseline, or a teacher trained alone). Otherwise ``lam = lambda_at(step, config)``.
     With ``auxiliary`` (method mtl) the student's objective gains ``alpha sum_f L_f``
@@ -359,14 +351,15 @@ def step_gradients(student, teacher, params: dict, batch, step: int, config: Dis
     weights = None if batch.weights is None else batch.weights.astype(next(iter(params.values())).dtype, copy=False)
     grads, terms, buffers = {}, {}, {}
     teacher_logits = frozen_teacher_logits
+    shared = SharedTables() if teacher is not None else None  # the tables both models read: one lookup, one scatter
     if teacher is not None:
-        teacher_logits, t_cache = teacher.forward(params, batch, training=True)
+        teacher_logits, t_cache = teacher.forward(params, batch, training=True, shared=shared)
         t_loss, d_t = hard_loss(teacher_logits, batch.labels, weights)
         grads = teacher.backward(params, t_cache, d_t)
         buffers = teacher.running_averages(params, t_cache)
         terms["teacher_hard"] = t_loss
     lam = 0.0 if teacher_logits is None else lambda_at(step, config)
-    s_logits, s_cache = student.forward(params, batch, training=True)
+    s_logits, s_cache = student.forward(params, batch, training=True, shared=shared)
     student_terms, d_s = student_objective(s_logits, batch.labels, teacher_logits, lam, config, weights)
     d_first_hidden = None
     if auxiliary is not None:
@@ -378,8 +371,10 @@ def step_gradients(student, teacher, params: dict, batch, step: int, config: Dis
         buffers.update(aux_buffers)
     terms.update(student_terms)
     terms["total"] = terms["student_total"] + terms.get("teacher_hard", 0)
-    add_gradients(grads, student.backward(params, s_cache, d_s) if d_first_hidden is None
-                  else student.backward(params, s_cache, d_s, d_first_hidden))
+    grads.update(student.backward(params, s_cache, d_s) if d_first_hidden is None
+                 else student.backward(params, s_cache, d_s, d_first_hidden))
+    if shared is not None:
+        grads.update(shared.gradients())  # each shared table: the teacher's path + the student's, one scatter
     buffers.update(student.running_averages(params, s_cache))
     return StepOutput(lam, s_logits, teacher_logits, terms, grads, buffers)
 

@@ -393,9 +393,10 @@ def check_teacher_scores(options: dict) -> None:
     if options["teacher_folds"]:
         raise ValueError("--teacher-folds: not with --teacher-scores (the teacher is not trained here)")
     distilled = [m for m in options["methods"] if m != "baseline"]
-    if len(distilled) > 1 or any(m in TEACHER_OF for m in distilled):
-        raise ValueError(f"--methods: with --teacher-scores list baseline and at most one of md, pfd, pfd+md (each "
-                         f"trains the same student on the same scores; no teacher row exists); got {distilled}")
+    with_teacher = [m for m in METHODS if METHOD_RULES[m].teacher is not None]
+    if len(distilled) > 1 or any(m not in with_teacher for m in distilled):
+        raise ValueError(f"--methods: with --teacher-scores list baseline and at most one of {', '.join(with_teacher)} "
+                         f"(each trains the same student on the same scores; no teacher row exists); got {distilled}")
 
 
 def train_config(options: dict, student_kind: str, n_rows: int, source: str = "synthetic") -> TrainConfig:
@@ -624,7 +625,7 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
         for method in (m for m in methods if m not in TEACHER_OF):
             result = train(train_data, method, seeded,
                            progress=(lambda name, total: progress(f"{task} seed {seed} {name}", total)) if progress else None,
-                           teacher_logits=None if method == "baseline" else teacher_logits)
+                           teacher_logits=teacher_logits if METHOD_RULES[method].teacher else None)
             records.append(_record(task, method, seeded, _evaluate(result.student, result.params, test_data),
                                    result.train_seconds))
             if method in teacher_row and result.teacher is not None:
@@ -635,6 +636,19 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
         if on_seed is not None:
             on_seed(seed, records[seed_start:])
     return records
+
+
+def run_settings(task: str, train_data: Dataset, test_data: Dataset, settings: dict, methods, seeds,
+                 progress=None) -> dict[str, list[dict]]:
+    """``run_methods`` for each labelled configuration of ``settings`` (``{label: TrainConfig}``,
+    e.g. ``preset_config`` with one option varied: a lambda sweep, the sharing modes): the
+    records of each label, in the order given. ``summarize`` of one label's records is its
+    table; the records are those of ``run_methods`` (``methods`` and ``seeds`` alike for every
+    label, so labels compare paired over seeds)."""
+    return {label: run_methods(task, train_data, test_data, methods, seeds, config,
+                               progress=(lambda name, total, label=label: progress(f"{label}: {name}", total))
+                               if progress else None)
+            for label, config in settings.items()}
 
 
 def _evaluate(model, params: dict, data: Dataset) -> dict:

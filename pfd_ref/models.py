@@ -39,6 +39,7 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec
+from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_float_dtype, check_ids, check_offsets,
                                 check_scalar, check_shape)
 
@@ -154,38 +155,103 @@ class FieldEncoder:
             raise ValueError(f"params[{name!r}]: expected a {dtype} array of shape {shape}, got {got}")
         return table
 
-    def forward(self, params: dict, batch: Dataset, dtype: np.dtype) -> tuple[np.ndarray, list]:
+    def forward(self, params: dict, batch: Dataset, dtype: np.dtype,
+                shared: "SharedTables | None" = None) -> tuple[np.ndarray, tuple]:
         """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache.
 
         Checks each table's dtype and shape and the batch's ids (``_batch_column``); the
-        finiteness of ``x`` is left to the MLP that reads it."""
-        parts, cache = [], []
+        finiteness of ``x`` is left to the MLP that reads it. With ``shared``, a table another
+        model of the step also reads (``shared.embed.<field>``) is looked up once
+        (``SharedTables.rows``) and its gradient is left to ``shared`` (``backward``)."""
+        parts, columns = [], []
         for f in self.fields:
             column = _batch_column(batch, f)
             if f.kind == "dense":
                 parts.append(column.astype(dtype, copy=False))
-            elif f.kind == "categorical":
-                parts.append(layers.embedding_forward(self._table(params, f, dtype), column))
             else:
-                table = self._table(params, f, dtype)
-                parts.append(layers.pooled_embedding_forward(table, column.values, column.offsets, f.pooling))
-            cache.append(column)
-        return np.concatenate(parts, axis=1), cache
+                name, table = self.table_names[f.name], self._table(params, f, dtype)
+                if shared is not None and is_shared_table(name):
+                    parts.append(shared.rows(name, lambda: embedding_rows(f, table, column)))  # noqa: B023 (called at once)
+                else:
+                    parts.append(embedding_rows(f, table, column))
+            columns.append(column)
+        return np.concatenate(parts, axis=1), (columns, shared)
 
-    def backward(self, cache: list, d_x: np.ndarray) -> dict:
-        """Split ``d_x (n, output_dim)`` by field and return the tables' row-sparse gradients."""
+    def backward(self, cache: tuple, d_x: np.ndarray) -> dict:
+        """Split ``d_x (n, output_dim)`` by field and return the tables' row-sparse gradients;
+        a shared table's slice goes to the forward's ``SharedTables`` instead (it scatters
+        the sum of both models' slices once)."""
+        columns, shared = cache
         grads, start = {}, 0
-        for f, column in zip(self.fields, cache):
+        for f, column in zip(self.fields, columns):
             width = f.width if f.kind == "dense" else self.embed_dim
             d_part = d_x[:, start:start + width]
             start += width
-            if f.kind == "categorical":
-                grads[self.table_names[f.name]] = layers.embedding_backward(d_part, column, f.vocab_size)
-            elif f.kind == "multi_categorical":
-                grads[self.table_names[f.name]] = layers.pooled_embedding_backward(
-                    d_part, column.values, column.offsets, f.vocab_size, f.pooling
-                )
+            if f.kind == "dense":
+                continue
+            name = self.table_names[f.name]
+            if shared is not None and is_shared_table(name):
+                shared.add_gradient(name, f, column, d_part)
+            else:
+                grads[name] = table_gradient(f, column, d_part)
         return grads
+
+
+def is_shared_table(name: str) -> bool:
+    """Whether the table parameter ``name`` is one that two models read (``shared.embed.<field>``)."""
+    return name.startswith(SHARED_PREFIX + ".")
+
+
+def embedding_rows(field: FeatureSpec, table: np.ndarray, column) -> np.ndarray:
+    """Each batch row's embedding of ``field`` ``(n, d)``: ``layers.embedding_forward`` or
+    ``layers.pooled_embedding_forward`` (a multi-id field)."""
+    if field.kind == "categorical":
+        return layers.embedding_forward(table, column)
+    return layers.pooled_embedding_forward(table, column.values, column.offsets, field.pooling)
+
+
+def table_gradient(field: FeatureSpec, column, d_rows: np.ndarray) -> RowSparseGrad:
+    """The row-sparse gradient of ``field``'s table given ``d_rows`` ``(n, d)``, the gradient of
+    each batch row's looked-up (or pooled) embedding: ``layers.embedding_backward`` or
+    ``layers.pooled_embedding_backward``."""
+    if field.kind == "categorical":
+        return layers.embedding_backward(d_rows, column, field.vocab_size)
+    return layers.pooled_embedding_backward(d_rows, column.values, column.offsets, field.vocab_size, field.pooling)
+
+
+class SharedTables:
+    """One step's work on the tables that teacher and student share (``shared.embed.<field>``).
+
+    Forward: the first model to read a table computes the batch's rows (or pooled rows) and
+    the second reuses them (``rows``): the same ids, the same table, the same values. Backward:
+    each model's encoder adds its slice of ``dL/dx`` for the table (``add_gradient``: the
+    teacher's, then the student's), and ``gradients()`` scatters the sum once per table:
+    ``d_table[v] = sum_{i: id_i = v} (d_t[i] + d_s[i])``, the sum of the two paths'
+    gradients (``distill.step_gradients``; docs/derivations.md). One instance serves one
+    step; pass it to the ``forward`` of both models and call ``gradients()`` after both
+    backward passes.
+    """
+
+    def __init__(self):
+        self._rows, self._pending = {}, {}
+
+    def rows(self, name: str, lookup) -> np.ndarray:
+        """The rows of table ``name`` for this step's batch: ``lookup()`` the first time, the
+        same array after."""
+        if name not in self._rows:
+            self._rows[name] = lookup()
+        return self._rows[name]
+
+    def add_gradient(self, name: str, field: FeatureSpec, column, d_rows: np.ndarray) -> None:
+        """Add ``d_rows`` ``(n, d)`` to the pending gradient of table ``name``'s rows."""
+        if name in self._pending:
+            self._pending[name] = (field, column, self._pending[name][2] + d_rows)
+        else:
+            self._pending[name] = (field, column, d_rows)
+
+    def gradients(self) -> dict[str, RowSparseGrad]:
+        """Each shared table's row-sparse gradient (``table_gradient`` of the summed rows)."""
+        return {name: table_gradient(field, column, d_rows) for name, (field, column, d_rows) in self._pending.items()}
 
 
 class MLPStack:
@@ -345,12 +411,15 @@ class MLPRanker:
         dtype = _check_dtype(dtype)
         return {**self.encoder.init_params(rng, dtype), **self.mlp.init_params(rng, dtype)}
 
-    def forward(self, params: dict, batch: Dataset, training: bool = False) -> tuple[np.ndarray, tuple]:
+    def forward(self, params: dict, batch: Dataset, training: bool = False,
+                shared: SharedTables | None = None) -> tuple[np.ndarray, tuple]:
         """Return logits ``(n,)`` and the cache for ``backward``. ``training``: batch
         normalisation uses the batch's statistics (and ``backward`` is possible); otherwise
-        (evaluation, serving) its running averages."""
+        (evaluation, serving) its running averages. ``shared``: the step's ``SharedTables``
+        (the tables this model shares with another are looked up once and get their
+        gradient from it)."""
         check_params_present(self, params)
-        x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype)
+        x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype, shared)
         out, mlp_cache = self.mlp.forward(params, x, training)
         return out[:, 0], (encoder_cache, mlp_cache)
 
@@ -473,10 +542,12 @@ class TwoTower:
         x = self.item_encoder.forward(params, batch, self._dtype(params))[0]
         return self._normalized(self.item_mlp.forward(params, x)[0])[0]
 
-    def forward(self, params: dict, batch: Dataset, training: bool = False) -> tuple[np.ndarray, tuple]:
-        """Return logits ``(n,)`` and the cache for ``backward``; ``training`` as in ``MLPRanker.forward``."""
-        x_user, user_enc_cache = self.user_encoder.forward(params, batch, self._dtype(params))
-        x_item, item_enc_cache = self.item_encoder.forward(params, batch, self._dtype(params))
+    def forward(self, params: dict, batch: Dataset, training: bool = False,
+                shared: SharedTables | None = None) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n,)`` and the cache for ``backward``; ``training`` and ``shared`` as
+        in ``MLPRanker.forward``."""
+        x_user, user_enc_cache = self.user_encoder.forward(params, batch, self._dtype(params), shared)
+        x_item, item_enc_cache = self.item_encoder.forward(params, batch, self._dtype(params), shared)
         u, user_cache = self.user_mlp.forward(params, x_user, training)
         v, item_cache = self.item_mlp.forward(params, x_item, training)
         (u_hat, u_norms), (v_hat, v_norms) = self._normalized(u), self._normalized(v)

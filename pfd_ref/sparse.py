@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pfd_ref import backend
-
 
 @dataclass(frozen=True)
 class RowSparseGrad:
@@ -42,15 +40,6 @@ class RowSparseGrad:
         dense = np.zeros(self.shape, dtype=self.values.dtype)
         dense[self.rows] = self.values
         return dense
-
-    def __add__(self, other: "RowSparseGrad") -> "RowSparseGrad":
-        """Sum of two gradients of the same table (used when teacher and student share it): the
-        rows of both, coalesced by the ``coalesce_rows`` kernel (``self``'s term first)."""
-        if not isinstance(other, RowSparseGrad) or other.shape != self.shape:
-            raise ValueError("can only add RowSparseGrad of the same table shape")
-        rows, values = backend.coalesce_rows(np.concatenate([self.rows, other.rows]),
-                                             np.concatenate([self.values, other.values]), self.num_rows)
-        return RowSparseGrad(rows, values, self.num_rows)
 
 
 def to_dense(grad) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfd_ref.distill import (METHOD_RULES, METHODS, SHARING, DistillConfig, ModelSizes, add_gradients, build_models,
+from pfd_ref.distill import (METHOD_RULES, METHODS, SHARING, DistillConfig, ModelSizes, build_models,
                              check_schedule, init_params, lambda_at, step_gradients, student_objective)
 from gradcheck import numerical_gradient, relative_error
 from pfd_ref.losses import hard_loss, soft_loss
@@ -277,10 +277,4 @@ def test_student_objective_refuses_a_lambda_outside_its_range(lam, hard_weight, 
         student_objective(s, y, t, 2.0, DistillConfig(lambda_=0.5, hard_weight="one"))  # L_hard + 2 L_soft is fine
 
 
-def test_add_gradients_sums_a_name_in_both_and_keeps_the_others():
-    a, b = {"x": np.ones(2), "y": np.full(2, 2.0)}, {"y": np.full(2, 3.0), "z": np.zeros(2)}
-    total = add_gradients(dict(a), b)
-    assert list(total) == ["x", "y", "z"]
-    np.testing.assert_array_equal(total["y"], [5.0, 5.0])
-    assert total["x"] is a["x"] and total["z"] is b["z"]
 

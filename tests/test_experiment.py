@@ -294,3 +294,24 @@ def test_load_records_refuses_what_a_table_cannot_show(tmp_path, content, messag
     path.write_text(content)
     with pytest.raises(ValueError, match=f"^records: {path}.*{message}"):
         load_records([path])
+
+
+def test_run_settings_gives_each_labelled_configuration_its_records():
+    from pfd_ref.experiment import preset_config, run_settings
+    rng = np.random.default_rng(2)
+    train_data, test_data = tiny_dataset(rng, 96), tiny_dataset(rng, 64)
+    sizes = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5,))
+    settings = {f"lambda {lam}": replace(preset_config("mlp", train_data.n, lambda_=lam, batch_size=32, warmup_steps=1,
+                                                       share="none"), sizes=sizes) for lam in (0.0, 0.5)}
+    results = run_settings("t", train_data, test_data, settings, ("baseline", "pfd"), [0, 1])
+    assert list(results) == ["lambda 0.0", "lambda 0.5"]
+
+    def metrics(records):
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+
+    for label, config in settings.items():
+        assert metrics(results[label]) == metrics(run_methods("t", train_data, test_data, ("baseline", "pfd"), [0, 1],
+                                                              config))
+    by_label = {label: {r["method"]: r["auc"] for r in records if r["seed"] == 0} for label, records in results.items()}
+    assert by_label["lambda 0.0"]["pfd"] == by_label["lambda 0.0"]["baseline"]  # lambda 0, no sharing: the baseline
+    assert by_label["lambda 0.5"]["pfd"] != by_label["lambda 0.5"]["baseline"]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gradcheck import numerical_gradient, relative_error
 from pfd_ref.layers import ACTIVATIONS
-from pfd_ref.models import TOWER_NORMS, MLPRanker, TwoTower, build_model
+from pfd_ref.models import TOWER_NORMS, MLPRanker, SharedTables, TwoTower, build_model
 from pfd_ref.sparse import RowSparseGrad, to_dense
 from tiny import tiny_dataset, tiny_schema
 
@@ -377,3 +377,36 @@ def test_batch_statistics_of_a_single_row_are_refused_at_the_model():
     assert model.forward(params, one_row)[0].shape == (1,)  # evaluation mode: the running averages
     with pytest.raises(ValueError, match="^x: batch normalisation with batch statistics needs at least 2 rows, got 1"):
         model.forward(params, one_row, training=True)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "two_tower"])
+def test_shared_tables_are_looked_up_once_and_scattered_once_with_both_models_gradients(kind):
+    """Two models that share every regular table: the second forward reuses the first's rows
+    (the same array, the same values as a lookup of its own) and their encoders hand the
+    tables' gradients to ``SharedTables``, which returns the sum of both models' gradients."""
+    rng = np.random.default_rng(3)
+    schema = tiny_schema()
+    shared_fields = tuple(f.name for f in schema.regular())
+    first = MLPRanker("teacher", schema.regular() + schema.privileged(), 3, (4,), shared_fields=shared_fields)
+    second = MLPRanker("m", schema.regular(), 3, (3, 3), shared_fields=shared_fields) if kind == "mlp" else TwoTower(
+        "m", schema.regular("user"), schema.regular("item"), 3, (3,), 4, shared_fields=shared_fields)
+    params = {**first.init_params(rng, np.float64), **second.init_params(rng, np.float64)}
+    batch = tiny_dataset(rng, 11, schema)
+    shared = SharedTables()
+    first_logits, first_cache = first.forward(params, batch, training=True, shared=shared)
+    second_logits, second_cache = second.forward(params, batch, training=True, shared=shared)
+    np.testing.assert_array_equal(first_logits, first.forward(params, batch, training=True)[0])
+    np.testing.assert_array_equal(second_logits, second.forward(params, batch, training=True)[0])
+    c1, c2 = rng.standard_normal(11), rng.standard_normal(11)
+    first_grads, second_grads = first.backward(params, first_cache, c1), second.backward(params, second_cache, c2)
+    tables = {f"shared.embed.{f.name}" for f in schema.regular() if f.kind != "dense"}
+    assert not tables & (set(first_grads) | set(second_grads))  # left to SharedTables
+    summed = shared.gradients()
+    assert set(summed) == tables
+    alone_first = first.backward(params, first.forward(params, batch, training=True)[1], c1)
+    alone_second = second.backward(params, second.forward(params, batch, training=True)[1], c2)
+    for name in tables:
+        np.testing.assert_allclose(summed[name].to_dense(), alone_first[name].to_dense() + alone_second[name].to_dense(),
+                                   rtol=1e-13, atol=1e-17)
+    for name, grad in first_grads.items():
+        np.testing.assert_array_equal(to_dense(grad), to_dense(alone_first[name]))

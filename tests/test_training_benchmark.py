@@ -7,7 +7,8 @@ from benchmarks.training import COMPILED_PEER, compile_line, compiled_peers, cxx
 
 NO_COMPILER = ("pfd-ref-test-no-such-compiler++",)
 TIMES = {("baseline", "pfd_ref"): 2e-3, ("baseline", "torch sparse"): 6e-3, ("baseline", "torch dense"): 4e-3,
-         ("pfd", "pfd_ref"): 3e-3, ("pfd", "torch sparse"): 9e-3, ("pfd", "torch dense"): 7e-3}
+         ("pfd", "pfd_ref"): 3e-3, ("pfd", "torch sparse"): 9e-3, ("pfd", "torch dense"): 7e-3,
+         ("pfd shared", "pfd_ref"): 2.5e-3, ("pfd shared", "torch sparse"): 8e-3, ("pfd shared", "torch dense"): 5e-3}
 
 
 def test_no_compiler_found():
@@ -22,17 +23,26 @@ def test_without_a_compiler_the_column_is_skipped_and_the_reason_said():
     columns, rows = step_rows(TIMES)
     assert not any(COMPILED_PEER in column for column in columns)
     assert columns == ["step", "pfd_ref ms", "torch sparse ms", "torch dense ms", "x fastest eager"]
-    assert [row["x fastest eager"] for row in rows] == [2.0, 7 / 3]
+    assert [row["x fastest eager"] for row in rows] == [2.0, 7 / 3, 2.0]
     assert not any(COMPILED_PEER in t["target"] for t in targets(TIMES))
 
 
 def test_with_compiled_times_the_column_and_its_targets_appear():
-    times = {**TIMES, ("baseline", COMPILED_PEER): 2.8e-3, ("pfd", COMPILED_PEER): 4.5e-3}
+    times = {**TIMES, ("baseline", COMPILED_PEER): 2.8e-3, ("pfd", COMPILED_PEER): 4.5e-3,
+             ("pfd shared", COMPILED_PEER): 5e-3}
     columns, rows = step_rows(times)
     assert columns[-2:] == ["x fastest eager", f"x {COMPILED_PEER}"]
-    assert [round(row[f"x {COMPILED_PEER}"], 6) for row in rows] == [1.4, 1.5]
+    assert [round(row[f"x {COMPILED_PEER}"], 6) for row in rows] == [1.4, 1.5, 2.0]
     met = {t["target"]: t["met"] for t in targets(times) if COMPILED_PEER in t["target"]}
-    assert list(met.values()) == ["yes", "yes"]
+    assert list(met.values()) == ["yes", "yes", "yes"]
+
+
+def test_the_sharing_target_is_the_shared_step_over_the_student_step():
+    shared = {t["target"]: t for t in targets(TIMES) if "sharing" in t["target"]}
+    (target,) = shared.values()
+    assert (target["goal"], target["measured"], target["met"]) == ("<= 1.3", 1.25, "yes")
+    slow = {**TIMES, ("pfd shared", "pfd_ref"): 2.7e-3}
+    assert [t["met"] for t in targets(slow) if "sharing" in t["target"]] == ["no"]
 
 
 def test_without_torch_the_reason_is_said():
