@@ -6,7 +6,10 @@
 One step = losses, hand-derived gradients and an Adam update on one batch of 1024 rows of
 the synthetic CVR data (float32), for the MLP student alone (``baseline``) and for the
 synchronous PFD pair (teacher on regular + privileged features, student distilled with
-lambda = 0.5); pfd_ref's teacher is also timed alone, so that the sync step can be set
+lambda = 0.5), with separate tables and sharing every regular table (``--share all``, the
+paper's CVR setting; target: at most 1.3x the student step). ReLU, no batch normalisation,
+Adam: the paper preset's Adagrad and layers are not benchmarked here yet. pfd_ref's teacher
+is also timed alone, so that the sync step can be set
 against the two models' own steps. pfd_ref's Adam is lazy: embedding rows absent from the
 batch are not touched (SparseAdam semantics). pfd_ref's steps also run on the NumPy backend
 (the kernels' twins, the same bits), timed in the same rounds.
