@@ -352,10 +352,10 @@ def test_lambda_zero_student_equals_the_baseline_after_every_step(monkeypatch, m
 
 
 def test_lambda_zero_with_shared_tables_is_not_the_baseline():
-    """docs/method.md: with shared embeddings the teacher's hard-loss gradient moves the shared
+    """docs/method.md: with shared tables the teacher's hard-loss gradient moves the shared
     tables that the student reads, so lambda = 0 does not reproduce the baseline."""
     data = tiny_dataset(np.random.default_rng(13), 70)
-    cfg = config(shared_embeddings=True, distill=DistillConfig(lambda_=0.0))
+    cfg = config(sharing="all", distill=DistillConfig(lambda_=0.0))
     distilled, baseline = train(data, "pfd", cfg), train(data, "baseline", cfg)
     assert not np.array_equal(distilled.params["student.mlp.0.weight"], baseline.params["student.mlp.0.weight"])
 
