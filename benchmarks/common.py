@@ -21,10 +21,11 @@ API:
     time_side_by_side(candidates, repeats)  {name: median seconds per call}
     memory_bandwidth(threads)               {"triad_GBps": ..., "read_1_stream_GBps": ...}
     make_triad(threads) / make_read(array)  (callable, bytes) to time beside a kernel
+    make_gather_reads(table, ids)           ({name: callable}, bytes): reading random rows
     gemm_gflops(dtype, size, repeats)       BLAS GEMM throughput of NumPy's matmul
     machine_info()                          CPU, cores, versions, BLAS, environment
     print_table(title, columns, rows)       fixed-width table of dict rows
-    run_python(code, env)                   run code in a fresh interpreter, return stdout
+    run_python(code, env, args)             run code in a fresh interpreter, return stdout
     parse_and_run(...) / benchmark_main(...)  the shared command line of a benchmark module
 """
 
@@ -47,6 +48,7 @@ from numba import njit
 
 from pfd_ref.files import write_atomically
 from pfd_ref.kernels._common import chunk_bounds, run_chunks
+from pfd_ref.kernels.scoring import _prefetch
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Set on some processors for older OpenBLAS builds; they slow a current NumPy, so the
@@ -84,11 +86,13 @@ def write_json(path: str, payload: dict) -> None:
     print(f"\nwrote {path}")
 
 
-def run_python(code: str, env: dict | None = None) -> str:
-    """Run ``code`` in a fresh interpreter (``env`` added to this environment); return stdout."""
+def run_python(code: str, env: dict | None = None, args: list[str] | None = None) -> str:
+    """Run ``code`` with ``args`` in a fresh interpreter (``env`` added to this environment);
+    return stdout."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    done = subprocess.run([sys.executable, "-c", code], env=full_env, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, *(args or [])], env=full_env, check=True, capture_output=True,
+                          text=True)
     return done.stdout
 
 
@@ -179,6 +183,80 @@ def make_read(array: np.ndarray) -> tuple[Callable[[], object], int]:
     return (lambda: _read_sum(flat)), flat.nbytes
 
 
+@njit(nogil=True, fastmath={"reassoc"})
+def _gather_sum_4(table, ids):
+    """Sum of the rows ``table[ids]``, four random rows in one inner loop (four distant
+    quarters of ``ids``, as the candidate kernel reads them); the tail rows one by one."""
+    q = ids.shape[0] // 4
+    s0 = s1 = s2 = s3 = table.dtype.type(0)
+    for t in range(q):
+        r0, r1, r2, r3 = ids[t], ids[q + t], ids[2 * q + t], ids[3 * q + t]
+        for j in range(table.shape[1]):
+            s0 += table[r0, j]
+            s1 += table[r1, j]
+            s2 += table[r2, j]
+            s3 += table[r3, j]
+    for t in range(4 * q, ids.shape[0]):
+        for j in range(table.shape[1]):
+            s0 += table[ids[t], j]
+    return s0 + s1 + s2 + s3
+
+
+@njit(nogil=True, fastmath={"reassoc"})
+def _gather_sum_8(table, ids):
+    """As ``_gather_sum_4`` with eight random rows in one inner loop."""
+    q = ids.shape[0] // 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = table.dtype.type(0)
+    for t in range(q):
+        r0, r1, r2, r3 = ids[t], ids[q + t], ids[2 * q + t], ids[3 * q + t]
+        r4, r5, r6, r7 = ids[4 * q + t], ids[5 * q + t], ids[6 * q + t], ids[7 * q + t]
+        for j in range(table.shape[1]):
+            s0 += table[r0, j]
+            s1 += table[r1, j]
+            s2 += table[r2, j]
+            s3 += table[r3, j]
+            s4 += table[r4, j]
+            s5 += table[r5, j]
+            s6 += table[r6, j]
+            s7 += table[r7, j]
+    for t in range(8 * q, ids.shape[0]):
+        for j in range(table.shape[1]):
+            s0 += table[ids[t], j]
+    return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+
+
+@njit(nogil=True, fastmath={"reassoc"})
+def _gather_sum_prefetch(table, ids, distance):
+    """Sum of the rows ``table[ids]``, one row at a time, every line of the row ``distance``
+    positions ahead requested first (the candidate kernel's ``_prefetch`` hint)."""
+    line = 64 // table.itemsize
+    total = table.dtype.type(0)
+    for t in range(ids.shape[0]):
+        if t + distance < ids.shape[0]:
+            for column in range(0, table.shape[1], line):
+                _prefetch(table, ids[t + distance], column)
+        for j in range(table.shape[1]):
+            total += table[ids[t], j]
+    return total
+
+
+def make_gather_reads(table: np.ndarray, ids: np.ndarray) -> tuple[dict[str, Callable[[], object]], int]:
+    """Ways to read the rows ``table[ids]`` once and nothing else, to time beside a kernel
+    that gathers them: one thread summing them 4 or 8 random rows at a time, or one at a
+    time with the rows 8 or 16 positions ahead requested first (Numba), and NumPy's
+    ``np.take`` into a preallocated buffer (which also writes them). The fastest is the
+    random-row gather limit of the run. Returns the callables and the bytes of the rows."""
+    out = np.empty((ids.shape[0], table.shape[1]), table.dtype)
+    reads = {
+        "gather_sum_4": lambda: _gather_sum_4(table, ids),
+        "gather_sum_8": lambda: _gather_sum_8(table, ids),
+        "prefetch_8": lambda: _gather_sum_prefetch(table, ids, 8),
+        "prefetch_16": lambda: _gather_sum_prefetch(table, ids, 16),
+        "np_take": lambda: np.take(table, ids, axis=0, out=out),
+    }
+    return reads, ids.shape[0] * table.shape[1] * table.itemsize
+
+
 def memory_bandwidth(threads: int, repeats: int = 9) -> dict:
     """STREAM-like bandwidths in GB/s (1e9 bytes per second): ``triad`` (``make_triad``
     with ``threads`` threads) and ``read_1_stream`` (one thread summing one 64 MB array,
@@ -241,9 +319,12 @@ def print_table(title: str, columns: list[str], rows: list[dict]) -> None:
     sys.stdout.flush()
 
 
-def parse_and_run(module: str, description: str, quick_help: str, run, argv=None):
+def parse_and_run(module: str, description: str, quick_help: str, run, argv=None, add_arguments=None,
+                  sections: tuple[str, ...] = ()):
     """The shared command line of a benchmark module: ``--quick``, ``--threads 1,2``,
-    ``--json PATH``. Runs ``run(threads, quick)`` in one child process per thread count
+    ``--json PATH``, ``--only`` (when the module names its ``sections``; then it is
+    ``run(threads, quick, only)``), and the parent-only options ``add_arguments(parser)``
+    adds. Runs ``run(threads, quick)`` in one child process per thread count
     (``run_per_thread_count``) and returns ``(args, runs)``; in a child process it writes
     its result for the parent and returns None."""
     argv = sys.argv[1:] if argv is None else argv
@@ -252,13 +333,24 @@ def parse_and_run(module: str, description: str, quick_help: str, run, argv=None
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts, one process each (default 1,2)")
     parser.add_argument("--json", help="write all results to this JSON file")
     parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
+    if sections:
+        parser.add_argument("--only", default=None, help=f"comma-separated sections to run (default all): {', '.join(sections)}")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     counts = [int(t) for t in args.threads.split(",")]
+    only = None
+    if sections and args.only is not None:
+        only = tuple(name for name in args.only.split(",") if name)
+        unknown = [name for name in only if name not in sections]
+        if unknown:
+            parser.error(f"--only: unknown section(s) {', '.join(unknown)}; expected names from {', '.join(sections)}")
     if args.child_json:
         with open(args.child_json, "w") as handle:
-            json.dump(run(counts[0], args.quick), handle)
+            json.dump(run(counts[0], args.quick, only) if sections else run(counts[0], args.quick), handle)
         return None
-    return args, run_per_thread_count(module, ["--quick"] if args.quick else [], counts)
+    child_argv = (["--quick"] if args.quick else []) + (["--only", args.only] if only is not None else [])
+    return args, run_per_thread_count(module, child_argv, counts)
 
 
 def benchmark_main(module: str, description: str, quick_help: str, run, argv=None) -> None:
@@ -269,4 +361,3 @@ def benchmark_main(module: str, description: str, quick_help: str, run, argv=Non
     args, runs = parsed
     if args.json:
         write_json(args.json, {"runs": runs})
-

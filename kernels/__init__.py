@@ -26,27 +26,37 @@ from .activation import leaky_relu_backward, relu_backward
 from .adagrad import sparse_adagrad_rows_update_
 from .adam import adam_update_, sparse_adam_rows_update_
 from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
-from .mlp import mlp_scores
-from .scoring import score_items, top_k_items, top_k_scores
+from .mlp import mlp_scores, mlp_scores_split
+from .scoring import score_items, top_k_item_blocks, top_k_items, top_k_scores
 from .text import match_tokens, parse_int64, split_fields
 
 __all__ = [
     "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "match_tokens",
-    "mlp_scores", "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
-    "sparse_adam_rows_update_", "split_fields", "top_k_items", "top_k_scores",
+    "mlp_scores", "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items",
+    "sparse_adagrad_rows_update_", "sparse_adam_rows_update_", "split_fields", "top_k_item_blocks", "top_k_items",
+    "top_k_scores",
 ]
 
 
-def compile_all(mlp_depths: tuple[int, ...] = (3,)) -> None:
-    """Compile (or load from Numba's cache) every kernel for float32 and float64, the
-    serial and the parallel variants, and the row-path MLP for each depth in
-    ``mlp_depths`` (the number of weight matrices; each depth is its own signature), and the
-    tokenizer."""
-    for dtype in (np.float32, np.float64):
-        scoring.warm_up(dtype)
-        mlp.warm_up(dtype, mlp_depths)
-        embedding.warm_up(dtype)
-        adam.warm_up(dtype)
-        adagrad.warm_up(dtype)
-        activation.warm_up(dtype)
-    text.warm_up()
+# The kernels each use needs: `pfd-ref run` compiles the training kernels of its dtype only.
+# The log readers' tokenizer ("readers") works on bytes and has one signature, whatever the dtypes.
+KERNEL_MODULES = {"serving": (scoring, mlp), "training": (activation, embedding, adam, adagrad), "readers": (text,)}
+
+
+def compile_all(dtypes=(np.float32, np.float64), uses=tuple(KERNEL_MODULES)) -> None:
+    """Compile (or load from Numba's cache) the kernels of every use in ``uses``
+    (``KERNEL_MODULES``: "serving", the scoring, top-k and MLP kernels; "training", the
+    embedding, Adam, Adagrad and ReLU/LeakyReLU-backward kernels; "readers", the log
+    readers' tokenizer) for every dtype in ``dtypes``: by default every kernel, for float32
+    and float64. Each kernel has one compiled signature per dtype (the tokenizer one in all)."""
+    for use in uses:
+        if use not in KERNEL_MODULES:
+            raise ValueError(f"uses: expected names from {', '.join(KERNEL_MODULES)}, got {use!r}")
+    if "readers" in uses:
+        text.warm_up()
+    for dtype in dtypes:
+        for use in uses:
+            if use == "readers":
+                continue
+            for module in KERNEL_MODULES[use]:
+                module.warm_up(np.dtype(dtype).type)

@@ -57,15 +57,15 @@ COUNTING_MIN_ROWS = 4096
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_short_rows(table, values, offsets, mean, out):
+def _pool_short_rows(table, values, offsets, mean, out, rest, count):
     """Rows of at most ``SHORT_ROW_IDS`` ids: ``out[i] = (table[values[a]] + R) / c`` over the
     CSR row ``[a, b)`` of example ``i``, with ``R`` the other rows ``table[values[a+1:b]]``
     added one by one from -0.0 (NumPy's pairwise sum below 8 terms) and ``c = b - a`` when
     ``mean``, else 1 (``x / 1`` is ``x``). ``out`` arrives zeroed: empty rows and longer
-    rows (left to the caller) stay zero. Returns the number of those longer rows."""
+    rows (left to the caller) stay zero. ``rest`` (d,) and ``count`` (1,) are scratch arrays
+    of the table's dtype (``count`` rounds the divisor to the dtype as NumPy's astype does).
+    Returns the number of those longer rows."""
     d = table.shape[1]
-    rest = np.empty(d, out.dtype)
-    count = np.empty(1, out.dtype)  # the divisor, rounded to the dtype as NumPy's astype does
     long_rows = 0
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
@@ -102,33 +102,32 @@ def _pool_long_rows(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, 
 
 
 @njit(cache=True, error_model="numpy")
-def _coalesce_by_counting(ids, offsets, grads, mean, num_rows):
-    """``(rows, values)``: ``rows`` the ids present, ascending, found with one scratch entry
-    per table row (``ids`` in ``[0, num_rows)``); ``values[u]`` the sum over the positions
-    ``p`` with ``ids[p] == rows[u]``, left to right in ``p``, of ``grads[i] / c_i`` where
-    ``p`` lies in the CSR row ``[offsets[i], offsets[i + 1])`` and ``c_i`` is that row's
-    length when ``mean``, else 1. Each sum starts from -0.0; neither that nor dividing by 1
-    changes a bit."""
-    slot_of_id = np.empty(num_rows, np.int64)
+def _coalesce_by_counting(ids, offsets, grads, mean, slot_of_id, present, values, row, count):
+    """Return ``unique``, the number of ids present; ``present[:unique]`` are those ids,
+    ascending, found with one scratch entry per table row (``slot_of_id``, ``num_rows``
+    entries; ``ids`` in ``[0, num_rows)``); ``values[u]`` (for ``u < unique``) the sum over
+    the positions ``p`` with ``ids[p] == present[u]``, left to right in ``p``, of
+    ``grads[i] / c_i`` where ``p`` lies in the CSR row ``[offsets[i], offsets[i + 1])`` and
+    ``c_i`` is that row's length when ``mean``, else 1. Each sum starts from -0.0; neither
+    that nor dividing by 1 changes a bit. ``present`` has ``min(len(ids), num_rows)``
+    entries and ``values`` as many rows; ``row`` (d,) and ``count`` (1,) are scratch arrays
+    of the gradients' dtype (the Python layer allocates every array: an allocation inside a
+    kernel compiles NumPy's ``empty`` for each signature)."""
+    num_rows = slot_of_id.shape[0]
     for r in range(num_rows):
         slot_of_id[r] = 0
     for p in range(ids.shape[0]):
         slot_of_id[ids[p]] = 1
-    present = np.empty(min(ids.shape[0], num_rows), np.int64)
     unique = 0
     for r in range(num_rows):
         if slot_of_id[r]:
             slot_of_id[r] = unique
             present[unique] = r
             unique += 1
-    rows = present[:unique]
     d = grads.shape[1]
-    values = np.empty((unique, d), grads.dtype)
     for u in range(unique):
         for j in range(d):
             values[u, j] = -0.0
-    row = np.empty(d, grads.dtype)  # grads[i] / c_i, or grads[i] / 1
-    count = np.empty(1, grads.dtype)
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
         if b == a:
@@ -141,7 +140,17 @@ def _coalesce_by_counting(ids, offsets, grads, mean, num_rows):
             u = slot_of_id[ids[p]]
             for j in range(d):
                 values[u, j] += row[j]
-    return rows, values
+    return unique
+
+
+def _coalesce_counted(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: bool, num_rows: int):
+    """``(rows, values)`` of ``_coalesce_by_counting``, its arrays allocated here."""
+    size = min(ids.shape[0], num_rows)
+    present = np.empty(size, np.int64)
+    values = np.empty((size, grads.shape[1]), grads.dtype)
+    unique = _coalesce_by_counting(ids, offsets, grads, mean, np.empty(num_rows, np.int64), present, values,
+                                   np.empty(grads.shape[1], grads.dtype), np.empty(1, grads.dtype))
+    return present[:unique], values[:unique]
 
 
 def _coalesce(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: bool, num_rows: int):
@@ -149,9 +158,9 @@ def _coalesce(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: boo
     ids renumbered by ``np.unique`` (``0 .. m-1``, in the order of the ids), which gives the
     same rows and the same sums without a pass over the table; see the module docstring."""
     if num_rows <= COUNTING_ROWS_PER_ID * ids.shape[0] + COUNTING_MIN_ROWS:
-        return _coalesce_by_counting(ids, offsets, grads, mean, num_rows)
+        return _coalesce_counted(ids, offsets, grads, mean, num_rows)
     rows, renumbered = np.unique(ids, return_inverse=True)
-    return rows, _coalesce_by_counting(renumbered.reshape(-1), offsets, grads, mean, rows.shape[0])[1]
+    return rows, _coalesce_counted(renumbered.reshape(-1), offsets, grads, mean, rows.shape[0])[1]
 
 
 def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
@@ -169,7 +178,7 @@ def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
     values = np.ascontiguousarray(check_ids("values", values, table.shape[0]))
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     out = np.zeros((offsets.shape[0] - 1, table.shape[1]), table.dtype)
-    if _pool_short_rows(table, values, offsets, mean, out):
+    if _pool_short_rows(table, values, offsets, mean, out, np.empty(table.shape[1], table.dtype), np.empty(1, table.dtype)):
         _pool_long_rows(table, values, offsets, mean, out)
     return out
 

@@ -9,69 +9,62 @@ so a new candidate enters only if it ranks before the root. Because ids are uniq
 a strict total order, and the kept set is the exact top-k whatever order candidates are
 offered in (which lets scans read several parts of a matrix at once, or in parallel
 chunks). Scores are finite when offered (the callers count and reject non-finite ones).
+The kept entries are put in ranking order by ``sort_best_first`` (NumPy), once at the end.
+
+``offer`` is one jitted function with the sifts written inline: each jitted function is
+compiled on its own, once per dtype, so four small ones (the sifts and the comparison)
+cost more compile time than they save in lines (docs/performance.md, "Cold start").
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
 @njit(cache=True)
-def ranks_before(score_a, id_a, score_b, id_b):
-    """True when candidate a ranks before (is better than) candidate b."""
-    return score_a > score_b or (score_a == score_b and id_a < id_b)
+def offer(heap_scores, heap_ids, size, score, idx):
+    """Offer one candidate ``(score, idx)`` to a heap of capacity ``len(heap_scores)``
+    holding ``size`` entries; return the new size.
 
-
-@njit(cache=True)
-def _sift_down_root(heap_scores, heap_ids, size):
-    """Restore the heap order of the first ``size`` entries after the root was replaced."""
+    Not full: the candidate is appended and sifted up (moved above every parent it ranks
+    before). Full: it replaces the root if it ranks before the root, and is sifted down
+    (swapped with the worse of its children while it ranks before that child), so the root
+    stays the worst kept entry.
+    """
+    if size < heap_scores.shape[0]:
+        pos = size
+        while pos > 0:
+            parent = (pos - 1) // 2
+            parent_score, parent_id = heap_scores[parent], heap_ids[parent]
+            if not (parent_score > score or (parent_score == score and parent_id < idx)):
+                break  # the parent does not rank before the candidate: the order holds
+            heap_scores[pos], heap_ids[pos] = parent_score, parent_id
+            pos = parent
+        heap_scores[pos], heap_ids[pos] = score, idx
+        return size + 1
+    if size == 0 or not (score > heap_scores[0] or (score == heap_scores[0] and idx < heap_ids[0])):
+        return size
     pos = 0
-    score, idx = heap_scores[0], heap_ids[0]
     while True:
         child = 2 * pos + 1
         if child >= size:
             break
         right = child + 1
-        # pick the worse child: the one the other ranks before
-        if right < size and ranks_before(heap_scores[child], heap_ids[child], heap_scores[right], heap_ids[right]):
+        # the worse child: the right one when the left ranks before it
+        if right < size and (heap_scores[child] > heap_scores[right]
+                             or (heap_scores[child] == heap_scores[right] and heap_ids[child] < heap_ids[right])):
             child = right
-        if not ranks_before(score, idx, heap_scores[child], heap_ids[child]):
-            break
+        if not (score > heap_scores[child] or (score == heap_scores[child] and idx < heap_ids[child])):
+            break  # the candidate does not rank before its worse child: the order holds
         heap_scores[pos], heap_ids[pos] = heap_scores[child], heap_ids[child]
         pos = child
     heap_scores[pos], heap_ids[pos] = score, idx
-
-
-@njit(cache=True)
-def _sift_up(heap_scores, heap_ids, pos):
-    """Restore the heap order after an entry was written at ``pos`` (the last one)."""
-    score, idx = heap_scores[pos], heap_ids[pos]
-    while pos > 0:
-        parent = (pos - 1) // 2
-        if not ranks_before(heap_scores[parent], heap_ids[parent], score, idx):
-            break
-        heap_scores[pos], heap_ids[pos] = heap_scores[parent], heap_ids[parent]
-        pos = parent
-    heap_scores[pos], heap_ids[pos] = score, idx
-
-
-@njit(cache=True)
-def offer(heap_scores, heap_ids, size, score, idx):
-    """Offer one candidate to a heap of capacity ``len(heap_scores)``; return the new size."""
-    if size < heap_scores.shape[0]:
-        heap_scores[size], heap_ids[size] = score, idx
-        _sift_up(heap_scores, heap_ids, size)
-        return size + 1
-    if size > 0 and ranks_before(score, idx, heap_scores[0], heap_ids[0]):
-        heap_scores[0], heap_ids[0] = score, idx
-        _sift_down_root(heap_scores, heap_ids, size)
     return size
 
 
-@njit(cache=True)
-def sort_best_first(heap_scores, heap_ids, size):
-    """Heap-sort the first ``size`` entries in place so that index 0 is the best."""
-    for end in range(size - 1, 0, -1):
-        heap_scores[0], heap_scores[end] = heap_scores[end], heap_scores[0]
-        heap_ids[0], heap_ids[end] = heap_ids[end], heap_ids[0]
-        _sift_down_root(heap_scores, heap_ids, end)
+def sort_best_first(heap_scores: np.ndarray, heap_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full heaps ``(m, k)`` (every row holding ``k`` entries) in ranking order, best first:
+    score descending, then id ascending (``np.lexsort`` row by row). Returns new arrays."""
+    order = np.lexsort((heap_ids, -heap_scores), axis=-1)
+    return np.take_along_axis(heap_scores, order, axis=-1), np.take_along_axis(heap_ids, order, axis=-1)

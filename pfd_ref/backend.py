@@ -17,6 +17,7 @@ tests/test_twins.py holds equal to ``pfd_ref.kernels.__all__``: a new kernel and
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 from pfd_ref import kernels, twins
@@ -72,3 +73,15 @@ def __getattr__(name: str):
         get_backend()
         return globals()[name]
     raise AttributeError(f"module 'pfd_ref.backend' has no attribute {name!r}")
+
+
+def compile_kernels(dtypes, uses) -> float | None:
+    """On the Numba backend, compile (or load from Numba's cache) the kernels of ``uses`` for
+    ``dtypes`` (``kernels.compile_all``) and return the seconds it took; None on the NumPy
+    backend, which has nothing to compile. ``pfd-ref run`` calls it before training, so that
+    no method's ``train s`` includes compilation."""
+    if get_backend() != "numba":
+        return None
+    start = time.perf_counter()
+    kernels.compile_all(dtypes, uses)
+    return time.perf_counter() - start

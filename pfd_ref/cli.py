@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from pfd_ref import experiment
-from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, using
+from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, compile_kernels, using
 from pfd_ref.data.taobao import OUTSIDE_WINDOW
 from pfd_ref.distill import HARD_WEIGHTS, SHARING, STUDENT_KINDS, DistillConfig
 from pfd_ref.files import check_output_directory, check_output_file, write_atomically
@@ -106,8 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(commands, computes)
     score = commands.add_parser("score", parents=[computes], help="top-k items for users from a student saved by `run --save`")
     score.add_argument("model", type=Path, help="a student file (.npz) written by `pfd-ref run --save DIR`")
-    score.add_argument("--users", required=True, type=_int_list, help="comma list of user ids")
+    score.add_argument("--users", type=_int_list, default=None,
+                       help="comma list of user ids (required unless --candidates gives them)")
     score.add_argument("--k", type=int, default=100)
+    score.add_argument("--candidates", type=Path, default=None,
+                       help="a CSV file with the header user,item: rank only each user's candidates (one request "
+                            "per user; items are catalogue keys, or rows of --item-vectors)")
+    score.add_argument("--item-vectors", type=Path, default=None,
+                       help="two-tower students: score the item vectors of this .npy file (N, k), memory-mapped and "
+                            "read in blocks (catalogues larger than memory); items are reported by row number")
     score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
     table = commands.add_parser("table", help="print the tables of saved runs (`run --json` files, merged) and "
                                               "what differs between the runs")
@@ -263,6 +270,10 @@ def command_run(args) -> int:
     check_output_directory("--save", args.save)
     runs = experiment.prepare_runs(options, log=lambda line: print(line, file=sys.stderr))
     students = _student_paths(args.save, runs, options)
+    seconds = compile_kernels((options["dtype"],), ("training",))  # before training: no train s includes it
+    if seconds is not None:
+        print(f"compile: the {options['dtype']} training kernels, compiled or loaded from Numba's cache in "
+              f"{seconds:.1f} s (not counted in train s)", file=sys.stderr)
     progress = None if args.quiet else Progress
     finished = []
 
@@ -320,13 +331,15 @@ def _config_text(config: TrainConfig) -> str:
 
 
 def command_score(args) -> int:
-    from pfd_ref.serving import ServedStudent
+    from pfd_ref.serving import ServedStudent, rank_requests
     check_scalar("--k", args.k, int, low=1)
     check_output_file("--out", args.out)
+    if args.users is None and args.candidates is None:
+        raise ValueError("--users: required unless --candidates lists the users")
     student = ServedStudent.load(args.model)
-    items, scores = student.top_k(args.users, args.k)
+    users, ranked = rank_requests(student, args.users, args.k, args.candidates, args.item_vectors)
     lines = ["user,rank,item,score"] + [f"{user},{rank + 1},{item},{score:.6g}"
-                                        for user, user_items, user_scores in zip(args.users, items, scores)
+                                        for user, (user_items, user_scores) in zip(users, ranked)
                                         for rank, (item, score) in enumerate(zip(user_items, user_scores))]
     if args.out is not None:
         write_atomically(args.out, lambda handle: handle.write("\n".join(lines) + "\n"), mode="w")

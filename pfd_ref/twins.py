@@ -22,10 +22,13 @@ score_items                within ``4 eps (d + 1) sum_j |items_ij users_j|``: th
                            one user's dot product (a batch: both use GEMM, in BLAS's order)
 top_k_items                the ids of the same ranking on the twin's scores, which are within
                            ``score_items``'s bound of the kernel's (ids can differ only where two
-                           scores lie within that bound)
+                           scores lie within that bound); with ``candidates`` too
+top_k_item_blocks          as ``top_k_items`` on the catalogue the blocks make up
 mlp_scores                 within ``1e-5`` (float32) / ``1e-12`` (float64) relative: the kernel's
                            row path sums in its own order, and its ``exp`` is libm's (ReLU or
                            LeakyReLU hidden layers alike)
+mlp_scores_split           as ``mlp_scores``: the twin runs the plain forward pass over the user
+                           block repeated, the kernel adds the user block's share once
 split_fields               the same result: offsets, status, field count and next position
                            (the log readers' tokenizer, ``pfd_ref.data.text``)
 parse_int64                the same values and the same first bad cell
@@ -56,8 +59,8 @@ from pfd_ref import losses
 
 __all__ = [
     "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "leaky_relu_backward", "match_tokens", "mlp_scores",
-    "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
-    "sparse_adam_rows_update_", "split_fields", "top_k_items", "top_k_scores",
+    "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
+    "sparse_adam_rows_update_", "split_fields", "top_k_item_blocks", "top_k_items", "top_k_scores",
 ]
 
 
@@ -292,9 +295,59 @@ def top_k_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return top_scores, top_ids
 
 
-def top_k_items(items: np.ndarray, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``min(k, N)`` best items per user: ``top_k_scores(score_items(items, users), k)``."""
-    return top_k_scores(score_items(items, users), k)
+def top_k_items(items: np.ndarray, users: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``min(k, N)`` best items per user: ``top_k_scores(score_items(items, users), k)``.
+
+    With ``candidates`` (integer item ids, ``(c,)`` for users ``(d,)``, ``(m, c)`` for users
+    ``(m, d)``): each user's candidate rows are gathered and scored, and the ``min(k, c)``
+    best are returned with their item ids, ordered by score descending, then item id
+    ascending; an id listed twice is ranked twice.
+    """
+    if candidates is None:
+        return top_k_scores(score_items(items, users), k)
+    items = check_float_array("items", items, ndim=2)
+    users = check_float_array("users", users)
+    check_same_dtype(items=items, users=users)
+    k = check_scalar("k", k, int, low=0)
+    candidates = np.asarray(candidates)
+    candidates = check_ids("candidates", candidates.astype(np.int64) if candidates.size == 0 else candidates,
+                           items.shape[0], ndim=users.ndim)
+    user_rows, candidate_rows = np.atleast_2d(users), np.atleast_2d(candidates)
+    if candidate_rows.shape[0] != user_rows.shape[0]:
+        raise ValueError(f"candidates: expected one row per user ({user_rows.shape[0]} rows), got shape {candidates.shape}")
+    kk = min(k, candidate_rows.shape[1])
+    top_scores = np.empty((user_rows.shape[0], kk), items.dtype)
+    top_ids = np.empty((user_rows.shape[0], kk), np.int64)
+    for r, (user, ids) in enumerate(zip(user_rows, candidate_rows)):
+        scores = items[ids] @ user
+        order = np.lexsort((ids, -scores))[:kk]  # score descending, then item id ascending
+        top_scores[r], top_ids[r] = scores[order], ids[order]
+    return (top_scores, top_ids) if users.ndim == 2 else (top_scores[0], top_ids[0])
+
+
+def top_k_item_blocks(blocks, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_items`` of a catalogue given as blocks ``(first_id, items_block)`` (ascending,
+    not overlapping): every block's rows scored with their catalogue ids
+    ``first_id, first_id + 1, ...``, then the ``min(k, rows)`` best per user, ordered by
+    score descending, then id ascending."""
+    users = check_float_array("users", users)
+    k = check_scalar("k", k, int, low=0)
+    scores, ids, next_id = [], [], 0
+    for first_id, block in blocks:
+        block = check_float_array("blocks", block, ndim=2, dtype=users.dtype)
+        if isinstance(first_id, (bool, np.bool_)) or not isinstance(first_id, (int, np.integer)) or first_id < next_id:
+            raise ValueError(f"blocks: a block starts at row {first_id!r}; expected an integer >= {next_id} "
+                             "(blocks ascending, not overlapping)")
+        scores.append(np.atleast_2d(users) @ block.T)
+        ids.append(first_id + np.arange(block.shape[0]))
+        next_id = int(first_id) + block.shape[0]
+    rows = np.atleast_2d(users).shape[0]
+    scores = np.concatenate(scores, axis=1) if scores else np.empty((rows, 0), users.dtype)
+    ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    kk = min(k, ids.shape[0])
+    order = np.array([np.lexsort((ids, -row))[:kk] for row in scores], dtype=np.int64).reshape(rows, kk)
+    top_scores, top_ids = np.take_along_axis(scores, order, axis=1), ids[order]
+    return (top_scores, top_ids) if users.ndim == 2 else (top_scores[0], top_ids[0])
 
 
 def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_slope: float = 0.0) -> np.ndarray:
@@ -331,6 +384,20 @@ def mlp_scores(x: np.ndarray, weights, biases, sigmoid: bool = False, negative_s
         else:
             h = np.where(z > 0, z, z * x.dtype.type(negative_slope))
     return losses.sigmoid(h) if sigmoid else h
+
+
+def mlp_scores_split(user_x: np.ndarray, x: np.ndarray, user_weight: np.ndarray, weights, biases,
+                     sigmoid: bool = False, negative_slope: float = 0.0) -> np.ndarray:
+    """The plain forward pass over ``[u, x_c]``: the user's block ``user_x (i_u,)`` repeated
+    on each of the ``n`` candidate rows of ``x (n, i_c)``, the first weight matrix
+    ``[user_weight; weights[0]]`` (rows ``i_u + i_c``), then ``mlp_scores``. Returns
+    ``(n, out_last)``."""
+    user_x = check_float_array("user_x", user_x, ndim=1)
+    x = check_float_array("x", x, ndim=2, dtype=user_x.dtype)
+    user_weight = check_float_array("user_weight", user_weight, ndim=2, dtype=user_x.dtype)
+    repeated = np.broadcast_to(user_x, (x.shape[0], user_x.shape[0]))
+    first = np.concatenate([user_weight, weights[0]], axis=0)
+    return mlp_scores(np.concatenate([repeated, x], axis=1), [first, *weights[1:]], biases, sigmoid, negative_slope)
 
 
 # --------------------------------------------------------------------------- text (the log readers)

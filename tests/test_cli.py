@@ -558,3 +558,135 @@ def test_options_given_are_never_fitted(tmp_path, capsys):
     assert "defaults fitted to its 1,500 training rows: --warmup-steps 1 (default 10)" in capsys.readouterr().err
     assert main(run + ["--warmup-steps", "10", "--test-days", "1"]) == 2
     assert "error: warmup_steps: 10 is not shorter than training (2 steps" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- score: candidates, item vectors
+
+
+def _score_lines(capsys, *argv):
+    code = main(["score", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, [line.split(",") for line in captured.out.strip().splitlines()[1:]], captured.err
+
+
+def test_score_ranks_each_users_candidates_from_a_csv(finished_run, tmp_path, capsys):
+    from pfd_ref.serving import ServedStudent
+    model = finished_run[0][3] / "students" / "tiny_pfd_seed0.npz"
+    served = ServedStudent.load(model)
+    users, items = [int(u) for u in served.user_keys[[2, 0]]], [int(i) for i in served.item_keys]
+    wanted = {users[0]: items[::2], users[1]: items[1:4]}
+    path = tmp_path / "candidates.csv"
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, keys in wanted.items() for i in keys))
+    code, rows, _ = _score_lines(capsys, model, "--candidates", path, "--k", 2)
+    assert code == 0
+    assert [int(r[0]) for r in rows] == [users[0], users[0], users[1], users[1]]  # users in the file's order
+    for user in users:
+        expected_items, expected_scores = served.rank_candidates(user, wanted[user], 2)
+        got = [r for r in rows if int(r[0]) == user]
+        assert [int(r[2]) for r in got] == list(expected_items)
+        np.testing.assert_allclose([float(r[3]) for r in got], expected_scores, rtol=1e-5)
+    code, rows, _ = _score_lines(capsys, model, "--candidates", path, "--users", users[1], "--k", 10)
+    assert code == 0 and sorted(int(r[2]) for r in rows) == sorted(wanted[users[1]])
+
+
+@pytest.mark.parametrize("content, users, message", [
+    ("user;item\n1,2\n", [], "expected the header 'user,item'"),
+    ("user,item\n1,2\n1,2\n", [], "user 1 lists item 2 twice"),
+    ("user,item\n1,x\n", [], "expected two integer columns"),
+    ("user,item\n", [], "expected rows of two integers"),
+    ("user,item\n1,2\n", ["--users", "1,3"], "lists no candidates for user 3"),
+])
+def test_score_rejects_bad_candidate_files(finished_run, tmp_path, capsys, content, users, message):
+    path = tmp_path / "candidates.csv"
+    path.write_text(content)
+    code, _, err = _score_lines(capsys, finished_run[0][3] / "students" / "tiny_pfd_seed0.npz", "--candidates", path,
+                                *users)
+    assert code == 2 and f"error: --candidates: " in err and message in err
+
+
+def test_score_reads_two_tower_item_vectors_from_a_file(data_file, tmp_path, capsys):
+    from pfd_ref import catalogue, kernels
+    from pfd_ref.data import Dataset
+    from pfd_ref.serving import ServedStudent, save_student
+    from pfd_ref.distill import ModelSizes
+    from pfd_ref.train import TrainConfig, train
+    data = Dataset.load(data_file)
+    sizes = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(6, 4))
+    result = train(data, "baseline", TrainConfig(student_kind="two_tower", epochs=1, batch_size=32, sizes=sizes, seed=1))
+    model = save_student(tmp_path / "two_tower.npz", result, data)
+    served = ServedStudent.load(model)
+    vectors = catalogue.save_item_vectors(tmp_path / "v.npy", served.item_vectors(), *served.item_vectors().shape,
+                                          served.item_vectors().dtype)
+    users = [int(u) for u in served.user_keys[:2]]
+    code, rows, _ = _score_lines(capsys, model, "--users", ",".join(map(str, users)), "--item-vectors", vectors, "--k", 4)
+    assert code == 0
+    scores, rows_expected = kernels.top_k_items(served.item_vectors(), served.user_vectors(users), 4)
+    assert [int(r[2]) for r in rows] == rows_expected.reshape(-1).tolist()  # items are rows of the file
+    np.testing.assert_allclose([float(r[3]) for r in rows], served.logits(scores).reshape(-1), rtol=1e-5)
+    path = tmp_path / "candidates.csv"
+    path.write_text(f"user,item\n{users[0]},3\n{users[0]},1\n")
+    code, rows, _ = _score_lines(capsys, model, "--candidates", path, "--item-vectors", vectors, "--k", 5)
+    assert code == 0 and sorted(int(r[2]) for r in rows) == [1, 3]
+
+
+def test_score_refuses_item_vectors_for_an_mlp_student(finished_run, tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.zeros((3, 2), np.float32))
+    code, _, err = _score_lines(capsys, finished_run[0][3] / "students" / "tiny_pfd_seed0.npz", "--users", 1,
+                                "--item-vectors", tmp_path / "v.npy")
+    assert code == 2 and "--item-vectors: only for a two-tower student" in err
+
+
+# --------------------------------------------------------------------------- run: compilation apart
+
+
+def test_run_reports_the_compile_time_on_its_own_line(data_file, tmp_path, capsys):
+    code = main(["run", "--data", str(data_file), "--methods", "baseline", "--seeds", "1", "--batch-size", "64",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert re.search(r"^compile: the float32 training kernels, compiled or loaded from Numba's cache in \d+\.\d s "
+                     r"\(not counted in train s\)$", err, re.MULTILINE)
+
+
+TRAINING_COMPILES_NOTHING = """
+import sys
+from numba.core import event
+from pfd_ref import cli, kernels
+
+
+class Recorder(event.Listener):
+    def __init__(self):
+        self.names = []
+
+    def on_start(self, ev):
+        self.names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+recorder = Recorder()
+compile_all = kernels.compile_all
+
+
+def compile_then_record(*args, **kwargs):
+    compile_all(*args, **kwargs)
+    event.register("numba:compile", recorder)
+
+
+kernels.compile_all = compile_then_record
+code = cli.main(sys.argv[1:])
+print("compiled after compile_all:", recorder.names)
+sys.exit(code)
+"""
+
+
+def test_run_compiles_no_kernel_after_its_compile_line(data_file, tmp_path):
+    """A fresh process with an empty Numba cache: every kernel the run needs is compiled by
+    the compile line, none during training or evaluation."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", TRAINING_COMPILES_NOTHING, "run", "--data", str(data_file),
+                           "--methods", "baseline,pfd", "--seeds", "1", "--batch-size", "32", "--warmup-steps", "1", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "compiled after compile_all: []" in done.stdout

@@ -102,6 +102,99 @@ def test_parallel_kernels_agree_with_serial_bit_for_bit(parallel_kernels):
             np.testing.assert_array_equal(a, b)
 
 
+# --------------------------------------------------------------------------- candidates and blocks
+
+
+def test_a_candidate_listed_twice_is_ranked_twice():
+    items = np.array([[1.0], [5.0], [3.0]])
+    top_scores, top_ids = kernels.top_k_items(items, np.ones(1), 3, candidates=[2, 1, 0, 1])
+    np.testing.assert_array_equal(top_ids, [1, 1, 2])
+    np.testing.assert_array_equal(top_scores, [5.0, 5.0, 3.0])
+
+
+def test_candidate_scores_are_score_items_bit_for_bit_across_scan_blocks():
+    rng = np.random.default_rng(6)
+    for dtype in DTYPES:
+        items = real_valued(rng, (3 * kernels.scoring.SCAN_BLOCK_ROWS, 37), dtype)
+        user = real_valued(rng, 37, dtype)
+        candidates = rng.permutation(items.shape[0])[: 2 * kernels.scoring.SCAN_BLOCK_ROWS + 5]
+        top_scores, top_ids = kernels.top_k_items(items, user, 700, candidates=candidates)
+        scores = kernels.score_items(items, user)
+        np.testing.assert_array_equal(top_scores, scores[top_ids])
+        order = np.lexsort((candidates, -scores[candidates]))[:700]
+        np.testing.assert_array_equal(top_ids, candidates[order])
+
+
+def test_rows_that_are_not_candidates_are_never_read():
+    items = np.ones((6, 2), np.float32)
+    items[[0, 4]] = np.nan
+    top_scores, top_ids = kernels.top_k_items(items, np.ones(2, np.float32), 2, candidates=[5, 1, 3])
+    np.testing.assert_array_equal(top_ids, [1, 3])
+    with pytest.raises(ValueError, match=r"^items: contains NaN or infinity"):
+        kernels.top_k_items(items, np.ones(2, np.float32), 2, candidates=[5, 4])
+
+
+def test_candidates_in_parallel_agree_with_serial_and_twin(parallel_kernels):
+    rng = np.random.default_rng(7)
+    for dtype in DTYPES:
+        items = integer_valued(rng, (3000, 5), dtype)
+        users = integer_valued(rng, (5, 5), dtype)
+        one = rng.integers(0, 3000, 2 * kernels.scoring.SCAN_BLOCK_ROWS + 3)  # one request, split in two
+        several = rng.integers(0, 3000, (5, 700))  # five requests, divided among the threads
+        for u, candidates in ((users[0], one), (users, several)):
+            parallel = kernels.top_k_items(items, u, 60, candidates=candidates)
+            numba.set_num_threads(1)
+            serial = kernels.top_k_items(items, u, 60, candidates=candidates)
+            numba.set_num_threads(2)
+            for a, b, c in zip(parallel, serial, twins.top_k_items(items, u, 60, candidates=candidates)):
+                np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(a, c)
+
+
+def test_no_candidates_return_empty_arrays():
+    items = np.ones((4, 2))
+    for users, candidates, shape in ((np.ones(2), [], (0,)), (np.ones((3, 2)), np.zeros((3, 0), np.int64), (3, 0))):
+        top_scores, top_ids = kernels.top_k_items(items, users, 5, candidates=candidates)
+        assert top_scores.shape == top_ids.shape == shape
+        assert top_scores.dtype == np.float64 and top_ids.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "users, candidates, message",
+    [
+        (np.ones(2), [0, 4], r"^candidates: id 4 is outside the table \[0, 4\)"),
+        (np.ones(2), [-1, 2], r"^candidates: id -1 is outside the table"),
+        (np.ones(2), [0.0, 1.0], r"^candidates: expected integer ids, got dtype float64"),
+        (np.ones(2), [True, False], r"^candidates: expected integer ids, got dtype bool"),
+        (np.ones(2), [[0, 1]], r"^candidates: expected 1 dimension\(s\)"),
+        (np.ones((2, 2)), [0, 1], r"^candidates: expected 2 dimension\(s\)"),
+        (np.ones((2, 2)), [[0, 1]], r"^candidates: expected one row per user \(2 rows\)"),
+    ],
+)
+def test_bad_candidates_are_named(users, candidates, message):
+    with pytest.raises(ValueError, match=message):
+        kernels.top_k_items(np.ones((4, 2)), users, 3, candidates=candidates)
+
+
+@pytest.mark.parametrize("batch", [None, 4])
+def test_top_k_over_blocks_equals_top_k_over_the_whole_catalogue(batch):
+    rng = np.random.default_rng(8)
+    for dtype in DTYPES:
+        items = integer_valued(rng, (2 * kernels.scoring.SCAN_BLOCK_ROWS + 11, 3), dtype)  # many ties
+        users = integer_valued(rng, (3,) if batch is None else (batch, 3), dtype)
+        blocks = [(a, items[a : a + 997]) for a in range(0, items.shape[0], 997)]
+        for k in (0, 5, 1500, items.shape[0] + 3):
+            got = kernels.top_k_item_blocks(iter(blocks), users, k)
+            for a, b in zip(got, kernels.top_k_items(items, users, k)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_blocks_out_of_order_are_rejected():
+    items = np.ones((6, 2))
+    with pytest.raises(ValueError, match=r"^blocks: a block starts at row 2; expected an integer >= 3"):
+        kernels.top_k_item_blocks([(0, items[:3]), (2, items[3:])], np.ones(2), 2)
+
+
 # --------------------------------------------------------------------------- MLP
 
 
@@ -128,6 +221,27 @@ def test_mlp_leaky_hidden_layer_passes_the_slope_times_a_negative_pre_activation
     np.testing.assert_array_equal(kernels.mlp_scores(x, weights, biases, negative_slope=0.01), np.full((n, 1), -0.02))
     with pytest.raises(ValueError, match=r"^negative_slope"):
         kernels.mlp_scores(x, weights, biases, negative_slope=1.0)
+
+
+@pytest.mark.parametrize("n", [1, kernels.mlp.BLAS_MIN_ROWS])  # row path and BLAS path
+def test_mlp_scores_split_names_the_user_arrays(n):
+    x, user_x = np.zeros((n, 2)), np.zeros(3)
+    weights, biases = [np.ones((2, 4)), np.ones((4, 1))], [np.zeros(4), np.zeros(1)]
+    user_weight = np.ones((3, 4))
+    bad_user_x, bad_user_weight = user_x.copy(), user_weight.copy()
+    bad_user_x[1], bad_user_weight[2, 3] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"^user_x: contains NaN or infinity"):
+        kernels.mlp_scores_split(bad_user_x, x, user_weight, weights, biases)
+    with pytest.raises(ValueError, match=r"^user_weight: contains NaN or infinity"):
+        kernels.mlp_scores_split(user_x, x, bad_user_weight, weights, biases)
+    with pytest.raises(ValueError, match=r"^user_weight: expected shape \(3, 4\)"):
+        kernels.mlp_scores_split(user_x, x, np.ones((2, 4)), weights, biases)
+    with pytest.raises(ValueError, match=r"^user_x: expected dtype float64"):
+        kernels.mlp_scores_split(user_x.astype(np.float32), x, user_weight, weights, biases)
+    bad_x = x.copy()
+    bad_x[0, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"^x: contains NaN or infinity"):
+        kernels.mlp_scores_split(user_x, bad_x, user_weight, weights, biases)
 
 
 # --------------------------------------------------------------------------- scatter-add
@@ -370,7 +484,7 @@ def compiled():
                                                                 for t in signature} & {"float32", "float64"})
             for m in modules for name, kernel in vars(m).items() if isinstance(kernel, CPUDispatcher) and kernel.signatures}
 before = compiled()
-kernels.compile_all(mlp_depths=(1, 2))
+kernels.compile_all()
 print(json.dumps({"before": before, "after": compiled()}))
 """
 
@@ -393,10 +507,11 @@ def test_compile_all_compiles_every_kernel_module_for_both_dtypes():
 
 def test_kernels_import_nothing_from_pfd_ref():
     """kernels/ is installed as pfd_ref.kernels but depends on nothing else in pfd_ref: every
-    import in its files is relative, or of the standard library, NumPy or Numba."""
+    import in its files is relative, or of the standard library, NumPy or Numba (llvmlite is
+    Numba's own LLVM binding: the prefetch hint of the candidates' loop)."""
     import ast
     from pathlib import Path
-    allowed = {"__future__", "numbers", "threading", "concurrent", "numpy", "numba"}
+    allowed = {"__future__", "numbers", "threading", "concurrent", "numpy", "numba", "llvmlite"}
     folder = Path(kernels.__file__).parent
     for path in sorted(folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -10,8 +10,8 @@ import pytest
 from tiny import tiny_dataset
 
 from pfd_ref.data import MultiIds
-from pfd_ref.models import TwoTower
-from pfd_ref.serving import ServedStudent, save_student
+from pfd_ref.models import FieldEncoder, TwoTower
+from pfd_ref.serving import ServedStudent, save_student, tower_cost_figure
 from pfd_ref.distill import ModelSizes
 from pfd_ref.train import TrainConfig, train
 
@@ -263,3 +263,81 @@ def test_k_must_be_a_positive_integer(exported, k):
     user = int(exported.served.user_keys[0])
     with pytest.raises(ValueError, match=r"^k: expected an integer >= 1"):
         exported.served.top_k([user], k)
+
+
+# --------------------------------------------------------------------------- one request's candidates
+
+
+def brute_force_candidates(result, data, user: int, candidate_keys, k: int):
+    """The student's own ``forward`` on (user, candidate) pairs, ranked by score, then catalogue key."""
+    keys, logits = brute_force_top_k(result, data, user, len(np.unique(data.columns["item_id"])))
+    logit_of = dict(zip(keys.tolist(), logits.tolist()))
+    scores = np.array([logit_of[key] for key in candidate_keys])
+    order = np.lexsort((candidate_keys, -scores))[:k]
+    return np.asarray(candidate_keys)[order], scores[order]
+
+
+def test_rank_candidates_equals_the_plain_forward_on_the_candidates(exported, data):
+    item_keys = np.unique(data.columns["item_id"])
+    candidates = np.concatenate([item_keys[::3], item_keys[3:4]])  # item_keys[3] listed twice: ranked twice
+    for user in [int(u) for u in np.unique(data.user_ids)[[0, -1]]]:
+        for k in (4, len(candidates) + 2):
+            items, scores = exported.served.rank_candidates(user, candidates, k)
+            expected_items, expected_scores = brute_force_candidates(exported.result, data, user, candidates, k)
+            np.testing.assert_array_equal(items, expected_items)
+            np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=1e-10)
+    assert np.sum(items == item_keys[3]) == 2
+
+
+@pytest.mark.parametrize("layers", list(LAYERS))
+def test_split_first_layer_reassembles_the_exported_first_weight_matrix(exports, data, layers):
+    served = exports["mlp", layers].served
+    model, params = served.model, served.params
+    w0 = params[model.mlp.names[0][0]]
+    blocks = served.first_layer
+    assert sum(block.shape[0] for block in blocks.values()) == w0.shape[0] and blocks["cross"].shape[0] == 0
+    rows = data.take(np.arange(7))
+    x, _ = model.encoder.forward(params, rows, w0.dtype)
+    by_blocks = 0
+    for tower in ("user", "item"):
+        encoder = FieldEncoder(tuple(f for f in model.fields if f.tower == tower), model.embed_dim, model.encoder.table_names)
+        by_blocks = by_blocks + encoder.forward(params, rows, w0.dtype)[0] @ blocks[tower]
+    np.testing.assert_allclose(by_blocks, x @ w0, rtol=0, atol=1e-12)
+
+
+def _rewrite(path, out, change):
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    change(arrays)
+    with open(out, "wb") as handle:
+        np.savez(handle, **arrays)
+    return out
+
+
+def test_an_mlp_export_without_its_split_first_layer_is_rejected(exports, tmp_path):
+    path = exports["mlp", "plain"].path
+    missing = _rewrite(path, tmp_path / "old.npz", lambda a: a.pop("first_layer.item"))
+    with pytest.raises(ValueError, match=r"old\.npz: the MLP student's split first layer is missing \(first_layer.item\)"):
+        ServedStudent.load(missing)
+    tampered = _rewrite(path, tmp_path / "tampered.npz", lambda a: a.update({"first_layer.user": 2 * a["first_layer.user"]}))
+    with pytest.raises(ValueError, match=r"tampered\.npz: first_layer.user .* is not the user block"):
+        ServedStudent.load(tampered)
+
+
+def test_unknown_candidates_are_rejected_naming_candidates(exported, data):
+    unknown = int(data.columns["item_id"].max()) + 7
+    with pytest.raises(ValueError, match=rf"^candidates: item {unknown} is not in the exported student's catalogue"):
+        exported.served.rank_candidates(int(data.user_ids[0]), [int(data.columns["item_id"][0]), unknown], 3)
+    with pytest.raises(ValueError, match=r"^candidates: expected integer item keys"):
+        exported.served.rank_candidates(int(data.user_ids[0]), [1.5], 3)
+    items, scores = exported.served.rank_candidates(int(data.user_ids[0]), [], 3)
+    assert items.shape == scores.shape == (0,)
+
+
+def test_tower_cost_figure_counts_multiply_adds_and_times_both_ways():
+    figure = tower_cost_figure(candidates=32, repeats=1)
+    assert figure["multiply_adds_tower"] == 1024 * 512 + 512 * 256 + 256 * 128
+    assert figure["multiply_add_ratio"] == figure["multiply_adds_tower"] / 128
+    for way in ("", "_one_at_a_time"):
+        assert figure[f"tower_s{way}"] > 0 and figure[f"inner_product_s{way}"] > 0
+        assert figure[f"time_ratio{way}"] == figure[f"tower_s{way}"] / figure[f"inner_product_s{way}"]

@@ -68,6 +68,43 @@ def test_top_k_items_across_scan_blocks():
             np.testing.assert_array_equal(a, b)
 
 
+@st.composite
+def candidate_case(draw):
+    """A catalogue of integer-valued rows (many tied scores), one user or a batch, and each
+    user's candidate ids, drawn with repeats allowed."""
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(1, 40))
+    d = draw(st.integers(1, 5))
+    batch = draw(st.sampled_from([None, 1, 3]))
+    c = draw(st.integers(0, 30))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    items = integer_valued(rng, (n, d), dtype)
+    users = integer_valued(rng, (d,) if batch is None else (batch, d), dtype)
+    candidates = rng.integers(0, n, size=(c,) if batch is None else (batch, c))
+    return items, users, candidates
+
+
+@PROPERTY
+@given(candidate_case(), st.integers(0, 35))
+def test_top_k_items_of_candidates_same_ids_and_scores_with_ties_and_repeats(case, k):
+    items, users, candidates = case
+    got = kernels.top_k_items(items, users, k, candidates=candidates)
+    expected = twins.top_k_items(items, users, k, candidates=candidates)
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+@PROPERTY
+@given(scoring_case(integer=True), st.integers(1, 9), st.integers(0, 50))
+def test_top_k_item_blocks_same_result_as_the_twin(case, block_rows, k):
+    items, users = case
+    blocks = [(a, items[a:a + block_rows]) for a in range(0, items.shape[0], block_rows)]
+    for a, b in zip(kernels.top_k_item_blocks(blocks, users, k), twins.top_k_item_blocks(blocks, users, k)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
 @PROPERTY
 @given(st.sampled_from(DTYPES), st.sampled_from([None, 1, 4]), st.integers(0, 60), st.integers(0, 70),
        st.integers(0, 2**32 - 1))
@@ -104,6 +141,21 @@ def test_mlp_scores_within_the_stated_tolerance(case):
     expected = twins.mlp_scores(x, weights, biases, sigmoid=sigmoid, negative_slope=slope)
     assert got.dtype == x.dtype and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=rtol(x.dtype), atol=rtol(x.dtype))
+
+
+@PROPERTY
+@given(mlp_case(), st.integers(0, 6))
+def test_mlp_scores_split_within_the_stated_tolerance_of_the_plain_pass(case, user_width):
+    """The kernel adds the user block's share once; the twin runs the plain pass over the
+    user block repeated: within mlp_scores's tolerance (pfd_ref.twins)."""
+    x, weights, biases, sigmoid, slope = case
+    rng = np.random.default_rng(user_width)
+    user_x = real_valued(rng, user_width, x.dtype)
+    user_weight = real_valued(rng, (user_width, weights[0].shape[1]), x.dtype)
+    got = kernels.mlp_scores_split(user_x, x, user_weight, weights, biases, sigmoid=sigmoid, negative_slope=slope)
+    expected = twins.mlp_scores_split(user_x, x, user_weight, weights, biases, sigmoid=sigmoid, negative_slope=slope)
+    assert got.dtype == x.dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=10 * rtol(x.dtype), atol=10 * rtol(x.dtype))
 
 
 def test_mlp_scores_sigmoid_saturates_without_overflow_in_both():
@@ -393,6 +445,13 @@ BAD_CALLS = [
     ("top_k_scores", (np.ones(3), True), r"^k: expected an integer >= 0"),
     ("top_k_scores", ([1.0, 2.0], 1), r"^scores: expected a numpy array"),
     ("mlp_scores", (np.ones((1, 2)), [], []), r"^weights: expected one or more layers"),
+    ("top_k_items", (np.ones((4, 2)), np.ones(2), 3, [0, 4]), r"^candidates: id 4 is outside the table \[0, 4\)"),
+    ("top_k_items", (np.ones((4, 2)), np.ones(2), 3, [0.0, 1.0]), r"^candidates: expected integer ids"),
+    ("top_k_items", (np.ones((4, 2)), np.ones((2, 2)), 3, [[0, 1]]), r"^candidates: expected one row per user"),
+    ("top_k_item_blocks", ([(0, np.ones((3, 2))), (2, np.ones((3, 2)))], np.ones(2), 2),
+     r"^blocks: a block starts at row 2; expected an integer >= 3"),
+    ("mlp_scores_split", (np.array([1.0, np.nan, 0.0]), np.ones((1, 2)), np.ones((3, 4)), [np.ones((2, 4)), np.ones((4, 1))],
+                          [np.ones(4), np.ones(1)]), r"^user_x: contains NaN or infinity"),
     ("coalesce_rows", (np.array([0, 5]), np.ones((2, 1)), 3), r"^ids: id 5 is outside"),
     ("coalesce_rows", (np.array([-1, 0]), np.ones((2, 1)), 3), r"^ids: id -1 is outside"),
     ("coalesce_rows", (np.array([0]), np.ones((2, 1)), 3), r"^ids: expected 2 ids"),

@@ -1,0 +1,169 @@
+"""Item vectors in a memory-mapped ``.npy`` file: catalogues larger than memory.
+
+A two-tower student scores ``<u, v_i> + b`` against precomputed item vectors ``v`` (N, k).
+When ``v`` does not fit in memory (50M items x 128 float32 is 25.6 GB), it lives in an
+``.npy`` file: ``save_item_vectors`` writes one (atomically, block by block), and
+``top_k_from_file`` memory-maps it and scores it in blocks of about ``BLOCK_BYTES`` with the
+fused top-k (the ``top_k_item_blocks`` kernel: one heap per user carried across the blocks;
+through ``pfd_ref.backend``).
+Before a block is scored the kernel is asked to read the next one ahead
+(``madvise(MADV_WILLNEED)``), so that the disk keeps reading while a block is scored, and the
+pages of a scored block are unmapped from this process (``MADV_DONTNEED``; the page cache
+keeps or drops them as it sees fit). One scan reads the file once, front to back: its time is
+the file's sequential read time when scoring is faster than the disk (docs/performance.md,
+"Catalogues larger than memory", measures both).
+
+The map is private (``MAP_PRIVATE``): the array is writeable, so the kernels see the same
+array type as for an in-memory catalogue, but nothing written to it reaches the file.
+Item ``i`` of a file is its row ``i``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pfd_ref import backend
+from pfd_ref.files import write_atomically
+from pfd_ref.validation import FLOAT_DTYPES
+
+BLOCK_BYTES = 64 << 20  # rows scored per block: 64 MiB of item vectors
+
+
+def save_item_vectors(path, blocks, num_rows: int, dim: int, dtype) -> Path:
+    """Write item vectors ``(num_rows, dim)`` of ``dtype`` (float32 or float64) to the ``.npy``
+    file ``path``, from ``blocks``: one array or an iterable of ``(rows_b, dim)`` arrays in row
+    order, ``sum(rows_b) = num_rows``. Written atomically (``pfd_ref.files.write_atomically``:
+    a temporary file renamed), so ``path`` never holds a partial file. Returns the path."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    if isinstance(blocks, np.ndarray):
+        blocks = [blocks]
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (int(num_rows), int(dim))}
+
+    def write(handle) -> None:
+        np.lib.format.write_array_header_2_0(handle, header)
+        written = 0
+        for block in blocks:
+            if not isinstance(block, np.ndarray) or block.dtype != dtype or block.ndim != 2 or block.shape[1] != dim:
+                got = f"{block.dtype} {block.shape}" if isinstance(block, np.ndarray) else type(block).__name__
+                raise ValueError(f"blocks: expected {dtype} arrays of shape (rows, {dim}), got {got}")
+            if written + block.shape[0] > num_rows:
+                raise ValueError(f"blocks: more than num_rows = {num_rows} rows")
+            handle.write(np.ascontiguousarray(block).data)
+            written += block.shape[0]
+        if written != num_rows:
+            raise ValueError(f"blocks: {written} rows, expected num_rows = {num_rows}")
+
+    return write_atomically(path, write)
+
+
+class ItemVectorFile:
+    """An ``.npy`` file of item vectors, memory-mapped: ``.vectors`` is the ``(N, d)`` array.
+
+    Opening checks that the file is an ``.npy`` array of two dimensions in C order, of
+    float32 or float64 (``dtype`` when given), ``d = dim`` when given, and as long as its
+    header says; every failure is a ``ValueError`` naming the file. Use as a context
+    manager, or call ``close()``.
+    """
+
+    def __init__(self, path, dtype=None, dim: int | None = None):
+        self.path = Path(path)
+        try:
+            handle = open(self.path, "rb")
+        except OSError as err:
+            raise ValueError(f"{self.path}: cannot open the item vectors ({err.strerror})") from None
+        with handle:
+            shape, dtype_in_file, offset = _read_npy_header(self.path, handle)
+            size = os.fstat(handle.fileno()).st_size
+            if len(shape) != 2:
+                raise ValueError(f"{self.path}: expected item vectors of 2 dimensions (N, d), got shape {shape}")
+            if dtype_in_file not in FLOAT_DTYPES:
+                raise ValueError(f"{self.path}: expected float32 or float64 item vectors, got {dtype_in_file}")
+            if dtype is not None and dtype_in_file != np.dtype(dtype):
+                raise ValueError(f"{self.path}: item vectors of dtype {dtype_in_file}, expected {np.dtype(dtype)}")
+            if dim is not None and shape[1] != dim:
+                raise ValueError(f"{self.path}: item vectors of width {shape[1]}, expected width {dim}")
+            nbytes = shape[0] * shape[1] * dtype_in_file.itemsize
+            if size < offset + nbytes:
+                raise ValueError(f"{self.path}: the file holds {size - offset} bytes of data, its header promises {nbytes}")
+            self.offset = offset
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if nbytes else None
+        if self._map is None:
+            self.vectors = np.empty(shape, dtype_in_file)
+        else:
+            self.vectors = np.ndarray(shape, dtype_in_file, buffer=self._map, offset=offset)
+
+    def __enter__(self) -> "ItemVectorFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the map (the arrays taken from ``vectors`` must not be used after this)."""
+        self.vectors = None
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view of the map is still alive; it is released with it
+                pass
+            self._map = None
+
+    def blocks(self, block_rows: int):
+        """Yield ``(first_row, vectors[first_row:first_row + block_rows])`` front to back, asking
+        the kernel to read the next block ahead before each block is returned and unmapping
+        each block's pages once the caller asks for the next."""
+        n, d = self.vectors.shape
+        row_bytes = d * self.vectors.itemsize
+        for a in range(0, n, block_rows):
+            b = min(a + block_rows, n)
+            self._advise(mmap.MADV_WILLNEED, b * row_bytes, min(b + block_rows, n) * row_bytes)
+            yield a, self.vectors[a:b]
+            self._advise(mmap.MADV_DONTNEED, a * row_bytes, b * row_bytes)
+
+    def _advise(self, option: int, start: int, stop: int) -> None:
+        """``madvise`` the file bytes ``[start, stop)`` of the data (page-aligned inwards for
+        DONTNEED, so that no page of a neighbouring block is dropped; outwards otherwise)."""
+        page = mmap.PAGESIZE
+        start, stop = start + self.offset, stop + self.offset
+        if option == mmap.MADV_DONTNEED:
+            start, stop = -(-start // page) * page, stop // page * page
+        else:
+            start, stop = start // page * page, -(-stop // page) * page
+        stop = min(stop, len(self._map)) if self._map is not None else 0
+        if stop > start:
+            self._map.madvise(option, start, stop - start)
+
+
+def _read_npy_header(path: Path, handle) -> tuple[tuple, np.dtype, int]:
+    """``(shape, dtype, data offset)`` of an ``.npy`` file; ``ValueError`` naming it otherwise."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle)
+    except (ValueError, OSError, SyntaxError) as err:
+        raise ValueError(f"{path}: not an .npy array file ({err})") from None
+    if fortran_order:
+        raise ValueError(f"{path}: item vectors in Fortran order; expected C order (rows contiguous)")
+    return tuple(shape), np.dtype(dtype), handle.tell()
+
+
+def top_k_from_file(path, users: np.ndarray, k: int, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_items(v, users, k)`` with the item vectors ``v`` read from the ``.npy``
+    file ``path`` in blocks of about ``block_bytes`` (see the module docstring).
+
+    users : float32/float64 ``(k_dim,)`` or ``(m, k_dim)`` of the file's dtype and width.
+    Returns ``(top_scores, top_ids)`` as ``top_k_items`` does (ids are row numbers of the
+    file, best first, ties to the lower row), bit for bit the same for one user.
+    """
+    users = np.asarray(users)
+    if users.dtype not in FLOAT_DTYPES or users.ndim not in (1, 2):
+        raise ValueError(f"users: expected a float32 or float64 array (d,) or (m, d), got {users.dtype} {users.shape}")
+    with ItemVectorFile(path, dtype=users.dtype, dim=users.shape[-1]) as catalogue:
+        block_rows = max(1, block_bytes // max(1, catalogue.vectors.shape[1] * catalogue.vectors.itemsize))
+        return backend.top_k_item_blocks(catalogue.blocks(block_rows), users, k)

@@ -1,0 +1,95 @@
+"""Memory-mapped item vectors: the scan in blocks equals the in-memory top-k, bad files are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pfd_ref import catalogue, kernels
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((5003, 12)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def vector_file(vectors, tmp_path_factory):
+    path = tmp_path_factory.mktemp("catalogue") / "vectors.npy"
+    blocks = (vectors[a:a + 700] for a in range(0, vectors.shape[0], 700))
+    return catalogue.save_item_vectors(path, blocks, vectors.shape[0], vectors.shape[1], np.float32)
+
+
+def test_saved_file_is_an_npy_of_the_vectors(vector_file, vectors):
+    np.testing.assert_array_equal(np.load(vector_file), vectors)
+
+
+@pytest.mark.parametrize("block_bytes", [12 * 4 * 333, catalogue.BLOCK_BYTES])
+def test_scan_in_blocks_equals_the_in_memory_top_k(vector_file, vectors, block_bytes, tmp_path):
+    rng = np.random.default_rng(1)
+    user = rng.standard_normal(12).astype(np.float32)
+    got = catalogue.top_k_from_file(vector_file, user, 40, block_bytes=block_bytes)
+    for a, b in zip(got, kernels.top_k_items(vectors, user, 40)):  # one user: bit for bit
+        np.testing.assert_array_equal(a, b)
+    # a batch scores by BLAS GEMM on blocks that differ from the in-memory run's: integer
+    # values (exact sums, many ties) make the two comparable exactly
+    integers = np.round(3 * vectors)
+    path = catalogue.save_item_vectors(tmp_path / "integers.npy", integers, *integers.shape, np.float32)
+    users = rng.integers(-2, 3, (3, 12)).astype(np.float32)
+    got = catalogue.top_k_from_file(path, users, 40, block_bytes=block_bytes)
+    for a, b in zip(got, kernels.top_k_items(integers, users, 40)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_map_is_private_and_blocks_cover_every_row_once(vector_file, vectors):
+    with catalogue.ItemVectorFile(vector_file, dtype=np.float32, dim=12) as opened:
+        starts = [(a, block.shape[0]) for a, block in opened.blocks(1000)]
+        opened.vectors[0, 0] = 123.0  # private map: never reaches the file
+    assert starts == [(a, min(1000, 5003 - a)) for a in range(0, 5003, 1000)]
+    np.testing.assert_array_equal(np.load(vector_file), vectors)
+
+
+def _write(path, array, fortran=False):
+    np.save(path, np.asfortranarray(array) if fortran else array)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: _write(p, np.zeros((4, 12), np.float64)), r"item vectors of dtype float64, expected float32"),
+        (lambda p: _write(p, np.zeros((4, 5), np.float32)), r"item vectors of width 5, expected width 12"),
+        (lambda p: _write(p, np.zeros(12, np.float32)), r"expected item vectors of 2 dimensions"),
+        (lambda p: _write(p, np.zeros((4, 12), np.int32)), r"expected float32 or float64 item vectors"),
+        (lambda p: _write(p, np.zeros((4, 12), np.float32), fortran=True), r"Fortran order"),
+        (lambda p: p.write_bytes(b"not an array") and p, r"not an \.npy array file"),
+    ],
+)
+def test_bad_files_are_rejected_naming_them(tmp_path, make, message):
+    path = make(tmp_path / "bad.npy")
+    with pytest.raises(ValueError, match=rf"bad\.npy: .*{message}"):
+        catalogue.top_k_from_file(path, np.ones(12, np.float32), 3)
+
+
+def test_a_truncated_file_is_rejected(tmp_path):
+    path = _write(tmp_path / "short.npy", np.zeros((100, 12), np.float32))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ValueError, match=r"short\.npy: the file holds \d+ bytes of data, its header promises 4800"):
+        catalogue.top_k_from_file(path, np.ones(12, np.float32), 3)
+
+
+def test_a_missing_file_and_bad_users_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"missing\.npy: cannot open"):
+        catalogue.top_k_from_file(tmp_path / "missing.npy", np.ones(12, np.float32), 3)
+    with pytest.raises(ValueError, match=r"^users: expected a float32 or float64 array"):
+        catalogue.top_k_from_file(tmp_path / "missing.npy", np.ones(12, np.int64), 3)
+
+
+def test_a_failed_save_leaves_no_file(tmp_path):
+    path = tmp_path / "vectors.npy"
+    with pytest.raises(ValueError, match=r"^blocks: 3 rows, expected num_rows = 5"):
+        catalogue.save_item_vectors(path, [np.zeros((3, 2), np.float32)], 5, 2, np.float32)
+    with pytest.raises(ValueError, match=r"^blocks: expected float32 arrays of shape \(rows, 2\)"):
+        catalogue.save_item_vectors(path, [np.zeros((3, 2), np.float64)], 3, 2, np.float32)
+    assert list(tmp_path.iterdir()) == []
