@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pfd_ref import catalogue, kernels
+from pfd_ref.backend import using
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,12 @@ def test_saved_file_is_an_npy_of_the_vectors(vector_file, vectors):
 
 @pytest.mark.parametrize("block_bytes", [12 * 4 * 333, catalogue.BLOCK_BYTES])
 def test_scan_in_blocks_equals_the_in_memory_top_k(vector_file, vectors, block_bytes, tmp_path):
+    """On the Numba backend (the kernels' scores; the twins' are pfd_ref.twins's business)."""
+    with using("numba"):
+        _scan_in_blocks_equals_the_in_memory_top_k(vector_file, vectors, block_bytes, tmp_path)
+
+
+def _scan_in_blocks_equals_the_in_memory_top_k(vector_file, vectors, block_bytes, tmp_path):
     rng = np.random.default_rng(1)
     user = rng.standard_normal(12).astype(np.float32)
     got = catalogue.top_k_from_file(vector_file, user, 40, block_bytes=block_bytes)

@@ -641,7 +641,7 @@ def test_score_refuses_item_vectors_for_an_mlp_student(finished_run, tmp_path, c
 
 def test_run_reports_the_compile_time_on_its_own_line(data_file, tmp_path, capsys):
     code = main(["run", "--data", str(data_file), "--methods", "baseline", "--seeds", "1", "--batch-size", "64",
-                 "--quiet"])
+                 "--quiet", "--backend", "numba"])
     err = capsys.readouterr().err
     assert code == 0
     assert re.search(r"^compile: the float32 training kernels, compiled or loaded from Numba's cache in \d+\.\d s "
@@ -686,7 +686,8 @@ def test_run_compiles_no_kernel_after_its_compile_line(data_file, tmp_path):
     the compile line, none during training or evaluation."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-c", TRAINING_COMPILES_NOTHING, "run", "--data", str(data_file),
-                           "--methods", "baseline,pfd", "--seeds", "1", "--batch-size", "32", "--warmup-steps", "1", "--quiet"],
+                           "--methods", "baseline,pfd", "--seeds", "1", "--batch-size", "32", "--warmup-steps", "1", "--quiet",
+                           "--backend", "numba"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "compiled after compile_all: []" in done.stdout
