@@ -16,7 +16,10 @@ back: its time is the file's sequential read time when scoring is faster than th
 read ahead with ``MADV_WILLNEED`` instead of a reader thread measured 15-25 % slower).
 
 The map is private (``MAP_PRIVATE``): the array is writeable, so the kernels see the same
-array type as for an in-memory catalogue, but nothing written to it reaches the file.
+array type as for an in-memory catalogue, but nothing written to it reaches the file. It is
+also ``MAP_NORESERVE``: pfd_ref never writes to it, so no memory is set aside for copies of
+its pages; without it Linux's default overcommit heuristic refuses (``ENOMEM``) a private
+writeable map larger than memory + swap, the very files this module is for.
 Item ``i`` of a file is its row ``i``.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +38,8 @@ from pfd_ref.files import write_atomically
 from pfd_ref.validation import FLOAT_DTYPES
 
 BLOCK_BYTES = 64 << 20  # rows scored per block: 64 MiB of item vectors
+# MAP_NORESERVE: Python's mmap module names it from 3.13; 0x4000 is its value on Linux.
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 
 
 def save_item_vectors(path, blocks, num_rows: int, dim: int, dtype) -> Path:
@@ -95,7 +101,7 @@ class ItemVectorFile:
             if size < offset + nbytes:
                 raise ValueError(f"{self.path}: the file holds {size - offset} bytes of data, its header promises {nbytes}")
             self.offset = offset
-            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) if nbytes else None
+            self._map = _private_map(handle.fileno()) if nbytes else None
         if self._map is None:
             self.vectors = np.empty(shape, dtype_in_file)
         else:
@@ -149,6 +155,13 @@ class ItemVectorFile:
         start, stop = -(-(start + self.offset) // page) * page, (stop + self.offset) // page * page
         if stop > start:
             self._map.madvise(option, start, stop - start)
+
+
+def _private_map(fileno: int) -> mmap.mmap:
+    """The whole file mapped private and writeable, with no memory reserved for copies."""
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: no flags; a copy-on-write map
+        return mmap.mmap(fileno, 0, access=mmap.ACCESS_COPY)
+    return mmap.mmap(fileno, 0, flags=mmap.MAP_PRIVATE | MAP_NORESERVE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 def _read_npy_header(path: Path, handle) -> tuple[tuple, np.dtype, int]:

@@ -100,3 +100,14 @@ def test_a_failed_save_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match=r"^blocks: expected float32 arrays of shape \(rows, 2\)"):
         catalogue.save_item_vectors(path, [np.zeros((3, 2), np.float64)], 3, 2, np.float32)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_larger_than_memory_and_swap_opens(tmp_path):
+    # A sparse 1 TiB file (no disk used): a private writeable map that reserved memory for
+    # copies of its pages would be refused (ENOMEM) under Linux's default overcommit heuristic.
+    path = tmp_path / "huge.npy"
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1 << 31, 128))
+    del header
+    with catalogue.ItemVectorFile(path, dtype=np.float32, dim=128) as opened:
+        assert opened.vectors.shape == (1 << 31, 128)
+        np.testing.assert_array_equal(opened.vectors[-1], np.zeros(128, np.float32))
