@@ -180,9 +180,9 @@ class ServedStudent:
             raise ValueError(f"{where} lacks the array {error}") from None
         except (json.JSONDecodeError, ValueError) as error:
             raise ValueError(f"{where}: its 'config' is not a student's ({error})") from None
-        first_layer = None if isinstance(model, TwoTower) else _load_first_layer(path, model, params, archive)
+        split = not isinstance(model, TwoTower)  # an MLP student's file holds its split first layer
         known = {"format", "config", "user_keys", "item_keys", *pack_columns("param", params),
-                 *pack_columns("first_layer", first_layer or {}),
+                 *(f"first_layer.{b}" for b in INPUT_BLOCKS if split),
                  *pack_columns("users", tables["user"]), *pack_columns("items", tables["item"])}
         unknown = [name for name in archive if name not in known]
         if unknown:
@@ -191,10 +191,12 @@ class ServedStudent:
             for tower in ("user", "item"):
                 _check_catalogue(tower, keys[tower], tables[tower], [f for f in fields if f.tower == tower])
             student = cls(model, params, keys["user"], FeatureRows(tables["user"]), keys["item"],
-                          FeatureRows(tables["item"]), first_layer)
+                          FeatureRows(tables["item"]))
             first = FeatureRows({**student._rows(student.user_rows, np.zeros(1, np.int64)).columns,
                                  **student._rows(student.item_rows, np.zeros(1, np.int64)).columns})
             model.forward(params, first)  # checks every parameter's dtype, shape and finiteness
+            if split:
+                student.first_layer = _load_first_layer(model, params, archive)
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         return student
@@ -382,18 +384,19 @@ def _key_index(name: str, what: str, table: str, keys: np.ndarray, wanted) -> np
     return index
 
 
-def _load_first_layer(path, model, params: dict, archive: dict) -> dict:
-    """The ``first_layer.<block>`` arrays of an MLP student's file, checked against ``W_0``."""
+def _load_first_layer(model, params: dict, archive: dict) -> dict:
+    """The ``first_layer.<block>`` arrays of an MLP student's file, checked against ``W_0``
+    (of checked parameters); the caller names the file."""
     missing = [f"first_layer.{b}" for b in INPUT_BLOCKS if f"first_layer.{b}" not in archive]
     if missing:
-        raise ValueError(f"model: {path}: the MLP student's split first layer is missing ({', '.join(missing)}); "
+        raise ValueError(f"the MLP student's split first layer is missing ({', '.join(missing)}); "
                          "files written before it was added must be exported again (`pfd-ref run --save`)")
     expected = first_layer_blocks(model, params)
     blocks = {}
     for b in INPUT_BLOCKS:
         block = archive[f"first_layer.{b}"]
         if block.dtype != expected[b].dtype or not np.array_equal(block, expected[b]):
-            raise ValueError(f"model: {path}: first_layer.{b} ({block.dtype} {block.shape}) is not the {b} block of the "
+            raise ValueError(f"first_layer.{b} ({block.dtype} {block.shape}) is not the {b} block of the "
                              f"rows of {model.mlp.names[0][0]} ({expected[b].dtype} {expected[b].shape})")
         blocks[b] = np.ascontiguousarray(block)
     return blocks

@@ -317,10 +317,10 @@ def _rewrite(path, out, change):
 def test_an_mlp_export_without_its_split_first_layer_is_rejected(exports, tmp_path):
     path = exports["mlp", "plain"].path
     missing = _rewrite(path, tmp_path / "old.npz", lambda a: a.pop("first_layer.item"))
-    with pytest.raises(ValueError, match=r"old\.npz: the MLP student's split first layer is missing \(first_layer.item\)"):
+    with pytest.raises(ValueError, match=r"old\.npz': the MLP student's split first layer is missing \(first_layer.item\)"):
         ServedStudent.load(missing)
     tampered = _rewrite(path, tmp_path / "tampered.npz", lambda a: a.update({"first_layer.user": 2 * a["first_layer.user"]}))
-    with pytest.raises(ValueError, match=r"tampered\.npz: first_layer.user .* is not the user block"):
+    with pytest.raises(ValueError, match=r"tampered\.npz': first_layer.user .* is not the user block"):
         ServedStudent.load(tampered)
 
 
