@@ -60,6 +60,18 @@ def _methods(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"--{err}")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma list of names (column names: --objectives)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -128,7 +140,9 @@ def _add_run_parser(commands, computes) -> None:
     kuairand, taobao = experiment.KUAIRAND, experiment.TAOBAO
     distill, config = DistillConfig(), TrainConfig()
     run = commands.add_parser("run", parents=[computes], help="train the methods on both tasks and print one table per task")
-    run.add_argument("--task", choices=experiment.TASKS + ("all",), default="all")
+    run.add_argument("--task", choices=experiment.TASKS + (experiment.SHORT_VIDEO, "all"), default="all",
+                     help=f"all: {' and '.join(experiment.TASKS)}; {experiment.SHORT_VIDEO}: the synthetic short-video log "
+                          "(several objectives, a multi-head student; docs/results.md, 'Short video')")
     run.add_argument("--methods", type=_methods, default=None,
                      help=f"comma list from {', '.join(experiment.REPORTED_METHODS)} (default: all; with "
                           f"--teacher-scores: {','.join(experiment.TEACHER_SCORES_METHODS)})")
@@ -186,6 +200,12 @@ def _add_run_parser(commands, computes) -> None:
                           "(default) or dropped and counted")
     run.add_argument("--label", default=None,
                      help=f"with --data {kuairand}: the 0/1 label column, e.g. label, is_like, long_view (default: label)")
+    run.add_argument("--objectives", type=_names, default=None,
+                     help=f"with --task {experiment.SHORT_VIDEO} or --data {kuairand}: a comma list of 0/1 objective "
+                          "columns, one head each of a multi-head student, e.g. is_click,is_like,is_comment,is_forward,"
+                          "is_follow,is_profile_enter (docs/method.md, 'Several objectives')")
+    run.add_argument("--objective-weights", type=_float_list, default=None,
+                     help="with --objectives: one weight w_k >= 0 per objective, in its order (default: 1 each)")
     run.add_argument("--user-features", type=Path, default=None,
                      help=f"with --data {kuairand}: a KuaiRand user-features file (user_id + categorical columns)")
     run.add_argument("--test-days", type=int, default=None,
@@ -293,7 +313,9 @@ def command_run(args) -> int:
                 from pfd_ref.serving import save_student
                 on_result = lambda seed, result, run=run: save_student(  # noqa: E731
                     students[run.task, result.method, seed], result, run.train)
-            _print_table(run.task, experiment.run_task(run, progress=progress, on_result=on_result, on_seed=keep))
+            records = experiment.run_task(run, progress=progress, on_result=on_result, on_seed=keep)
+            for task in dict.fromkeys(r["task"] for r in records):  # one table per objective of a multi-head run
+                _print_table(task, [r for r in records if r["task"] == task])
     except KeyboardInterrupt:
         kept = f"; {args.json} holds the {len(finished)} records of the seeds that finished" if args.json else ""
         print(f"pfd-ref: interrupted{kept}", file=sys.stderr)

@@ -38,8 +38,11 @@ import numpy as np
 from pfd_ref.backend import get_backend
 from pfd_ref.data import Dataset
 from pfd_ref.data.dataset import last_days
+from pfd_ref.data.objectives import ObjectiveData, evaluable
+from pfd_ref.data.shortvideo import OBJECTIVES, ShortVideoConfig, generate_shortvideo
 from pfd_ref.data.synthetic import SyntheticConfig, generate
 from pfd_ref.distill import METHOD_RULES, METHODS, STUDENT_KINDS, DistillConfig, ModelSizes, check_method, check_method_fits
+from pfd_ref.multihead import build_objective_models
 from pfd_ref.metrics import evaluate, paired_comparison
 from pfd_ref.provenance import file_source, format_differences, generator_source, json_options, provenance
 from pfd_ref.score_files import read_teacher_scores
@@ -49,6 +52,8 @@ from pfd_ref.validation import check_choice, check_scalar
 
 TASKS = ("ctr", "cvr")  # the tasks of the synthetic data and of the Taobao log
 STUDENT_OF_TASK = {"ctr": "two_tower", "cvr": "mlp"}  # of those tasks; every other data source: mlp
+SHORT_VIDEO = "shortvideo"  # the synthetic short-video log (several objectives, a multi-head student)
+MIN_TEST_POSITIVES = 30  # an objective with fewer test positives (or negatives) in its scope is named and skipped
 DEFAULT_SEEDS = 3
 KUAIRAND = "kuairand"
 TAOBAO = "taobao"
@@ -221,6 +226,7 @@ def resolve_options(options: dict) -> dict:
     source = data_source(options["data"])
     if source in LOGS and options["path"] is None:
         raise ValueError(f"--path: required with --data {source} (the log file)")
+    check_objective_options(options, source)
     for option, sources in SOURCE_OPTIONS.items():
         if source not in sources and options[option] is not None:
             raise ValueError(f"--{option.replace('_', '-')}: only with --data {' or '.join(sources)}")
@@ -235,6 +241,26 @@ def resolve_options(options: dict) -> dict:
             options[key] = SOURCE_DEFAULTS[source][key]
     check_teacher_scores(options)
     return options
+
+
+def check_objective_options(options: dict, source: str) -> None:
+    """ValueError naming ``--objectives`` or ``--objective-weights`` when given outside a
+    multi-objective run (``--task shortvideo`` or ``--data kuairand``), weights without
+    objectives on KuaiRand, ``--task shortvideo`` with ``--data``, ``--label`` with
+    ``--objectives``, or ``--save`` (a multi-head student is not exported for serving)."""
+    objectives, weights = options.get("objectives"), options.get("objective_weights")
+    if options.get("task") == SHORT_VIDEO and source != "synthetic":
+        raise ValueError(f"--task: {SHORT_VIDEO!r} is the built-in synthetic log; with --data {KUAIRAND} give "
+                         "--objectives instead")
+    multi = options.get("task") == SHORT_VIDEO if source == "synthetic" else False  # KuaiRand: the next commit
+    if multi and source == KUAIRAND and options.get("label") is not None:
+        raise ValueError("--label: not with --objectives (each objective is a label of its own head)")
+    if not multi and (objectives is not None or weights is not None):
+        option = "--objectives" if objectives is not None else "--objective-weights"
+        raise ValueError(f"{option}: only with --task {SHORT_VIDEO} or --data {KUAIRAND} --objectives ...")
+    if multi and options.get("save") is not None:
+        raise ValueError("--save: a multi-head student is not exported for serving (pfd_ref.serving scores one "
+                         "objective); run without --save")
 
 
 def scaled_warmup_steps(n_rows: int, batch_size: int) -> int:
@@ -284,13 +310,16 @@ def run_options(options: dict, student_kind: str, n_rows: int, source: str = "sy
     return filled
 
 
-def methods_for(schema, student_kind: str, sizes: ModelSizes, methods=None) -> tuple[str, ...]:
+def methods_for(schema, student_kind: str, sizes: ModelSizes, methods=None, objectives=None) -> tuple[str, ...]:
     """The methods (teacher rows included) a run of a ``student_kind`` student with ``sizes``
     on data of ``schema`` reports: ``methods`` when given, each checked to be defined there
     (``distill.check_method_fits``: mtl needs an MLP student, lupi and mtl privileged fields;
-    ValueError naming ``--methods``), else every one of ``REPORTED_METHODS`` that is."""
+    with ``objectives``, ``multihead.build_objective_models``: no mtl, a teacher that may
+    distil some head; ValueError naming ``--methods``), else every one of ``REPORTED_METHODS`` that is."""
     def problem(method: str) -> str | None:
         try:
+            if objectives is not None:
+                build_objective_models(schema, objectives, TEACHER_OF.get(method, method), sizes)
             check_method_fits(schema, TEACHER_OF.get(method, method), student_kind, sizes)
         except ValueError as error:
             return str(error).removeprefix("method: ")
@@ -490,8 +519,12 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
                 + f" (at least {MIN_FITTED_STEPS_PER_EPOCH} steps an epoch, lambda over at least half of them)")
         task_options = {**task_options, **fitted}
         config = train_config(task_options, kind, train_data.n, source)
-        methods = methods_for(train_data.schema, kind, config.sizes, options["methods"])
+        objectives = train_data.objectives if isinstance(train_data, ObjectiveData) else None
+        methods = methods_for(train_data.schema, kind, config.sizes, options["methods"], objectives)
         runs.append(Run(task, train_data, test_data, config, methods, teacher_logits, files, task_options))
+        if isinstance(test_data, ObjectiveData):
+            for name, reason in evaluable(test_data, MIN_TEST_POSITIVES)[1].items():
+                log(f"  objective {name} skipped in the tables: {reason}")
     given_tower = [name for name in TOWER_OPTIONS if options[name] is not None]
     if given_tower and all(run.config.student_kind == "mlp" for run in runs):
         raise ValueError("--tower-norm, --tower-scale: the tower options act on two-tower models; "
@@ -570,6 +603,13 @@ def _task_data(options: dict, log: Callable[[str], None]):
             log(f"  teacher: {options['teacher_scores']} ({options['teacher_scores_are']}, aligned by "
                 f"{options['teacher_scores_align']} to the {data.n} rows of {path}; {train_data.n} training rows used)")
         yield path.stem, train_data, test_data, options["student"] or "mlp", teacher_logits, files, options
+    elif options["task"] == SHORT_VIDEO:
+        config = ShortVideoConfig(seed=options["data_seed"])
+        objectives = options["objectives"] or OBJECTIVES
+        train_data, test_data = generate_shortvideo(config, objectives, options["objective_weights"])
+        files = {"data": generator_source("pfd_ref.data.shortvideo.generate_shortvideo",
+                                          {**asdict(config), "objectives": train_data.objectives.to_dict()})}
+        yield SHORT_VIDEO, train_data, test_data, "mlp", None, files, options
     else:
         for task in (TASKS if options["task"] == "all" else (options["task"],)):
             config = SyntheticConfig(seed=options["data_seed"])
@@ -619,6 +659,7 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
     methods = parse_methods(methods)
     teacher_row = {method: row for row, method in TEACHER_OF.items() if row in methods}
     records = []
+    objectives = evaluable(test_data, MIN_TEST_POSITIVES)[0] if isinstance(test_data, ObjectiveData) else None
     for seed in seeds:
         seed_start = len(records)
         seeded = with_seed(config, seed)
@@ -626,11 +667,11 @@ def run_methods(task: str, train_data: Dataset, test_data: Dataset, methods, see
             result = train(train_data, method, seeded,
                            progress=(lambda name, total: progress(f"{task} seed {seed} {name}", total)) if progress else None,
                            teacher_logits=teacher_logits if METHOD_RULES[method].teacher else None)
-            records.append(_record(task, method, seeded, _evaluate(result.student, result.params, test_data),
-                                   result.train_seconds))
+            for name, metrics in _evaluate(task, result.student, result.params, test_data, objectives):
+                records.append(_record(name, method, seeded, metrics, result.train_seconds))
             if method in teacher_row and result.teacher is not None:
-                records.append(_record(task, teacher_row[method], seeded, _evaluate(result.teacher, result.params, test_data),
-                                       result.train_seconds))
+                for name, metrics in _evaluate(task, result.teacher, result.params, test_data, objectives):
+                    records.append(_record(name, teacher_row[method], seeded, metrics, result.train_seconds))
             if on_result is not None:
                 on_result(seed, result)
         if on_seed is not None:
@@ -651,8 +692,25 @@ def run_settings(task: str, train_data: Dataset, test_data: Dataset, settings: d
             for label, config in settings.items()}
 
 
-def _evaluate(model, params: dict, data: Dataset) -> dict:
-    return evaluate(data.labels, predict(model, params, data), data.user_ids)
+def _evaluate(task: str, model, params: dict, data: Dataset, objectives=None) -> list[tuple[str, dict]]:
+    """``[(task, metrics)]`` of ``model`` on ``data``; with ``objectives`` (multi-head, the
+    evaluable objectives of ``data``) ``(task/objective, metrics)`` for each head of ``model``
+    among them, on the rows of the objective's scope."""
+    logits = predict(model, params, data)
+    if objectives is None:
+        return [(task, evaluate(data.labels, logits, data.user_ids))]
+    results = []
+    for k, name in enumerate(model.objectives):
+        if name in objectives:
+            rows = data.masks([name], np.bool_)[:, 0]
+            results.append((objective_task(task, name),
+                            evaluate(data.labels_of([name])[rows, 0], logits[rows, k], data.user_ids[rows])))
+    return results
+
+
+def objective_task(task: str, objective: str) -> str:
+    """The task name of one objective's records and table: ``task/objective``."""
+    return f"{task}/{objective}"
 
 
 GAIN_STATISTICS = ("", "_std", "_ci_low", "_ci_high", "_p")  # suffixes of a gain's entries in a summary row

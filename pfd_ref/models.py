@@ -611,18 +611,76 @@ class TwoTower:
         }
 
 
+class MultiHeadRanker(MLPRanker):
+    """A shared-bottom multi-objective ranker: ``logits_i = MLP(x_i)`` of shape ``(K,)``, one
+    logit per objective.
+
+    The bottom is the MLP's hidden layers (``hidden``, each followed by ``activation``, with
+    batch normalisation before it when ``batch_norm``), shared by every objective; head ``k``
+    is column ``k`` of the linear output layer ``{prefix}.mlp.{L}.weight (hidden[-1], K)`` and
+    its bias entry ``{prefix}.mlp.{L}.bias[k]`` (``L = len(hidden)``): ``z_ik = h_i . W_L[:, k]
+    + b_L[k]``. Shapes: batch of ``n`` rows -> ``x (n, D)`` -> logits ``(n, K)``.
+    ``objectives`` names the heads in order; ``distilled`` the heads that a teacher's soft
+    labels reach in training (``pfd_ref.multihead.build_objective_models`` sets it by the
+    leakage rule; it does not change what the model computes).
+    """
+
+    kind = "multihead"
+
+    def __init__(self, prefix: str, fields, objectives, embed_dim: int = 16, hidden=(64, 32), shared_fields=(),
+                 activation: str = "relu", batch_norm: bool = False, distilled=()):
+        super().__init__(prefix, fields, embed_dim, hidden, shared_fields, activation, batch_norm)
+        self.objectives, self.distilled = tuple(objectives), tuple(distilled)
+        if not self.objectives or not set(self.distilled) <= set(self.objectives):
+            raise ValueError(f"objectives: a multi-head model needs at least one head, and distilled heads among them "
+                             f"(got {list(self.objectives)}, distilled {list(self.distilled)})")
+        self.mlp = MLPStack(f"{prefix}.mlp", (self.encoder.output_dim, *self.hidden, len(self.objectives)), activation,
+                            batch_norm)
+
+    def forward(self, params: dict, batch: Dataset, training: bool = False,
+                shared: SharedTables | None = None) -> tuple[np.ndarray, tuple]:
+        """Return logits ``(n, K)`` and the cache for ``backward`` (``training`` and ``shared``
+        as in ``MLPRanker.forward``)."""
+        x, encoder_cache = self.encoder.forward(params, batch, params[self.mlp.names[0][0]].dtype, shared)
+        out, mlp_cache = self.mlp.forward(params, x, training)
+        return out, (encoder_cache, mlp_cache)
+
+    def backward(self, params: dict, cache: tuple, d_logits: np.ndarray) -> dict:
+        """Gradients of ``sum_ik d_logits_ik * z_ik`` (``d_logits (n, K)``) for every trained
+        parameter: ``layers.mlp_backward`` with the heads' gradients as the output layer's
+        (``dW_L = h^T dZ``, ``db_L = 1^T dZ``, ``dh = dZ W_L^T``), then the encoder's."""
+        encoder_cache, mlp_cache = cache
+        x = mlp_cache.inputs[0]
+        d_logits = check_float_dtype("d_logits", d_logits, x.dtype)
+        check_shape("d_logits", d_logits, (x.shape[0], len(self.objectives)))
+        d_x, grads = self.mlp.backward(mlp_cache, d_logits)
+        return {**grads, **self.encoder.backward(encoder_cache, d_x)}
+
+    def exported(self, params: dict) -> tuple["MultiHeadRanker", dict]:
+        """As ``MLPRanker.exported``: batch normalisation folded, tables renamed to the model's own."""
+        served = MultiHeadRanker(self.prefix, self.fields, self.objectives, self.embed_dim, self.hidden, (),
+                                 self.mlp.activation)
+        return served, {**_exported_tables(self.encoder, served.encoder, params), **self.mlp.folded_params(params)}
+
+    def config(self) -> dict:
+        return {**super().config(), "objectives": list(self.objectives), "distilled": list(self.distilled)}
+
+
 def build_model(config: dict):
-    """Rebuild an ``MLPRanker`` or ``TwoTower`` from its ``config()`` dict."""
+    """Rebuild an ``MLPRanker``, ``TwoTower`` or ``MultiHeadRanker`` from its ``config()`` dict."""
     config = dict(config)
     kind = config.pop("kind", None)
-    if kind not in ("mlp", "two_tower"):
-        raise ValueError(f"config: unknown model kind {kind!r}; expected 'mlp' or 'two_tower'")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"config: unknown model kind {kind!r}; expected one of {tuple(MODEL_KINDS)}")
     try:
         for key in ("fields", "user_fields", "item_fields"):
             if key in config:
                 config[key] = [FeatureSpec.from_dict(f) for f in config[key]]
-        return MLPRanker(**config) if kind == "mlp" else TwoTower(**config)
+        return MODEL_KINDS[kind](**config)
     except (TypeError, KeyError) as error:
         raise ValueError(f"config: not the config() of a {kind} model ({error})") from None
 
 
+
+
+MODEL_KINDS = {model.kind: model for model in (MLPRanker, TwoTower, MultiHeadRanker)}

@@ -29,6 +29,7 @@ import numpy as np
 from pfd_ref import layers
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.data.dataset import load_npz, pack_columns, save_npz
+from pfd_ref.data.objectives import ObjectiveData, ObjectiveSet
 from pfd_ref.distill import (HARD_WEIGHTS, METHODS, SHARING, STUDENT_KINDS, DistillConfig, ModelSizes, check_method,
                              init_params)
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
@@ -49,6 +50,12 @@ BIAS_INIT_STD = 0.1
 RUNNING_VAR_INIT_RANGE = (0.5, 1.5)
 CASE_SIZES = ModelSizes(embed_dim=3, student_hidden=(4,), tower_out_dim=3, strong_hidden=(5, 4))
 STUDENT_HIDDEN = (4, 3)  # the student's hidden sizes are STUDENT_HIDDEN[:student_layers]
+MULTIHEAD = "multihead"  # the case kind of the multi-head student (pfd_ref.multihead)
+CASE_MODELS = (*STUDENT_KINDS, MULTIHEAD)
+# The objectives of a multi-head case: cat_clicks gives the click away (as the watch time does), so
+# the teachers that read it (pfd, pfd+md, lupi) distil like and comment only, and md's distils all three.
+CASE_OBJECTIVES = ObjectiveSet(("click", "like", "comment"), ("all", "played", "played"), (1.0, 2.0, 0.5),
+                               (("cat_clicks",), (), ()))
 OPTIMIZER_RULES = {  # (optimizer, how its embedding tables are updated) -> the torch optimizer that matches
     ("adam", "lazy"): "adam_lazy = torch.optim.SparseAdam on embedding tables + torch.optim.Adam elsewhere",
     ("adam", "dense"): "adam_dense = torch.optim.Adam on every parameter (embedding gradients densified)",
@@ -66,8 +73,9 @@ SUMMARY_NAMES = 4  # failing names repeated in the report's last line
 class CaseSpec:
     """Everything that determines a case (stored in its ``meta`` under ``"case"``).
 
-    model : student kind, "mlp" or "two_tower"; method : one of ``distill.METHODS`` (baseline,
-    mtl (MLP only), md, lupi, pfd, pfd+md);
+    model : student kind, "mlp", "two_tower" or "multihead" (the multi-head student of
+    ``pfd_ref.multihead`` with the objectives ``CASE_OBJECTIVES``); method : one of
+    ``distill.METHODS`` (baseline, mtl (MLP only), md, lupi, pfd, pfd+md);
     mode : "sync" or "two-stage" (recorded but without effect for "baseline");
     seed : draws the batch and the initial parameters; dtype : "float64" or "float32";
     rows : batch size n (>= 2); lambda_, temperature, warmup_steps, hard_weight : the
@@ -89,7 +97,8 @@ class CaseSpec:
     """
 
     # The metadata (choices, required, help, flag) makes the options of ``pfd-ref oracle dump``.
-    model: str = field(default="mlp", metadata=dict(choices=STUDENT_KINDS, required=True, help="the student's kind"))
+    model: str = field(default="mlp", metadata=dict(choices=CASE_MODELS, required=True,
+                                                    help="the student's kind (multihead: one head per objective)"))
     method: str = field(default="pfd", metadata=dict(choices=METHODS, required=True))
     mode: str = field(default="sync", metadata=dict(choices=MODES, required=True))
     seed: int = 0
@@ -144,7 +153,11 @@ class CaseSpec:
         check_optimizer_fields(self)
         self.make_optimizer()  # raises on a bad optimizer setting
         # raises on a bad model, method, mode, sharing or distillation setting, or a method the model does not take
-        models_for(case_schema(self.pooling), self.method, self.train_config())
+        models_for(case_schema(self.pooling), self.method, self.train_config(), self.objectives())
+
+    def objectives(self) -> ObjectiveSet | None:
+        """``CASE_OBJECTIVES`` for a multi-head case, else None."""
+        return CASE_OBJECTIVES if self.model == MULTIHEAD else None
 
     def distill_config(self) -> DistillConfig:
         return DistillConfig(lambda_=self.lambda_, warmup_steps=self.warmup_steps, temperature=self.temperature,
@@ -152,7 +165,7 @@ class CaseSpec:
 
     def train_config(self) -> TrainConfig:
         check_method(self.method)
-        return TrainConfig(student_kind=self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
+        return TrainConfig(student_kind="mlp" if self.model == MULTIHEAD else self.model, mode=self.mode, lr=self.lr, distill=self.distill_config(),
                            sharing=self.sharing, adam_sparse=self.adam_sparse, dtype=self.dtype,
                            seed=self.seed, sizes=replace(CASE_SIZES, student_hidden=STUDENT_HIDDEN[:self.student_layers],
                                                          activation=self.activation,
@@ -202,7 +215,9 @@ def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dat
     """``spec.rows`` random rows: ids uniform over each vocabulary, dense columns standard
     normal (``1[x > 0]`` for a privileged one when ``spec.binary_privileged``), 0..3 ids per
     multi-id row with row 0 empty, labels 0 and 1 in rows 0 and 1, and weights uniform in
-    [0.5, 2) in the case's dtype when ``spec.weights``."""
+    [0.5, 2) in the case's dtype when ``spec.weights``. A multi-head case's rows are
+    ``ObjectiveData``: the labels are the click's, the odd rows played, the other objectives
+    0/1 with probability 1/2 on the played rows (drawn after the weights) and 0 elsewhere."""
     n = spec.rows
     columns = {}
     for f in schema:
@@ -220,6 +235,13 @@ def _case_batch(spec: CaseSpec, schema: Schema, rng: np.random.Generator) -> Dat
     labels = rng.random(n) < 0.5
     labels[:2] = (False, True)
     weights = rng.uniform(0.5, 2.0, n).astype(spec.dtype) if spec.weights else None
+    if spec.model == MULTIHEAD:  # then one label per objective, and rows 0, 2, 4, ... unplayed
+        objectives = spec.objectives()
+        played = np.arange(n) % 2
+        targets = (rng.random((n, len(objectives.names))) < 0.5).astype(np.int8)
+        targets[:, 0] = labels
+        targets[played == 0, 1:] = 0
+        return ObjectiveData(schema, columns, objectives, targets, played, user_ids=columns["user_id"], weights=weights)
     return Dataset(schema, columns, labels.astype(np.int8), user_ids=columns["user_id"], weights=weights)
 
 
@@ -234,13 +256,16 @@ def _model_layout(model) -> dict:
     def layer_names(stack):
         return [w.removesuffix(".weight") for w, _ in stack.names]
 
-    stack = model.mlp if model.kind == "mlp" else model.user_mlp
+    stack = model.user_mlp if model.kind == "two_tower" else model.mlp
     batch_norm = {"eps": layers.BATCH_NORM_EPS, "momentum": layers.BATCH_NORM_MOMENTUM,
                   "running_var": "unbiased"} if stack.batch_norm else None
     common = {"activation": stack.activation, "negative_slope": layers.negative_slope(stack.activation),
               "batch_norm": batch_norm}
     if model.kind == "mlp":
         return {"kind": "mlp", "inputs": inputs(model.encoder), "mlp": layer_names(model.mlp), **common}
+    if model.kind == MULTIHEAD:  # the output layer's column k is objective k's head
+        return {"kind": MULTIHEAD, "inputs": inputs(model.encoder), "mlp": layer_names(model.mlp), **common,
+                "objectives": list(model.objectives), "distilled": list(model.distilled)}
     return {"kind": "two_tower", "user_inputs": inputs(model.user_encoder), "item_inputs": inputs(model.item_encoder),
             "user_mlp": layer_names(model.user_mlp), "item_mlp": layer_names(model.item_mlp),
             "bias": f"{model.prefix}.bias" if model.bias else None, **common, "tower_norm": model.tower_norm,
@@ -268,6 +293,8 @@ def _auxiliary_layout(auxiliary, student) -> dict | None:
 def _input_arrays(batch: Dataset) -> dict[str, np.ndarray]:
     arrays = pack_columns("input", batch.columns)
     arrays["input.labels"] = batch.labels
+    if isinstance(batch, ObjectiveData):
+        arrays["input.targets"], arrays["input.played"] = batch.targets, batch.played.astype(np.int8)
     if batch.weights is not None:
         arrays["input.weights"] = batch.weights
     return arrays
@@ -292,7 +319,7 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
     """
     schema = case_schema(spec.pooling)
     config = spec.train_config()
-    student, teacher = models_for(schema, spec.method, config)
+    student, teacher = models_for(schema, spec.method, config, spec.objectives())
     dtype = np.dtype(spec.dtype)
     rng = np.random.default_rng([spec.seed, STREAM_CASE_DATA])
     batch = _case_batch(spec, schema, rng)
@@ -313,6 +340,8 @@ def compute_case(spec: CaseSpec) -> dict[str, np.ndarray]:
                    "auxiliary": _auxiliary_layout(auxiliary, student)},
         "teacher_trained": sync,
     }
+    if spec.objectives() is not None:
+        meta["objectives"] = spec.objectives().to_dict()
     arrays = {META_KEY: np.array(json.dumps(meta))}
     arrays.update(_input_arrays(batch))
     arrays.update(pack_columns("param", {name: value.copy() for name, value in params.items()}))

@@ -23,9 +23,12 @@ import numpy as np
 
 from pfd_ref.data import Dataset
 from pfd_ref.data.dataset import batch_indices
+from pfd_ref.data.objectives import ObjectiveData, check_trainable
 from pfd_ref.auxiliary import AuxiliaryHeads, auxiliary_targets
 from pfd_ref.distill import (METHOD_RULES, SHARING, STUDENT_KINDS, DistillConfig, ModelSizes, StepOutput, build_auxiliary,
                              build_models, check_method, check_schedule, init_params, step_gradients)
+from pfd_ref.models import MultiHeadRanker
+from pfd_ref.multihead import build_objective_models, objective_step_gradients
 from pfd_ref.optim import SPARSE_MODES, check_optimizer_fields, optimizer_from
 from pfd_ref.validation import check_choice, check_scalar
 
@@ -137,9 +140,18 @@ class TrainResult:
         return {name: self.params[name] for name in self.student.param_names()}
 
 
-def models_for(schema, method: str, config: TrainConfig):
-    """``distill.build_models`` for ``config``: ``(student, teacher or None)``."""
+def models_for(schema, method: str, config: TrainConfig, objectives=None):
+    """``distill.build_models`` for ``config``: ``(student, teacher or None)``; with
+    ``objectives`` (an ``ObjectiveSet``: several labels per row) the multi-head models of
+    ``multihead.build_objective_models`` (the student kind is then the multi-head MLP)."""
+    if objectives is not None:
+        return build_objective_models(schema, objectives, method, config.sizes, config.sharing)
     return build_models(schema, method, config.student_kind, config.sizes, config.sharing)
+
+
+def models_of(data: Dataset, method: str, config: TrainConfig):
+    """``models_for`` the data: multi-head models for ``ObjectiveData``."""
+    return models_for(data.schema, method, config, data.objectives if isinstance(data, ObjectiveData) else None)
 
 
 def auxiliary_for(data: Dataset, method: str, config: TrainConfig, student) -> AuxiliaryHeads | None:
@@ -230,7 +242,9 @@ def check_batch_norm_batches(config: TrainConfig, n_rows: int) -> None:
 def train(data: Dataset, method: str, config: TrainConfig,
           progress: Callable[[str, int], Callable[[int, float], None]] | None = None,
           log_every: int = 50, teacher_logits: np.ndarray | None = None) -> TrainResult:
-    """Train ``method``'s student (and teacher) on ``data``.
+    """Train ``method``'s student (and teacher) on ``data``: a ``Dataset`` (one label), or
+    ``ObjectiveData`` (several objectives: the multi-head models of ``pfd_ref.multihead``,
+    ValueError naming an objective without positives in ``data``).
 
     progress : a factory ``(label, total_steps) -> callback(step, loss)``, e.g. ``Progress``;
     None trains silently.
@@ -241,7 +255,9 @@ def train(data: Dataset, method: str, config: TrainConfig,
     check_method(method)
     if not isinstance(data, Dataset) or data.n == 0:
         raise ValueError("data: expected a Dataset with at least one row")
-    student, teacher = models_for(data.schema, method, config)
+    student, teacher = models_of(data, method, config)
+    if isinstance(data, ObjectiveData):
+        check_trainable(data)
     auxiliary = auxiliary_for(data, method, config, student)
     if teacher is not None:
         check_warmup(config, data.n)
@@ -302,7 +318,7 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
     this part, so no row's soft label comes from a teacher that saw its label. In-sample
     teacher predictions leak the label into the soft target (the teacher has fitted it).
     """
-    _, teacher = models_for(data.schema, method, config)
+    _, teacher = models_of(data, method, config)
     if teacher is None:
         raise ValueError("method: 'baseline' has no teacher to cross-fit")
     folds = check_scalar("folds", folds, int, low=2, high=data.n)
@@ -317,7 +333,7 @@ def out_of_fold_teacher_logits(data: Dataset, method: str, config: TrainConfig, 
         fit_alone(fit_data, teacher, params, config, progress(f"{method} teacher fold {fold + 1}/{folds}", n_steps) if progress else None)
         fold_logits = predict(teacher, params, data.take(held_out))
         if logits is None:
-            logits = np.empty(data.n, dtype=fold_logits.dtype)
+            logits = np.empty((data.n, *fold_logits.shape[1:]), dtype=fold_logits.dtype)
         logits[held_out] = fold_logits
     return logits
 
@@ -342,8 +358,10 @@ def run_step(student, teacher, params: dict, optimizer, batch, step: int, distil
     """One optimizer step: ``distill.step_gradients`` on ``batch`` at the (0-based) ``step``
     (with mtl's ``auxiliary`` heads when given), ``check_finite_loss``, ``optimizer.step``,
     then the new running averages of batch normalisation (params updated in place). Returns
-    the step's ``StepOutput`` (its gradients are those before the update)."""
-    out = step_gradients(student, teacher, params, batch, step, distill, frozen_teacher_logits, auxiliary)
+    the step's ``StepOutput`` (its gradients are those before the update). A multi-head
+    student's step is ``multihead.objective_step_gradients``."""
+    gradients = objective_step_gradients if isinstance(student, MultiHeadRanker) else step_gradients
+    out = gradients(student, teacher, params, batch, step, distill, frozen_teacher_logits, auxiliary)
     check_finite_loss(step, out.terms)
     optimizer.step(params, out.grads)
     params.update(out.buffers)

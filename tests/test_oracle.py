@@ -58,11 +58,11 @@ def test_golden_files_are_exactly_the_listed_cases():
     assert sorted(p.stem for p in GOLDEN_FILES) == sorted(cases)
     for name, spec in cases.items():
         assert case_meta(load_npz(GOLDEN_DIR / f"{name}.npz"))["case"] == asdict(spec), name
-    assert sum(p.stat().st_size for p in GOLDEN_FILES) < 1_100_000
+    assert sum(p.stat().st_size for p in GOLDEN_FILES) < 1_200_000  # 1.16 MB with the multi-head cases
 
 
 def test_golden_set_covers_every_kind_method_mode_and_feature():
-    metas = [case_meta(load_npz(p)) for p in GOLDEN_FILES]
+    metas = [meta for meta in (case_meta(load_npz(p)) for p in GOLDEN_FILES) if meta["case"]["model"] in STUDENT_KINDS]
     cases = [m["case"] for m in metas]
     assert {(c["model"], c["method"], c["mode"]) for c in cases} == {
         (k, m, mode) for k in STUDENT_KINDS for m in METHODS for mode in MODES if k in METHOD_RULES[m].student_kinds}
@@ -74,7 +74,7 @@ def test_golden_set_covers_every_kind_method_mode_and_feature():
                     lambda c: c["weights"], lambda c: c["temperature"] != 1):
         assert {c["model"] for c in cases if feature(c) and c["method"] != "baseline"} == set(STUDENT_KINDS)
     boundary = [p for p in GOLDEN_FILES if (lambdas := load_npz(p)["output.lambdas"])[0] == 0 < lambdas[1]]
-    assert {p.stem.split("-")[0] for p in boundary} == set(STUDENT_KINDS)
+    assert {p.stem.split("-")[0] for p in boundary} == {*STUDENT_KINDS, "multihead"}
     assert {c["optimizer"] for c in cases} == {"adam", "adagrad", "sgd"}
     adagrad = [c for c in cases if c["optimizer"] == "adagrad"]
     assert {c["adagrad_sparse"] for c in adagrad} == {"lazy", "dense"}
@@ -434,3 +434,17 @@ def test_worked_example_of_the_docs():
                 "output.after1.student.bias": 0.053284052945053076}
     for name, value in expected.items():
         assert float(np.ravel(arrays[name])[0]) == pytest.approx(value, rel=1e-14), name
+
+
+def test_golden_set_covers_the_multihead_student():
+    """Every method of the multi-head student, both modes, sharing, weights, batch norm, and a
+    click head both undistilled (teachers reading cat_clicks) and distilled (md's)."""
+    metas = [meta for meta in (case_meta(load_npz(p)) for p in GOLDEN_FILES) if meta["case"]["model"] == "multihead"]
+    cases = [m["case"] for m in metas]
+    assert {c["method"] for c in cases} == {"baseline", "md", "lupi", "pfd", "pfd+md"}
+    assert {c["mode"] for c in cases} == set(MODES)
+    assert any(c["sharing"] == "all" for c in cases) and any(c["weights"] for c in cases)
+    assert any(c["batch_norm"] for c in cases) and any(c["hard_weight"] == "one" for c in cases)
+    distilled = {m["case"]["method"]: m["models"]["student"]["distilled"] for m in metas}
+    assert distilled["md"] == ["click", "like", "comment"] and distilled["pfd"] == ["like", "comment"]
+    assert distilled["baseline"] == []

@@ -51,7 +51,8 @@ class Model:
     hidden layer computes ``F.batch_norm(x @ W, running_mean, running_var, gamma, beta)``
     instead of adding a bias (batch statistics in training mode, which also renews the running
     averages in place; the running averages in evaluation mode).
-    MLP ranker: ``logit = MLP(x)[:, 0]``; two-tower: ``logit = S <f(MLP_u(x_u)), f(MLP_v(x_v))> + b``
+    MLP ranker: ``logit = MLP(x)[:, 0]``; multi-head: ``logits = MLP(x)`` ``(n, K)``, column k
+    objective k's head; two-tower: ``logit = S <f(MLP_u(x_u)), f(MLP_v(x_v))> + b``
     with ``f`` = ``F.normalize`` (``tower_norm`` "l2") or the identity, ``S`` = ``tower_scale``.
     """
 
@@ -96,11 +97,11 @@ class Model:
 
     def _stacks(self) -> list:
         layout = self.layout
-        return [layout["mlp"]] if layout["kind"] == "mlp" else [layout["user_mlp"], layout["item_mlp"]]
+        return [layout["user_mlp"], layout["item_mlp"]] if layout["kind"] == "two_tower" else [layout["mlp"]]
 
     def _slots(self) -> list:
         layout = self.layout
-        return layout["inputs"] if layout["kind"] == "mlp" else layout["user_inputs"] + layout["item_inputs"]
+        return layout["user_inputs"] + layout["item_inputs"] if layout["kind"] == "two_tower" else layout["inputs"]
 
     def parameter_names(self) -> set:
         """The trained parameters: tables, weights, biases (none before batch norm), gamma, beta, ``bias``."""
@@ -126,6 +127,8 @@ class Model:
         layout = self.layout
         if layout["kind"] == "mlp":
             return self._mlp(self._inputs(layout["inputs"]), layout["mlp"], training)[:, 0]
+        if layout["kind"] == "multihead":
+            return self._mlp(self._inputs(layout["inputs"]), layout["mlp"], training)
         u = self._mlp(self._inputs(layout["user_inputs"]), layout["user_mlp"], training)
         v = self._mlp(self._inputs(layout["item_inputs"]), layout["item_mlp"], training)
         if layout["tower_norm"] == "l2":
@@ -165,6 +168,53 @@ class AuxiliaryHeads(Model):
                 per_row = ((out - torch.from_numpy(standardised).to(out.dtype)) ** 2).sum(dim=1)
             terms[f"aux.{target['field']}"] = (per_row if weights is None else weights * per_row).sum() / n
         return terms
+
+
+def objective_losses(meta: dict, arrays: dict, s, t, lam: float, weights, sync: bool, bug: str | None = None) -> dict:
+    """A multi-head case's losses (``meta["objectives"]``: names, scopes "all"/"played",
+    weights w_k): row weights r_ik = m_ik w_i (m_ik = 1 for scope "all", the played flag for
+    "played"); hard_k = mean_i r_ik BCE(s_ik, y_ik); soft_k = T^2 mean_i r_ik BCE(s_ik / T,
+    sigmoid(t_ik / T)) with ``t`` detached, for the distilled heads (the student layout's
+    ``distilled``: the teacher's heads, in order); student_total = sum_k w_k (a_k hard_k +
+    lambda_k soft_k) with lambda_k = lambda on a distilled head and 0 elsewhere (a_k = 1 -
+    lambda_k, or 1 with hard weight "one"); teacher_hard = sum over the teacher's heads of
+    w_k hard_k of its logits (sync)."""
+    case, objectives = meta["case"], meta["objectives"]
+    distilled = meta["models"]["student"]["distilled"]
+    targets = torch.from_numpy(arrays["input.targets"]).to(s.dtype)
+    played = torch.from_numpy(arrays["input.played"]).to(s.dtype)
+    temperature = case["temperature"]
+
+    def rows(k):
+        mask = torch.ones_like(played) if objectives["scopes"][k] == "all" else played
+        return mask if weights is None else mask * weights
+
+    losses, hard_sum, soft_sum, total = {}, 0.0, 0.0, 0.0
+    teacher_hard = 0.0
+    for k, name in enumerate(objectives["names"]):
+        w = objectives["weights"][k]
+        hard = F.binary_cross_entropy_with_logits(s[:, k], targets[:, k], weight=rows(k))
+        losses[f"hard.{name}"] = hard
+        hard_sum, lam_k = hard_sum + w * hard, 0.0
+        if t is not None and name in distilled:
+            j = distilled.index(name)
+            target = torch.sigmoid((t[:, j] if bug == "no-detach" else t[:, j].detach()) / temperature)
+            soft_factor = 1.0 if bug == "no-t-squared" else temperature**2
+            soft = soft_factor * F.binary_cross_entropy_with_logits(s[:, k] / temperature, target, weight=rows(k))
+            losses[f"soft.{name}"] = soft
+            soft_sum, lam_k = soft_sum + w * soft, lam
+            if sync:
+                teacher_hard = teacher_hard + w * F.binary_cross_entropy_with_logits(t[:, j], targets[:, k],
+                                                                                     weight=rows(k))
+        a = 1.0 - lam_k if case["hard_weight"] == "one_minus_lambda" else 1.0
+        total = total + w * (a * hard + lam_k * soft if lam_k else hard)
+    losses.update(hard=hard_sum, student_total=total)
+    if t is not None:
+        losses["soft"] = soft_sum
+    if sync:
+        losses["teacher_hard"] = teacher_hard
+    losses["total"] = total + (teacher_hard if sync else 0.0)
+    return losses
 
 
 def _optimizers(case: dict, trained: dict, tables: set) -> tuple[list, str]:
@@ -214,7 +264,8 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
     (and of its learning-rate scheduler, when the case has a warm-up). Every logit of a step is
     computed in training mode (batch normalisation on the batch's statistics, its running
     averages renewed); with batch normalisation the student's logits in evaluation mode after
-    the last step are ``output.eval_student_logits``.
+    the last step are ``output.eval_student_logits``. A multi-head case (student layout kind
+    "multihead") has one logit per objective and the losses of ``objective_losses``.
     """
     if bug not in (None, *BUGS):
         raise ValueError(f"bug: expected one of {BUGS} or None, got {bug!r}")
@@ -257,26 +308,14 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
         for p in trained.values():
             p.grad = None
         s = student.logits()
-        hard = F.binary_cross_entropy_with_logits(s, labels, weight=weights)
-        losses = {"hard": hard}
-        total = student_total = hard
-        if teacher is not None:
-            t = teacher.logits() if sync else frozen_teacher_logits
-            if sync:
-                losses["teacher_hard"] = F.binary_cross_entropy_with_logits(t, labels, weight=weights)
-            target = torch.sigmoid((t if bug == "no-detach" else t.detach()) / temperature)
-            soft_factor = 1.0 if bug == "no-t-squared" else temperature**2
-            soft = soft_factor * F.binary_cross_entropy_with_logits(s / temperature, target, weight=weights)
-            hard_scale = 1.0 - lam if case["hard_weight"] == "one_minus_lambda" else 1.0
-            student_total = hard_scale * hard + lam * soft
-            total = student_total + losses.get("teacher_hard", 0.0)
-            losses["soft"] = soft
-        if auxiliary is not None:  # mtl: student_total = hard + alpha sum_f aux.<field>
-            aux_terms = auxiliary.losses(auxiliary.outputs(student.first_hidden), weights, labels.shape[0])
-            losses.update(aux_terms)
-            losses["aux"] = sum(aux_terms.values())
-            student_total = total = student_total + case["mtl_weight"] * losses["aux"]
-        losses.update(student_total=student_total, total=total)
+        if student.layout["kind"] == "multihead":
+            t = (teacher.logits() if sync else frozen_teacher_logits) if teacher is not None else None
+            losses = objective_losses(meta, arrays, s, t, lam, weights, sync, bug)
+            total = losses["total"]
+        else:
+            total, losses, t = _one_label_losses(case, student, teacher, sync, s, labels, weights, lam, temperature,
+                                                 auxiliary, frozen_teacher_logits if teacher is not None and not sync
+                                                 else None, bug)
         total.backward()
         if k == 1:
             outputs["output.student_logits"] = s
@@ -298,6 +337,33 @@ def run_case(meta: dict, arrays: dict, bug: str | None = None) -> tuple[dict, st
         with torch.no_grad():
             outputs["output.eval_student_logits"] = student.logits(training=False)
     return {name: value.detach().numpy() for name, value in outputs.items()}, rule
+
+
+def _one_label_losses(case, student, teacher, sync, s, labels, weights, lam, temperature, auxiliary,
+                      frozen_teacher_logits, bug):
+    """``(total, losses, teacher logits or None)`` of a one-label case (``run_case``)."""
+    t = None
+    hard = F.binary_cross_entropy_with_logits(s, labels, weight=weights)
+    losses = {"hard": hard}
+    total = student_total = hard
+    if teacher is not None:
+        t = teacher.logits() if sync else frozen_teacher_logits
+        if sync:
+            losses["teacher_hard"] = F.binary_cross_entropy_with_logits(t, labels, weight=weights)
+        target = torch.sigmoid((t if bug == "no-detach" else t.detach()) / temperature)
+        soft_factor = 1.0 if bug == "no-t-squared" else temperature**2
+        soft = soft_factor * F.binary_cross_entropy_with_logits(s / temperature, target, weight=weights)
+        hard_scale = 1.0 - lam if case["hard_weight"] == "one_minus_lambda" else 1.0
+        student_total = hard_scale * hard + lam * soft
+        total = student_total + losses.get("teacher_hard", 0.0)
+        losses["soft"] = soft
+    if auxiliary is not None:  # mtl: student_total = hard + alpha sum_f aux.<field>
+        aux_terms = auxiliary.losses(auxiliary.outputs(student.first_hidden), weights, labels.shape[0])
+        losses.update(aux_terms)
+        losses["aux"] = sum(aux_terms.values())
+        student_total = total = student_total + case["mtl_weight"] * losses["aux"]
+    losses.update(student_total=student_total, total=total)
+    return total, losses, t
 
 
 def main(argv=None) -> int:

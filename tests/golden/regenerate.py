@@ -15,7 +15,8 @@ statistics; two-stage: the frozen teacher on its running averages), the l2 tower
 normalisation and the tower scale, for both student kinds. The method cases (``METHOD_CASES``)
 add lupi (both kinds, both modes), mtl (the MLP student only: its three target kinds,
 continuous, binary and categorical, with heads of one hidden layer) and the sharing
-"all-but-user-id".
+"all-but-user-id". The multi-head cases (``MULTIHEAD_CASES``) add the multi-head student
+(several objectives, the click head's leakage rule, played-row scopes).
 """
 
 from __future__ import annotations
@@ -100,6 +101,19 @@ METHOD_CASES = {
                                                        weights=True, temperature=2.0),
 }
 GOLDEN_CASES.update(METHOD_CASES)
+# the multi-head student (pfd_ref.multihead): the click head undistilled under pfd, pfd+md and lupi, every head
+# under md; the interaction heads on the played rows only
+MULTIHEAD_CASES = {
+    "multihead-pfd-sync-shared-T2-weights": CaseSpec("multihead", "pfd", "sync", seed=36, sharing="all",
+                                                     temperature=2.0, weights=True),
+    "multihead-md-two_stage-boundary": CaseSpec("multihead", "md", "two-stage", seed=37, **BOUNDARY),
+    "multihead-pfd+md-sync-leaky-bn-adagrad": CaseSpec("multihead", "pfd+md", "sync", seed=38, activation="leaky_relu",
+                                                       batch_norm=True, optimizer="adagrad", lr=0.05),
+    "multihead-lupi-two_stage-layers2-hard_one": CaseSpec("multihead", "lupi", "two-stage", seed=39, student_layers=2,
+                                                          hard_weight="one", lambda_=0.7),
+    "multihead-baseline-sync-weights": CaseSpec("multihead", "baseline", "sync", seed=40, weights=True),
+}
+GOLDEN_CASES.update(MULTIHEAD_CASES)
 
 
 def main() -> None:
