@@ -161,6 +161,11 @@ def generate_shortvideo(config: ShortVideoConfig | None = None, objectives=None,
     is not one of ``OBJECTIVES``."""
     config = config or ShortVideoConfig()
     objectives = objective_set(objectives, objective_weights)
+    schema = schema_for(config)
+    for name in objectives.names:
+        if name in schema:
+            raise ValueError(f"objectives: {name!r} is a {schema[name].role} column of the data; an objective cannot "
+                             "also be a feature (its head, or a teacher, would read its own label)")
     unknown = [name for name in objectives.names if name not in OBJECTIVES]
     if unknown:
         raise ValueError(f"objectives: {unknown} not in the synthetic log's objectives {list(OBJECTIVES)}")
@@ -176,7 +181,7 @@ def generate_shortvideo(config: ShortVideoConfig | None = None, objectives=None,
                "author_id": log["author_id"], "duration_bucket": duration_bucket(log["duration_ms"]),
                **{name: value[:, None] for name, value in privileged.items()}}
     targets = np.stack([log[name] for name in objectives.names], axis=1)
-    data = ObjectiveData(schema_for(config), columns, objectives, targets, log["is_click"], log["user_id"],
+    data = ObjectiveData(schema, columns, objectives, targets, log["is_click"], log["user_id"],
                          day=log["day"])
     return data.split_last_days(config.test_days)
 
