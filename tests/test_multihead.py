@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.data.objectives import ObjectiveData, ObjectiveSet
+from pfd_ref.data.objectives import ObjectiveData, ObjectiveSet, evaluable
 from pfd_ref.distill import METHOD_RULES, SHARING, TEACHER_FIELDS, DistillConfig, ModelSizes
 from pfd_ref.layers import ACTIVATIONS
 from pfd_ref.losses import hard_loss, soft_loss
@@ -365,3 +365,17 @@ def test_every_sharing_builds():
             student, teacher = build_objective_models(schema, TINY_OBJECTIVES, "pfd", SMALL, sharing)
             assert "student.embed.user_id" in student.param_names()
             assert "shared.embed.item_id" in teacher.param_names()
+
+
+def test_evaluable_names_the_rare_objectives_and_why():
+    rng = np.random.default_rng(12)
+    base = tiny_dataset(rng, 40)
+    user_ids = np.arange(40) % 4
+    targets = np.zeros((40, 3), dtype=np.int8)
+    targets[::2, 0] = 1  # click: 20 of each class, every user both
+    targets[:3, 1] = 1  # like: 3 positives
+    targets[user_ids == 0, 2] = 1  # comment: all of user 0, 10 of each class, no user with both
+    data = ObjectiveData(base.schema, base.columns, TINY_OBJECTIVES, targets, np.ones(40), user_ids)
+    names, skipped = evaluable(data, 5)
+    assert names == ["click"]
+    assert skipped["like"].startswith("3 positive(s) among 40 rows") and "GAUC undefined" in skipped["comment"]

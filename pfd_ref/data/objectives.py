@@ -151,13 +151,17 @@ def check_trainable(data: ObjectiveData, split: str = "training split") -> None:
 
 def evaluable(data: ObjectiveData, min_positives: int) -> tuple[list[str], dict[str, str]]:
     """``(names, skipped)``: the objectives of ``data`` (a test split) with at least
-    ``min_positives`` positive and as many negative rows in their scope, and each other one
-    with the reason it is skipped."""
+    ``min_positives`` positive and as many negative rows in their scope and a user with both
+    classes there (else GAUC is undefined), and each other one with the reason it is skipped."""
     names, skipped = [], {}
-    for name, (positives, rows) in data.positives().items():
+    masks = data.masks(data.objectives.names, np.bool_)
+    for k, (name, (positives, rows)) in enumerate(data.positives().items()):
+        labels, users = data.targets[masks[:, k], k], data.user_ids[masks[:, k]]
         if positives < min_positives or rows - positives < min_positives:
             skipped[name] = (f"{positives} positive(s) among {rows} rows in its scope of the test split; fewer than "
                              f"{min_positives} of a class give no usable AUC")
+        elif not np.intersect1d(users[labels == 1], users[labels == 0]).size:
+            skipped[name] = f"no user has both classes among its {rows} test rows (GAUC undefined)"
         else:
             names.append(name)
     return names, skipped
