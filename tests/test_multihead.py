@@ -372,7 +372,7 @@ def test_evaluable_names_the_rare_objectives_and_why():
     base = tiny_dataset(rng, 40)
     user_ids = np.arange(40) % 4
     targets = np.zeros((40, 3), dtype=np.int8)
-    targets[::2, 0] = 1  # click: 20 of each class, every user both
+    targets[:, 0] = (np.arange(40) // 4) % 2  # click: 20 of each class, every user both
     targets[:3, 1] = 1  # like: 3 positives
     targets[user_ids == 0, 2] = 1  # comment: all of user 0, 10 of each class, no user with both
     data = ObjectiveData(base.schema, base.columns, TINY_OBJECTIVES, targets, np.ones(40), user_ids)
