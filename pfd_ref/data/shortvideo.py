@@ -60,12 +60,12 @@ class ShortVideoConfig:
     (``n_users * n_days * impressions_per_user_day`` rows in all); seed : the one seed.
     """
 
-    n_users: int = 2000
-    n_videos: int = 3000
-    n_authors: int = 600
+    n_users: int = 800
+    n_videos: int = 600
+    n_authors: int = 120
     n_days: int = 10
     test_days: int = 2
-    impressions_per_user_day: int = 6
+    impressions_per_user_day: int = 16
     seed: int = 0
 
     def __post_init__(self):
