@@ -28,7 +28,8 @@ from pfd_ref.data.objectives import ObjectiveData, ObjectiveSet
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_scalar
 
-LATENT_DIM = 8
+LATENT_DIM = 4
+QUALITY_STD = 1.0  # std of a video's quality q_v
 USER_ZIPF, VIDEO_ZIPF, AUTHOR_ZIPF = 0.6, 0.8, 1.0
 CLICK_BASE = -0.6  # c_0 of the click logit
 INTEREST_NOISE = 1.0  # sigma_eps: std of the moment's interest, seen by no regular feature
@@ -37,11 +38,11 @@ REWATCH = 1.5  # the watched fraction lies in (0, 1.5): a play may loop
 LONG_VIEW_S = 18.0
 # Interactions after a play: base logit c_j, weight of the interest alpha_j and of the watch gamma_j.
 INTERACTIONS = {
-    "is_like": (-4.8, 0.8, 1.0),
-    "is_comment": (-5.9, 0.6, 0.8),
-    "is_forward": (-7.1, 0.5, 1.0),
-    "is_follow": (-7.6, 0.7, 0.9),
-    "is_profile_enter": (-5.1, 0.4, 0.7),
+    "is_like": (-5.5, 0.8, 1.0),
+    "is_comment": (-6.6, 0.6, 0.8),
+    "is_forward": (-7.8, 0.5, 1.0),
+    "is_follow": (-8.3, 0.7, 0.9),
+    "is_profile_enter": (-5.8, 0.4, 0.7),
 }
 COMMENT_VISIT_BASE = -2.5  # a comment-area visit without a comment: sigmoid(c + 0.5 iota)
 OBJECTIVES = ("is_click", *INTERACTIONS)
@@ -119,7 +120,7 @@ def simulate(config: ShortVideoConfig) -> dict:
     author_taste = rng.standard_normal((c.n_authors, k))
     author_of = rng.choice(c.n_authors, size=c.n_videos, p=_zipf(rng, c.n_authors, AUTHOR_ZIPF))
     video_taste = 0.7 * author_taste[author_of] + 0.7 * rng.standard_normal((c.n_videos, k))
-    quality = 0.5 * rng.standard_normal(c.n_videos)
+    quality = QUALITY_STD * rng.standard_normal(c.n_videos)
     duration_s = np.clip(np.exp(np.log(20.0) + 0.8 * rng.standard_normal(c.n_videos)), 3.0, 600.0)
     user_taste = rng.standard_normal((c.n_users, k))
     user_activity = 0.5 * rng.standard_normal(c.n_users)
