@@ -252,7 +252,7 @@ def check_objective_options(options: dict, source: str) -> None:
     if options.get("task") == SHORT_VIDEO and source != "synthetic":
         raise ValueError(f"--task: {SHORT_VIDEO!r} is the built-in synthetic log; with --data {KUAIRAND} give "
                          "--objectives instead")
-    multi = options.get("task") == SHORT_VIDEO if source == "synthetic" else False  # KuaiRand: the next commit
+    multi = options.get("task") == SHORT_VIDEO if source == "synthetic" else source == KUAIRAND and objectives is not None
     if multi and source == KUAIRAND and options.get("label") is not None:
         raise ValueError("--label: not with --objectives (each objective is a label of its own head)")
     if not multi and (objectives is not None or weights is not None):
@@ -556,8 +556,12 @@ def _task_data(options: dict, log: Callable[[str], None]):
     task of resolved ``options`` (``task_options``: ``options`` with the test days fitted)."""
     source = data_source(options["data"])
     if source == KUAIRAND:
-        from pfd_ref.data.kuairand import load_kuairand, split_by_time
-        data, report = load_kuairand(options["path"], options["label"], options["user_features"])
+        from pfd_ref.data.kuairand import load_kuairand, load_kuairand_objectives, split_by_time
+        if options["objectives"] is not None:  # several objectives: a multi-head student
+            data, report = load_kuairand_objectives(options["path"], options["objectives"], options["objective_weights"],
+                                                    options["user_features"])
+        else:
+            data, report = load_kuairand(options["path"], options["label"], options["user_features"])
         log(report.summary())
         options = _fit_test_days(options, data.day, log)
         train_data, test_data = split_by_time(data, report, options["test_days"])
@@ -565,7 +569,10 @@ def _task_data(options: dict, log: Callable[[str], None]):
         user_features = options["user_features"]
         files = {"data": file_source(options["path"]), "label": options["label"],
                  "user_features": None if user_features is None else file_source(user_features)}
-        yield f"{KUAIRAND}_{options['label']}", train_data, test_data, options["student"] or "mlp", None, files, options
+        if isinstance(data, ObjectiveData):
+            files.update(label=None, objectives=data.objectives.to_dict())
+        task = KUAIRAND if isinstance(data, ObjectiveData) else f"{KUAIRAND}_{options['label']}"
+        yield task, train_data, test_data, options["student"] or "mlp", None, files, options
     elif source == TAOBAO:
         from pfd_ref.data import taobao
         events = taobao.read_user_behavior(options["path"], max_rows=options["rows"],

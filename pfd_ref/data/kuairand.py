@@ -44,6 +44,17 @@ time), so when the label is in a group, every feature made from that group is le
 ``watch_time``, ``watch_ratio`` and ``is_click`` are left out: ``long_view`` is a function of
 ``play_time_ms`` and ``duration_ms``, and a teacher reading them would be trivially perfect.
 
+**Several objectives** (``load_kuairand_objectives``, ``pfd-ref run --data kuairand
+--objectives is_click,is_like,...``): every named 0/1 column is the label of one head of a
+multi-head student (docs/method.md, "Several objectives"), none of them is a feature, and
+the other columns are read as above. ``is_click`` is decided before the play (scope: every
+row); every other objective is a post-play interaction (scope: the played rows,
+``play_time_ms > 0``). Instead of leaving out the columns that give a label away, the loader
+names them per objective (``ObjectiveSet.revealed_by``): every privileged feature for
+``is_click`` (each is a post-play signal), and for an interaction the features made from its
+``LABEL_GROUPS`` partners; ``pfd_ref.multihead`` never distils a head from a teacher that
+reads one of them.
+
 Ids: user and video ids are mapped to ``0..V-1`` in increasing raw-id order over the whole
 file (no label is read for this). An id that occurs only in the test days still has a row
 in the table; training never updates that row, so the model sees it at its initial value.
@@ -63,6 +74,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfd_ref.data.dataset import Dataset
+from pfd_ref.data.objectives import ObjectiveData, ObjectiveSet, check_trainable
 from pfd_ref.data.text import read_columns, read_header
 from pfd_ref.schema import FeatureSpec, Schema
 from pfd_ref.validation import check_scalar
@@ -78,6 +90,12 @@ LABEL_GROUPS = (
     ("is_comment", "comment_stay_time"),
     ("is_profile_enter", "profile_stay_time"),
 )
+# The privileged features made from a column other than themselves (feature -> column), and the
+# log's columns that hold no 0/1 label (for --objectives' messages).
+_FEATURE_SOURCE = {"watch_time": "play_time_ms", "watch_ratio": "play_time_ms",
+                   **{name: column for column, name in STAY_TIME_FEATURES.items()}}
+PRIVILEGED_SOURCES = ("play_time_ms", *STAY_TIME_FEATURES)
+PRE_PLAY_OBJECTIVES = ("is_click",)  # decided before the play: every row, revealed by every post-play feature
 DURATION_EDGES_S = (5, 10, 18, 30, 60, 120, 300)
 WATCH_RATIO_CAP = 5.0
 DEFAULT_TEST_DAYS = 4
@@ -261,14 +279,95 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
     if label not in BINARY_COLUMNS:
         raise ValueError(f"label: expected one of the 0/1 columns {BINARY_COLUMNS}, got {label!r}")
     header, _ = read_header(path, "path")
-    optional = [c for c in BINARY_COLUMNS + tuple(STAY_TIME_FEATURES) if c in header and c != label]
-    table = _Log(path, "path", list(REQUIRED_COLUMNS + (label,)) + optional)
+    table = _Log(path, "path", _columns_to_read(header, (label,)))
     labels = table.binary(label)
     if labels.min() == labels.max():
         raise ValueError(f"path: {table.path!r} column {label!r}: every row is {labels[0]}; "
                          "the label needs both classes")
     excluded = excluded_columns(label, header)
+    log = _log_features(table, header, excluded, user_features)
+    if not log.privileged:
+        raise ValueError(f"path: {table.path!r}: with label {label!r} no privileged column is left")
+    data = Dataset(log.schema, log.columns, labels, log.user_ids, day=log.day)
+    return data, _report(table, header, log, label, float(labels.mean()), excluded, user_features)
 
+
+def load_kuairand_objectives(path, objectives, objective_weights=None,
+                             user_features=None) -> tuple[ObjectiveData, LoadReport]:
+    """Read a KuaiRand standard log with several objectives (a multi-head run; docs/method.md,
+    "Several objectives") into ``(ObjectiveData, LoadReport)``.
+
+    objectives : 0/1 columns of ``BINARY_COLUMNS`` (e.g. ``is_click, is_like, is_comment,
+    is_forward, is_follow, is_profile_enter``); objective_weights : one weight each (default 1).
+    Scopes: ``is_click`` every row (it is decided before the play), every other objective the
+    played rows (``play_time_ms > 0``). No objective is a feature; the other columns are read
+    as by ``load_kuairand``. Revealing columns (``ObjectiveSet.revealed_by``): every
+    privileged feature for ``is_click`` (each is a post-play signal), and for an interaction
+    the features read off the same event (``LABEL_GROUPS``: the comment stay time for
+    ``is_comment``, the profile stay time for ``is_profile_enter``, ``label`` and ``is_hate``
+    for ``is_like``, ...). ValueError naming the objective for a column that is missing, not
+    0/1 (with file, line and column), privileged rather than an objective, or not a KuaiRand
+    0/1 column; naming ``objective_weights`` when they do not match the objectives.
+    """
+    objectives = tuple(objectives)
+    for name in objectives:
+        if name in PRIVILEGED_SOURCES or name in _FEATURE_SOURCE:
+            raise ValueError(f"objectives: {name!r} is a privileged column (read only after the play), not a 0/1 "
+                             f"objective; choose among {BINARY_COLUMNS}")
+        if name not in BINARY_COLUMNS:
+            raise ValueError(f"objectives: {name!r} is not a 0/1 column of the KuaiRand log; choose among {BINARY_COLUMNS}")
+    header, _ = read_header(path, "path")
+    missing = [name for name in objectives if name not in header]
+    if missing:
+        raise ValueError(f"objectives: column(s) {missing} missing from {os.fspath(path)!r}; its header has {list(header)}")
+    weights = (1.0,) * len(objectives) if objective_weights is None else tuple(objective_weights)
+    ObjectiveSet(objectives, ("all",) * len(objectives), weights, ((),) * len(objectives))  # names and weights first
+    table = _Log(path, "path", _columns_to_read(header, objectives))
+    targets = np.stack([table.binary(name) for name in objectives], axis=1)
+    excluded = {name: "an objective" for name in objectives}
+    log = _log_features(table, header, excluded, user_features)
+    if not log.privileged:
+        raise ValueError(f"path: {table.path!r}: with objectives {list(objectives)} no privileged column is left")
+    objective_set = ObjectiveSet(objectives, tuple("all" if name in PRE_PLAY_OBJECTIVES else "played" for name in objectives),
+                                 weights, tuple(_revealing_features(name, log.privileged) for name in objectives))
+    data = ObjectiveData(log.schema, log.columns, objective_set, targets, log.play_time > 0, log.user_ids, day=log.day)
+    return data, _report(table, header, log, ",".join(objectives), float(targets[:, 0].mean()), excluded, user_features)
+
+
+def _revealing_features(objective: str, privileged) -> tuple[str, ...]:
+    """The privileged features that give ``objective``'s label away: all of them for a
+    pre-play objective, else those read off one of its ``LABEL_GROUPS``."""
+    if objective in PRE_PLAY_OBJECTIVES:
+        return tuple(privileged)
+    partners = {column for group in LABEL_GROUPS if objective in group for column in group if column != objective}
+    return tuple(name for name in privileged if _FEATURE_SOURCE.get(name, name) in partners)
+
+
+def _columns_to_read(header, labels) -> list[str]:
+    """The required columns, the labels, and every optional column of the header."""
+    optional = [c for c in BINARY_COLUMNS + tuple(STAY_TIME_FEATURES) if c in header and c not in labels]
+    return list(REQUIRED_COLUMNS + tuple(labels)) + optional
+
+
+@dataclass
+class _LogFeatures:
+    schema: Schema
+    columns: dict
+    user_ids: np.ndarray
+    day: np.ndarray
+    first_date: datetime.date
+    play_time: np.ndarray
+    unknown_duration_rows: int
+    users: int
+    videos: int
+    regular: tuple
+    privileged: tuple
+    users_without_features: int | None
+
+
+def _log_features(table: _Log, header, excluded: dict, user_features) -> _LogFeatures:
+    """The regular and privileged features of the module docstring (no column of ``excluded``
+    becomes a privileged feature)."""
     def usable(column: str) -> bool:
         return column in header and column not in excluded
 
@@ -303,24 +402,26 @@ def load_kuairand(path, label: str = "label", user_features=None) -> tuple[Datas
     for column in BINARY_COLUMNS:
         if usable(column):
             privileged[column] = table.binary(column).astype(np.float64)
-    if not privileged:
-        raise ValueError(f"path: {table.path!r}: with label {label!r} no privileged column is left")
     columns.update({name: values.reshape(-1, 1) for name, values in privileged.items()})
     specs = regular + [FeatureSpec(name, "dense", "privileged", None, width=1) for name in privileged]
+    return _LogFeatures(Schema(tuple(specs)), columns, user_ids.astype(np.int64), day, first_date, play_time,
+                        int((duration == 0).sum()), len(user_vocab), len(video_vocab), tuple(s.name for s in regular),
+                        tuple(privileged), users_without)
 
-    data = Dataset(Schema(tuple(specs)), columns, labels, user_ids, day=day)
-    used = set(REQUIRED_COLUMNS) | {label} | set(BINARY_COLUMNS) | set(STAY_TIME_FEATURES)
-    report = LoadReport(
-        path=table.path, label=label, delimiter=table.text.delimiter, rows=table.n, users=len(user_vocab),
-        videos=len(video_vocab), days=len(np.unique(day)), first_date=first_date.isoformat(),
-        last_date=(first_date + datetime.timedelta(days=int(day.max()))).isoformat(),
-        positive_rate=float(labels.mean()), unknown_duration_rows=int((duration == 0).sum()),
-        regular=tuple(s.name for s in regular), privileged=tuple(privileged),
+
+def _report(table: _Log, header, log: _LogFeatures, label: str, positive_rate: float, excluded: dict,
+            user_features) -> LoadReport:
+    used = set(REQUIRED_COLUMNS) | set(BINARY_COLUMNS) | set(STAY_TIME_FEATURES) | set(excluded)
+    return LoadReport(
+        path=table.path, label=label, delimiter=table.text.delimiter, rows=table.n, users=log.users,
+        videos=log.videos, days=len(np.unique(log.day)), first_date=log.first_date.isoformat(),
+        last_date=(log.first_date + datetime.timedelta(days=int(log.day.max()))).isoformat(),
+        positive_rate=positive_rate, unknown_duration_rows=log.unknown_duration_rows,
+        regular=log.regular, privileged=log.privileged,
         excluded={c: r for c, r in excluded.items() if c in header},
         ignored_columns=tuple(c for c in header if c not in used),
         user_features_path=None if user_features is None else os.fspath(user_features),
-        users_without_features=users_without)
-    return data, report
+        users_without_features=log.users_without_features)
 
 
 def split_by_time(data: Dataset, report: LoadReport, test_days: int = DEFAULT_TEST_DAYS) -> tuple[Dataset, Dataset]:
@@ -336,6 +437,9 @@ def split_by_time(data: Dataset, report: LoadReport, test_days: int = DEFAULT_TE
         raise ValueError(f"test_days: {report.path!r} spans days 0..{last_day} "
                          f"({report.first_date}..{report.last_date}); {test_days} test day(s) leave no training day")
     train, test = data.split_last_days(test_days)
+    if isinstance(data, ObjectiveData):  # rare objectives of the test split are skipped by the tables, not here
+        check_trainable(train)
+        return train, test
     first = datetime.date.fromisoformat(report.first_date)
     date_of = lambda day: first + datetime.timedelta(days=int(day))  # noqa: E731
     for name, part in (("training", train), ("test", test)):
