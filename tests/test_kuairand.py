@@ -551,3 +551,12 @@ def test_objective_options_that_do_not_fit_return_2(official_log, capsys, argv, 
 def test_objective_weights_without_objectives_return_2(official_log, capsys):
     assert main(["run", "--data", "kuairand", "--path", str(official_log), "--objective-weights", "1", "--quiet"]) == 2
     assert "--objective-weights: only with --task shortvideo or --data kuairand --objectives" in capsys.readouterr().err
+
+
+def test_official_log_with_objectives_reads_the_user_features_file(official_log, tmp_path):
+    users = sorted({int(line.split(",")[0]) for line in _official_lines(official_log)[1:]})
+    rows = ["user_id,user_active_degree"] + [f"{u},{'high_active' if i % 2 else 'full_active'}"
+                                             for i, u in enumerate(users[:-1])]
+    data, report = load_kuairand_objectives(official_log, OBJECTIVES, user_features=_write(tmp_path, rows, "users.csv"))
+    assert "user_active_degree" in [f.name for f in data.schema.regular("user")]
+    assert report.users_without_features == 1
