@@ -247,7 +247,8 @@ def check_objective_options(options: dict, source: str) -> None:
     """ValueError naming ``--objectives`` or ``--objective-weights`` when given outside a
     multi-objective run (``--task shortvideo`` or ``--data kuairand``), weights without
     objectives on KuaiRand, ``--task shortvideo`` with ``--data``, ``--label`` with
-    ``--objectives``, or ``--save`` (a multi-head student is not exported for serving)."""
+    ``--objectives``, ``--student two_tower``, or ``--save`` (a multi-head student is not
+    exported for serving)."""
     objectives, weights = options.get("objectives"), options.get("objective_weights")
     if options.get("task") == SHORT_VIDEO and source != "synthetic":
         raise ValueError(f"--task: {SHORT_VIDEO!r} is the built-in synthetic log; with --data {KUAIRAND} give "
@@ -258,6 +259,9 @@ def check_objective_options(options: dict, source: str) -> None:
     if not multi and (objectives is not None or weights is not None):
         option = "--objectives" if objectives is not None else "--objective-weights"
         raise ValueError(f"{option}: only with --task {SHORT_VIDEO} or --data {KUAIRAND} --objectives ...")
+    if multi and options.get("student") not in (None, "mlp"):
+        raise ValueError(f"--student: a run with several objectives trains the multi-head MLP student, not "
+                         f"{options['student']!r}")
     if multi and options.get("save") is not None:
         raise ValueError("--save: a multi-head student is not exported for serving (pfd_ref.serving scores one "
                          "objective); run without --save")

@@ -113,6 +113,8 @@ def test_cli_prints_one_table_per_objective_and_names_the_skipped(tiny_shortvide
     (["--task", "shortvideo", "--methods", "baseline,mtl"], "--methods: 'mtl' is not defined for the multi-head"),
     (["--task", "shortvideo", "--objectives", "is_click", "--methods", "pfd"], "no head may be distilled"),
     (["--task", "shortvideo", "--save", "x"], "--save: a multi-head student is not exported"),
+    (["--task", "shortvideo", "--student", "two_tower"], "--student: a run with several objectives trains the multi-head"),
+    (["--data", "x.npz", "--task", "shortvideo"], "--task: 'shortvideo' is the built-in synthetic log"),
 ])
 def test_cli_refuses_bad_objective_options_before_training(tiny_shortvideo, capsys, argv, message):
     assert main(["run", "--quiet", *argv]) == 2
