@@ -19,12 +19,11 @@ def _script():
     return module
 
 
-def test_two_candidates_end_to_end_share_the_reference_and_write_records(tmp_path, capsys):
+def test_two_candidates_end_to_end_print_tables_and_write_records(tmp_path, capsys):
     out = tmp_path / "records.json"
     _script().main(["--candidate", "lambda0,share", "--seeds", "2", "--methods", "baseline,pfd", "--tiny",
                     "--diagnose", "--json", str(out)])
     captured = capsys.readouterr()
-    # the paper preset is the first setting of both candidates and is trained once (3 settings, not 4)
     assert captured.err.count("[") == 4, captured.err  # each setting is logged
     rows = [line for line in captured.out.splitlines() if line.startswith("| lambda 0 | pfd |")]
     assert len(rows) == 1
@@ -40,20 +39,50 @@ def test_two_candidates_end_to_end_share_the_reference_and_write_records(tmp_pat
     assert all(r["seed"] in (0, 1) for r in records)
 
 
-def test_the_paper_reference_is_the_preset_and_each_setting_changes_one_option():
+def test_each_candidate_compares_settings_that_differ_from_the_paper_preset_with_it_first():
     module = _script()
     from pfd_ref.experiment import preset_config
     paper = preset_config("mlp", 200_000)
     for candidate, settings in module.CANDIDATES.items():
-        first, *others = settings.values()
-        assert first == {}, candidate
-        for options in others:
-            assert len(options) <= 1, (candidate, options)
-            if options:
-                assert preset_config("mlp", 200_000, **options) != paper, (candidate, options)
+        first, *others = settings.items()
+        assert first[1] == {} and first[0] not in module.DATA_OF, candidate
+        for label, options in others:
+            run_options = {k: v for k, v in options.items() if k not in module.SIZE_OPTIONS}
+            assert (label in module.DATA_OF or len(run_options) < len(options)
+                    or preset_config("mlp", 200_000, **run_options) != paper), (candidate, label)
 
 
 def test_bad_candidate_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
         _script().main(["--candidate", "share,nonsense", "--tiny"])
     assert "'nonsense' is not one of" in capsys.readouterr().err
+
+
+def test_settings_merged_by_effective_give_bit_identical_results():
+    """``effective`` lets settings share a method's results; each merge it makes must be exact."""
+    module = _script()
+    from pfd_ref.data.synthetic import generate
+    from pfd_ref.experiment import preset_config, run_methods
+    data = {s: generate("cvr", module.world({"privileged_strength": s}, True, 0)) for s in (1.0, 2.0)}
+    train, test = data[1.0]
+    paper = preset_config("mlp", train.n, batch_size=module.TINY_BATCH, warmup_steps=2)
+    changed = preset_config("mlp", train.n, batch_size=module.TINY_BATCH, share="none", warmup_steps=0, lambda_=0.0)
+    auc = lambda method, config, split=data[1.0]: run_methods("cvr", *split, [method], [0], config)[0]["auc"]  # noqa: E731
+    for method, other in (("baseline", changed), ("mtl", changed), ("lupi", preset_config(
+            "mlp", train.n, batch_size=module.TINY_BATCH, warmup_steps=2, share="none"))):
+        assert module.effective(method, paper, {}) == module.effective(method, other, {})
+        assert auc(method, paper) == auc(method, other), method
+    assert module.effective("baseline", paper, {}) == module.effective("baseline", paper, {"privileged_strength": 2.0})
+    assert auc("baseline", paper) == auc("baseline", paper, data[2.0])
+    # and what it keeps apart differs: pfd with and without shared tables
+    assert module.effective("pfd", paper, {}) != module.effective("pfd", changed, {})
+
+
+def test_a_setting_shared_by_two_candidates_is_trained_once():
+    module = _script()
+    memo = {}
+    for candidate in ("share", "lambda0"):
+        module.run_candidate(candidate, range(2), ("baseline", "pfd"), tiny=True, log=lambda line: None, memo=memo)
+    trained = [key for key in memo if key[0] != "data"]
+    # baseline once (no setting of either candidate can move it), pfd: paper, share none, lambda 0
+    assert sorted(key[3] for key in trained) == ["baseline", "pfd", "pfd", "pfd"]

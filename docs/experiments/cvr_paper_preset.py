@@ -14,7 +14,8 @@ a student that differs from the baseline only through what its teacher does to t
 tables), ``preset`` (paper against simple, the whole preset) and ``strength`` (the
 generator's ``privileged_strength`` s: how much the CVR privileged features say) and ``days``
 (the generator's ``n_days``, 14 or 28: twice the training rows); for these two the data
-changes (``DATA_OF``), the default world is the first setting. ``--diagnose`` adds, per setting and seed,
+changes (``DATA_OF``), the default world is the first setting; ``embedding`` (the embedding
+width, 16 or 64, with the tables shared or not: is the shared table too narrow for both?). ``--diagnose`` adds, per setting and seed,
 the pfd student's gain and its loss history (hard, soft, the teacher's hard loss) beside
 the baseline's hard loss. ``--tiny`` runs on a small world (the test's).
 """
@@ -53,13 +54,16 @@ CANDIDATES = {
     "preset": {PAPER: {}, "preset simple": {"preset": "simple"}},
     "strength": {"s = 1 (default)": {}, "s = 0.5": {}, "s = 2": {}},
     "days": {"14 days (default)": {}, "28 days": {}},
+    "embedding": {"share all, embedding 16 (paper)": {}, "share all, embedding 64": {"embed_dim": 64},
+                  "share none, embedding 64": {"embed_dim": 64, "share": "none"}},
 }
+SIZE_OPTIONS = ("embed_dim",)  # options of ModelSizes that are not run options: set on the preset's config
 # the settings whose data differ from the default world: their SyntheticConfig changes
 DATA_OF = {"s = 0.5": {"privileged_strength": 0.5}, "s = 2": {"privileged_strength": 2.0}, "28 days": {"n_days": 28}}
 METHODS = ("baseline", "pfd", "lupi", "mtl")
 # the methods a candidate trains by default: those its settings can move (``effective``), the baseline first
 METHODS_OF = {"share": ("baseline", "pfd"), "lambda0": ("baseline", "pfd"), "warmup": ("baseline", "pfd", "lupi"),
-              "lr_warmup": ("baseline", "pfd"), "activation": ("baseline", "pfd"), "lr": ("baseline", "pfd"),
+              "lr_warmup": ("baseline", "pfd"), "activation": ("baseline", "pfd"), "lr": ("baseline", "pfd"), "embedding": ("baseline", "pfd"),
               "strength": ("baseline", "pfd", "lupi", "mtl")}
 TINY = dict(n_users=300, n_items=400, n_categories=20, n_shops=60, n_days=4, test_days=1,
             cvr_impressions_per_user_day=60.0)  # --tiny: a small world for the end-to-end test
@@ -147,10 +151,12 @@ def run_candidate(candidate: str, seeds, methods=None, tiny: bool = False, data_
         options = dict(options, **({"batch_size": TINY_BATCH} if tiny and "batch_size" not in options else {}))
         if tiny and options.get("warmup_steps", 0) > 2:
             options["warmup_steps"] = 2
+        sizes = {name: options.pop(name) for name in SIZE_OPTIONS if name in options}
         config = preset_config("mlp", train.n, **options)
+        config = replace(config, sizes=replace(config.sizes, **sizes))
         log(f"[{label}] {config.optimizer} lr {config.lr} lr warm-up {config.lr_warmup_steps}, k "
             f"{config.distill.warmup_steps}, lambda {config.distill.lambda_}, share {config.sharing}, "
-            f"{config.sizes.activation}, batch norm {config.sizes.batch_norm}, epochs {config.epochs}, batch "
+            f"{config.sizes.activation}, batch norm {config.sizes.batch_norm}, embedding {config.sizes.embed_dim}, epochs {config.epochs}, batch "
             f"{config.batch_size}; data {changes or 'default'}: {train.n:,} training rows")
         records, histories = [], {}
         for method in methods:
