@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,12 @@ def test_settings_merged_by_effective_give_bit_identical_results():
         assert auc(method, paper) == auc(method, other), method
     assert module.effective("baseline", paper, {}) == module.effective("baseline", paper, {"privileged_strength": 2.0})
     assert auc("baseline", paper) == auc("baseline", paper, data[2.0])
-    # and what it keeps apart differs: pfd with and without shared tables
-    assert module.effective("pfd", paper, {}) != module.effective("pfd", changed, {})
+    # and what it keeps apart differs: pfd with and without shared tables, lupi and mtl across s
+    unshared = replace(paper, sharing="none")
+    assert module.effective("pfd", paper, {}) != module.effective("pfd", unshared, {})
+    assert auc("pfd", paper) != auc("pfd", unshared)
+    for method in ("pfd", "lupi", "mtl"):
+        assert module.effective(method, paper, {}) != module.effective(method, paper, {"privileged_strength": 2.0})
 
 
 def test_a_setting_shared_by_two_candidates_is_trained_once():
