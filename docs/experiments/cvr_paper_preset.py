@@ -8,16 +8,18 @@ first setting (also paired over seeds).
 
     OPENBLAS_NUM_THREADS=1 python docs/experiments/cvr_paper_preset.py --candidate share --seeds 5
 
-Candidates (``CANDIDATES``): ``reference`` (the paper preset alone), ``share``, ``optimizer``, ``lr``, ``batch_norm``, ``activation``,
-``warmup`` (the distillation warm-up k), ``lr_warmup``, ``epochs``, ``lambda0`` (lambda 0:
-a student that differs from the baseline only through what its teacher does to the shared
-tables), ``preset`` (paper against simple, the whole preset) and ``strength`` (the
-generator's ``privileged_strength`` s: how much the CVR privileged features say) and ``days``
-(the generator's ``n_days``, 14 or 28: twice the training rows); for these two the data
-changes (``DATA_OF``), the default world is the first setting; ``embedding`` (the embedding
-width, 16 or 64, with the tables shared or not: is the shared table too narrow for both?). ``--diagnose`` adds, per setting and seed,
-the pfd student's gain and its loss history (hard, soft, the teacher's hard loss) beside
-the baseline's hard loss. ``--tiny`` runs on a small world (the test's).
+Candidates (``CANDIDATES``): ``reference`` (the paper preset alone), ``share``, ``optimizer``,
+``lr``, ``batch_norm``, ``activation``, ``warmup`` (the distillation warm-up k), ``lr_warmup``,
+``epochs``, ``lambda0`` (lambda 0: a student that differs from the baseline only through
+what its teacher does to the shared tables), ``embedding`` (the embedding width, 16 or 64,
+with the tables shared or not), ``preset`` (paper against simple, the whole preset),
+``strength`` (the generator's ``privileged_strength`` s: how much the CVR privileged features
+say) and ``days`` (the generator's ``n_days``, 14 or 28: twice the training rows); for the
+last two the data changes (``DATA_OF``) and the default world is the first setting.
+``--diagnose`` adds, per setting and seed, the pfd student's gain and its loss terms after
+the distillation warm-up (hard, soft, the teacher's hard loss) beside the baseline's hard
+loss. ``--cache DIR`` shares results between processes run in parallel. ``--tiny`` runs on a
+small world (the test's).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ import argparse
 import hashlib
 import json
 import os
-import time
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -211,14 +213,16 @@ def tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _phase(history: list, key: str, start: int, stop: int) -> float:
-    values = [h[key] for h in history if start <= h["step"] < stop and key in h]
+def _after(history: list, key: str, start: int) -> float:
+    """The mean of loss term ``key`` over the logged steps from ``start`` on (nan if none)."""
+    values = [h[key] for h in history if h["step"] >= start and key in h]
     return float(np.mean(values)) if values else float("nan")
 
 
 def diagnosis(results: dict) -> str:
-    """Markdown: per setting and seed, the pfd gain and the mean loss terms (as logged every 50
-    steps) before the distillation warm-up ends and after it, for pfd and the baseline."""
+    """Markdown: per setting and seed, the pfd gain, its teacher's AUC, the mean loss terms (as
+    logged every 50 steps) from the end of the distillation warm-up on, for pfd and the
+    baseline, and the last logged hard losses."""
     lines = ["| setting | seed | pfd gain | pfd_teacher AUC | baseline hard (after k) | pfd hard (after k) | "
              "pfd soft (after k) | teacher hard (after k) | pfd hard (last logged) | baseline hard (last logged) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -230,11 +234,10 @@ def diagnosis(results: dict) -> str:
             base, pfd = hist.get(("baseline", seed)), hist.get(("pfd", seed))
             if base is None or pfd is None:
                 continue
-            end = 1 << 62
             lines.append(f"| {label} | {seed} | {by['pfd'][seed] - by['baseline'][seed]:+.4f} | "
-                         f"{by['pfd_teacher'][seed]:.4f} | {_phase(base, 'hard', k, end):.4f} | "
-                         f"{_phase(pfd, 'hard', k, end):.4f} | {_phase(pfd, 'soft', k, end):.4f} | "
-                         f"{_phase(pfd, 'teacher_hard', k, end):.4f} | {pfd[-1]['hard']:.4f} | {base[-1]['hard']:.4f} |")
+                         f"{by['pfd_teacher'][seed]:.4f} | {_after(base, 'hard', k):.4f} | "
+                         f"{_after(pfd, 'hard', k):.4f} | {_after(pfd, 'soft', k):.4f} | "
+                         f"{_after(pfd, 'teacher_hard', k):.4f} | {pfd[-1]['hard']:.4f} | {base[-1]['hard']:.4f} |")
     return "\n".join(lines)
 
 
@@ -260,6 +263,8 @@ def main(argv=None) -> None:
             parser.error(f"--candidate: {candidate!r} is not one of {', '.join(CANDIDATES)}")
     if args.json and not Path(args.json).resolve().parent.is_dir():
         parser.error(f"--json: the directory of {args.json} does not exist")
+    if args.cache and not Path(args.cache).is_dir():
+        parser.error(f"--cache: {args.cache} is not a folder")
     memo, records = {}, []
     for candidate in candidates:
         results = run_candidate(candidate, range(args.seeds), methods, args.tiny, args.data_seed,
