@@ -1,6 +1,6 @@
-"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, pooled embedding
-lookup, scatter-adds, ReLU and LeakyReLU backward, dense and lazy Adam, lazy Adagrad; and the
-tokenizer of the log readers (``text``: split fields, parse integers, match tokens).
+"""Numba kernels for the hot loops of pfd_ref: scoring, top-k, MLP scoring, embedding lookups
+(single-id and pooled, written into the MLP input in place), scatter-adds, ReLU and LeakyReLU
+backward, dense and lazy Adam, lazy Adagrad; and the tokenizer of the log readers (``text``: split fields, parse integers, match tokens).
 
 Every kernel has a readable NumPy twin under its own name in ``pfd_ref.twins``, and a parity
 test (tests/test_twins.py); ``pfd_ref.set_backend("numpy")`` runs pfd_ref on the twins
@@ -25,14 +25,14 @@ from . import activation, adagrad, adam, embedding, mlp, scoring, text
 from .activation import leaky_relu_backward, relu_backward
 from .adagrad import sparse_adagrad_rows_update_
 from .adam import adam_update_, sparse_adam_rows_update_
-from .embedding import coalesce_pooled_rows, coalesce_rows, pool_rows
+from .embedding import coalesce_pooled_rows, coalesce_rows, gather_rows, pool_rows
 from .mlp import mlp_scores, mlp_scores_split
 from .scoring import score_items, top_k_item_blocks, top_k_items, top_k_scores
 from .text import match_tokens, parse_int64, split_fields
 
 __all__ = [
-    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "leaky_relu_backward", "match_tokens",
-    "mlp_scores", "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "compile_all", "gather_rows", "leaky_relu_backward",
+    "match_tokens", "mlp_scores", "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items",
     "sparse_adagrad_rows_update_", "sparse_adam_rows_update_", "split_fields", "top_k_item_blocks", "top_k_items",
     "top_k_scores",
 ]

@@ -100,17 +100,52 @@ def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
     return next(iter(dtypes.values()))
 
 
-def check_ids(name: str, ids, num_rows: int, ndim: int = 1) -> np.ndarray:
-    """Return integer ids as int64; raise if any id is outside ``[0, num_rows)``."""
+def check_id_array(name: str, ids, ndim: int = 1) -> np.ndarray:
+    """Return integer ids as a C-contiguous int64 array of ``ndim`` dimensions; their range
+    is left to the caller (``check_ids``, or a kernel that checks them as it reads them and
+    then calls ``raise_id_outside``)."""
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integer ids, got dtype {ids.dtype}")
     if ids.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {ids.shape}")
+    return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def raise_id_outside(name: str, bad_id, num_rows: int) -> None:
+    """The error of an id outside its table: ``{name}: id {bad_id} is outside the table [0, num_rows)``."""
+    raise ValueError(f"{name}: id {int(bad_id)} is outside the table [0, {num_rows})")
+
+
+def check_ids(name: str, ids, num_rows: int, ndim: int = 1) -> np.ndarray:
+    """Return integer ids as int64; raise if any id is outside ``[0, num_rows)``."""
+    ids = check_id_array(name, ids, ndim)
     if ids.size and (ids.min() < 0 or ids.max() >= num_rows):
-        bad = ids[(ids < 0) | (ids >= num_rows)][0]
-        raise ValueError(f"{name}: id {int(bad)} is outside the table [0, {num_rows})")
-    return ids.astype(np.int64, copy=False)
+        raise_id_outside(name, ids[(ids < 0) | (ids >= num_rows)][0], num_rows)
+    return ids
+
+
+def check_out_block(out, n: int, start, width: int, dtype) -> int:
+    """``start`` as an int after checking that ``out`` (where a lookup writes a field's rows)
+    is a C-contiguous ``(n, D)`` array of ``dtype`` with room for ``width`` columns from
+    ``start``."""
+    check_float_dtype("out", out, dtype)
+    if out.ndim != 2 or out.shape[0] != n or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a C-contiguous 2-d array of {n} rows (one per example), got shape "
+                         f"{out.shape}{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+    return check_columns("out", out, start, width)[0]
+
+
+def check_columns(name: str, x: np.ndarray, start, width) -> tuple[int, int]:
+    """``(start, width)`` of the column block ``x[:, start:start + width]`` of the 2-d array
+    ``x`` (``width`` None: to the last column); raise unless the block lies inside ``x``."""
+    if type(start) is int and type(width) is int and 0 <= start and 0 <= width and start + width <= x.shape[1]:
+        return start, width  # the common case, without check_scalar's general tests (called per field and step)
+    start = check_scalar("start", start, int, low=0)
+    width = x.shape[1] - start if width is None else check_scalar("width", width, int, low=0)
+    if start + width > x.shape[1]:
+        raise ValueError(f"{name}: columns [{start}, {start + width}) lie outside its {x.shape[1]} columns")
+    return start, width
 
 
 def check_offsets(name: str, offsets, num_values: int) -> np.ndarray:

@@ -1,10 +1,18 @@
-"""Embedding-table kernels for training: the pooled lookup of a multi-id field and the
-row-sparse scatter-adds of the embedding backward passes.
+"""Embedding-table kernels for training: the lookup of a single-id field, the pooled lookup
+of a multi-id field and the row-sparse scatter-adds of the embedding backward passes.
 
-Twins (``pfd_ref.twins``, the same names): ``pool_rows`` (gather + ``np.add.reduceat``),
-``coalesce_rows`` (``np.unique`` + ``np.add.at``, each id's rows added left to right from
--0.0) and ``coalesce_pooled_rows`` (``np.repeat`` of each row's gradient to its ids, then
-the coalesce). All three give the kernels' bits.
+Twins (``pfd_ref.twins``, the same names): ``gather_rows`` (``table[ids]``), ``pool_rows``
+(gather + ``np.add.reduceat``), ``coalesce_rows`` (``np.unique`` + ``np.add.at``, each id's
+rows added left to right from -0.0) and ``coalesce_pooled_rows`` (``np.repeat`` of each
+row's gradient to its ids, then the coalesce). All four give the kernels' bits.
+
+The MLP input in place: a model's input row is the concatenation of its fields' embeddings
+(``pfd_ref.models.FieldEncoder``). The lookups write each field's rows straight into its
+column block of that input (``out``, ``start``), and the scatter-adds read each field's
+block of the input's gradient in place (``start``, ``width``), so neither a concatenation
+nor a copy of a strided block is made (docs/performance.md, "Training step"). Each kernel
+checks the ids it indexes with as it reads them (one pass, no NumPy reductions), and
+writes nothing when one lies outside the table.
 
 Summation orders, and so the bits:
 
@@ -27,9 +35,10 @@ in ``O(n + num_rows)``; for larger tables ``np.unique`` first renumbers the ids 
 (``O(n log n)``, no pass over the table) and the same kernel counts over those. Both give
 the same rows and add the same terms in the same order, so the same bits.
 
-The gather ``table[ids]`` of a single-id field has no kernel: NumPy's fancy indexing was as
-fast as a serial Numba loop for clustered ids and twice as fast for uniform ids
-(docs/performance.md).
+``gather_rows`` is a plain copy loop: on its own, NumPy's fancy indexing ``table[ids]`` is
+as fast, but it returns a new array that then has to be concatenated with the other
+fields'; written into the input in place, the kernel halves the encoder's forward pass
+(docs/performance.md, "Training step").
 
 ``error_model="numpy"``: divisions follow IEEE as in NumPy, with no zero test before each
 (the test would also keep LLVM from vectorising the loops). The kernels only add, divide
@@ -43,7 +52,8 @@ import numpy as np
 from numba import njit
 
 from ._common import check_float_layout
-from .checks import check_ids, check_offsets, check_pooling
+from .checks import (check_columns, check_id_array, check_ids, check_offsets, check_out_block, check_pooling,
+                     raise_id_outside)
 
 # NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);
 # a row of up to 8 ids has at most 7 terms after its first id.
@@ -56,15 +66,30 @@ COUNTING_ROWS_PER_ID = 32
 COUNTING_MIN_ROWS = 4096
 
 
+@njit(cache=True)
+def _gather_rows(table, ids, out, start):
+    """``out[i, start + j] = table[ids[i], j]``. Returns the position of the first id outside
+    ``[0, len(table))``, having written nothing, or -1 after the copy."""
+    num_rows, d = table.shape
+    for i in range(ids.shape[0]):
+        if ids[i] < 0 or ids[i] >= num_rows:
+            return i
+    for i in range(ids.shape[0]):
+        target, source = out[i, start:start + d], table[ids[i]]  # row views: see _coalesce_by_counting
+        for j in range(d):
+            target[j] = source[j]
+    return -1
+
+
 @njit(cache=True, error_model="numpy")
-def _pool_short_rows(table, values, offsets, mean, out, rest, count):
-    """Rows of at most ``SHORT_ROW_IDS`` ids: ``out[i] = (table[values[a]] + R) / c`` over the
-    CSR row ``[a, b)`` of example ``i``, with ``R`` the other rows ``table[values[a+1:b]]``
-    added one by one from -0.0 (NumPy's pairwise sum below 8 terms) and ``c = b - a`` when
-    ``mean``, else 1 (``x / 1`` is ``x``). ``out`` arrives zeroed: empty rows and longer
-    rows (left to the caller) stay zero. ``rest`` (d,) and ``count`` (1,) are scratch arrays
-    of the table's dtype (``count`` rounds the divisor to the dtype as NumPy's astype does).
-    Returns the number of those longer rows."""
+def _pool_short_rows(table, values, offsets, mean, out, start, rest, count):
+    """Rows of at most ``SHORT_ROW_IDS`` ids: ``out[i, start:start + d] = (table[values[a]] +
+    R) / c`` over the CSR row ``[a, b)`` of example ``i``, with ``R`` the other rows
+    ``table[values[a+1:b]]`` added one by one from -0.0 (NumPy's pairwise sum below 8 terms)
+    and ``c = b - a`` when ``mean``, else 1 (``x / 1`` is ``x``). Empty rows get zeros; longer
+    rows are left to the caller. ``rest`` (d,) and ``count`` (1,) are scratch arrays of the
+    table's dtype (``count`` rounds the divisor to the dtype as NumPy's astype does). Returns
+    the number of those longer rows."""
     d = table.shape[1]
     long_rows = 0
     for i in range(offsets.shape[0] - 1):
@@ -72,24 +97,29 @@ def _pool_short_rows(table, values, offsets, mean, out, rest, count):
         if b - a > SHORT_ROW_IDS:
             long_rows += 1
             continue
+        target = out[i, start:start + d]  # row views: see _coalesce_by_counting
         if b == a:
+            for j in range(d):
+                target[j] = 0.0
             continue
         for j in range(d):
             rest[j] = -0.0
         for p in range(a + 1, b):
+            source = table[values[p]]
             for j in range(d):
-                rest[j] += table[values[p], j]
+                rest[j] += source[j]
         count[0] = b - a if mean else 1
         c = count[0]
-        first = values[a]
+        first = table[values[a]]
         for j in range(d):
-            out[i, j] = (table[first, j] + rest[j]) / c
+            target[j] = (first[j] + rest[j]) / c
     return long_rows
 
 
 def _pool_long_rows(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, mean: bool, out: np.ndarray) -> None:
-    """``out[i]`` for the rows of more than ``SHORT_ROW_IDS`` ids, by ``np.add.reduceat`` over
-    those rows' ids gathered into one CSR array (one call for all of them)."""
+    """``out[i]`` (``out`` the field's column block) for the rows of more than
+    ``SHORT_ROW_IDS`` ids, by ``np.add.reduceat`` over those rows' ids gathered into one CSR
+    array (one call for all of them)."""
     lengths = np.diff(offsets)
     rows = np.flatnonzero(lengths > SHORT_ROW_IDS)
     row_lengths = lengths[rows]
@@ -102,18 +132,23 @@ def _pool_long_rows(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, 
 
 
 @njit(cache=True, error_model="numpy")
-def _coalesce_by_counting(ids, offsets, grads, mean, slot_of_id, present, values, row, count):
+def _coalesce_by_counting(ids, offsets, grads, start, width, mean, slot_of_id, present, values, row, count):
     """Return ``unique``, the number of ids present; ``present[:unique]`` are those ids,
     ascending, found with one scratch entry per table row (``slot_of_id``, ``num_rows``
-    entries; ``ids`` in ``[0, num_rows)``); ``values[u]`` (for ``u < unique``) the sum over
-    the positions ``p`` with ``ids[p] == present[u]``, left to right in ``p``, of
-    ``grads[i] / c_i`` where ``p`` lies in the CSR row ``[offsets[i], offsets[i + 1])`` and
-    ``c_i`` is that row's length when ``mean``, else 1. Each sum starts from -0.0; neither
-    that nor dividing by 1 changes a bit. ``present`` has ``min(len(ids), num_rows)``
-    entries and ``values`` as many rows; ``row`` (d,) and ``count`` (1,) are scratch arrays
-    of the gradients' dtype (the Python layer allocates every array: an allocation inside a
-    kernel compiles NumPy's ``empty`` for each signature)."""
+    entries); ``values[u]`` (for ``u < unique``) the sum over the positions ``p`` with
+    ``ids[p] == present[u]``, left to right in ``p``, of ``grads[i, start:start + width] /
+    c_i`` where ``p`` lies in the CSR row ``[offsets[i], offsets[i + 1])`` (an empty
+    ``offsets``: row ``i`` is the one id ``ids[i]``) and ``c_i`` is that row's length when
+    ``mean``, else 1. Each sum starts from -0.0; neither that nor dividing by 1 changes a
+    bit. Returns ``-1 - p`` instead, having summed nothing, when ``ids[p]`` is the first id
+    outside ``[0, num_rows)``. ``present`` has ``min(len(ids), num_rows)`` entries and
+    ``values`` as many rows; ``row`` (width,) and ``count`` (1,) are scratch arrays of the
+    gradients' dtype (the Python layer allocates every array: an allocation inside a kernel
+    compiles NumPy's ``empty`` for each signature)."""
     num_rows = slot_of_id.shape[0]
+    for p in range(ids.shape[0]):
+        if ids[p] < 0 or ids[p] >= num_rows:
+            return -1 - p
     for r in range(num_rows):
         slot_of_id[r] = 0
     for p in range(ids.shape[0]):
@@ -124,105 +159,155 @@ def _coalesce_by_counting(ids, offsets, grads, mean, slot_of_id, present, values
             slot_of_id[r] = unique
             present[unique] = r
             unique += 1
-    d = grads.shape[1]
     for u in range(unique):
-        for j in range(d):
+        for j in range(width):
             values[u, j] = -0.0
+    # The loops index row views (values[u], grads[i, start:...]) so that no index computed
+    # from data needs Numba's negative-index wrap-around, which keeps LLVM from vectorising.
+    if offsets.shape[0] == 0:  # one id per row, no division (x / 1 is x)
+        for i in range(ids.shape[0]):
+            target, source = values[slot_of_id[ids[i]]], grads[i, start:start + width]
+            for j in range(width):
+                target[j] += source[j]
+        return unique
     for i in range(offsets.shape[0] - 1):
         a, b = offsets[i], offsets[i + 1]
         if b == a:
             continue
         count[0] = b - a if mean else 1
         c = count[0]
-        for j in range(d):
-            row[j] = grads[i, j] / c
+        source = grads[i, start:start + width]
+        for j in range(width):
+            row[j] = source[j] / c
         for p in range(a, b):
-            u = slot_of_id[ids[p]]
-            for j in range(d):
-                values[u, j] += row[j]
+            target = values[slot_of_id[ids[p]]]
+            for j in range(width):
+                target[j] += row[j]
     return unique
 
 
-def _coalesce_counted(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: bool, num_rows: int):
-    """``(rows, values)`` of ``_coalesce_by_counting``, its arrays allocated here."""
+def _coalesce(name: str, ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, start: int, width: int, mean: bool,
+              num_rows: int):
+    """``_coalesce_by_counting`` on the table itself when it is small enough, else on the
+    ids renumbered by ``np.unique`` (``0 .. m-1``, in the order of the ids), which gives the
+    same rows and the same sums without a pass over the table; see the module docstring.
+    An id outside the table raises (``ValueError`` naming ``name``)."""
+    if num_rows <= COUNTING_ROWS_PER_ID * ids.shape[0] + COUNTING_MIN_ROWS:
+        return _coalesce_counted(name, ids, offsets, grads, start, width, mean, num_rows)
+    check_ids(name, ids, num_rows)
+    rows, renumbered = np.unique(ids, return_inverse=True)
+    return rows, _coalesce_counted(name, renumbered.reshape(-1), offsets, grads, start, width, mean, rows.shape[0])[1]
+
+
+def _coalesce_counted(name: str, ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, start: int, width: int,
+                      mean: bool, num_rows: int):
+    """``(rows, values)`` of ``_coalesce_by_counting``, its arrays allocated here; an id outside
+    the table raises (``ValueError`` naming ``name``)."""
     size = min(ids.shape[0], num_rows)
     present = np.empty(size, np.int64)
-    values = np.empty((size, grads.shape[1]), grads.dtype)
-    unique = _coalesce_by_counting(ids, offsets, grads, mean, np.empty(num_rows, np.int64), present, values,
-                                   np.empty(grads.shape[1], grads.dtype), np.empty(1, grads.dtype))
+    values = np.empty((size, width), grads.dtype)
+    unique = _coalesce_by_counting(ids, offsets, grads, start, width, mean, np.empty(num_rows, np.int64), present,
+                                   values, np.empty(width, grads.dtype), np.empty(1, grads.dtype))
+    if unique < 0:
+        raise_id_outside(name, ids[-1 - unique], num_rows)
     return present[:unique], values[:unique]
 
 
-def _coalesce(ids: np.ndarray, offsets: np.ndarray, grads: np.ndarray, mean: bool, num_rows: int):
-    """``_coalesce_by_counting`` on the table itself when it is small enough, else on the
-    ids renumbered by ``np.unique`` (``0 .. m-1``, in the order of the ids), which gives the
-    same rows and the same sums without a pass over the table; see the module docstring."""
-    if num_rows <= COUNTING_ROWS_PER_ID * ids.shape[0] + COUNTING_MIN_ROWS:
-        return _coalesce_counted(ids, offsets, grads, mean, num_rows)
-    rows, renumbered = np.unique(ids, return_inverse=True)
-    return rows, _coalesce_counted(renumbered.reshape(-1), offsets, grads, mean, rows.shape[0])[1]
+def _out_block(out, n: int, start, width: int, dtype) -> tuple[np.ndarray, int]:
+    """``(out, start)`` after ``check_out_block``; a new ``(n, width)`` array and 0 when
+    ``out`` is None."""
+    if out is None:
+        return np.empty((n, width), dtype), 0
+    return out, check_out_block(out, n, start, width, dtype)
 
 
-def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
-    """Pooled lookup of a multi-id field: with ``R_i = values[offsets[i]:offsets[i+1]]`` and
-    ``c_i = |R_i|``, ``out[i] = sum_{k in R_i} table[k]`` (``pooling="sum"``) or that sum
-    divided by ``c_i`` (``"mean"``); an empty row pools to zeros. The sum is taken in
-    ``np.add.reduceat``'s order (module docstring), so the twin gives the same bits.
+def gather_rows(table: np.ndarray, ids, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+    """Lookup of a single-id field: ``out[i, start:start + d] = table[ids[i]]``.
 
-    table : float32/float64 ``(V, d)``, C-contiguous; values : integer ``(nnz,)`` in
-    ``[0, V)``; offsets : integer ``(n + 1,)`` from 0, non-decreasing, to ``nnz``.
-    Returns ``(n, d)`` in the table's dtype.
+    table : float32/float64 ``(V, d)``, C-contiguous; ids : integer ``(n,)`` in ``[0, V)``;
+    out : None (a new ``(n, d)`` array is returned) or a C-contiguous ``(n, D)`` array of the
+    table's dtype, written in the columns ``[start, start + d)`` only and returned. An id
+    outside the table raises before anything is written.
     """
     table = check_float_layout("table", table, ndims=(2,))
-    mean = check_pooling(pooling) == "mean"
-    values = np.ascontiguousarray(check_ids("values", values, table.shape[0]))
-    offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
-    out = np.zeros((offsets.shape[0] - 1, table.shape[1]), table.dtype)
-    if _pool_short_rows(table, values, offsets, mean, out, np.empty(table.shape[1], table.dtype), np.empty(1, table.dtype)):
-        _pool_long_rows(table, values, offsets, mean, out)
+    ids = check_id_array("ids", ids)
+    out, start = _out_block(out, ids.shape[0], start, table.shape[1], table.dtype)
+    bad = _gather_rows(table, ids, out, start)
+    if bad >= 0:
+        raise_id_outside("ids", ids[bad], table.shape[0])
     return out
 
 
-def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def pool_rows(table: np.ndarray, values, offsets, pooling: str, out: np.ndarray | None = None,
+              start: int = 0) -> np.ndarray:
+    """Pooled lookup of a multi-id field: with ``R_i = values[offsets[i]:offsets[i+1]]`` and
+    ``c_i = |R_i|``, ``out[i, start:start + d] = sum_{k in R_i} table[k]`` (``pooling="sum"``)
+    or that sum divided by ``c_i`` (``"mean"``); an empty row pools to zeros. The sum is
+    taken in ``np.add.reduceat``'s order (module docstring), so the twin gives the same bits.
+
+    table : float32/float64 ``(V, d)``, C-contiguous; values : integer ``(nnz,)`` in
+    ``[0, V)``; offsets : integer ``(n + 1,)`` from 0, non-decreasing, to ``nnz``; out, start :
+    as in ``gather_rows`` (None: a new ``(n, d)`` array in the table's dtype is returned).
+    """
+    table = check_float_layout("table", table, ndims=(2,))
+    mean = check_pooling(pooling) == "mean"
+    values = check_ids("values", values, table.shape[0])
+    offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
+    out, start = _out_block(out, offsets.shape[0] - 1, start, table.shape[1], table.dtype)
+    if _pool_short_rows(table, values, offsets, mean, out, start, np.empty(table.shape[1], table.dtype),
+                        np.empty(1, table.dtype)):
+        _pool_long_rows(table, values, offsets, mean, out[:, start:start + table.shape[1]])
+    return out
+
+
+def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int, start: int = 0,
+                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sum gradient rows that share an id (the scatter-add of an embedding backward pass).
 
-    ids : integer ``(n,)`` in ``[0, num_rows)``; row_grads : float32/float64 ``(n, d)``
-    (copied if not C-contiguous). Returns ``(rows, values)``: ``rows`` int64 ``(m,)``
-    unique ascending, ``values`` ``(m, d)`` in the input dtype with
-    ``values[u] = sum_{i : ids[i] == rows[u]} row_grads[i]``, summed strictly in input
-    order (left to right), as the twin ``pfd_ref.twins.coalesce_rows`` does. Wrap the
-    result as ``RowSparseGrad(rows, values, num_rows)``.
+    ids : integer ``(n,)`` in ``[0, num_rows)``; row_grads : float32/float64 ``(n, D)``
+    (copied if not C-contiguous), of which the columns ``[start, start + width)`` are read
+    in place (``width`` None: to the last column; ``d`` below is that width). Returns
+    ``(rows, values)``: ``rows`` int64 ``(m,)`` unique ascending, ``values`` ``(m, d)`` in
+    the input dtype with ``values[u] = sum_{i : ids[i] == rows[u]} row_grads[i, start:start
+    + d]``, summed strictly in input order (left to right), as the twin
+    ``pfd_ref.twins.coalesce_rows`` does. Wrap the result as
+    ``RowSparseGrad(rows, values, num_rows)``.
     """
     row_grads = check_float_layout("row_grads", row_grads, ndims=(2,), copy=True)
-    ids = np.ascontiguousarray(check_ids("ids", ids, num_rows))
+    start, width = check_columns("row_grads", row_grads, start, width)
+    ids = check_id_array("ids", ids)
     if ids.shape[0] != row_grads.shape[0]:
         raise ValueError(f"ids: expected {row_grads.shape[0]} ids, one per row of row_grads, got {ids.shape[0]}")
-    return _coalesce(ids, np.arange(ids.shape[0] + 1, dtype=np.int64), row_grads, False, num_rows)
+    return _coalesce("ids", ids, np.empty(0, np.int64), row_grads, start, width, False, num_rows)
 
 
-def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str, start: int = 0,
+                         width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Table gradient of ``pool_rows``: each id ``k`` of row ``i`` receives ``d_out[i]``
     (sum) or ``d_out[i] / c_i`` (mean), and the occurrences of an id add up, left to right
     in the order of ``values``: ``d_table[k] = sum_{p : values[p] == k} d_out[i(p)] (/ c_i(p))``.
 
-    d_out : float32/float64 ``(n, d)`` (copied if not C-contiguous); values, offsets : the
-    CSR ids of ``pool_rows``; num_rows : ``V``. Returns ``(rows, grad_rows)`` as
+    d_out : float32/float64 ``(n, D)`` (copied if not C-contiguous), of which the columns
+    ``[start, start + width)`` are read in place, as in ``coalesce_rows``; values, offsets :
+    the CSR ids of ``pool_rows``; num_rows : ``V``. Returns ``(rows, grad_rows)`` as
     ``coalesce_rows`` does; empty rows contribute nothing. The same bits as
     ``coalesce_rows(values, np.repeat(d_out, c, axis=0) (/ c per row), num_rows)``.
     """
     d_out = check_float_layout("d_out", d_out, ndims=(2,), copy=True)
+    start, width = check_columns("d_out", d_out, start, width)
     mean = check_pooling(pooling) == "mean"
-    values = np.ascontiguousarray(check_ids("values", values, num_rows))
+    values = check_id_array("values", values)
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     if offsets.shape[0] - 1 != d_out.shape[0]:
         raise ValueError(f"d_out: expected {offsets.shape[0] - 1} rows, one per CSR row, got {d_out.shape[0]}")
-    return _coalesce(values, offsets, d_out, mean, num_rows)
+    return _coalesce("values", values, offsets, d_out, start, width, mean, num_rows)
 
 
 def warm_up(dtype) -> None:
     """Run the kernels of this module once on tiny inputs of ``dtype`` (compiles them)."""
     table = np.ones((3, 2), dtype)
     values, offsets = np.array([1, 0, 1], np.int64), np.array([0, 2, 3], np.int64)
+    gather_rows(table, values)
     pool_rows(table, values, offsets, "mean")
     coalesce_rows(values, table, 3)
     coalesce_pooled_rows(table[:2], values, offsets, 3, "mean")

@@ -37,27 +37,33 @@ L2_NORM_EPS = 1e-12  # u / max(||u||, eps) (torch.nn.functional.normalize's defa
 # --------------------------------------------------------------------------- embedding
 
 
-def embedding_forward(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def embedding_forward(table: np.ndarray, ids: np.ndarray, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Look up one row per example: ``out[i] = table[ids[i]]``.
 
-    table : float32/float64 ``(V, d)``; ids : int64 ``(n,)`` in ``[0, V)``.
-    Returns ``(n, d)`` in the table's dtype.
+    table : float32/float64 ``(V, d)``, C-contiguous; ids : int64 ``(n,)`` in ``[0, V)``.
+    Returns ``(n, d)`` in the table's dtype; or, given ``out`` (a C-contiguous ``(n, D)``
+    array of that dtype, e.g. a model's whole input row), writes the rows into its columns
+    ``[start, start + d)`` and returns ``out`` (the ``gather_rows`` kernel; a copy).
     """
-    return table[ids]
+    return backend.gather_rows(table, ids, out, start)
 
 
-def embedding_backward(d_out: np.ndarray, ids: np.ndarray, num_rows: int) -> RowSparseGrad:
+def embedding_backward(d_out: np.ndarray, ids: np.ndarray, num_rows: int, start: int = 0,
+                       width: int | None = None) -> RowSparseGrad:
     """Gradient wrt the table of ``embedding_forward``: ``d_table[v] = sum_{i : ids[i] = v} d_out[i]``.
 
-    d_out : float32/float64 ``(n, d)``, the gradient wrt the output; ids : int64 ``(n,)`` in
-    ``[0, num_rows)``. Returns a ``RowSparseGrad`` of the ``(num_rows, d)`` table whose rows
-    are the unique ids of the batch (the ``coalesce_rows`` kernel: each id's rows added left
-    to right), values in the dtype of ``d_out``.
+    d_out : float32/float64 ``(n, d)``, the gradient wrt the output, or the gradient wrt a
+    whole input row ``(n, D)`` of which the columns ``[start, start + width)`` are the
+    output's (read in place); ids : int64 ``(n,)`` in ``[0, num_rows)``. Returns a
+    ``RowSparseGrad`` of the ``(num_rows, d)`` table whose rows are the unique ids of the
+    batch (the ``coalesce_rows`` kernel: each id's rows added left to right), values in the
+    dtype of ``d_out``.
     """
-    return RowSparseGrad(*backend.coalesce_rows(ids, d_out, num_rows), num_rows)
+    return RowSparseGrad(*backend.coalesce_rows(ids, d_out, num_rows, start, width), num_rows)
 
 
-def pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str) -> np.ndarray:
+def pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.ndarray, pooling: str,
+                             out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Pool the rows of a multi-id field, one CSR row per example.
 
     With ``R_i = values[offsets[i]:offsets[i+1]]`` and ``c_i = |R_i|``:
@@ -69,13 +75,14 @@ def pooled_embedding_forward(table: np.ndarray, values: np.ndarray, offsets: np.
     rejects a strided table instead of copying it on every call); values : int64 ``(nnz,)``
     in ``[0, V)``; offsets : int64 ``(n + 1,)``, ``offsets[0] = 0``, non-decreasing,
     ``offsets[n] = nnz``. Returns ``(n, d)`` in the table's dtype (the ``pool_rows`` kernel,
-    in ``np.add.reduceat``'s summation order).
+    in ``np.add.reduceat``'s summation order); ``out`` and ``start`` as in
+    ``embedding_forward``.
     """
-    return backend.pool_rows(table, values, offsets, pooling)
+    return backend.pool_rows(table, values, offsets, pooling, out, start)
 
 
 def pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np.ndarray, num_rows: int,
-                              pooling: str) -> RowSparseGrad:
+                              pooling: str, start: int = 0, width: int | None = None) -> RowSparseGrad:
     """Gradient wrt the table of ``pooled_embedding_forward``.
 
     Each occurrence of id ``k`` in row ``i`` receives ``d_out[i]`` (sum) or ``d_out[i] / c_i``
@@ -83,11 +90,13 @@ def pooled_embedding_backward(d_out: np.ndarray, values: np.ndarray, offsets: np
     ``d_table[k] = sum_i m_ik d_out[i] * (1 or 1 / c_i)`` with ``m_ik`` the number of times
     ``k`` occurs in row ``i``. Empty rows contribute nothing.
 
-    d_out : float32/float64 ``(n, d)``; values, offsets : the CSR ids as in the forward;
+    d_out : float32/float64 ``(n, d)``, or ``(n, D)`` read in the columns ``[start, start +
+    width)`` as in ``embedding_backward``; values, offsets : the CSR ids as in the forward;
     num_rows : ``V``. Returns a ``RowSparseGrad`` of the ``(V, d)`` table, values in the dtype
     of ``d_out`` (the ``coalesce_pooled_rows`` kernel: each id's terms added left to right).
     """
-    return RowSparseGrad(*backend.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling), num_rows)
+    return RowSparseGrad(*backend.coalesce_pooled_rows(d_out, values, offsets, num_rows, pooling, start, width),
+                         num_rows)
 
 
 # --------------------------------------------------------------------------- linear and relu

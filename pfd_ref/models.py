@@ -155,45 +155,57 @@ class FieldEncoder:
             raise ValueError(f"params[{name!r}]: expected a {dtype} array of shape {shape}, got {got}")
         return table
 
+    def field_columns(self) -> list[tuple[FeatureSpec, int, int]]:
+        """``(field, start, width)`` of each field's column block ``x[:, start:start + width]``."""
+        blocks, start = [], 0
+        for f in self.fields:
+            width = f.width if f.kind == "dense" else self.embed_dim
+            blocks.append((f, start, width))
+            start += width
+        return blocks
+
     def forward(self, params: dict, batch: Dataset, dtype: np.dtype,
                 shared: "SharedTables | None" = None) -> tuple[np.ndarray, tuple]:
         """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache.
 
-        Checks each table's dtype and shape and the batch's ids (``_batch_column``); the
-        finiteness of ``x`` is left to the MLP that reads it. With ``shared``, a table another
-        model of the step also reads (``shared.embed.<field>``) is looked up once
-        (``SharedTables.rows``) and its gradient is left to ``shared`` (``backward``)."""
-        parts, columns = [], []
-        for f in self.fields:
-            column = _batch_column(batch, f)
+        Each field's lookup writes its rows straight into its column block of ``x``
+        (``field_columns``; the same values as concatenating the lookups). Checks each
+        table's dtype and shape and the batch's ids (``_batch_column``); the finiteness of
+        ``x`` is left to the MLP that reads it. With ``shared``, a table another model of the
+        step also reads (``shared.embed.<field>``) is looked up once (``SharedTables.rows``:
+        the first model's block of its ``x``, which the second copies) and its gradient is
+        left to ``shared`` (``backward``)."""
+        columns = [_batch_column(batch, f) for f in self.fields]
+        first = columns[0]
+        x = np.empty((first.n if isinstance(first, MultiIds) else first.shape[0], self.output_dim), dtype)
+        for (f, start, width), column in zip(self.field_columns(), columns):
             if f.kind == "dense":
-                parts.append(column.astype(dtype, copy=False))
+                x[:, start:start + width] = column.reshape(x.shape[0], width)  # cast to dtype as astype does
+                continue
+            name, table = self.table_names[f.name], self._table(params, f, dtype)
+            if shared is not None and is_shared_table(name):
+                rows = shared.rows(name, lambda: embedding_rows(f, table, column, x, start)[:, start:start + width])  # noqa: B023 (called at once)
+                if rows.base is not x:  # the other model looked them up
+                    x[:, start:start + width] = rows
             else:
-                name, table = self.table_names[f.name], self._table(params, f, dtype)
-                if shared is not None and is_shared_table(name):
-                    parts.append(shared.rows(name, lambda: embedding_rows(f, table, column)))  # noqa: B023 (called at once)
-                else:
-                    parts.append(embedding_rows(f, table, column))
-            columns.append(column)
-        return np.concatenate(parts, axis=1), (columns, shared)
+                embedding_rows(f, table, column, x, start)
+        return x, (columns, shared)
 
     def backward(self, cache: tuple, d_x: np.ndarray) -> dict:
-        """Split ``d_x (n, output_dim)`` by field and return the tables' row-sparse gradients;
-        a shared table's slice goes to the forward's ``SharedTables`` instead (it scatters
-        the sum of both models' slices once)."""
+        """The tables' row-sparse gradients, each read from its field's column block of
+        ``d_x (n, output_dim)`` in place; a shared table's block goes to the forward's
+        ``SharedTables`` instead (it scatters the sum of both models' blocks once)."""
         columns, shared = cache
-        grads, start = {}, 0
-        for f, column in zip(self.fields, columns):
-            width = f.width if f.kind == "dense" else self.embed_dim
-            d_part = d_x[:, start:start + width]
-            start += width
+        grads = {}
+        d_x = np.ascontiguousarray(d_x)
+        for (f, start, width), column in zip(self.field_columns(), columns):
             if f.kind == "dense":
                 continue
             name = self.table_names[f.name]
             if shared is not None and is_shared_table(name):
-                shared.add_gradient(name, f, column, d_part)
+                shared.add_gradient(name, f, column, d_x[:, start:start + width])
             else:
-                grads[name] = table_gradient(f, column, d_part)
+                grads[name] = table_gradient(f, column, d_x, start, width)
         return grads
 
 
@@ -202,21 +214,26 @@ def is_shared_table(name: str) -> bool:
     return name.startswith(SHARED_PREFIX + ".")
 
 
-def embedding_rows(field: FeatureSpec, table: np.ndarray, column) -> np.ndarray:
+def embedding_rows(field: FeatureSpec, table: np.ndarray, column, out: np.ndarray | None = None,
+                   start: int = 0) -> np.ndarray:
     """Each batch row's embedding of ``field`` ``(n, d)``: ``layers.embedding_forward`` or
-    ``layers.pooled_embedding_forward`` (a multi-id field)."""
+    ``layers.pooled_embedding_forward`` (a multi-id field); with ``out`` ``(n, D)``, written
+    into its columns ``[start, start + d)`` and ``out`` returned."""
     if field.kind == "categorical":
-        return layers.embedding_forward(table, column)
-    return layers.pooled_embedding_forward(table, column.values, column.offsets, field.pooling)
+        return layers.embedding_forward(table, column, out, start)
+    return layers.pooled_embedding_forward(table, column.values, column.offsets, field.pooling, out, start)
 
 
-def table_gradient(field: FeatureSpec, column, d_rows: np.ndarray) -> RowSparseGrad:
+def table_gradient(field: FeatureSpec, column, d_rows: np.ndarray, start: int = 0,
+                   width: int | None = None) -> RowSparseGrad:
     """The row-sparse gradient of ``field``'s table given ``d_rows`` ``(n, d)``, the gradient of
-    each batch row's looked-up (or pooled) embedding: ``layers.embedding_backward`` or
+    each batch row's looked-up (or pooled) embedding (or ``(n, D)`` read in its columns
+    ``[start, start + width)``): ``layers.embedding_backward`` or
     ``layers.pooled_embedding_backward``."""
     if field.kind == "categorical":
-        return layers.embedding_backward(d_rows, column, field.vocab_size)
-    return layers.pooled_embedding_backward(d_rows, column.values, column.offsets, field.vocab_size, field.pooling)
+        return layers.embedding_backward(d_rows, column, field.vocab_size, start, width)
+    return layers.pooled_embedding_backward(d_rows, column.values, column.offsets, field.vocab_size, field.pooling,
+                                            start, width)
 
 
 class SharedTables:

@@ -14,6 +14,7 @@ sparse_adam_rows_update_   the same bits: the same operations in the same order
 sparse_adagrad_rows_update_  the same bits: the same operations in the same order
 relu_backward              the same bits (``+0`` wherever ``x > 0`` is false)
 leaky_relu_backward        the same bits (the slope rounded to the arrays' dtype in both)
+gather_rows                the same bits (a copy: ``table[ids]``)
 pool_rows                  the same bits: ``np.add.reduceat``, whose summation order the kernel follows
 coalesce_rows              the same bits: ``np.add.at`` adds each id's rows left to right from -0.0
 coalesce_pooled_rows       the same bits (the same division, then ``coalesce_rows``)
@@ -35,7 +36,7 @@ parse_int64                the same values and the same first bad cell
 match_tokens               the same codes and the same first bad cell
 =========================  ===================================================================
 
-Training uses only the first eight, so a training run gives the same bits on either backend;
+Training uses only the first nine, so a training run gives the same bits on either backend;
 the log readers give the same arrays on either.
 Ranking order for top-k: higher score first; among equal scores, lower index first.
 
@@ -52,15 +53,16 @@ import re
 import numpy as np
 
 from pfd_ref.kernels.checks import (SPLIT_FIELD_COUNT, SPLIT_OK, SPLIT_TEXT_AFTER_QUOTE, SPLIT_UNTERMINATED_QUOTE,
-                                    check_cell_inside, check_cells, check_float_array, check_float_dtype, check_ids,
-                                    check_offsets, check_pooling, check_same_dtype, check_scalar, check_split_arguments,
-                                    check_tokens)
+                                    check_cell_inside, check_cells, check_columns, check_float_array, check_float_dtype,
+                                    check_ids, check_offsets, check_out_block, check_pooling, check_same_dtype,
+                                    check_scalar, check_split_arguments, check_tokens)
 from pfd_ref import losses
 
 __all__ = [
-    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "leaky_relu_backward", "match_tokens", "mlp_scores",
-    "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items", "sparse_adagrad_rows_update_",
-    "sparse_adam_rows_update_", "split_fields", "top_k_item_blocks", "top_k_items", "top_k_scores",
+    "adam_update_", "coalesce_pooled_rows", "coalesce_rows", "gather_rows", "leaky_relu_backward", "match_tokens",
+    "mlp_scores", "mlp_scores_split", "parse_int64", "pool_rows", "relu_backward", "score_items",
+    "sparse_adagrad_rows_update_", "sparse_adam_rows_update_", "split_fields", "top_k_item_blocks", "top_k_items",
+    "top_k_scores",
 ]
 
 
@@ -185,43 +187,73 @@ def leaky_relu_backward(d_y: np.ndarray, x: np.ndarray, negative_slope: float) -
     return np.where(x > 0, d_y, d_y * x.dtype.type(negative_slope))
 
 
-def pool_rows(table: np.ndarray, values, offsets, pooling: str) -> np.ndarray:
-    """Pooled lookup: ``out[i] = sum_{k in R_i} table[k]`` (``"sum"``) or that sum divided by
-    ``c_i = |R_i|`` (``"mean"``), ``R_i = values[offsets[i]:offsets[i+1]]``; empty rows pool
-    to zeros.
+def _out_block(out, n: int, start, width: int, dtype) -> np.ndarray:
+    """The block ``out[:, start:start + width]`` that a lookup writes (a new ``(n, width)``
+    array when ``out`` is None), after the kernels' checks of ``out``."""
+    if out is None:
+        return np.empty((n, width), dtype)
+    start = check_out_block(out, n, start, width, dtype)
+    return out[:, start:start + width]
+
+
+def gather_rows(table: np.ndarray, ids, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+    """Lookup of a single-id field: ``out[:, start:start + d] = table[ids]``.
+
+    table : float32/float64 ``(V, d)``; ids : integer ``(n,)`` in ``[0, V)``; out : None (a
+    new ``(n, d)`` array is returned) or a C-contiguous ``(n, D)`` array of the table's dtype,
+    written in the columns ``[start, start + d)`` and returned.
+    """
+    check_float_dtype("table", table)
+    ids = check_ids("ids", ids, table.shape[0])
+    block = _out_block(out, ids.shape[0], start, table.shape[1], table.dtype)
+    block[...] = table[ids]
+    return block if out is None else out
+
+
+def pool_rows(table: np.ndarray, values, offsets, pooling: str, out: np.ndarray | None = None,
+              start: int = 0) -> np.ndarray:
+    """Pooled lookup: ``out[i, start:start + d] = sum_{k in R_i} table[k]`` (``"sum"``) or that
+    sum divided by ``c_i = |R_i|`` (``"mean"``), ``R_i = values[offsets[i]:offsets[i+1]]``;
+    empty rows pool to zeros.
 
     table : float32/float64 ``(V, d)``; values : integer ``(nnz,)`` in ``[0, V)``; offsets :
-    integer ``(n + 1,)``. Returns ``(n, d)`` in the table's dtype. Each row's sum is one
-    ``np.add.reduceat`` segment.
+    integer ``(n + 1,)``; out, start : as in ``gather_rows`` (None: a new ``(n, d)`` array in
+    the table's dtype is returned). Each row's sum is one ``np.add.reduceat`` segment.
     """
     check_float_dtype("table", table)
     mean = check_pooling(pooling) == "mean"
     values = check_ids("values", values, table.shape[0])
     offsets = check_offsets("offsets", offsets, values.shape[0])
     counts = np.diff(offsets)
-    out = np.zeros((counts.shape[0], table.shape[1]), dtype=table.dtype)
+    block = _out_block(out, counts.shape[0], start, table.shape[1], table.dtype)
+    block[...] = 0
     nonempty = counts > 0
     if values.shape[0]:
         # np.add.reduceat would return a single element (not zero) for an empty segment, so
         # only the starts of non-empty rows are passed; each such segment then runs exactly
         # to the start of the next non-empty row (empty rows in between hold no values).
-        out[nonempty] = np.add.reduceat(table[values], offsets[:-1][nonempty], axis=0)
+        block[nonempty] = np.add.reduceat(table[values], offsets[:-1][nonempty], axis=0)
     if mean:
-        out[nonempty] /= counts[nonempty, None].astype(table.dtype)
-    return out
+        block[nonempty] /= counts[nonempty, None].astype(table.dtype)
+    return block if out is None else out
 
 
-def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int, start: int = 0,
+                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sum gradient rows that share an id (the scatter-add of an embedding backward pass).
 
-    ids : integer ``(n,)`` in ``[0, num_rows)``; row_grads : float32/float64 ``(n, d)``.
+    ids : integer ``(n,)`` in ``[0, num_rows)``; row_grads : float32/float64 ``(n, D)``, of
+    which the columns ``[start, start + width)`` are read (``width`` None: to the last).
     Returns ``(rows, values)``: ``rows`` int64 ``(m,)`` unique ascending, ``values`` ``(m, d)``
-    with ``values[u] = sum_{i : ids[i] == rows[u]} row_grads[i]``, added left to right in
-    input order starting from -0.0 (``np.add.at`` applies the rows one by one, in order).
+    with ``values[u] = sum_{i : ids[i] == rows[u]} row_grads[i, start:start + d]``, added
+    left to right in input order starting from -0.0 (``np.add.at`` applies the rows one by
+    one, in order).
     """
     check_float_dtype("row_grads", row_grads)
     if row_grads.ndim != 2:
         raise ValueError(f"row_grads: expected 2 dimension(s), got shape {row_grads.shape}")
+    start, width = check_columns("row_grads", row_grads, start, width)
+    row_grads = row_grads[:, start:start + width]
     ids = check_ids("ids", ids, num_rows)
     if ids.shape[0] != row_grads.shape[0]:
         raise ValueError(f"ids: expected {row_grads.shape[0]} ids, one per row of row_grads, got {ids.shape[0]}")
@@ -234,13 +266,15 @@ def coalesce_rows(ids, row_grads: np.ndarray, num_rows: int) -> tuple[np.ndarray
     return rows.astype(np.int64, copy=False), values.reshape(-1, d)
 
 
-def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pooling: str, start: int = 0,
+                         width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Table gradient of ``pool_rows``: ``d_table[k] = sum_i m_ik d_out[i]`` (``/ c_i`` for
     ``"mean"``), with ``m_ik`` the number of times id ``k`` occurs in row ``i``.
 
     Each row's gradient is repeated once per id in it (divided by the row's length for
     ``"mean"``) and the copies are summed per id by ``coalesce_rows``. d_out : float
-    ``(n, d)``; values, offsets : as in ``pool_rows``; num_rows : ``V``. Returns
+    ``(n, D)``, of which the columns ``[start, start + width)`` are read, as in
+    ``coalesce_rows``; values, offsets : as in ``pool_rows``; num_rows : ``V``. Returns
     ``(rows, grad_rows)``: the touched ids ascending and their gradient rows.
     """
     check_float_dtype("d_out", d_out)
@@ -249,6 +283,8 @@ def coalesce_pooled_rows(d_out: np.ndarray, values, offsets, num_rows: int, pool
     counts = np.diff(check_offsets("offsets", offsets, values.shape[0]))
     if d_out.ndim != 2 or d_out.shape[0] != counts.shape[0]:
         raise ValueError(f"d_out: expected {counts.shape[0]} rows, one per CSR row, got shape {d_out.shape}")
+    start, width = check_columns("d_out", d_out, start, width)
+    d_out = d_out[:, start:start + width]
     value_grads = np.repeat(d_out, counts, axis=0)  # (nnz, d): row i's gradient, once per id in it
     if mean:
         value_grads /= np.repeat(counts, counts)[:, None].astype(d_out.dtype)

@@ -196,6 +196,43 @@ def test_coalesce_rows_same_bits(dtype, n, d, num_rows, seed):
         same_bits(a, b)
 
 
+@PROPERTY
+@given(st.sampled_from(DTYPES), st.integers(0, 50), st.integers(1, 5), st.integers(1, 12), st.integers(0, 4),
+       st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_coalesce_rows_of_a_column_block_same_bits(dtype, n, d, num_rows, before, after, seed):
+    # a field's block of the MLP input's gradient, read in place: the bits of coalescing a copy of it
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, num_rows, n)
+    d_x = (real_valued(rng, (n, before + d + after), dtype) * 10.0 ** rng.integers(-6, 6, (n, 1))).astype(dtype)
+    d_x[rng.random(d_x.shape) < 0.1] = -0.0
+    expected = twins.coalesce_rows(ids, np.ascontiguousarray(d_x[:, before:before + d]), num_rows)
+    for impl in (kernels, twins):
+        for a, b in zip(impl.coalesce_rows(ids, d_x, num_rows, before, d), expected):
+            same_bits(a, b)
+
+
+@PROPERTY
+@given(st.sampled_from(DTYPES), st.integers(0, 40), st.integers(1, 5), st.integers(1, 12), st.integers(0, 4),
+       st.integers(0, 3), st.booleans(), st.integers(0, 2**32 - 1))
+def test_gather_rows_same_bits(dtype, n, d, num_rows, before, after, into, seed):
+    rng = np.random.default_rng(seed)
+    table = real_valued(rng, (num_rows, d), dtype)
+    table[rng.random(table.shape) < 0.2] = rng.choice(np.array([-0.0, np.nan, np.inf, 1e-45], dtype))
+    ids = rng.integers(0, num_rows, n)
+    if not into:
+        for impl in (kernels, twins):
+            same_bits(impl.gather_rows(table, ids), table[ids])
+        return
+    # written into its column block of a wider array; the other columns are left as they were
+    x = real_valued(rng, (n, before + d + after), dtype)
+    expected = x.copy()
+    expected[:, before:before + d] = table[ids]
+    for impl in (kernels, twins):
+        out = x.copy()
+        assert impl.gather_rows(table, ids, out, before) is out
+        same_bits(out, expected)
+
+
 @IMPLEMENTATIONS
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 30), num_rows=st.integers(1, 8), d=st.integers(1, 3),
@@ -272,6 +309,34 @@ def test_coalesce_pooled_rows_same_bits(case, pooling, non_contiguous):
     expected = twins.coalesce_pooled_rows(d_out, values, offsets, table.shape[0], pooling)
     for a, b in zip(got, expected):
         same_bits(a, b)
+
+
+@PROPERTY
+@given(pooled_case(), st.sampled_from(["sum", "mean"]), st.integers(0, 4), st.integers(0, 3))
+def test_pool_rows_into_a_column_block_same_bits(case, pooling, before, after):
+    # the block gets pool_rows's own result (empty rows zeroed), the other columns stay as they were
+    table, values, offsets = case
+    n, d = offsets.size - 1, table.shape[1]
+    x = np.full((n, before + d + after), 7.0, table.dtype)
+    expected = x.copy()
+    expected[:, before:before + d] = twins.pool_rows(table, values, offsets, pooling)
+    for impl in (kernels, twins):
+        out = x.copy()
+        assert impl.pool_rows(table, values, offsets, pooling, out, before) is out
+        same_bits(out, expected)
+
+
+@PROPERTY
+@given(pooled_case(), st.sampled_from(["sum", "mean"]), st.integers(0, 4), st.integers(0, 3))
+def test_coalesce_pooled_rows_of_a_column_block_same_bits(case, pooling, before, after):
+    table, values, offsets = case
+    n, d = offsets.size - 1, table.shape[1]
+    d_x = real_valued(np.random.default_rng(values.size), (n, before + d + after), table.dtype)
+    expected = twins.coalesce_pooled_rows(np.ascontiguousarray(d_x[:, before:before + d]), values, offsets,
+                                          table.shape[0], pooling)
+    for impl in (kernels, twins):
+        for a, b in zip(impl.coalesce_pooled_rows(d_x, values, offsets, table.shape[0], pooling, before, d), expected):
+            same_bits(a, b)
 
 
 def activation_inputs(dtype, n: int, d: int, non_contiguous: bool, seed: int):
@@ -455,6 +520,14 @@ BAD_CALLS = [
     ("coalesce_rows", (np.array([0, 5]), np.ones((2, 1)), 3), r"^ids: id 5 is outside"),
     ("coalesce_rows", (np.array([-1, 0]), np.ones((2, 1)), 3), r"^ids: id -1 is outside"),
     ("coalesce_rows", (np.array([0]), np.ones((2, 1)), 3), r"^ids: expected 2 ids"),
+    ("coalesce_rows", (np.array([0, 1]), np.ones((2, 3)), 3, 2, 2), r"^row_grads: columns \[2, 4\) lie outside"),
+    ("coalesce_pooled_rows", (np.ones((1, 2)), np.array([0]), np.array([0, 1]), 3, "sum", -1, 1), r"^start: expected an integer >= 0"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0, 3])), r"^ids: id 3 is outside the table \[0, 3\)"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0.0])), r"^ids: expected integer ids"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0]), np.ones((1, 3)), 2), r"^out: columns \[2, 4\) lie outside"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0]), np.ones((1, 4), np.float32)), r"^out: expected dtype float64"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0]), np.ones((2, 4))), r"^out: expected a C-contiguous 2-d array of 1 rows"),
+    ("gather_rows", (np.ones((3, 2)), np.array([0]), np.ones((1, 8))[:, ::2]), r"^out: expected a C-contiguous"),
     ("pool_rows", (np.ones((3, 2)), np.array([0, 3]), np.array([0, 2]), "sum"), r"^values: id 3 is outside"),
     ("pool_rows", (np.ones((3, 2)), np.array([0, 1]), np.array([0, 3]), "sum"), r"^offsets: must start at 0"),
     ("pool_rows", (np.ones((3, 2)), np.array([0]), np.array([0, 1]), "max"), r"^pooling: expected one of"),
