@@ -178,6 +178,18 @@ def test_linear_backward_matches_finite_differences(n, fan_in, fan_out, seed):
         assert relative_error(analytic, numeric) < GRAD_TOLERANCE
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_backward_of_one_output_gives_blas_bits(dtype):
+    # one output: d_x is an outer product, broadcast instead of BLAS's GEMM; the same bits,
+    # signed zeros included (BLAS returns +0.0 where the product is -0.0)
+    rng = np.random.default_rng(0)
+    d_y, weight = rng.standard_normal((300, 1)).astype(dtype), rng.standard_normal((7, 1)).astype(dtype)
+    d_y[::5], d_y[1::5], weight[2], weight[3] = 0.0, -0.0, -0.0, 1e-30
+    d_x = layers.linear_backward(d_y, np.ones((300, 7), dtype), weight)[0]
+    assert d_x.dtype == dtype and np.signbit(d_y * weight.T).any()
+    np.testing.assert_array_equal(d_x.view(np.uint8), (d_y @ weight.T).view(np.uint8))
+
+
 @settings(max_examples=20, deadline=None)
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=seeds)
 def test_relu_backward_matches_finite_differences(shape, seed):
