@@ -20,7 +20,7 @@ import numpy as np
 
 from pfd_ref import backend
 from pfd_ref.sparse import RowSparseGrad
-from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_scalar, check_shape
+from pfd_ref.validation import FLOAT_DTYPES, check_choice, check_float_array, check_float_dtype, check_scalar, check_shape
 
 SPARSE_MODES = ("lazy", "dense")  # how a row-sparse gradient updates its table: touched rows only, or all rows
 
@@ -42,8 +42,14 @@ def warmup_lr(lr: float, step: int, warmup_steps: int) -> float:
 
 def _check_step_inputs(params: dict, grads: dict) -> None:
     """Raise ValueError naming the entry when a gradient has no parameter, or its shape or
-    dtype differs from the parameter's, or a row-sparse gradient's rows are not unique,
-    sorted and inside the table."""
+    dtype differs from the parameter's, or it holds a NaN or an infinity, or a row-sparse
+    gradient's rows are not unique, sorted and inside the table.
+
+    The structure is checked gradient by gradient; the values and the rows of all gradients
+    are checked together (``_first_nonfinite``, ``_first_unsorted``), two NumPy passes in all
+    instead of a few per gradient (a step has 15-30 of them), and only a failure looks for
+    the gradient to name."""
+    values, sparse = [], []
     for name, grad in grads.items():
         if name not in params:
             raise ValueError(f"grads[{name!r}]: no parameter of that name in params")
@@ -52,19 +58,57 @@ def _check_step_inputs(params: dict, grads: dict) -> None:
             raise ValueError(f"params[{name!r}]: expected a float32 or float64 numpy array")
         label = f"grads[{name!r}]"
         if isinstance(grad, RowSparseGrad):
-            check_float_array(label + ".values", grad.values, ndim=2, dtype=param.dtype)
+            check_float_dtype(label + ".values", grad.values, param.dtype)
+            if grad.values.ndim != 2:
+                raise ValueError(f"{label}.values: expected 2 dimension(s), got shape {grad.values.shape}")
             if grad.shape != param.shape:
                 raise ValueError(f"{label}: row-sparse gradient of a table of shape {grad.shape}, "
                                  f"parameter has shape {param.shape}")
             rows = grad.rows
-            if rows.dtype.kind not in "iu" or rows.shape != (grad.values.shape[0],):
+            if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "iu" or rows.shape != (grad.values.shape[0],):
                 raise ValueError(f"{label}.rows: expected one integer row id per gradient row, "
-                                 f"got {rows.dtype} {rows.shape}")
-            if rows.size and (rows[0] < 0 or rows[-1] >= grad.num_rows or np.any(rows[1:] <= rows[:-1])):
-                raise ValueError(f"{label}.rows: must be unique, sorted ascending and inside [0, {grad.num_rows})")
+                                 f"got {getattr(rows, 'dtype', type(rows).__name__)} {np.shape(rows)}")
+            if rows.size and (rows[0] < 0 or rows[-1] >= grad.num_rows):
+                raise _bad_rows(label, grad.num_rows)
+            values.append((label + ".values", grad.values))
+            sparse.append((label, grad))
         else:
-            check_float_array(label, grad, dtype=param.dtype)
+            check_float_dtype(label, grad, param.dtype)
             check_shape(label, grad, param.shape)
+            values.append((label, grad))
+    _first_nonfinite(values)
+    _first_unsorted(sparse)
+
+
+def _bad_rows(label: str, num_rows: int) -> ValueError:
+    return ValueError(f"{label}.rows: must be unique, sorted ascending and inside [0, {num_rows})")
+
+
+def _first_nonfinite(arrays: list) -> None:
+    """Raise ValueError naming the first ``(label, array)`` of ``arrays`` that holds a NaN or
+    an infinity: one pass over all of them concatenated (a NaN or an infinity stays one in the
+    common dtype), then, only on a failure, a pass per array to find it."""
+    if not arrays or np.isfinite(np.concatenate([array.reshape(-1) for _, array in arrays])).all():
+        return
+    for label, array in arrays:
+        check_float_array(label, array)
+
+
+def _first_unsorted(sparse: list) -> None:
+    """Raise ValueError naming the first ``(label, RowSparseGrad)`` of ``sparse`` whose rows
+    do not strictly increase: one ``np.diff`` over all rows concatenated, the steps across two
+    gradients' rows ignored."""
+    lengths = [grad.rows.shape[0] for _, grad in sparse]
+    if sum(lengths) < 2:
+        return
+    steps = np.diff(np.concatenate([grad.rows for _, grad in sparse]))
+    boundaries = np.cumsum(lengths)[:-1]
+    steps[boundaries[(boundaries > 0) & (boundaries <= steps.shape[0])] - 1] = 1  # a step from one gradient to the next
+    if (steps > 0).all():
+        return
+    for label, grad in sparse:
+        if np.any(grad.rows[1:] <= grad.rows[:-1]):
+            raise _bad_rows(label, grad.num_rows)
 
 
 def _touched_row_grad(grad: RowSparseGrad, param_rows: np.ndarray, l2: float) -> np.ndarray:

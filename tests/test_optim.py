@@ -321,6 +321,21 @@ def test_step_rejects_bad_gradients(make_opt, grads, message):
         make_opt().step(params, grads)
 
 
+def test_step_checks_the_values_and_rows_of_all_gradients_together_and_names_the_bad_one():
+    # the rows of several tables are checked in one pass: a decrease from one table's rows to
+    # the next is no error, a repeat inside one (after an empty gradient) is, and is named
+    params = {"a": np.zeros((V, D)), "b": np.zeros((V, D)), "c": np.zeros((V, D)), "w": np.zeros(2)}
+    good = {"a": _sparse([3, 4], np.ones((2, D)), V), "b": _sparse([], np.ones((0, D)), V),
+            "c": _sparse([0, 1], np.ones((2, D)), V), "w": np.ones(2)}
+    Adam(0.1).step(params, good)
+    with pytest.raises(ValueError, match=r"^grads\['c'\]\.rows: must be unique, sorted"):
+        Adam(0.1).step(params, {**good, "c": _sparse([2, 2], np.ones((2, D)), V)})
+    with pytest.raises(ValueError, match=r"^grads\['c'\]\.values: contains NaN"):
+        Adam(0.1).step(params, {**good, "c": _sparse([0, 1], [[1.0] * D, [np.inf] * D], V)})
+    with pytest.raises(ValueError, match=r"^grads\['w'\]: contains NaN"):
+        Adam(0.1).step(params, {**good, "w": np.array([1.0, np.nan])})
+
+
 def test_step_validates_every_gradient_before_updating_any():
     params = {"w": np.zeros(2), "e": np.zeros((V, D))}
     with pytest.raises(ValueError, match=r"^grads\['missing'\]"):
