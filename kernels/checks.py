@@ -71,7 +71,7 @@ def check_float_dtype(name: str, x, dtype=None) -> np.ndarray:
         raise ValueError(f"{name}: expected a numpy array, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name}: expected float32 or float64, got {x.dtype}")
-    if dtype is not None and x.dtype != np.dtype(dtype):
+    if dtype is not None and x.dtype != dtype:  # (NumPy compares a dtype with a type or a name)
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype} (no silent casts)")
     return x
 
