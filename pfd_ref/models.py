@@ -184,7 +184,9 @@ class FieldEncoder:
                 continue
             name, table = self.table_names[f.name], self._table(params, f, dtype)
             if shared is not None and is_shared_table(name):
-                rows = shared.rows(name, lambda: embedding_rows(f, table, column, x, start)[:, start:start + width])  # noqa: B023 (called at once)
+                def look_up():  # into this x; the block is what the other model copies
+                    return embedding_rows(f, table, column, x, start)[:, start:start + width]  # noqa: B023 (called at once)
+                rows = shared.rows(name, look_up)
                 if rows.base is not x:  # the other model looked them up
                     x[:, start:start + width] = rows
             else:
