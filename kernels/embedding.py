@@ -19,12 +19,13 @@ Summation orders, and so the bits:
 * ``pool_rows`` gives the bits of ``np.add.reduceat(rows, starts, axis=0)``, which sums a
   segment as its first row plus NumPy's pairwise sum of the others (``pairwise_sum`` in
   NumPy's ``loops_utils.h.src``). Below 8 terms that pairwise sum adds one term after
-  another, so the kernel does the same for rows of up to ``SHORT_ROW_IDS`` = 8 ids; the
-  longer rows (8 interleaved accumulators and a tree in NumPy) are gathered and passed to
-  ``np.add.reduceat`` itself, in one call. With about 5 ids per row that is a few percent
-  of the rows, and it keeps the kernel small (it compiles in under half the time of one
-  that also mirrors the accumulators). tests/test_kernels.py checks the bits, and fails if
-  a future NumPy changes its order.
+  another; up to ``PAIRWISE_BLOCK`` = 128 terms it keeps 8 interleaved accumulators, adds
+  them as a tree and then the remaining terms one by one. The kernel does the same for rows
+  of up to ``SHORT_ROW_IDS`` = 129 ids; longer rows (where NumPy halves the range
+  recursively) are gathered and passed to ``np.add.reduceat`` itself, in one call. (The
+  kernel once stopped at 8 ids: with about 5 ids per row, the 8 % of longer rows took the
+  NumPy path, which cost more than the kernel: 43 against 15 us for the benchmark's field.)
+  tests/test_twins.py checks the bits, and fails if a future NumPy changes its order.
 * The scatter-adds sum each id's rows strictly left to right in input order, from -0.0
   (which gives the bits of starting from the first row: -0.0 + x is x for every x): the
   order of a stable sort by id, and of the twin's ``np.add.at``: the same bits.
@@ -55,9 +56,12 @@ from ._common import check_float_layout
 from .checks import (check_columns, check_id_array, check_ids, check_offsets, check_out_block, check_pooling,
                      raise_id_outside)
 
-# NumPy's pairwise summation adds fewer than 8 terms one by one (from -0.0 in NumPy >= 2);
-# a row of up to 8 ids has at most 7 terms after its first id.
-SHORT_ROW_IDS = 8
+# NumPy's pairwise summation (pairwise_sum in loops_utils.h.src) adds fewer than 8 terms one
+# by one (from -0.0 in NumPy >= 2), and up to PAIRWISE_BLOCK terms in 8 interleaved
+# accumulators added as a tree, then the rest one by one; beyond that it halves the range.
+# A row of up to SHORT_ROW_IDS ids has at most PAIRWISE_BLOCK terms after its first id.
+PAIRWISE_BLOCK = 128
+SHORT_ROW_IDS = PAIRWISE_BLOCK + 1
 
 # Counting pass when num_rows <= COUNTING_ROWS_PER_ID * n + COUNTING_MIN_ROWS, np.unique
 # otherwise; at n = 1024, d = 16 the two paths cross between 30k and 60k table rows
@@ -82,12 +86,14 @@ def _gather_rows(table, ids, out, start):
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_short_rows(table, values, offsets, mean, out, start, rest, count):
+def _pool_short_rows(table, values, offsets, mean, out, start, rest, accumulators, count):
     """Rows of at most ``SHORT_ROW_IDS`` ids: ``out[i, start:start + d] = (table[values[a]] +
-    R) / c`` over the CSR row ``[a, b)`` of example ``i``, with ``R`` the other rows
-    ``table[values[a+1:b]]`` added one by one from -0.0 (NumPy's pairwise sum below 8 terms)
-    and ``c = b - a`` when ``mean``, else 1 (``x / 1`` is ``x``). Empty rows get zeros; longer
-    rows are left to the caller. ``rest`` (d,) and ``count`` (1,) are scratch arrays of the
+    R) / c`` over the CSR row ``[a, b)`` of example ``i``, with ``R`` NumPy's pairwise sum of
+    the other rows ``table[values[a+1:b]]`` (fewer than 8: added one by one from -0.0; else 8
+    interleaved accumulators, summed as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``,
+    then the last ``(b - a - 1) % 8`` one by one) and ``c = b - a`` when ``mean``, else 1
+    (``x / 1`` is ``x``). Empty rows get zeros; longer rows are left to the caller.
+    ``rest`` (d,), ``accumulators`` (8, d) and ``count`` (1,) are scratch arrays of the
     table's dtype (``count`` rounds the divisor to the dtype as NumPy's astype does). Returns
     the number of those longer rows."""
     d = table.shape[1]
@@ -102,10 +108,27 @@ def _pool_short_rows(table, values, offsets, mean, out, start, rest, count):
             for j in range(d):
                 target[j] = 0.0
             continue
-        for j in range(d):
-            rest[j] = -0.0
-        for p in range(a + 1, b):
-            source = table[values[p]]
+        terms = b - a - 1
+        p = a + 1
+        if terms < 8:
+            for j in range(d):
+                rest[j] = -0.0
+        else:
+            for q in range(8):
+                source, accumulator = table[values[p + q]], accumulators[q]
+                for j in range(d):
+                    accumulator[j] = source[j]
+            for block in range(p + 8, p + terms - terms % 8, 8):
+                for q in range(8):
+                    source, accumulator = table[values[block + q]], accumulators[q]
+                    for j in range(d):
+                        accumulator[j] += source[j]
+            r = accumulators
+            for j in range(d):
+                rest[j] = ((r[0, j] + r[1, j]) + (r[2, j] + r[3, j])) + ((r[4, j] + r[5, j]) + (r[6, j] + r[7, j]))
+            p += terms - terms % 8
+        for k in range(p, b):
+            source = table[values[k]]
             for j in range(d):
                 rest[j] += source[j]
         count[0] = b - a if mean else 1
@@ -254,7 +277,8 @@ def pool_rows(table: np.ndarray, values, offsets, pooling: str, out: np.ndarray 
     values = check_ids("values", values, table.shape[0])
     offsets = np.ascontiguousarray(check_offsets("offsets", offsets, values.shape[0]))
     out, start = _out_block(out, offsets.shape[0] - 1, start, table.shape[1], table.dtype)
-    if _pool_short_rows(table, values, offsets, mean, out, start, np.empty(table.shape[1], table.dtype),
+    d = table.shape[1]
+    if _pool_short_rows(table, values, offsets, mean, out, start, np.empty(d, table.dtype), np.empty((8, d), table.dtype),
                         np.empty(1, table.dtype)):
         _pool_long_rows(table, values, offsets, mean, out[:, start:start + table.shape[1]])
     return out
