@@ -3,11 +3,13 @@
     python -m benchmarks.scoring [--quick] [--threads 1,2] [--json PATH]
 
 Sections: machine limits (STREAM-like triad, BLAS GEMM), single-user scoring, fused top-k,
-top-k of precomputed scores, batched top-k (GEMM + selection), MLP scoring, the embedding
+top-k of precomputed scores, batched top-k (GEMM + selection), FAISS's exact inner-product
+index as the library peer of top-k (when faiss is installed), MLP scoring, the embedding
 kernels of training (scatter-add, pooled field) and the gather, the parallel threshold (2 threads), cold start (compile and
 cache-load times), and the issue's targets with the measured ratio. Every ratio is between candidates timed
 round-robin in the same process (benchmarks/common.py). float32 throughout. Without
-torch installed its columns are skipped.
+torch installed its columns are skipped; without faiss (the optional extra ``bench``) its
+section is, with the reason printed.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def sizes(quick: bool) -> dict:
     if quick:
         return dict(d=(64,), n=(10_000, 100_000), batch_n=(10_000,), mlp_batches=(1, 64, 1024), repeats=5,
                     catalogue=200_000, candidates=((10_000, 1000), (1000, 100)), requests=((8, 2000),),
-                    tower_candidates=2000)
+                    tower_candidates=2000, faiss_cases=((1, 100_000), (256, 10_000)))
     return dict(
         d=(32, 64, 128),
         n=(10_000, 100_000, 1_000_000),
@@ -74,6 +76,7 @@ def sizes(quick: bool) -> dict:
         candidates=((100_000, 1000), (10_000, 1000), (10_000, 100)),  # (candidates per request, k)
         requests=((16, 10_000), (64, 2000)),  # (requests, candidates each) of the batch section
         tower_candidates=100_000,
+        faiss_cases=((1, 1_000_000), (256, 100_000)),  # (users, items) at d = 64: issue 18's two cases
     )
 
 
@@ -297,6 +300,55 @@ def bench_mlp(cfg, rng, torch, gemm_peak):
         ["batch", "kernel_us", "numpy_us", "x_numpy", "torch_us", "x_torch", "GFLOPs", "pct_peak", "read_weights_us"],
         rows,
     )
+    return rows
+
+
+# ----------------------------------------------------------------------------- FAISS
+
+
+FAISS_D = 64
+
+
+def import_faiss():
+    """``faiss`` (in the optional extra ``bench``: ``pip install -e ".[bench]"``, or ``pip install
+    faiss-cpu``), or None when it is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def bench_faiss(cfg, rng, threads, faiss=None):
+    """Exact top-k against FAISS's flat inner-product index (``IndexFlatIP``: the exhaustive
+    search of the similarity-search library, BLAS for a batch of queries, on ``threads``
+    OpenMP threads): one user and a batch of 256 users over ``N x FAISS_D`` items, ``k = K``,
+    timed round-robin. ``ids_agree``: the share of ``top_k_items``'s ids that FAISS returns too
+    (ids whose scores tie at the k-th place may differ). Without faiss (``faiss`` None after
+    ``import_faiss``) the section is skipped and the reason printed."""
+    faiss = faiss or import_faiss()
+    if faiss is None:
+        print("\nFAISS IndexFlatIP: section skipped, faiss is not installed (the optional extra 'bench': "
+              "pip install -e \".[bench]\", or pip install faiss-cpu)")
+        return []
+    faiss.omp_set_num_threads(threads)
+    rows = []
+    for users, n in cfg["faiss_cases"]:
+        items = rng.standard_normal((n, FAISS_D)).astype(DTYPE)
+        queries = rng.standard_normal((users, FAISS_D)).astype(DTYPE)
+        index = faiss.IndexFlatIP(FAISS_D)
+        index.add(items)
+        query = queries[0] if users == 1 else queries
+        t = time_side_by_side({"kernel": lambda: kernels.top_k_items(items, query, K),
+                               "faiss": lambda: index.search(queries, K)}, cfg["repeats"])
+        ids = np.atleast_2d(kernels.top_k_items(items, query, K)[1])
+        faiss_ids = index.search(queries, K)[1]
+        rows.append(dict(users=users, d=FAISS_D, N=n, kernel_ms=ms(t["kernel"]), faiss_ms=ms(t["faiss"]),
+                         x_faiss=t["faiss"] / t["kernel"],
+                         ids_agree=float(np.mean([np.isin(a, b).mean() for a, b in zip(ids, faiss_ids)]))))
+    print_table(f"FAISS IndexFlatIP {faiss.__version__} ({threads} OpenMP thread(s)) against top_k_items, k = {K} "
+                "(x_faiss > 1: the kernel is faster; ids_agree: share of the kernel's ids that FAISS returns too)",
+                ["users", "d", "N", "kernel_ms", "faiss_ms", "x_faiss", "ids_agree"], rows)
     return rows
 
 
@@ -946,6 +998,7 @@ def run(threads: int, quick: bool, only: tuple[str, ...] | None = None) -> dict:
         "fused_top_k": lambda: bench_fused_top_k(cfg, rng, torch),
         "select": lambda: bench_select(cfg, rng, torch),
         "batched": lambda: bench_batched(cfg, rng, torch, gemm_peak),
+        "faiss": lambda: bench_faiss(cfg, rng, threads),
         "mlp": lambda: bench_mlp(cfg, rng, torch, gemm_peak),
         "scatter_add": lambda: bench_scatter_add(cfg, rng),
         "pooled": lambda: bench_pooled(cfg, rng),
