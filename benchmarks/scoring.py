@@ -973,7 +973,7 @@ def cold_start_targets(cold: list[dict], baseline: str | None) -> list[dict]:
 # ----------------------------------------------------------------------------- main
 
 
-SECTIONS = ("single_user", "fused_top_k", "select", "batched", "mlp", "scatter_add", "pooled", "gather",
+SECTIONS = ("single_user", "fused_top_k", "select", "batched", "faiss", "mlp", "scatter_add", "pooled", "gather",
             "parallel_threshold", "coarse_ranking", "fine_ranking", "tower_cost", "out_of_core", "cold_start")
 
 
