@@ -123,6 +123,24 @@ def test_privileged_signal_grows_with_strength_and_nothing_else_changes(task):
 
 
 @pytest.mark.parametrize("task", ["ctr", "cvr"])
+def test_history_intent_share_changes_the_history_alone(task):
+    """h = 1: every history entry is one of the user-day's two intent categories (so at most 2
+    distinct values a row); h = 0.5: a mix; every other array stays that of h = 0 (the default)."""
+    reference, _ = generate(task, SMALL)
+    history = reference.columns["recent_categories"]
+    distinct = lambda h: [len(set(h.values[h.offsets[i]:h.offsets[i + 1]])) for i in range(len(h.offsets) - 1)]  # noqa: E731
+    assert max(distinct(history)) > 2
+    for share in (0.5, 1.0):
+        train, _ = generate(task, dataclasses.replace(SMALL, history_intent_share=share))
+        changed = train.columns["recent_categories"]
+        assert np.array_equal(changed.offsets, history.offsets)
+        assert 0 < np.mean(changed.values != history.values) < 1
+        others = [a for a in _arrays(train) if a is not changed.values]
+        assert all(np.array_equal(a, b) for a, b in zip(others, [a for a in _arrays(reference) if a is not history.values]))
+    assert max(distinct(changed)) == 2
+
+
+@pytest.mark.parametrize("task", ["ctr", "cvr"])
 def test_bayes_logits_are_row_aligned_and_calibrated(task):
     train, test = generate(task, SMALL)
     train_logits, test_logits = bayes_logits(task, SMALL)
@@ -159,6 +177,7 @@ def test_bad_task_config_and_empty_positives_are_errors():
     (dict(n_days=1, test_days=1), "n_days"), (dict(test_days=4), "test_days"), (dict(test_days=0), "test_days"),
     (dict(seed=-1), "seed"), (dict(privileged_strength=-0.5), "privileged_strength"),
     (dict(click_bias=float("inf")), "click_bias"), (dict(history_length="5"), "history_length"),
+    (dict(history_intent_share=1.5), "history_intent_share"), (dict(history_intent_share=-0.1), "history_intent_share"),
 ])
 def test_config_rejects_bad_values(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}:"):

@@ -63,6 +63,9 @@ class SyntheticConfig:
     ``ctr_impressions_per_user_day`` and ``cvr_impressions_per_user_day`` (mean impressions
     of an average user on one day; the cvr task keeps only the clicked ones).
     ``privileged_strength``: ``s >= 0``, the informativeness of the privileged features.
+    ``history_intent_share``: ``h`` in [0, 1], the chance that an entry of the recent-category
+    history is one of the day's intent categories instead of a draw from the long-term taste
+    (0, the default: the history is blind to the day's intent; docs/data.md).
     Effects (logit units): ``click_bias``, ``taste_effect``, ``price_effect``,
     ``category_intent_effect``, ``shop_intent_effect``, ``purchase_bias``,
     ``purchase_taste_effect``, ``purchase_price_effect``, ``purchase_intent_scale``.
@@ -80,6 +83,7 @@ class SyntheticConfig:
     cvr_impressions_per_user_day: float = 36.0
     seed: int = 0
     privileged_strength: float = 1.0
+    history_intent_share: float = 0.0
     click_bias: float = -3.8
     taste_effect: float = 1.0
     price_effect: float = 4.0
@@ -93,13 +97,14 @@ class SyntheticConfig:
     def __post_init__(self):
         at_least_one = ("n_users", "n_items", "n_categories", "n_shops", "n_price_buckets")
         non_negative = ("seed", "history_length", "ctr_impressions_per_user_day", "cvr_impressions_per_user_day",
-                        "privileged_strength")
+                        "privileged_strength", "history_intent_share")
         for f in fields(self):
             low = 1 if f.name in at_least_one else 0 if f.name in non_negative else None
             object.__setattr__(self, f.name, check_scalar(f.name, getattr(self, f.name), int if f.type == "int" else float,
                                                           low=low))
         if self.n_items < self.n_categories:
             raise ValueError(f"n_items: must be >= n_categories ({self.n_categories}) so every category has an item")
+        check_scalar("history_intent_share", self.history_intent_share, float, high=1)
         object.__setattr__(self, "n_days", check_scalar("n_days", self.n_days, int, low=2))  # a time split needs 2 days
         check_scalar("test_days", self.test_days, int, low=1, high=self.n_days - 1)
 
@@ -246,8 +251,13 @@ def _draw_world(rng: np.random.Generator, c: SyntheticConfig) -> dict:
     )
 
 
-def _draw_impressions(rng: np.random.Generator, world: dict, c: SyntheticConfig, per_user_day: float) -> dict:
-    """Impressions of every (day, user), their items, the day's intent and the recent-category lists."""
+def _draw_impressions(rng: np.random.Generator, world: dict, c: SyntheticConfig, per_user_day: float,
+                      history_rng: np.random.Generator) -> dict:
+    """Impressions of every (day, user), their items, the day's intent and the recent-category lists.
+
+    With ``c.history_intent_share`` ``h > 0`` each history entry becomes, with probability ``h``,
+    one of its user-day's two intent categories (uniformly), drawn from ``history_rng`` alone,
+    so that every other draw is that of ``h = 0``."""
     n_user_days = c.n_days * c.n_users
     day_of = np.repeat(np.arange(c.n_days), c.n_users)  # user-day j = (day j // U, user j % U)
     user_of = np.tile(np.arange(c.n_users), c.n_days)
@@ -258,8 +268,13 @@ def _draw_impressions(rng: np.random.Generator, world: dict, c: SyntheticConfig,
     # recently clicked categories: a Poisson-length list drawn from the long-term taste
     history_lengths = rng.poisson(c.history_length, n_user_days)
     history_owner = np.repeat(user_of, history_lengths)
-    history = MultiIds(world["categories_by_user"].sample(rng, history_owner),
-                       np.r_[0, np.cumsum(history_lengths)].astype(np.int64))
+    history_values = world["categories_by_user"].sample(rng, history_owner)
+    if c.history_intent_share > 0:
+        history_user_day = np.repeat(np.arange(n_user_days), history_lengths)
+        from_intent = history_rng.random(len(history_values)) < c.history_intent_share
+        which = history_rng.integers(N_INTENT_CATEGORIES, size=len(history_values))
+        history_values = np.where(from_intent, intent_categories[history_user_day, which], history_values)
+    history = MultiIds(history_values, np.r_[0, np.cumsum(history_lengths)].astype(np.int64))
     # impressions: Poisson count per user-day, item from one of four sources
     counts = rng.poisson(per_user_day * c.n_users * world["activity"][user_of])
     user_day = np.repeat(np.arange(n_user_days, dtype=np.int64), counts)
@@ -359,12 +374,14 @@ def _simulate(task: str, config: SyntheticConfig | None):
     if not isinstance(config, SyntheticConfig):
         raise ValueError(f"config: expected a SyntheticConfig, got {type(config).__name__}")
     world_seed, ctr_seed, cvr_seed = np.random.SeedSequence(config.seed).spawn(3)
-    impression_seed, label_seed, privileged_seed = (ctr_seed if task == "ctr" else cvr_seed).spawn(3)
+    # the fourth stream (history_intent_share only) leaves the first three as they were
+    impression_seed, label_seed, privileged_seed, history_seed = (ctr_seed if task == "ctr" else cvr_seed).spawn(4)
     label_rng = np.random.default_rng(label_seed)
 
     world = _draw_world(np.random.default_rng(world_seed), config)
     per_user_day = config.ctr_impressions_per_user_day if task == "ctr" else config.cvr_impressions_per_user_day
-    imp = _draw_impressions(np.random.default_rng(impression_seed), world, config, per_user_day)
+    imp = _draw_impressions(np.random.default_rng(impression_seed), world, config, per_user_day,
+                            np.random.default_rng(history_seed))
     logits = _click_logits(world, imp, config)
     labels = label_rng.random(len(logits)) < _sigmoid(logits)
     if task == "cvr":
