@@ -33,7 +33,8 @@ def test_every_experiment_prints_its_tables_with_full_rows(ctr_gap, tables):
     tiny = ctr_gap.TINY
     assert [t.title.split(":")[0] for t in tables] == [
         "CTR, 1 epoch, sync, lambda 0.5", "(a) epochs", "(b) teacher capacity", "(c) the true CTR logit's parts on the test rows",
-        "(c) students fitted to a target's logits alone (lambda 1, 2 epochs), test AUC", "(d) data size",
+        "(c) students fitted to a target's logits alone (lambda 1, 2 epochs), test AUC",
+        "(c) the soft labels against the hard label", "(d) data size",
         "history", "recipe"]
     for table in tables:
         assert table.rows and all(len(row) == len(table.columns) for row in table.rows), table.title
@@ -46,7 +47,9 @@ def test_every_experiment_prints_its_tables_with_full_rows(ctr_gap, tables):
     assert len(by_title["(d) data size"].rows) == len(tiny.size_factors) * methods
     assert len(by_title["history"].rows) == len(tiny.history_shares) * methods
     fits = by_title["(c) students fitted to a target's logits alone (lambda 1, 2 epochs), test AUC"]
-    assert [row[0] for row in fits.rows] == ["pfd+md teacher"] * 2 + ["eta"] * 2 + ["eta_without_intent"] * 2 + ["hard labels"] * 2
+    assert [row[0] for row in fits.rows] == (["pfd+md teacher"] * 2 + ["eta"] * 2 + ["eta_without_intent"] * 2
+                                             + ["hard labels, 1 epoch", "hard labels, 2 epochs"] * 2)
+    assert len(by_title["(c) the soft labels against the hard label"].rows) == 3
     parts = by_title["(c) the true CTR logit's parts on the test rows"]
     shares = {row[0]: float(row[2]) for row in parts.rows}
     assert shares["eta"] == 1.0 and 0 < shares["intent"] < 1

@@ -343,19 +343,16 @@ def experiment_inner(runner: Runner) -> list[Table]:
     tables.append(decomposition)
 
     fits = Table(f"(c) students fitted to a target's logits alone (lambda 1, {scale.fit_epochs} epochs), test AUC",
-                 ("target", "target's test AUC", "student", "student AUC", "gain over hard-label student",
+                 ("target", "target's test AUC", "student", "student AUC", "gain over the 1-epoch hard-label student",
                   "95% CI", "p", "share of the target's lift", "R^2 to the target (test)"))
     seeds = range(scale.seeds)
-    hard = {}
-    for kind in ("two_tower", "mlp"):
-        config = runner.config(data, kind, epochs=scale.fit_epochs)
-        hard[kind] = [runner.run(data, config, "baseline", s) for s in seeds]
-    targets = {}  # name: (train logits per seed, test logits per seed, test AUC per seed)
-    teacher_config = runner.config(data, "two_tower", mode="two-stage", lambda_=1.0, warmup_steps=0,
-                                   epochs=scale.fit_epochs, teacher_epochs=1)
+    hard = {(kind, epochs): [runner.run(data, runner.config(data, kind, epochs=epochs), "baseline", s) for s in seeds]
+            for kind in ("two_tower", "mlp") for epochs in (1, scale.fit_epochs)}
+    targets = {}  # name: (train logits per seed, test logits per seed)
+    teacher_config = runner.config(data, "two_tower", mode="two-stage", lambda_=1.0, warmup_steps=0)
     teacher_train, teacher_test = [], []
     for s in seeds:  # the pfd+md teacher, trained alone for 1 epoch as in the sync runs
-        result = train(train_data, "pfd+md", replace(teacher_config, seed=s, epochs=1))
+        result = train(train_data, "pfd+md", replace(teacher_config, seed=s))
         teacher_train.append(predict(result.teacher, result.params, train_data))
         teacher_test.append(predict(result.teacher, result.params, test_data))
     targets["pfd+md teacher"] = (teacher_train, teacher_test)
@@ -367,18 +364,40 @@ def experiment_inner(runner: Runner) -> list[Table]:
             config = runner.config(data, kind, mode="two-stage", lambda_=1.0, warmup_steps=0, epochs=scale.fit_epochs)
             records = [runner.run(data, config, "pfd", s, teacher_logits=train_logits[s], target=name,
                                   target_test_logits=test_logits[s]) for s in seeds]
-            values, base = _values(records), _values(hard[kind])
+            values, base = _values(records), _values(hard[kind, 1])
             fits.rows.append([name, _mean_sd(target_auc), kind.replace("_", "-"), _mean_sd(values),
                               *_gain_cells(values, base), _ratio((values - base).mean(), (target_auc - base).mean()),
                               f"{_values(records, 'r2_target').mean():.3f}"])
-    for kind in ("two_tower", "mlp"):
-        fits.rows.append(["hard labels", "", kind.replace("_", "-"), _mean_sd(_values(hard[kind])), "", "", "", "", ""])
+    for (kind, epochs), records in hard.items():
+        fits.rows.append([f"hard labels, {epochs} epoch{'s' if epochs > 1 else ''}", "", kind.replace("_", "-"),
+                          _mean_sd(_values(records)), "", "", "", "", ""])
     fits.notes += [f"each target row: students of the two kinds fitted to the target's logits alone (hard-label weight 0) "
-                   f"for {scale.fit_epochs} epochs; the hard-label rows: the same kinds on the labels, same epochs; "
-                   "gain and share are against the hard-label student of the same kind",
-                   "share of the target's lift: gain / (target's test AUC - hard-label student's AUC); "
+                   f"for {scale.fit_epochs} epochs; gain and share are against the hard-label student of the same kind "
+                   "trained 1 epoch (the preset's)",
+                   "share of the target's lift: gain / (target's test AUC - that student's AUC); "
                    "R^2: 1 - mean (student logit - target logit)^2 / var(target logit) on the test rows"]
     tables.append(fits)
+
+    soft = Table("(c) the soft labels against the hard label: distance to the true click probability",
+                 ("label", "mean (label - sigmoid(eta))^2, training rows", "same, test rows", "AUC, training rows",
+                  "AUC, test rows"))
+    truth = [1 / (1 + np.exp(-eta)) for eta in parts["eta"]]
+    labels = (train_data.labels, test_data.labels)
+    candidates = {"hard label y": [labels], "pfd+md teacher (in-sample on training rows)": list(zip(teacher_train, teacher_test)),
+                  "eta_without_intent": [parts["eta_without_intent"]]}
+    for name, per_seed in candidates.items():
+        cells = []
+        for split in (0, 1):
+            probabilities = [p if name == "hard label y" else 1 / (1 + np.exp(-p[split].astype(np.float64)))
+                             for p in (c[split] for c in per_seed)]
+            cells.append(f"{np.mean([np.mean((q - truth[split]) ** 2) for q in probabilities]):.4f}")
+        for split in (0, 1):
+            cells.append("" if name == "hard label y" else
+                         f"{np.mean([auc(labels[split], c[split]) for c in per_seed]):.4f}")
+        soft.rows.append([name, *cells])
+    soft.notes.append("mean over seeds for the teacher; a label's squared distance to the truth is the noise a student "
+                      "fitted to it must average away (the hard label's is the Bernoulli variance)")
+    tables.append(soft)
     return tables
 
 
