@@ -105,8 +105,8 @@ class Table:
 class Runner:
     """Trains (or reads from the cache) one method at one seed and evaluates it on the test split."""
 
-    def __init__(self, scale: Scale, cache_path: str | None = None, log=None):
-        self.scale, self.cache_path = scale, cache_path
+    def __init__(self, scale: Scale, cache_path: str | None = None, log=None, methods=METHODS):
+        self.scale, self.cache_path, self.method_names = scale, cache_path, tuple(methods)
         self.log = log or (lambda text: None)
         self.cache = {}
         if cache_path and os.path.exists(cache_path):
@@ -164,8 +164,10 @@ class Runner:
             write_atomically(self.cache_path, lambda h: json.dump(self.cache, h), mode="w")
         return record
 
-    def methods(self, data: SyntheticConfig, config, methods=METHODS, seeds=None) -> dict:
-        """``{method: [record per seed]}`` for seeds ``0 .. seeds - 1`` (default: the scale's)."""
+    def methods(self, data: SyntheticConfig, config, methods=None, seeds=None) -> dict:
+        """``{method: [record per seed]}`` for seeds ``0 .. seeds - 1`` (default: the scale's) and
+        ``methods`` (default: the runner's)."""
+        methods = self.method_names if methods is None else methods
         seeds = self.scale.seeds if seeds is None else seeds
         return {m: [self.run(data, config, m, s) for s in range(seeds)] for m in methods}
 
@@ -297,16 +299,20 @@ def logit_parts(config: SyntheticConfig) -> dict:
     return parts
 
 
-def _group_mean_r2(train_keys: np.ndarray, train_values: np.ndarray, test_keys: np.ndarray,
-                   test_values: np.ndarray) -> float:
-    """R^2 on test rows of the per-key mean of the training rows (keys unseen in training: the
-    overall training mean): how much of ``values`` a function of the key predicts out of sample."""
-    keys, inverse = np.unique(train_keys, return_inverse=True)
-    means = np.bincount(inverse, train_values) / np.bincount(inverse)
-    position = np.searchsorted(keys, test_keys)
-    found = (position < len(keys)) & (keys[np.minimum(position, len(keys) - 1)] == test_keys)
-    predicted = np.where(found, means[np.minimum(position, len(keys) - 1)], train_values.mean())
-    return 1.0 - np.mean((test_values - predicted) ** 2) / np.var(test_values)
+def explained_share(keys: np.ndarray, values: np.ndarray) -> float:
+    """The share of ``var(values)`` that a function of ``keys`` explains, corrected for the noise of
+    small groups (omega squared of a one-way analysis of variance):
+
+        omega^2 = (SS_between - (k - 1) MS_within) / (SS_total + MS_within),   MS_within = SS_within / (N - k)
+
+    with ``k`` distinct keys over ``N`` rows. 0 when the key says nothing, 1 when it determines the values."""
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, values) / counts
+    total = np.sum((values - values.mean()) ** 2)
+    within = np.sum((values - means[inverse]) ** 2)
+    k, n = len(counts), len(values)
+    ms_within = within / (n - k)
+    return float(((total - within) - (k - 1) * ms_within) / (total + ms_within))
 
 
 def experiment_inner(runner: Runner) -> list[Table]:
@@ -327,16 +333,13 @@ def experiment_inner(runner: Runner) -> list[Table]:
         values = parts[name][1]
         decomposition.rows.append([name, f"{np.var(values):.3f}", f"{np.var(values) / total:.3f}",
                                    f"{auc(test_data.labels, values):.4f}"])
-    users, categories, shops = (test_data.columns[k] for k in ("user_id", "category", "shop"))
-    train_users = train_data.columns["user_id"]
-    intent_train, intent_test = parts["intent"]
-    for label, train_key, test_key in (
-            ("(user, category)", train_users * (data.n_categories) + train_data.columns["category"],
-             users * data.n_categories + categories),
-            ("(user, shop)", train_users * data.n_shops + train_data.columns["shop"], users * data.n_shops + shops)):
-        r2 = _group_mean_r2(train_key, intent_train, test_key, intent_test)
-        decomposition.notes.append(f"R^2 on test rows of the intent part predicted by its training mean per {label}: "
-                                   f"{r2:.3f}")
+    rows_intent = np.concatenate(parts["intent"])
+    column = lambda name: np.concatenate([train_data.columns[name], test_data.columns[name]])  # noqa: E731
+    users, categories, shops = column("user_id"), column("category"), column("shop")
+    for label, keys in (("user", users), ("category", categories), ("(user, category)", users * data.n_categories + categories),
+                        ("(user, shop)", users * data.n_shops + shops)):
+        decomposition.notes.append(f"share of the intent part's variance explained by a function of {label} "
+                                   f"(omega^2, all rows): {explained_share(keys, rows_intent):.3f}")
     decomposition.notes.append("base = b + r_u + q_i; taste = alpha <a_u, w_i>; price = -gamma sigmoid((p_i - beta_u)/tau);"
                                " intent = alpha_c z_cat + alpha_s z_shop (the day's intent, which the privileged counts"
                                " reveal); eta_without_intent is a function of (user, item) alone")
@@ -428,11 +431,8 @@ def experiment_history(runner: Runner) -> list[Table]:
 def experiment_recipe(runner: Runner) -> list[Table]:
     """One part of the paper preset changed at a time."""
     data = runner.scale.data
-    n_steps = -(-runner.data(data)[0].n // runner.scale.batch_size)
-    settings = {"paper preset": {}, "share none": {"share": "none"}, "share all": {"share": "all"},
-                "distillation warm-up 0": {"warmup_steps": 0},
-                f"distillation warm-up {min(100, n_steps - 1)} (simple's)": {"warmup_steps": min(100, n_steps - 1)},
-                "adam lr 0.005": {"optimizer": "adam", "lr_warmup_steps": 0}}
+    settings = {"paper preset": {}, "share none": {"share": "none"}, "distillation warm-up 0": {"warmup_steps": 0},
+                "adam lr 0.005, no lr warm-up": {"optimizer": "adam", "lr_warmup_steps": 0}}
     table = Table("recipe: the paper preset with one part changed", ("setting", "method") + METHOD_COLUMNS,
                   notes=METHOD_NOTES[:])
     for label, options in settings.items():
@@ -440,9 +440,10 @@ def experiment_recipe(runner: Runner) -> list[Table]:
     return [table]
 
 
-def run(names, scale: Scale, cache: str | None = None, log=None, **choices) -> list[Table]:
-    """The tables of the experiments ``names`` (in the order of ``EXPERIMENTS``)."""
-    runner = Runner(scale, cache, log)
+def run(names, scale: Scale, cache: str | None = None, log=None, methods=METHODS, **choices) -> list[Table]:
+    """The tables of the experiments ``names`` (in the order of ``EXPERIMENTS``); ``methods``: those
+    of the gap, epochs, size, history and recipe tables (the baseline always among them)."""
+    runner = Runner(scale, cache, log, methods)
     functions = {"gap": experiment_gap, "epochs": experiment_epochs, "capacity": experiment_capacity,
                  "inner": experiment_inner, "size": experiment_size, "history": experiment_history,
                  "recipe": experiment_recipe}
@@ -467,6 +468,8 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=_int_list, default=None, help="epochs: comma list (default 1,2,4,8)")
     parser.add_argument("--widths", default=None, help="capacity: widths separated by '/', e.g. 64-32/256-128-64")
     parser.add_argument("--factors", type=_int_list, default=None, help="size: comma list of multipliers (1,2,4,8)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="gap, epochs, size, history, recipe: comma list of methods (baseline first)")
     parser.add_argument("--cache", default=None, help="JSON file of finished trainings (read, and written after each)")
     parser.add_argument("--tiny", action="store_true", help="tiny data and models: the tables' structure in seconds")
     args = parser.parse_args(argv)
@@ -476,12 +479,15 @@ def main(argv=None) -> None:
         parser.error(f"--only: unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
     if args.cache and not os.path.isdir(os.path.dirname(os.path.abspath(args.cache))):
         parser.error(f"--cache: the directory of {args.cache} does not exist")
+    methods = tuple(args.methods.split(","))
+    if methods[0] != "baseline" or any(m not in METHODS for m in methods):
+        parser.error(f"--methods: baseline first, then any of {', '.join(METHODS[1:])}; got {args.methods}")
     scale = TINY if args.tiny else FULL
     if args.seeds is not None:
         scale = replace(scale, seeds=args.seeds)
     widths = None if args.widths is None else tuple(tuple(int(v) for v in w.split("-")) for w in args.widths.split("/"))
     start = time.process_time()
-    tables = run(names, scale, args.cache, log=lambda text: print(text, file=sys.stderr, flush=True),
+    tables = run(names, scale, args.cache, log=lambda text: print(text, file=sys.stderr, flush=True), methods=methods,
                  epochs=args.epochs, widths=widths, factors=args.factors)
     for table in tables:
         print(table.markdown() + "\n", flush=True)
