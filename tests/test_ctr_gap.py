@@ -47,7 +47,7 @@ def test_every_experiment_prints_its_tables_with_full_rows(ctr_gap, tables):
     assert len(by_title["(d) data size"].rows) == len(tiny.size_factors) * methods
     assert len(by_title["history"].rows) == len(tiny.history_shares) * methods
     fits = by_title["(c) students fitted to a target's logits alone (lambda 1, 2 epochs), test AUC"]
-    assert [row[0] for row in fits.rows] == (["pfd+md teacher"] * 2 + ["eta"] * 2 + ["eta_without_intent"] * 2
+    assert [row[0] for row in fits.rows] == (["pfd+md teacher"] * 2 + ["md teacher"] * 2 + ["eta"] * 2 + ["eta_without_intent"] * 2
                                              + ["hard labels, 1 epoch", "hard labels, 2 epochs"] * 2)
     assert len(by_title["(c) the soft labels against the hard label"].rows) == 3
     parts = by_title["(c) the true CTR logit's parts on the test rows"]

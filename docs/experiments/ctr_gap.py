@@ -353,12 +353,11 @@ def experiment_inner(runner: Runner) -> list[Table]:
             for kind in ("two_tower", "mlp") for epochs in (1, scale.fit_epochs)}
     targets = {}  # name: (train logits per seed, test logits per seed)
     teacher_config = runner.config(data, "two_tower", mode="two-stage", lambda_=1.0, warmup_steps=0)
-    teacher_train, teacher_test = [], []
-    for s in seeds:  # the pfd+md teacher, trained alone for 1 epoch as in the sync runs
-        result = train(train_data, "pfd+md", replace(teacher_config, seed=s))
-        teacher_train.append(predict(result.teacher, result.params, train_data))
-        teacher_test.append(predict(result.teacher, result.params, test_data))
-    targets["pfd+md teacher"] = (teacher_train, teacher_test)
+    for method in ("pfd+md", "md"):  # the strong teachers with and without the privileged features, 1 epoch alone
+        results = [train(train_data, method, replace(teacher_config, seed=s)) for s in seeds]
+        targets[f"{method} teacher"] = ([predict(r.teacher, r.params, train_data) for r in results],
+                                        [predict(r.teacher, r.params, test_data) for r in results])
+    teacher_train, teacher_test = targets["pfd+md teacher"]
     for name in ("eta", "eta_without_intent"):
         targets[name] = ([parts[name][0].astype(np.float32)] * len(seeds), [parts[name][1]] * len(seeds))
     for name, (train_logits, test_logits) in targets.items():
