@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+import dataclasses
+
+import numpy as np
 import pytest
+
+from pfd_ref.data.synthetic import bayes_logits, generate
+from pfd_ref.metrics import auc
 
 SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "experiments" / "ctr_gap.py"
 
@@ -53,6 +59,22 @@ def test_every_experiment_prints_its_tables_with_full_rows(ctr_gap, tables):
     parts = by_title["(c) the true CTR logit's parts on the test rows"]
     shares = {row[0]: float(row[2]) for row in parts.rows}
     assert shares["eta"] == 1.0 and 0 < shares["intent"] < 1
+
+
+def test_the_soft_label_table_measures_distances_to_the_true_probability(ctr_gap, tables):
+    """Its cells against an independent computation from the generator's true logits."""
+    tables, _ = tables
+    soft = next(t for t in tables if t.title.startswith("(c) the soft labels"))
+    train_eta, test_eta = bayes_logits("ctr", ctr_gap.TINY.data)
+    train, test = generate("ctr", ctr_gap.TINY.data)
+    without = bayes_logits("ctr", dataclasses.replace(ctr_gap.TINY.data, category_intent_effect=0.0, shop_intent_effect=0.0))
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    rows = {row[0]: row for row in soft.rows}
+    assert float(rows["hard label y"][1]) == pytest.approx(np.mean((train.labels - sigmoid(train_eta)) ** 2), abs=6e-5)
+    assert float(rows["eta_without_intent"][1]) == pytest.approx(np.mean((sigmoid(without[0]) - sigmoid(train_eta)) ** 2),
+                                                                 abs=6e-5)
+    assert float(rows["eta_without_intent"][4]) == pytest.approx(auc(test.labels, without[1]), abs=6e-5)
+    assert 0 < float(rows["pfd+md teacher (in-sample on training rows)"][1]) < float(rows["hard label y"][1])
 
 
 def test_gains_are_paired_against_the_baseline_of_their_setting(tables):

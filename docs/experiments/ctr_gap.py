@@ -66,7 +66,7 @@ class Scale:
     data: SyntheticConfig = field(default_factory=SyntheticConfig)
     seeds: int = 5
     epochs: tuple = (1, 2, 4, 8)
-    widths: tuple = ((64, 32), (256, 128, 64), (512, 256, 128), (1024, 512, 256))
+    widths: tuple = ((64, 32), (256, 128, 64), (512, 256, 128))
     fit_epochs: int = 4
     size_factors: tuple = (1, 2, 4, 8)
     history_shares: tuple = (0.0, 0.5)
@@ -390,8 +390,8 @@ def experiment_inner(runner: Runner) -> list[Table]:
     for name, per_seed in candidates.items():
         cells = []
         for split in (0, 1):
-            probabilities = [p if name == "hard label y" else 1 / (1 + np.exp(-p[split].astype(np.float64)))
-                             for p in (c[split] for c in per_seed)]
+            probabilities = [c[split] if name == "hard label y" else 1 / (1 + np.exp(-c[split].astype(np.float64)))
+                             for c in per_seed]
             cells.append(f"{np.mean([np.mean((q - truth[split]) ** 2) for q in probabilities]):.4f}")
         for split in (0, 1):
             cells.append("" if name == "hard label y" else
