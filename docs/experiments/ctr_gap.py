@@ -25,22 +25,27 @@ two-sided paired t-test's p (``pfd_ref.metrics.paired_comparison``). The experim
 
 Each experiment prints markdown tables. ``--cache FILE`` keeps every finished training's
 metrics (written atomically after each), keyed by the data's and the training's full
-configuration, so a rerun or another experiment with the same configuration does not train again.
+configuration and by the code (``code_fingerprint``), so a rerun or another experiment with
+the same configuration on the same code does not train again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+import pfd_ref  # noqa: E402
+import pfd_ref.kernels  # noqa: E402
 from pfd_ref.data.synthetic import SyntheticConfig, bayes_logits, generate  # noqa: E402
 from pfd_ref.experiment import preset_config  # noqa: E402
 from pfd_ref.files import write_atomically  # noqa: E402
@@ -83,6 +88,17 @@ TINY = Scale(data=SyntheticConfig(n_users=100, n_items=200, n_categories=12, n_s
              simple_warmup=2)
 
 
+def code_fingerprint() -> str:
+    """sha256 of every ``.py`` file of pfd_ref and its kernels (paths and bytes, in sorted
+    order): a cached training is reused only by the code that made it."""
+    digest = hashlib.sha256()
+    for package in (pfd_ref, pfd_ref.kernels):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Table:
     """One printed table: a title, its column names and rows of cells (strings)."""
@@ -113,6 +129,7 @@ class Runner:
             with open(cache_path) as handle:
                 self.cache = json.load(handle)
         self._data_key, self._data = None, None
+        self.code = code_fingerprint()
 
     def data(self, config: SyntheticConfig):
         """``(train, test)`` of the CTR task of ``config`` (the last one generated is kept)."""
@@ -139,7 +156,7 @@ class Runner:
         student trained with ``config`` at ``seed`` (``teacher_logits``: two-stage soft labels named
         ``target``; with ``target_test_logits``, ``r2_target = 1 - mean (s - t)^2 / var(t)`` of the
         student's test logits ``s`` to the target's ``t``)."""
-        key = json.dumps([asdict(data), asdict(replace(config, seed=seed)), method, target], sort_keys=True)
+        key = json.dumps([asdict(data), asdict(replace(config, seed=seed)), method, target, self.code], sort_keys=True)
         if key in self.cache:
             return self.cache[key]
         train_data, test_data = self.data(data)
