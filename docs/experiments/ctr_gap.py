@@ -423,10 +423,11 @@ def experiment_inner(runner: Runner) -> list[Table]:
 def experiment_size(runner: Runner, factors=None) -> list[Table]:
     """(d) More training days (x k: ``k`` times the default's training days, the same 2 test days)."""
     base = runner.scale.data
-    table = Table("(d) data size: training days x1, x2, x4, x8 (1 epoch)",
+    factors = factors or runner.scale.size_factors
+    table = Table(f"(d) data size: training days {', '.join(f'x{k}' for k in factors)} (1 epoch)",
                   ("rows", "method") + METHOD_COLUMNS, notes=METHOD_NOTES[:])
     train_days = base.n_days - base.test_days
-    for k in factors or runner.scale.size_factors:
+    for k in factors:
         data = replace(base, n_days=k * train_days + base.test_days)
         rows = method_rows([f"x{k} ({runner.data(data)[0].n:,})"], runner.methods(data, runner.config(data)))
         table.rows += rows
