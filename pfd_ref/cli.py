@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("records", type=Path, nargs="+", help="JSON files written by `pfd-ref run --json`")
     _add_metrics_parser(commands)
     _add_oracle_parser(commands, computes)
+    _add_paper_parser(commands, computes)
     return parser
 
 
@@ -278,6 +279,71 @@ def _add_oracle_parser(commands, computes) -> None:
     check.add_argument("--rtol", type=float, default=None, help=f"default: {rtols}")
     check.add_argument("--atol", type=float, default=None, help=f"default: {atols}")
     check.add_argument("--only-failures", action="store_true", help="leave the passing arrays out of the table")
+
+
+def _tables(text: str) -> tuple[str, ...]:
+    from pfd_ref.paper import parse_tables
+    try:
+        return parse_tables(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
+
+
+def _lambdas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lambdas: expected a comma list of numbers, got {text!r}")
+
+
+def _add_paper_parser(commands, computes) -> None:
+    """``paper``: the paper's tables on the built-in data, beside its numbers, with a verdict per claim."""
+    from pfd_ref import paper
+    command = commands.add_parser("paper", parents=[computes],
+                                  help="the paper's Tables 2, 4-8 and its §5.2 cost figure on the built-in data, "
+                                       "beside the paper's numbers, with a verdict per claim (docs/paper.md)")
+    command.add_argument("--quick", action="store_true",
+                         help=f"smaller data ({paper.QUICK.data.n_users} users instead of {paper.FULL.data.n_users}), "
+                              f"{paper.QUICK.seeds} seeds, lambda {','.join(map(str, paper.QUICK.lambdas))}: "
+                              "the structure in minutes, not verdicts")
+    command.add_argument("--seeds", type=int, default=None,
+                         help=f"seeds 0..N-1, N >= 2 (default: {paper.FULL.seeds}; --quick {paper.QUICK.seeds})")
+    command.add_argument("--tables", type=_tables, default=paper.TABLES,
+                         help=f"comma list from {','.join(paper.TABLES)} (default: all)")
+    command.add_argument("--jobs", type=int, default=None,
+                         help="worker processes that train in parallel (default: the usable CPUs, at most 4); the "
+                              "numbers do not depend on it, the times do")
+    command.add_argument("--json", type=Path, default=None,
+                         help="write the rows, claims, cost figure and provenance as JSON (rewritten after every "
+                              "finished training, so an interrupted run keeps its finished work)")
+    command.add_argument("--lambdas", type=_lambdas, default=None,
+                         help=f"the lambdas of Tables 5 and 6, a comma list from {','.join(map(str, paper.PAPER_LAMBDAS))} "
+                              f"holding {paper.PAPER_LAMBDA} (default: all; --quick {','.join(map(str, paper.QUICK.lambdas))})")
+    command.add_argument("--resume", action="store_true",
+                         help="keep the trainings the --json file of an earlier run of the same size already holds")
+    command.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def command_paper(args) -> int:
+    """Run the paper's tables and print them with the claims' verdicts. Options and the --json
+    path are checked before any data is made; --json is rewritten after every training."""
+    from pfd_ref import paper
+    scale = paper.QUICK if args.quick else paper.FULL
+    if args.lambdas is not None:
+        scale = dataclasses.replace(scale, lambdas=args.lambdas)  # checked: a subset of the paper's, with 0.5
+    seeds = paper.check_seeds(scale.seeds if args.seeds is None else args.seeds)
+    jobs = paper.default_jobs() if args.jobs is None else check_scalar("--jobs", args.jobs, int, low=1)
+    check_output_file("--json", args.json)
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        report = paper.run_paper(args.tables, scale, seeds, jobs, args.json, log, options=json_options(vars(args)),
+                                 resume=args.resume)
+    except KeyboardInterrupt:
+        kept = f"; {args.json} holds the trainings that finished" if args.json else ""
+        print(f"pfd-ref: interrupted{kept}", file=sys.stderr)
+        return INTERRUPTED
+    print(paper.format_report(report))
+    return 0
 
 
 def command_run(args) -> int:
@@ -458,7 +524,7 @@ def _print_table(task: str, records: list[dict]) -> None:
 
 
 COMMANDS = {"run": command_run, "score": command_score, "oracle": command_oracle, "table": command_table,
-            "metrics": command_metrics}
+            "metrics": command_metrics, "paper": command_paper}
 
 
 # What bad input or a failing environment raises: reported as ``pfd-ref: error: ...`` with exit
