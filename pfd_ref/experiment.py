@@ -203,6 +203,18 @@ def data_source(data: str | None) -> str:
     return "synthetic" if data is None else data if data in LOGS else "saved"
 
 
+# The numeric options of `pfd-ref run` that a value can put out of range, with the bounds of the
+# functions that take them (train.TrainConfig, distill.DistillConfig, optim, models, the data
+# sources): (kind, low, low strict). Checked by option name before any data is made.
+RUN_OPTION_BOUNDS = {
+    "rows": (int, 1, False), "epochs": (int, 1, False), "teacher_epochs": (int, 1, False),
+    "batch_size": (int, 1, False), "lr": (float, 0, True), "lr_warmup_steps": (int, 0, False),
+    "warmup_steps": (int, 0, False), "temperature": (float, 0, True), "mtl_weight": (float, 0, False),
+    "adagrad_initial_accumulator": (float, 0, False), "adagrad_eps": (float, 0, False),
+    "tower_scale": (float, 0, True), "data_seed": (int, 0, False), "test_days": (int, 1, False),
+}
+
+
 def resolve_options(options: dict) -> dict:
     """``options`` (the run's, by name) with those that do not depend on a task's data filled
     in when left at None: ``methods`` with teacher scores (``TEACHER_SCORES_METHODS``; without,
@@ -232,8 +244,9 @@ def resolve_options(options: dict) -> dict:
             raise ValueError(f"--{option.replace('_', '-')}: only with --data {' or '.join(sources)}")
         if source in sources and options[option] is None and option in SOURCE_OPTION_DEFAULTS:
             options[option] = SOURCE_OPTION_DEFAULTS[option]
-    if options["rows"] is not None:
-        check_scalar("--rows", options["rows"], int, low=1)
+    for key, (kind, low, low_open) in RUN_OPTION_BOUNDS.items():
+        if options.get(key) is not None:  # the bounds of the function that takes it, named by the option
+            check_scalar(f"--{key.replace('_', '-')}", options[key], kind, low=low, low_open=low_open)
     options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items() if options[key] is None
                                   and (value is not None or key == "warmup_steps")]
     for key in options["source_defaults"]:

@@ -77,12 +77,12 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--lr-warmup-steps", "-1"], "error: lr_warmup_steps: expected an integer >= 0"),
+    (["--lr-warmup-steps", "-1"], "error: --lr-warmup-steps: expected an integer >= 0"),
     (["--lr-warmup-steps", "6"], "error: lr_warmup_steps: 6 is longer than the student's training (5 steps of 32 rows)"),
     (["--mode", "two-stage", "--teacher-epochs", "1", "--epochs", "2", "--lr-warmup-steps", "6"],
      "error: lr_warmup_steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
-    (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: eps: expected a finite number >= 0"),
-    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: initial_accumulator_value:"),
+    (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: --adagrad-eps: expected a finite number >= 0"),
+    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: --adagrad-initial-accumulator:"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0", "--adagrad-eps", "0"], "error: eps: must be > 0 when"),
     (["--optimizer", "adam", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--preset", "simple", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
@@ -99,6 +99,24 @@ def test_bad_optimizer_options_return_2_before_training(data_file, tmp_path, cap
     assert message in captured.err
     assert captured.out == ""
     assert not json_path.exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("key", sorted(experiment.RUN_OPTION_BOUNDS))
+def test_every_numeric_run_option_out_of_range_is_named_by_its_option_before_any_data(tmp_path, capsys, key):
+    """One value below each bound of ``experiment.RUN_OPTION_BOUNDS``: exit 2, the message names
+    the option as typed (``--batch-size``, not ``batch_size``), no traceback, nothing written
+    (``--batch-size 0`` raised a ZeroDivisionError before the check)."""
+    kind, low, low_open = experiment.RUN_OPTION_BOUNDS[key]
+    value = low if low_open else (low - 1 if kind is int else low - 0.5)
+    option = "--" + key.replace("_", "-")
+    json_path = tmp_path / "out.json"
+    source = ["--data", "taobao", "--path", str(tmp_path / "missing.csv")] if key == "rows" else []
+    code = main(["run", *source, option, str(value), "--json", str(json_path)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert f"error: {option}: expected" in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not json_path.exists()
 
 
 @pytest.mark.parametrize("option, value", [("--optimizer", "rmsprop"), ("--lr-warmup-steps", "2.5")])
@@ -267,7 +285,7 @@ def test_the_simple_preset_trains_with_the_earlier_defaults(data_file, tmp_path,
 @pytest.mark.parametrize("extra, message", [
     (["--mode", "two-stage", "--share", "all"], "error: --share: 'all' needs --mode sync"),
     (["--student", "two_tower", "--methods", "baseline,mtl"], "error: --methods: 'mtl' is defined for mlp students only"),
-    (["--mtl-weight", "-1"], "error: mtl_weight: expected a finite number >= 0"),
+    (["--mtl-weight", "-1"], "error: --mtl-weight: expected a finite number >= 0"),
     (["--warmup-steps", "5"], "error: warmup_steps: 5 is not shorter than training (5 steps)"),
     (["--batch-size", "133"], "error: batch_size: with batch normalisation, the training set (134 rows"),
 ])
