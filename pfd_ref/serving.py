@@ -224,21 +224,8 @@ class ServedStudent:
         return logits + self.params[f"{self.model.prefix}.bias"][0] if self.model.bias else logits
 
     def _user_index(self, user_keys) -> np.ndarray:
-        """The table row of each user key; ValueError naming the first key that is not an
-        integer (``1.7``, ``True``, ``"3"``) or not in the table (a key beyond 64 bits never is)."""
-        keys = np.asarray(user_keys, dtype=object).reshape(-1).tolist()
-        bad = next((k for k in keys if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))), None)
-        if bad is not None:
-            raise ValueError(f"users: expected integer user ids, got {bad!r}")
-        outside = next((k for k in keys if not INT64_RANGE[0] <= k <= INT64_RANGE[1]), None)
-        if outside is not None:
-            raise ValueError(f"users: user {outside} is not in the exported student's user table (ids are 64-bit)")
-        user_keys = np.array(keys, dtype=np.int64)
-        index = np.searchsorted(self.user_keys, user_keys)
-        known = (index < len(self.user_keys)) & (self.user_keys[np.minimum(index, len(self.user_keys) - 1)] == user_keys)
-        if not np.all(known):
-            raise ValueError(f"users: user {int(user_keys[~known][0])} is not in the exported student's user table")
-        return index
+        """The table row of each user key (``_key_index``)."""
+        return _key_index("users", "user", "user ids", "user table", self.user_keys, user_keys)
 
     def _rows(self, rows: FeatureRows, index: np.ndarray) -> FeatureRows:
         return FeatureRows({name: (col.take(index) if isinstance(col, MultiIds) else col[index])
@@ -270,7 +257,7 @@ class ServedStudent:
         once, the candidates' rows of the catalogue's encoded inputs (``mlp_scores_split``),
         then ``top_k_scores``."""
         user = self._user_index([user_key])
-        index = _key_index("candidates", "item", "catalogue", self.item_keys, candidate_keys)
+        index = _key_index("candidates", "item", "item keys", "catalogue", self.item_keys, candidate_keys)
         if isinstance(self.model, TwoTower):
             scores, ids = backend.top_k_items(self.item_vectors(), self._user_vectors(user)[0], k, candidates=index)
             return self.item_keys[ids], self.logits(scores)
@@ -370,13 +357,26 @@ def rank_requests(student: ServedStudent, users, k: int, candidates_path=None, i
     return users, [(rows, student.logits(scores)) for scores, rows in ranked]
 
 
-def _key_index(name: str, what: str, table: str, keys: np.ndarray, wanted) -> np.ndarray:
-    """Positions of the keys ``wanted`` in the sorted ``keys``; ``ValueError`` naming ``name``
-    for a key that is not there or not an integer."""
-    wanted = np.asarray(wanted)
-    if wanted.size and wanted.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected integer {what} keys, got dtype {wanted.dtype}")
-    wanted = wanted.astype(np.int64).reshape(-1)
+def _key_index(name: str, what: str, plural: str, table: str, keys: np.ndarray, wanted) -> np.ndarray:
+    """Positions of the keys ``wanted`` in the sorted int64 ``keys``; ValueError naming ``name``
+    and the first key that is not an integer (``1.7``, ``True``, ``"3"``) or not in the table
+    (a key beyond 64 bits never is: it is refused, not wrapped). An integer array is checked
+    as a whole; anything else key by key."""
+    if isinstance(wanted, np.ndarray) and wanted.dtype.kind in "iu":
+        wanted = wanted.reshape(-1)
+        if wanted.dtype.kind == "u" and wanted.size and wanted.max() > INT64_RANGE[1]:
+            raise ValueError(f"{name}: {what} {int(wanted.max())} is not in the exported student's {table} "
+                             "(ids are 64-bit)")
+        wanted = wanted.astype(np.int64)
+    else:
+        items = np.asarray(wanted, dtype=object).reshape(-1).tolist()
+        bad = next((k for k in items if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))), None)
+        if bad is not None:
+            raise ValueError(f"{name}: expected integer {plural}, got {bad!r}")
+        outside = next((k for k in items if not INT64_RANGE[0] <= k <= INT64_RANGE[1]), None)
+        if outside is not None:
+            raise ValueError(f"{name}: {what} {outside} is not in the exported student's {table} (ids are 64-bit)")
+        wanted = np.array(items, dtype=np.int64)
     index = np.searchsorted(keys, wanted)
     known = (index < len(keys)) & (keys[np.minimum(index, len(keys) - 1)] == wanted) if len(keys) else index < 0
     if not np.all(known):

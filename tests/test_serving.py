@@ -341,3 +341,11 @@ def test_tower_cost_figure_counts_multiply_adds_and_times_both_ways():
     for way in ("", "_one_at_a_time"):
         assert figure[f"tower_s{way}"] > 0 and figure[f"inner_product_s{way}"] > 0
         assert figure[f"time_ratio{way}"] == figure[f"tower_s{way}"] / figure[f"inner_product_s{way}"]
+
+
+@pytest.mark.parametrize("candidates", [[2**63], np.array([2**64 - 1], dtype=np.uint64), [2**70]])
+def test_a_candidate_key_beyond_64_bits_is_refused_not_wrapped(exported, data, candidates):
+    """A key past int64 was cast with astype(np.int64) and wrapped round onto another number,
+    which could be a real item of the catalogue; it is refused, naming the key."""
+    with pytest.raises(ValueError, match=r"^candidates: item \d+ is not in the exported student's catalogue \(ids are 64-bit\)"):
+        exported.served.rank_candidates(int(data.user_ids[0]), candidates, 3)
