@@ -243,6 +243,9 @@ def test_click_head_is_trained_on_every_row_and_never_distilled_from_a_watch_tim
     assert np.all(d[~batch.played, 1:] == 0)  # the interaction heads from the played rows only
     if teacher is None or reads_watch_time:
         assert out.terms["hard.click"] == hard_only.terms["hard.click"] and "soft.click" not in out.terms
+        # the step's own gradient: the click column of the student's output layer is the hard loss's alone
+        last = [k for k in out.grads if k.startswith(f"{student.prefix}.mlp.") and k.endswith(".weight")][-1]
+        np.testing.assert_array_equal(out.grads[last][:, 0], hard_only.grads[last][:, 0])
     else:
         assert "soft.click" in out.terms
 
