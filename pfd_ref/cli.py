@@ -23,7 +23,7 @@ from pathlib import Path
 from pfd_ref import experiment
 from pfd_ref.backend import BACKENDS, ENVIRONMENT_VARIABLE, compile_kernels, using
 from pfd_ref.data.taobao import OUTSIDE_WINDOW
-from pfd_ref.distill import HARD_WEIGHTS, SHARING, STUDENT_KINDS, DistillConfig
+from pfd_ref.distill import HARD_WEIGHTS, METHOD_RULES, METHODS, SHARING, STUDENT_KINDS, DistillConfig
 from pfd_ref.files import check_output_directory, check_output_file, write_atomically
 from pfd_ref.layers import ACTIVATIONS, LEAKY_RELU_SLOPE
 from pfd_ref.metrics import SCORE_KINDS
@@ -354,8 +354,8 @@ def command_run(args) -> int:
     options = experiment.resolve_options(vars(args))
     check_output_file("--json", args.json)
     check_output_directory("--save", args.save)
+    students = _student_paths(args.save, options)
     runs = experiment.prepare_runs(options, log=lambda line: print(line, file=sys.stderr))
-    students = _student_paths(args.save, runs, options)
     seconds = compile_kernels((options["dtype"],), ("training",))  # before training: no train s includes it
     if seconds is not None:
         print(f"compile: the {options['dtype']} training kernels, compiled or loaded from Numba's cache in "
@@ -376,7 +376,7 @@ def command_run(args) -> int:
                   f"seeds {args.seeds}; preset {args.preset}: {_config_text(config)}", file=sys.stderr)
             on_result = None
             if students is not None:
-                from pfd_ref.serving import save_student
+                from pfd_ref.serving import save_student  # makes --save DIR when it saves the first student
                 on_result = lambda seed, result, run=run: save_student(  # noqa: E731
                     students[run.task, result.method, seed], result, run.train)
             records = experiment.run_task(run, progress=progress, on_result=on_result, on_seed=keep)
@@ -389,18 +389,23 @@ def command_run(args) -> int:
     return 0
 
 
-def _student_paths(directory: Path | None, runs, options: dict) -> dict | None:
-    """``{(task, method, seed): path}`` of every student ``--save`` writes (None without it);
-    ValueError naming ``--save`` when one of them is a directory. Creates ``directory``."""
+def _student_paths(directory: Path | None, options: dict) -> dict | None:
+    """``{(task, method, seed): path}`` of every student file ``--save`` may write (None without
+    it): each task of ``experiment.run_tasks``, each method of ``--methods`` (the teacher rows
+    save nothing), or without it each method its student kind takes, and each seed. Called
+    before any data is read: ValueError naming ``--save`` when one of the paths is a directory.
+    Creates nothing (``serving.save_student`` makes ``directory`` with the first student)."""
     if directory is None:
         return None
-    paths = {(run.task, method, seed): directory / f"{run.task}_{method}_seed{seed}.npz"
-             for run in runs for method in run.methods if method not in experiment.TEACHER_OF
-             for seed in options["seeds"]}
+    paths = {}
+    for task, kind in experiment.run_tasks(options):
+        methods = options["methods"] or [m for m in METHODS if kind in METHOD_RULES[m].student_kinds]
+        for method in (m for m in methods if m not in experiment.TEACHER_OF):
+            for seed in options["seeds"]:
+                paths[task, method, seed] = directory / f"{task}_{method}_seed{seed}.npz"
     clash = next((path for path in paths.values() if path.is_dir()), None)
     if clash is not None:
-        raise ValueError(f"--save: {clash} is a directory, where a student file is to be written")
-    directory.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"--save: {clash} is a directory, where this run may write a student file")
     return paths
 
 

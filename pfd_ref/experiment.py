@@ -568,10 +568,36 @@ def _fit_test_days(options: dict, day: np.ndarray, log: Callable[[str], None]) -
     return {**options, "test_days": test_days}
 
 
+def _base_tasks(options: dict) -> tuple[str, ...]:
+    """The tasks of ``--task`` on the built-in data and the Taobao log: both of ``TASKS`` for all."""
+    return TASKS if options["task"] == "all" else (options["task"],)
+
+
+def run_tasks(options: dict) -> tuple[tuple[str, str], ...]:
+    """``(task, student_kind)`` of each task of resolved ``options``, in the order ``prepare_runs``
+    makes them: known before any data is read (the tasks name the tables, the records and the
+    files ``--save`` writes). The task: the built-in data's ``ctr``, ``cvr`` or ``shortvideo``,
+    ``taobao_ctr`` / ``taobao_cvr``, ``kuairand`` with ``--objectives`` else ``kuairand_<label>``,
+    a saved file's stem; the student: ``--student``, else ``STUDENT_OF_TASK`` of the task (the
+    Taobao log's too), else (every other source, and several objectives) the MLP."""
+    source, student = data_source(options["data"]), options["student"]
+    if source == KUAIRAND:
+        task = KUAIRAND if options["objectives"] is not None else f"{KUAIRAND}_{options['label']}"
+        return ((task, student or "mlp"),)
+    if source == "saved":
+        return ((Path(options["data"]).stem, student or "mlp"),)
+    if options["task"] == SHORT_VIDEO:
+        return ((SHORT_VIDEO, "mlp"),)
+    prefix = f"{TAOBAO}_" if source == TAOBAO else ""
+    return tuple((prefix + task, student or STUDENT_OF_TASK[task]) for task in _base_tasks(options))
+
+
 def _task_data(options: dict, log: Callable[[str], None]):
     """Yield ``(task, train, test, student_kind, teacher_logits, source, task_options)`` for each
-    task of resolved ``options`` (``task_options``: ``options`` with the test days fitted)."""
+    task of resolved ``options`` (``task_options``: ``options`` with the test days fitted); the
+    tasks and students of ``run_tasks``."""
     source = data_source(options["data"])
+    tasks = run_tasks(options)
     if source == KUAIRAND:
         from pfd_ref.data.kuairand import load_kuairand, load_kuairand_objectives, split_by_time
         if options["objectives"] is not None:  # several objectives: a multi-head student
@@ -588,8 +614,8 @@ def _task_data(options: dict, log: Callable[[str], None]):
                  "user_features": None if user_features is None else file_source(user_features)}
         if isinstance(data, ObjectiveData):
             files.update(label=None, objectives=data.objectives.to_dict())
-        task = KUAIRAND if isinstance(data, ObjectiveData) else f"{KUAIRAND}_{options['label']}"
-        yield task, train_data, test_data, options["student"] or "mlp", None, files, options
+        (task, kind), = tasks
+        yield task, train_data, test_data, kind, None, files, options
     elif source == TAOBAO:
         from pfd_ref.data import taobao
         events = taobao.read_user_behavior(options["path"], max_rows=options["rows"],
@@ -597,14 +623,13 @@ def _task_data(options: dict, log: Callable[[str], None]):
         log(events.summary())
         files = {"data": file_source(options["path"]), "rows": options["rows"],
                  "outside_window": options["outside_window"], "negatives_seed": options["data_seed"]}
-        for task in (TASKS if options["task"] == "all" else (options["task"],)):
+        for task, (name, kind) in zip(_base_tasks(options), tasks):
             data, report = taobao.cvr_dataset(events) if task == "cvr" else taobao.ctr_dataset(events, seed=options["data_seed"])
             log(report.summary())
             train_data, test_data = taobao.split_by_time(data, options["test_days"], events.path)
             del data  # the splits are copies
             log(_split_text(options["test_days"], train_data, test_data))
-            yield (f"{TAOBAO}_{task}", train_data, test_data, options["student"] or STUDENT_OF_TASK[task], None, files,
-                   options)
+            yield name, train_data, test_data, kind, None, files, options
     elif source == "saved":
         path = Path(options["data"])
         data = Dataset.load(path)
@@ -626,21 +651,23 @@ def _task_data(options: dict, log: Callable[[str], None]):
             teacher_logits = scores[~last_days(data.day, options["test_days"])]  # the training rows, in their order
             log(f"  teacher: {options['teacher_scores']} ({options['teacher_scores_are']}, aligned by "
                 f"{options['teacher_scores_align']} to the {data.n} rows of {path}; {train_data.n} training rows used)")
-        yield path.stem, train_data, test_data, options["student"] or "mlp", teacher_logits, files, options
+        (task, kind), = tasks
+        yield task, train_data, test_data, kind, teacher_logits, files, options
     elif options["task"] == SHORT_VIDEO:
         config = ShortVideoConfig(seed=options["data_seed"])
         objectives = options["objectives"] or OBJECTIVES
         train_data, test_data = generate_shortvideo(config, objectives, options["objective_weights"])
         files = {"data": generator_source("pfd_ref.data.shortvideo.generate_shortvideo",
                                           {**asdict(config), "objectives": train_data.objectives.to_dict()})}
-        yield SHORT_VIDEO, train_data, test_data, "mlp", None, files, options
+        (task, kind), = tasks
+        yield task, train_data, test_data, kind, None, files, options
     else:
-        for task in (TASKS if options["task"] == "all" else (options["task"],)):
+        for task, kind in tasks:
             config = SyntheticConfig(seed=options["data_seed"])
             if options["privileged_strength"] is not None:
                 config = replace(config, privileged_strength=options["privileged_strength"])
             files = {"data": generator_source("pfd_ref.data.synthetic.generate", {"task": task, **asdict(config)})}
-            yield task, *generate(task, config), options["student"] or STUDENT_OF_TASK[task], None, files, options
+            yield task, *generate(task, config), kind, None, files, options
 
 
 def _split_text(test_days: int, train_data: Dataset, test_data: Dataset) -> str:

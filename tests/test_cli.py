@@ -387,12 +387,33 @@ def _reached(name):
     return fail
 
 
-def test_a_save_folder_whose_student_name_is_a_directory_returns_2_before_training(data_file, tmp_path, capsys):
-    (tmp_path / "s" / "tiny_pfd_seed1.npz").mkdir(parents=True)
-    assert main(_run_args(data_file, tmp_path, "--save", str(tmp_path / "s"))) == 2
+@pytest.mark.parametrize("student, argv", [
+    ("tiny_pfd_seed1.npz", ()),  # --methods baseline,pfd on the saved file tiny.npz
+    ("ctr_pfd+md_seed2.npz", ("--data", None, "--methods", None)),  # the built-in data, every method of each student
+    ("cvr_mtl_seed0.npz", ("--data", None, "--methods", None)),
+])
+def test_a_save_folder_whose_student_name_is_a_directory_returns_2_before_any_data(data_file, tmp_path, capsys,
+                                                                                   monkeypatch, student, argv):
+    """The student files of --save are checked before the data is read (prepare_runs), for
+    every task, method and seed of the run."""
+    monkeypatch.setattr(experiment, "prepare_runs", _reached("prepare_runs"))
+    (tmp_path / "s" / student).mkdir(parents=True)
+    args = _run_args(data_file, tmp_path, "--save", str(tmp_path / "s"), "--seeds", "3")
+    for option, value in zip(argv[::2], argv[1::2]):  # None: the option left out (its default)
+        at = args.index(option)
+        del args[at:at + 2]
+    assert main(args) == 2
     captured = capsys.readouterr()
-    assert "error: --save: " in captured.err and "tiny_pfd_seed1.npz is a directory" in captured.err
+    assert "error: --save: " in captured.err and f"{student} is a directory" in captured.err
     assert captured.out == "" and not (tmp_path / "out.json").exists()
+
+
+def test_the_save_folder_is_made_with_its_first_student(data_file, tmp_path, capsys, monkeypatch):
+    """--save DIR is not created when the run stops before any student is saved (here an
+    interrupt in the first training); finished_run's is made by its first student."""
+    _interrupt_at_seed(monkeypatch, 0)
+    assert main(_run_args(data_file, tmp_path, "--save", str(tmp_path / "new" / "s"))) == 130
+    assert not (tmp_path / "new").exists()
 
 
 def _interrupt_at_seed(monkeypatch, seed: int, error=KeyboardInterrupt):
