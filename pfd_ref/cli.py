@@ -326,14 +326,14 @@ def _add_paper_parser(commands, computes) -> None:
 
 def command_paper(args) -> int:
     """Run the paper's tables and print them with the claims' verdicts. Options and the --json
-    path are checked before any data is made; --json is rewritten after every training."""
+    path (by ``paper.run_paper``) are checked before any data is made; --json is rewritten
+    after every training."""
     from pfd_ref import paper
     scale = paper.QUICK if args.quick else paper.FULL
     if args.lambdas is not None:
         scale = dataclasses.replace(scale, lambdas=args.lambdas)  # checked: a subset of the paper's, with 0.5
     seeds = paper.check_seeds(scale.seeds if args.seeds is None else args.seeds)
     jobs = paper.default_jobs() if args.jobs is None else check_scalar("--jobs", args.jobs, int, low=1)
-    check_output_file("--json", args.json)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         report = paper.run_paper(args.tables, scale, seeds, jobs, args.json, log, options=json_options(vars(args)),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pfd_ref import cli, paper
+from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
 from pfd_ref.distill import ModelSizes
 
@@ -333,6 +333,24 @@ def test_an_unwritable_json_directory_is_refused_before_any_training(tmp_path, m
     assert "--json: cannot write in" in capsys.readouterr().err
     assert cli.main(["paper", "--quick", "--json", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_the_json_path_is_checked_once_before_any_data(tmp_path, monkeypatch):
+    """`pfd-ref paper --json` probes its directory once, in run_paper (which a direct call goes
+    through too), before any data is made."""
+    probes, real = [], files._probe
+    monkeypatch.setattr(files, "_probe", lambda *args: probes.append(args) or real(*args))
+
+    def stop(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(paper, "load_data", stop)
+    assert cli.main(["paper", "--quick", "--tables", "2", "--jobs", "1", "--quiet", "--json", str(tmp_path / "p.json")]) \
+        == 130
+    assert [option for option, _ in probes] == ["--json"]
+    with pytest.raises(ValueError, match="--json: .* is a directory"):
+        paper.run_paper(("2",), TINY, [0, 1], json_path=tmp_path)
+    with pytest.raises(ValueError, match="--json: the directory of .* does not exist"):
+        paper.run_paper(("2",), TINY, [0, 1], json_path=tmp_path / "missing" / "p.json")
 
 
 def test_cost_figure_claim_compares_both_ratios(monkeypatch):
