@@ -66,10 +66,14 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _float_list(text: str) -> tuple[float, ...]:
+    """A comma list of numbers (--objective-weights, paper --lambdas); empty entries are skipped."""
     try:
-        return tuple(float(value) for value in text.split(","))
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma list of numbers, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
 
 
 def _int_list(text: str) -> list[int]:
@@ -289,13 +293,6 @@ def _tables(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err))
 
 
-def _lambdas(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--lambdas: expected a comma list of numbers, got {text!r}")
-
-
 def _add_paper_parser(commands, computes) -> None:
     """``paper``: the paper's tables on the built-in data, beside its numbers, with a verdict per claim."""
     from pfd_ref import paper
@@ -316,7 +313,7 @@ def _add_paper_parser(commands, computes) -> None:
     command.add_argument("--json", type=Path, default=None,
                          help="write the rows, claims, cost figure and provenance as JSON (rewritten after every "
                               "finished training, so an interrupted run keeps its finished work)")
-    command.add_argument("--lambdas", type=_lambdas, default=None,
+    command.add_argument("--lambdas", type=_float_list, default=None,
                          help=f"the lambdas of Tables 5 and 6, a comma list from {','.join(map(str, paper.PAPER_LAMBDAS))} "
                               f"holding {paper.PAPER_LAMBDA} (default: all; --quick {','.join(map(str, paper.QUICK.lambdas))})")
     command.add_argument("--resume", action="store_true",

@@ -63,6 +63,17 @@ def test_unknown_method_is_an_argparse_error(data_file, tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("command, option", [("run", "--objective-weights"), ("paper", "--lambdas")])
+@pytest.mark.parametrize("value, message", [("0.5,x", "expected a comma list of numbers, got '0.5,x'"),
+                                            (",", "expected at least one number, got ','")])
+def test_number_lists_share_one_parser(command, option, value, message, capsys):
+    """--objective-weights and paper --lambdas parse and refuse alike, naming the option once."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, option, value])
+    assert exit_info.value.code == 2
+    assert f"error: argument {option}: {message}\n" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option, value, name", [("--lambda", "-1", "lambda"),
                                                  ("--warmup-steps", "100000", "warmup_steps")])
 def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, option, value, name):
