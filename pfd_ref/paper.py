@@ -564,21 +564,34 @@ def train_unit(unit: Unit, seed: int, scale: Scale) -> dict:
             "train_seconds": float(result.train_seconds), "train_cpu_seconds": float(cpu_seconds)}
 
 
+def row_record(row: Row, seed: int, result: dict) -> dict:
+    """The record of ``row`` for ``seed`` from its unit's ``result``: table, row, task, method,
+    setting (lambda, manner), seed, auc, gauc, logloss, teacher_auc, train_seconds,
+    train_cpu_seconds, and the paper's numbers of the row."""
+    unit = row.unit
+    return {"table": row.table, "row": row.label, "task": unit.task, "method": unit.method,
+            "setting": {"lambda": unit.lambda_, "manner": None if unit.manner is None else MANNERS[unit.manner][2]},
+            "seed": seed, **result, "paper": row.paper}
+
+
 def row_records(plan: Plan, results: dict) -> list[dict]:
-    """One record per (row, seed) whose unit has finished: table, row, task, method, setting
-    (lambda, manner), seed, auc, gauc, logloss, teacher_auc, train_seconds, train_cpu_seconds, and the paper's
-    numbers of the row."""
-    records = []
-    for row in plan.rows.values():
-        for seed in plan.seeds:
-            result = results.get((row.unit, seed))
-            if result is not None:
-                unit = row.unit
-                records.append({"table": row.table, "row": row.label, "task": unit.task, "method": unit.method,
-                                "setting": {"lambda": unit.lambda_,
-                                            "manner": None if unit.manner is None else MANNERS[unit.manner][2]},
-                                "seed": seed, **result, "paper": row.paper})
-    return records
+    """``row_record`` of every (row, seed) of ``plan`` whose unit has finished, in the plan's
+    order (row by row, seed by seed)."""
+    return [row_record(row, seed, results[(row.unit, seed)])
+            for row in plan.rows.values() for seed in plan.seeds if (row.unit, seed) in results]
+
+
+def report_text(report: dict, row_texts: list[str]) -> str:
+    """``report`` as JSON text, a field a line, and a row record or claim a line; its ``rows``
+    from ``row_texts``, the JSON of each row record made once when its training finished (so
+    the rewrite after each training encodes only that training's records). ``json.loads`` of
+    the text equals ``report`` when ``row_texts`` encode ``report["rows"]``."""
+    def field(key, value) -> str:
+        if key in ("rows", "claims"):
+            items = row_texts if key == "rows" else [json.dumps(item) for item in value]
+            return f" {json.dumps(key)}: [" + ",".join("\n  " + item for item in items) + ("\n ]" if items else "]")
+        return f" {json.dumps(key)}: {json.dumps(value)}"
+    return "{\n" + ",\n".join(field(key, value) for key, value in report.items()) + "\n}\n"
 
 
 def scale_record(scale: Scale) -> dict:
@@ -643,16 +656,30 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
               "provenance": provenance({"options": options or {}, "backend": get_backend(), "jobs": jobs},
                                        generator_source("pfd_ref.data.synthetic.generate",
                                                         {"tasks": list(tasks), **asdict(scale.data)}))}
-    save = (lambda: write_atomically(json_path, lambda handle: json.dump(report, handle, indent=1), mode="w")) \
-        if json_path is not None else (lambda: None)
     results = {key: result for key, result in earlier.items() if key[0] in plan.units and key[1] in seeds}
     work = [(unit, seed) for unit in plan.units for seed in seeds if (unit, seed) not in results]
     total = len(work) + len(results)
     report["resumed"] = len(results)
+    rows_of_unit = {}
+    for row in plan.rows.values():
+        rows_of_unit.setdefault(row.unit, []).append(row)
+    row_texts = []  # the JSON of each record of report["rows"], made once
+
+    def set_rows(records: list[dict]) -> None:
+        report["rows"] = records
+        row_texts[:] = [json.dumps(record) for record in records]
+
+    def save() -> None:
+        if json_path is not None:
+            write_atomically(json_path, lambda handle: handle.write(report_text(report, row_texts)), mode="w")
+
+    set_rows(row_records(plan, results))  # the resumed trainings
 
     def finished(unit, seed, result):
         results[(unit, seed)] = result
-        report["rows"] = row_records(plan, results)
+        new_records = [row_record(row, seed, result) for row in rows_of_unit[unit]]
+        report["rows"].extend(new_records)  # in the order the trainings finished; the plan's order at the end
+        row_texts.extend(json.dumps(record) for record in new_records)
         save()
         teacher = "" if result["teacher_auc"] is None else f", teacher {result['teacher_auc']:.4f}"
         log(f"[{len(results)}/{total}] {unit.describe()} seed {seed}: AUC {result['auc']:.4f}{teacher}, "
@@ -675,7 +702,7 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
             futures = {pool.submit(train_unit, unit, seed, scale): (unit, seed) for unit, seed in work}
             for future in as_completed(futures):
                 finished(*futures[future], future.result())
-    report["rows"] = row_records(plan, results)  # also when every training was resumed
+    set_rows(row_records(plan, results))  # in the plan's order
     report["claims"] = evaluate_claims(claims_for(scale.lambdas), plan.rows, results, seeds)
     if "cost" in plan.tables:
         log("§5.2 cost figure: timing the tower against the inner product")

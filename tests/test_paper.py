@@ -255,6 +255,46 @@ def test_the_json_file_is_rewritten_after_every_training(tiny_run):
     assert sizes[0] > 0 and report["complete"] and report["provenance"]["git"] is not None
 
 
+def test_each_training_encodes_only_its_own_rows(tmp_path, monkeypatch):
+    """The --json rewrite after a training encodes that training's row records, not every
+    record so far: over a run, each record is encoded at most twice (when its training
+    finishes, and once more in the final report, in the plan's order). Counted by a spy on
+    paper's json module; the trainings are stand-ins (no model is trained)."""
+    encoded = []
+
+    class CountingJson:  # json, counting the row records each dumps / dump encodes
+        def __getattr__(self, name):
+            return getattr(json, name)
+
+        @staticmethod
+        def _count(value):
+            if isinstance(value, dict):
+                encoded.append(len(value["rows"]) if "rows" in value else int("row" in value and "seed" in value))
+
+        def dumps(self, value, *args, **kwargs):
+            self._count(value)
+            return json.dumps(value, *args, **kwargs)
+
+        def dump(self, value, *args, **kwargs):
+            self._count(value)
+            return json.dump(value, *args, **kwargs)
+
+    def stand_in(unit, seed, scale):
+        auc = 0.6 + 0.01 * seed + 0.001 * len(unit.method)
+        return {"auc": auc, "gauc": auc, "logloss": 0.5, "teacher_auc": None if unit.lambda_ is None else 0.7,
+                "train_seconds": 1.0, "train_cpu_seconds": 1.0}
+    monkeypatch.setattr(paper, "json", CountingJson())
+    monkeypatch.setattr(paper, "load_data", lambda *args: None)
+    monkeypatch.setattr(paper, "train_unit", stand_in)
+    path, sizes = tmp_path / "paper.json", []
+    log = lambda line: sizes.append(len(json.loads(path.read_text())["rows"])) if line.startswith("[") else None  # noqa: E731
+    report = paper.run_paper(("2", "5"), TINY, list(range(6)), json_path=path, log=log)
+    n_units = len(paper.make_plan(("2", "5"), TINY, [0]).units)
+    assert len(sizes) == 6 * n_units and sizes == sorted(sizes) and sizes[-1] == len(report["rows"])
+    assert sum(encoded) <= 2 * len(report["rows"])
+    assert json.loads(path.read_text()) == json.loads(json.dumps(report))
+
+
 def test_an_interrupted_run_keeps_its_finished_trainings(tmp_path, monkeypatch):
     path, calls = tmp_path / "paper.json", []
     real = paper.train_unit
