@@ -607,26 +607,70 @@ TRAINING_SCALE_KEYS = ("data", "widths", "batch_size")
 RESULT_KEYS = ("auc", "gauc", "logloss", "teacher_auc", "train_seconds", "train_cpu_seconds")
 
 
+def _json_kind(value) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    kinds = ((bool, "boolean"), (dict, "an object"), (list, "an array"), (str, "a string"), ((int, float), "a number"))
+    return "null" if value is None else next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_resumed_report(path, earlier) -> None:
+    """ValueError naming ``--resume``, ``path`` and the field unless ``earlier`` (the JSON that
+    ``path`` holds) has what ``finished_results`` reads: an object whose ``scale`` is an object
+    holding ``TRAINING_SCALE_KEYS`` and whose ``rows`` is an array of row records, each an object
+    with the strings ``table`` and ``row``, an integer ``seed`` >= 0 and the numbers of
+    ``RESULT_KEYS`` (``teacher_auc`` may be null)."""
+    where = f"--resume: {path}"
+    if not isinstance(earlier, dict):
+        raise ValueError(f"{where} does not hold a `pfd-ref paper` report (a JSON object), but {_json_kind(earlier)}")
+    for key, kind, name in (("scale", dict, "an object"), ("rows", list, "an array")):
+        if key not in earlier:
+            raise ValueError(f"{where}: the report has no {key!r} field")
+        if not isinstance(earlier[key], kind):
+            raise ValueError(f"{where}: the field {key!r} is {_json_kind(earlier[key])}, not {name}")
+    missing = [key for key in TRAINING_SCALE_KEYS if key not in earlier["scale"]]
+    if missing:
+        raise ValueError(f"{where}: the field 'scale' lacks {', '.join(map(repr, missing))}")
+    for i, record in enumerate(earlier["rows"]):
+        field = f"{where}: rows[{i}]"
+        if not isinstance(record, dict):
+            raise ValueError(f"{field} is {_json_kind(record)}, not a row record (an object)")
+        missing = [key for key in ("table", "row", "seed", *RESULT_KEYS) if key not in record]
+        if missing:
+            raise ValueError(f"{field} lacks {', '.join(map(repr, missing))}")
+        for key in ("table", "row"):
+            if not isinstance(record[key], str):
+                raise ValueError(f"{field}.{key} is {_json_kind(record[key])}, not a string")
+        if not isinstance(record["seed"], int) or isinstance(record["seed"], bool) or record["seed"] < 0:
+            raise ValueError(f"{field}.seed is {record['seed']!r}, not an integer >= 0")
+        for key in RESULT_KEYS:
+            if not _is_number(record[key]) and not (key == "teacher_auc" and record[key] is None):
+                raise ValueError(f"{field}.{key} is {record[key]!r}, not a number")
+
+
 def finished_results(path, scale: Scale) -> dict:
     """``{(unit, seed): result}`` of the trainings a ``--json`` file of an earlier run of
     ``scale`` holds (its row records, of any table), for ``--resume``; empty when the file does
-    not exist. ValueError naming ``--resume`` when it holds a run of another scale or no report."""
+    not exist. ValueError naming ``--resume`` and the file when it is not JSON, does not hold a
+    report (``check_resumed_report`` names the field) or holds a run of another scale."""
     path = Path(path)
     if not path.exists():
         return {}
     try:
         earlier = json.loads(path.read_text())
-        record = scale_record(scale)
-        same_scale = all(earlier["scale"][key] == record[key] for key in TRAINING_SCALE_KEYS)
-        records = earlier["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise ValueError(f"--resume: {path} does not hold a `pfd-ref paper` report ({error})") from None
-    if not same_scale:
+    check_resumed_report(path, earlier)
+    record = scale_record(scale)
+    if not all(earlier["scale"][key] == record[key] for key in TRAINING_SCALE_KEYS):
         raise ValueError(f"--resume: {path} holds a run of another scale ({earlier['scale'].get('name')!r}: its "
                          f"{', '.join(TRAINING_SCALE_KEYS)} differ from this run's, {scale.name!r})")
     units = {row.key: row.unit for table in TABLE_TASK for row in table_rows(table, scale.lambdas)}
     return {(units[(r["table"], r["row"])], r["seed"]): {key: r[key] for key in RESULT_KEYS}
-            for r in records if (r["table"], r["row"]) in units}
+            for r in earlier["rows"] if (r["table"], r["row"]) in units}
 
 
 def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: Callable[[str], None] | None = None,

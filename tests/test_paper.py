@@ -328,6 +328,55 @@ def test_a_resumed_run_keeps_the_finished_trainings_and_does_the_rest(tmp_path, 
                                                                        "PFD+MD λ=0.5"}
 
 
+def _resumable(**changes) -> dict:
+    """A report `--resume` accepts for TINY (one row record), with ``changes``: a value, or a
+    function of the report that changes it in place."""
+    row = {"table": "2", "row": "baseline", "seed": 0, "auc": 0.6, "gauc": 0.6, "logloss": 0.5, "teacher_auc": None,
+           "train_seconds": 1.0, "train_cpu_seconds": 1.0}
+    report = {"command": "pfd-ref paper", "scale": paper.scale_record(TINY), "rows": [row]}
+    for key, change in changes.items():
+        if callable(change):
+            change(report)
+        else:
+            report[key] = change
+    return report
+
+
+@pytest.mark.parametrize("report, message", [
+    ([1], r"does not hold a `pfd-ref paper` report \(a JSON object\), but an array"),
+    (_resumable(scale="quick"), "the field 'scale' is a string, not an object"),
+    (_resumable(scale=[1]), "the field 'scale' is an array, not an object"),
+    (_resumable(scale={"data": {}}), "the field 'scale' lacks 'widths', 'batch_size'"),
+    (_resumable(rows=None), "the field 'rows' is null, not an array"),
+    (_resumable(drop=lambda r: r.pop("rows")), "the report has no 'rows' field"),
+    (_resumable(rows=[1]), r"rows\[0\] is a number, not a row record"),
+    (_resumable(row=lambda r: r["rows"][0].pop("auc")), r"rows\[0\] lacks 'auc'"),
+    (_resumable(row=lambda r: r["rows"][0].update(auc="x")), r"rows\[0\].auc is 'x', not a number"),
+    (_resumable(row=lambda r: r["rows"][0].update(teacher_auc=True)), r"rows\[0\].teacher_auc is True, not a number"),
+    (_resumable(row=lambda r: r["rows"][0].update(seed="0")), r"rows\[0\].seed is '0', not an integer >= 0"),
+    (_resumable(row=lambda r: r["rows"][0].update(table=2)), r"rows\[0\].table is a number, not a string"),
+])
+def test_a_malformed_resume_file_is_refused_naming_the_field_before_any_training(tmp_path, monkeypatch, report, message):
+    monkeypatch.setattr(paper, "load_data", lambda *a: pytest.fail("data generated despite a bad --resume file"))
+    monkeypatch.setattr(paper, "train_unit", lambda *a: pytest.fail("trained despite a bad --resume file"))
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=f"^--resume: {re.escape(str(path))}:? {message}"):
+        paper.run_paper(("2",), TINY, [0, 1], json_path=path, resume=True)
+
+
+def test_a_well_formed_resume_file_is_resumed(tmp_path, monkeypatch):
+    """The report of the malformed cases above, unchanged, is accepted: its one training kept."""
+    trained = []
+    monkeypatch.setattr(paper, "load_data", lambda *a: None)
+    result = {key: _resumable()["rows"][0][key] for key in paper.RESULT_KEYS}
+    monkeypatch.setattr(paper, "train_unit", lambda *args: trained.append(args[:2]) or result)
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(_resumable()))
+    assert paper.run_paper(("2",), TINY, [0, 1], json_path=path, resume=True)["resumed"] == 1
+    assert len(trained) == 2 * 5 - 1 and (paper.make_unit("ctr", "baseline"), 0) not in trained
+
+
 def test_worker_processes_give_the_same_numbers(tmp_path):
     one = paper.run_paper(("2",), TINY, [0, 1], jobs=1)
     two = paper.run_paper(("2",), TINY, [0, 1], jobs=2)
