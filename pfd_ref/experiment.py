@@ -46,8 +46,8 @@ from pfd_ref.multihead import build_objective_models
 from pfd_ref.metrics import evaluate, paired_comparison
 from pfd_ref.provenance import file_source, format_differences, generator_source, json_options, provenance
 from pfd_ref.score_files import read_teacher_scores
-from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_warmup, predict, steps,
-                           train, with_seed)
+from pfd_ref.train import (TrainConfig, check_batch_norm_batches, check_lr_warmup, check_teacher_folds, check_warmup,
+                           predict, steps, train, with_seed)
 from pfd_ref.validation import check_choice, check_scalar
 
 TASKS = ("ctr", "cvr")  # the tasks of the synthetic data and of the Taobao log
@@ -507,6 +507,23 @@ class Run:
     options: dict
 
 
+# The run options that the functions they feed (TrainConfig, DistillConfig, the optimizers, train's
+# checks, the data sources) name in their messages, by the name they use where it is not the option's
+# key: an error of theirs in prepare_runs is reported by the option as typed (named_by_option).
+NAMED_OPTIONS = (*RUN_OPTION_DEFAULTS, "student", "test_days", "objective_weights")
+OPTION_OF_NAME = {"lambda": "lambda_", "sharing": "share", "student_kind": "student", "eps": "adagrad_eps",
+                  "initial_accumulator_value": "adagrad_initial_accumulator"}
+
+
+def named_by_option(error: ValueError) -> ValueError:
+    """``error`` with the name its message starts with (``lr_warmup_steps: ...``, the
+    configuration's or the function's) replaced by the run option as typed
+    (``--lr-warmup-steps: ...``) when it names one of ``NAMED_OPTIONS``; else ``error`` itself."""
+    name, colon, rest = str(error).partition(": ")
+    key = OPTION_OF_NAME.get(name, name)
+    return ValueError(f"{_option(key)}: {rest}") if colon and key in NAMED_OPTIONS else error
+
+
 def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> list[Run]:
     """Every task of a ``pfd-ref run`` (``options`` resolved by ``resolve_options``): the data
     of its source, split by time, and its configuration, all checked before anything is
@@ -515,8 +532,18 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
     to each task's training rows (``scaled_run_defaults``); one left at its default (the
     source's, or the preset's warm-up) that does not fit them is fitted (``fitted_defaults``).
     ``log`` receives what a loader reports and a line for the defaults scaled or fitted to the
-    data."""
-    log = log or (lambda line: None)
+    data. A ValueError names the option as typed (``named_by_option``): ``--lr-warmup-steps: 6
+    is longer than the student's training ...``, where ``train.train`` says ``lr_warmup_steps``."""
+    try:
+        return _prepare_runs(options, log or (lambda line: None))
+    except ValueError as error:
+        named = named_by_option(error)
+        if named is error:
+            raise
+        raise named from None
+
+
+def _prepare_runs(options: dict, log: Callable[[str], None]) -> list[Run]:
     source = data_source(options["data"])
     scaled = [key for key in SCALED_OPTIONS if options[key] is None and SOURCE_DEFAULTS[source][key] is None]
     stand_ins = {"epochs": 1, "batch_size": PAPER_BATCH_SIZE, "warmup_steps": 0}  # until the data is read
@@ -552,6 +579,8 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
             check_warmup(run.config, run.train.n)
         check_lr_warmup(run.config, run.train.n, teacher_alone=run.config.mode == "two-stage" and with_teacher)
         check_batch_norm_batches(run.config, run.train.n)
+        if with_teacher and run.teacher_logits is None:
+            check_teacher_folds(run.config, run.train.n)
     return runs
 
 
@@ -640,8 +669,8 @@ def _task_data(options: dict, log: Callable[[str], None]):
         options = _fit_test_days(options, data.day, log)
         try:
             train_data, test_data = data.split_last_days(options["test_days"])
-        except ValueError as error:
-            raise ValueError(f"--data: {path}: {error}") from None
+        except ValueError as error:  # test_days: ... (prepare_runs names --test-days)
+            raise ValueError(f"{error} in --data {path}") from None
         files, teacher_logits = {"data": file_source(path)}, None
         if options["teacher_scores"] is not None:
             files["teacher_scores"] = file_source(options["teacher_scores"])

@@ -215,7 +215,15 @@ def check_lr_warmup(config: TrainConfig, n_rows: int, teacher_alone: bool) -> No
     for loop, n_steps in loops.items():
         if config.lr_warmup_steps > n_steps:
             raise ValueError(f"lr_warmup_steps: {config.lr_warmup_steps} is longer than the {loop}'s training "
-                             f"({n_steps} steps of {config.batch_size} rows); the learning rate would never reach lr")
+                             f"({n_steps} steps of {config.batch_size} rows); the learning rate would never reach its full value")
+
+
+def check_teacher_folds(config: TrainConfig, n_rows: int) -> None:
+    """Raise ValueError (naming ``teacher_folds``) when two-stage cross-fitting has more folds
+    than the ``n_rows`` training rows (a fold would hold no row to predict)."""
+    if config.teacher_folds > n_rows:
+        raise ValueError(f"teacher_folds: {config.teacher_folds} folds of {n_rows} training rows would leave a fold "
+                         f"empty; at most {n_rows}")
 
 
 def check_batch_norm_batches(config: TrainConfig, n_rows: int) -> None:
@@ -266,6 +274,8 @@ def train(data: Dataset, method: str, config: TrainConfig,
         raise ValueError("teacher_logits: only for a two-stage run of a method with a teacher")
     check_lr_warmup(config, data.n, teacher_alone=teacher is not None and config.mode == "two-stage"
                     and teacher_logits is None)
+    if teacher is not None and teacher_logits is None:
+        check_teacher_folds(config, data.n)
     n_steps = steps(data.n, config.batch_size, config.epochs)
     progress = progress or (lambda label, total: (lambda step, loss: None))
     start = time.perf_counter()

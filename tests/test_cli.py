@@ -74,8 +74,8 @@ def test_number_lists_share_one_parser(command, option, value, message, capsys):
     assert f"error: argument {option}: {message}\n" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option, value, name", [("--lambda", "-1", "lambda"),
-                                                 ("--warmup-steps", "100000", "warmup_steps")])
+@pytest.mark.parametrize("option, value, name", [("--lambda", "-1", "--lambda: expected a finite number >= 0"),
+                                                 ("--warmup-steps", "100000", "--warmup-steps: 100000 is not shorter")])
 def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, option, value, name):
     json_path = tmp_path / "out.json"
     code = main(["run", "--data", str(data_file), "--methods", "baseline,pfd", "--batch-size", "32", option, value,
@@ -89,12 +89,12 @@ def test_bad_schedule_returns_2_before_training(data_file, tmp_path, capsys, opt
 
 @pytest.mark.parametrize("extra, message", [
     (["--lr-warmup-steps", "-1"], "error: --lr-warmup-steps: expected an integer >= 0"),
-    (["--lr-warmup-steps", "6"], "error: lr_warmup_steps: 6 is longer than the student's training (5 steps of 32 rows)"),
+    (["--lr-warmup-steps", "6"], "error: --lr-warmup-steps: 6 is longer than the student's training (5 steps of 32 rows)"),
     (["--mode", "two-stage", "--teacher-epochs", "1", "--epochs", "2", "--lr-warmup-steps", "6"],
-     "error: lr_warmup_steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
+     "error: --lr-warmup-steps: 6 is longer than the teacher's training (5 steps of 32 rows)"),
     (["--optimizer", "adagrad", "--adagrad-eps=-1e-10"], "error: --adagrad-eps: expected a finite number >= 0"),
     (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "nan"], "error: --adagrad-initial-accumulator:"),
-    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0", "--adagrad-eps", "0"], "error: eps: must be > 0 when"),
+    (["--optimizer", "adagrad", "--adagrad-initial-accumulator", "0", "--adagrad-eps", "0"], "error: --adagrad-eps: must be > 0 when"),
     (["--optimizer", "adam", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--preset", "simple", "--adagrad-eps", "1e-10"], "error: --adagrad-eps: only with --optimizer adagrad"),
     (["--optimizer", "sgd", "--adagrad-initial-accumulator", "0.2"],
@@ -263,7 +263,7 @@ def test_a_batch_of_one_row_with_batch_norm_returns_2_before_training(data_file,
     json_path = tmp_path / "out.json"
     code = main(_run_args(data_file, tmp_path, "--batch-size", "133", "--batch-norm"))
     captured = capsys.readouterr()
-    assert code == 2 and "error: batch_size: with batch normalisation, the training set (134 rows" in captured.err
+    assert code == 2 and "error: --batch-size: with batch normalisation, the training set (134 rows" in captured.err
     assert captured.out == "" and not json_path.exists() and not (tmp_path / "students").exists()
 
 
@@ -297,13 +297,35 @@ def test_the_simple_preset_trains_with_the_earlier_defaults(data_file, tmp_path,
     (["--mode", "two-stage", "--share", "all"], "error: --share: 'all' needs --mode sync"),
     (["--student", "two_tower", "--methods", "baseline,mtl"], "error: --methods: 'mtl' is defined for mlp students only"),
     (["--mtl-weight", "-1"], "error: --mtl-weight: expected a finite number >= 0"),
-    (["--warmup-steps", "5"], "error: warmup_steps: 5 is not shorter than training (5 steps)"),
-    (["--batch-size", "133"], "error: batch_size: with batch normalisation, the training set (134 rows"),
+    (["--warmup-steps", "5"], "error: --warmup-steps: 5 is not shorter than training (5 steps)"),
+    (["--batch-size", "133"], "error: --batch-size: with batch normalisation, the training set (134 rows"),
 ])
 def test_bad_method_and_sharing_options_return_2_before_training(data_file, tmp_path, capsys, extra, message):
     code = main(_run_args(data_file, tmp_path, *extra))
     captured = capsys.readouterr()
     assert code == 2 and message in captured.err
+    assert captured.out == "" and not (tmp_path / "out.json").exists() and not (tmp_path / "students").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mode", "two-stage", "--teacher-folds", "500"],
+     "--teacher-folds: 500 folds of 134 training rows would leave a fold empty; at most 134"),
+    (["--mode", "two-stage", "--teacher-folds", "1"], "--teacher-folds: 0, or >= 2 with mode 'two-stage'"),
+    (["--mode", "two-stage", "--teacher-folds", "2", "--batch-size", "66"],
+     "--batch-size: with batch normalisation, the teacher of fold 1/2 (67 rows, batches of 66)"),
+    (["--batch-size", "1"], "--batch-size: batch normalisation needs batches of at least 2 rows"),
+    (["--lambda", "2"], "--lambda: must be <= 1 when the hard loss is weighted by (1 - lambda)"),
+    (["--test-days", "3"], "--test-days: 3 test day(s) leave no training day (days 0..2) in --data"),
+])
+def test_checks_on_the_data_name_the_option_as_typed_before_training(data_file, tmp_path, capsys, monkeypatch, extra,
+                                                                     message):
+    """What the configurations, train's checks and the data sources say of a run option is
+    reported by the option as typed (``--teacher-folds``, not ``teacher_folds`` or ``folds``),
+    before any training; a library call keeps the field's name (tests/test_train.py)."""
+    monkeypatch.setattr(experiment, "train", _reached("train"))
+    assert main(_run_args(data_file, tmp_path, *extra)) == 2
+    captured = capsys.readouterr()
+    assert f"pfd-ref: error: {message}" in captured.err, captured.err
     assert captured.out == "" and not (tmp_path / "out.json").exists() and not (tmp_path / "students").exists()
 
 
@@ -607,7 +629,7 @@ def test_options_given_are_never_fitted(tmp_path, capsys):
     assert main(run) == 0
     assert "defaults fitted to its 1,500 training rows: --warmup-steps 1 (default 10)" in capsys.readouterr().err
     assert main(run + ["--warmup-steps", "10", "--test-days", "1"]) == 2
-    assert "error: warmup_steps: 10 is not shorter than training (2 steps" in capsys.readouterr().err
+    assert "error: --warmup-steps: 10 is not shorter than training (2 steps" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- score: candidates, item vectors

@@ -399,7 +399,7 @@ def test_cli_kuairand_defaults_and_option_errors(capsys):
     code = main(["run", "--label", "is_like", "--quiet"])
     assert code == 2 and "--label: only with --data kuairand" in capsys.readouterr().err
     code, _ = _run("--path", str(FIXTURE), "--test-days", "14", "--methods", "baseline")
-    assert code == 2 and "test_days:" in capsys.readouterr().err
+    assert code == 2 and "error: --test-days: " in capsys.readouterr().err
 
 
 def test_cli_reports_a_bad_file(tmp_path, capsys):
@@ -540,7 +540,7 @@ def test_a_2000_row_official_log_runs_with_defaults_and_prints_a_table_per_objec
 
 @pytest.mark.parametrize("argv, message", [
     (["--label", "is_like"], "--label: not with --objectives"),
-    (["--objective-weights", "1,2"], "objective_weights: 2 weight(s) for 6 objective(s)"),
+    (["--objective-weights", "1,2"], "error: --objective-weights: 2 weight(s) for 6 objective(s)"),
 ])
 def test_objective_options_that_do_not_fit_return_2(official_log, capsys, argv, message):
     assert main(["run", "--data", "kuairand", "--path", str(official_log), "--objectives", ",".join(OBJECTIVES),

@@ -108,7 +108,7 @@ def test_cli_prints_one_table_per_objective_and_names_the_skipped(tiny_shortvide
 @pytest.mark.parametrize("argv, message", [
     (["--objectives", "is_click"], "--objectives: only with --task shortvideo"),
     (["--task", "shortvideo", "--objectives", "is_click,is_like", "--objective-weights", "1"],
-     "objective_weights: 1 weight"),
+     "error: --objective-weights: 1 weight"),
     (["--task", "shortvideo", "--objectives", "is_click,watch_ratio"], "'watch_ratio' is a privileged column"),
     (["--task", "shortvideo", "--methods", "baseline,mtl"], "--methods: 'mtl' is not defined for the multi-head"),
     (["--task", "shortvideo", "--objectives", "is_click", "--methods", "pfd"], "no head may be distilled"),

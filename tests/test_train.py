@@ -113,6 +113,17 @@ def test_same_seed_reruns_are_bit_identical(mode, shared):
     assert first.history == second.history
 
 
+def test_more_teacher_folds_than_rows_are_rejected_before_training():
+    """A library call names the field (pfd-ref run names --teacher-folds); it failed in the
+    middle of cross-fitting (``folds: expected an integer in [2, 5]``) after the first teachers."""
+    calls = []
+    data = tiny_dataset(np.random.default_rng(0), 5)
+    with pytest.raises(ValueError, match=r"^teacher_folds: 6 folds of 5 training rows would leave a fold empty"):
+        train(data, "pfd", config(mode="two-stage", teacher_folds=6), progress=lambda label, total: calls.append(label))
+    assert calls == []
+    train(data, "baseline", config(mode="two-stage", teacher_folds=6))  # no teacher: the folds are not used
+
+
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
 @pytest.mark.parametrize("mode", ["sync", "two-stage"])
 def test_running_averages_are_written_by_the_loop_and_never_given_to_the_optimizer(kind, mode):
