@@ -27,6 +27,7 @@ API:
     print_table(title, columns, rows)       fixed-width table of dict rows
     run_python(code, env, args)             run code in a fresh interpreter, return stdout
     parse_and_run(...) / benchmark_main(...)  the shared command line of a benchmark module
+    check_json_argument(module, argv)       parent: --json checked before anything runs
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from pfd_ref.files import write_atomically
+from pfd_ref.files import check_output_file, write_atomically
 from pfd_ref.kernels._common import chunk_bounds, run_chunks
 from pfd_ref.kernels.scoring import _prefetch
 
@@ -353,8 +354,29 @@ def parse_and_run(module: str, description: str, quick_help: str, run, argv=None
     return args, run_per_thread_count(module, child_argv, counts)
 
 
+def check_json_argument(module: str, argv: list[str]) -> None:
+    """The first thing a benchmark's parent process does (``CHILD_FLAG`` absent from ``argv``):
+    exit with status 2 and a message naming ``--json`` when the file given to it cannot be
+    written (``files.check_output_file``: its directory exists and takes a new file, it is not
+    a directory), before anything is timed or written. A malformed ``--json`` is left to the
+    benchmark's own parser."""
+    if CHILD_FLAG in argv:
+        return
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", add_help=False, exit_on_error=False)
+    parser.add_argument("--json", default=None)
+    try:
+        known, _ = parser.parse_known_args(argv)
+        check_output_file("--json", known.json)
+    except argparse.ArgumentError:
+        return
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
 def benchmark_main(module: str, description: str, quick_help: str, run, argv=None) -> None:
-    """``parse_and_run``, then (in the parent) write every run to ``--json`` when given."""
+    """``check_json_argument``, ``parse_and_run``, then (in the parent) write every run to
+    ``--json`` when given."""
+    check_json_argument(module, sys.argv[1:] if argv is None else argv)
     parsed = parse_and_run(module, description, quick_help, run, argv)
     if parsed is None:
         return

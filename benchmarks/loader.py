@@ -34,7 +34,7 @@ import tracemalloc
 
 import numpy as np
 
-from benchmarks.common import machine_info, print_table, write_json
+from benchmarks.common import check_json_argument, machine_info, print_table, write_json
 
 ENV = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(_child(args.child, args.file, args.trace, args.feature_rows if args.child in ("cvr", "ctr") else None)))
         return 0
+    check_json_argument("benchmarks.loader", sys.argv[1:] if argv is None else argv)  # before the file is generated
     from pfd_ref.data.taobao_synthetic import UserBehaviorConfig, write_user_behavior
     folder = tempfile.mkdtemp(prefix="pfd-loader-")
     path = args.file

@@ -29,6 +29,7 @@ import pfd_ref.kernels._common  # noqa: F401 (kernels._common below)
 import pfd_ref.kernels.embedding  # noqa: F401
 from benchmarks.common import (
     CHILD_FLAG,
+    check_json_argument,
     parse_and_run,
     gemm_gflops,
     import_torch,
@@ -1045,6 +1046,7 @@ def add_arguments(parser) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    check_json_argument("benchmarks.scoring", argv)  # before the catalogue file is written
     written = None
     if CHILD_FLAG not in argv:  # the parent writes the file (when absent) and deletes what it wrote
         before = argparse.ArgumentParser(add_help=False)
