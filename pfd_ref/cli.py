@@ -40,16 +40,16 @@ def _seeds(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds: expected a count or a comma list of integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a count or a comma list of integers, got {text!r}")
     if len(values) == 1:
         if values[0] < 1:
-            raise argparse.ArgumentTypeError(f"--seeds: the count must be >= 1, got {values[0]}")
+            raise argparse.ArgumentTypeError(f"the count must be >= 1, got {values[0]}")
         return list(range(values[0]))
     if min(values) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds: a seed must be >= 0, got {min(values)}")
+        raise argparse.ArgumentTypeError(f"a seed must be >= 0, got {min(values)}")
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
-        raise argparse.ArgumentTypeError(f"--seeds: seed(s) {repeated} listed twice (each seed trains once)")
+        raise argparse.ArgumentTypeError(f"seed(s) {repeated} listed twice (each seed trains once)")
     return values
 
 
@@ -57,7 +57,7 @@ def _methods(text: str) -> tuple[str, ...]:
     try:
         return experiment.parse_methods(m.strip() for m in text.split(",") if m.strip())
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--{err}")
+        raise argparse.ArgumentTypeError(str(err).removeprefix("methods: "))  # argparse names the option
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -290,7 +290,7 @@ def _tables(text: str) -> tuple[str, ...]:
     try:
         return parse_tables(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err))
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--tables: "))  # argparse names the option
 
 
 def _add_paper_parser(commands, computes) -> None:

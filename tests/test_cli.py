@@ -63,6 +63,22 @@ def test_unknown_method_is_an_argparse_error(data_file, tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--seeds", "x"], "argument --seeds: expected a count or a comma list of integers, got 'x'"),
+    (["run", "--seeds", "0"], "argument --seeds: the count must be >= 1, got 0"),
+    (["run", "--seeds", "1,1"], "argument --seeds: seed(s) [1] listed twice"),
+    (["run", "--methods", "pfd,teacher"], "argument --methods: 'teacher' reports the pfd+md teacher"),
+    (["paper", "--tables", "2,3"], "argument --tables: unknown table(s) ['3']"),
+])
+def test_argument_errors_name_the_option_once(argv, message, capsys):
+    """argparse puts the option before a type's message: the message does not repeat it
+    ('argument --seeds: --seeds: ...' before)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, option", [("run", "--objective-weights"), ("paper", "--lambdas")])
 @pytest.mark.parametrize("value, message", [("0.5,x", "expected a comma list of numbers, got '0.5,x'"),
                                             (",", "expected at least one number, got ','")])
