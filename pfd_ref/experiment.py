@@ -212,6 +212,7 @@ RUN_OPTION_BOUNDS = {
     "warmup_steps": (int, 0, False), "temperature": (float, 0, True), "mtl_weight": (float, 0, False),
     "adagrad_initial_accumulator": (float, 0, False), "adagrad_eps": (float, 0, False),
     "tower_scale": (float, 0, True), "data_seed": (int, 0, False), "test_days": (int, 1, False),
+    "privileged_strength": (float, 0, False),
 }
 
 
@@ -247,12 +248,23 @@ def resolve_options(options: dict) -> dict:
     for key, (kind, low, low_open) in RUN_OPTION_BOUNDS.items():
         if options.get(key) is not None:  # the bounds of the function that takes it, named by the option
             check_scalar(f"--{key.replace('_', '-')}", options[key], kind, low=low, low_open=low_open)
-    options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items() if options[key] is None
+    options = with_source_defaults(options, source)
+    check_teacher_scores(options)
+    return options
+
+
+def with_source_defaults(options: dict, source: str) -> dict:
+    """``options`` with each option of ``SOURCE_DEFAULTS[source]`` that it holds at None set to
+    the source's value, and their names listed under ``source_defaults`` (the warm-up listed
+    but left at None: it is the preset's, ``run_options``; ``fitted_defaults`` may fit them
+    all to the data)."""
+    options = dict(options)
+    options["source_defaults"] = [key for key, value in SOURCE_DEFAULTS[source].items()
+                                  if key in options and options[key] is None
                                   and (value is not None or key == "warmup_steps")]
     for key in options["source_defaults"]:
-        if key != "warmup_steps":  # the warm-up is the preset's (run_options)
+        if key != "warmup_steps":
             options[key] = SOURCE_DEFAULTS[source][key]
-    check_teacher_scores(options)
     return options
 
 
@@ -423,6 +435,31 @@ def fitted_defaults(options: dict, n_train: int) -> dict:
     return fitted
 
 
+def scaled_options(options: dict, source: str) -> list[str]:
+    """The ``SCALED_OPTIONS`` that ``options`` leaves at None and ``source`` has no default for:
+    ``fit_to_data`` scales them to the training rows (``scaled_run_defaults``)."""
+    return [key for key in SCALED_OPTIONS if options[key] is None and SOURCE_DEFAULTS[source][key] is None]
+
+
+def fit_to_data(options: dict, student_kind: str, n_train: int, source: str,
+                log: Callable[[str], None] = lambda line: None, task: str = "") -> dict:
+    """``options`` (with ``source_defaults``, ``with_source_defaults``) for one task of
+    ``n_train`` training rows, as ``pfd-ref run`` trains it: the ``scaled_options`` scaled
+    (``scaled_run_defaults``), then the defaults that do not fit the rows fitted
+    (``fitted_defaults``); ``log`` receives a line for each."""
+    if scaled_options(options, source):
+        chosen, text = scaled_run_defaults(n_train, **{key: options[key] for key in SCALED_OPTIONS})
+        log(text)
+        options = {**options, **chosen}
+    filled = run_options(options, student_kind, n_train, source)
+    fitted = fitted_defaults(filled, n_train)
+    if fitted:
+        log(f"  {task}: defaults fitted to its {n_train:,} training rows: " + ", ".join(
+            f"{_option(key)} {value} (default {filled[key]})" for key, value in fitted.items())
+            + f" (at least {MIN_FITTED_STEPS_PER_EPOCH} steps an epoch, lambda over at least half of them)")
+    return {**options, **fitted}
+
+
 def check_teacher_scores(options: dict) -> None:
     """With ``teacher_scores``: a saved dataset, two-stage mode, no cross-fitting, and one
     distilled method (each would train the same student on the same scores); without it, the
@@ -471,10 +508,7 @@ def preset_config(student_kind: str, n_rows: int, preset: str = "paper", source:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ValueError(f"options: unknown run option(s) {unknown}; known: {sorted(defaults)}")
-    resolved = {**defaults, **options}
-    for key in ("epochs", "batch_size"):
-        if resolved[key] is None:
-            resolved[key] = SOURCE_DEFAULTS[source][key]
+    resolved = fit_to_data(with_source_defaults({**defaults, **options}, source), student_kind, n_rows, source)
     return train_config(resolved, student_kind, n_rows, source)
 
 
@@ -545,23 +579,13 @@ def prepare_runs(options: dict, log: Callable[[str], None] | None = None) -> lis
 
 def _prepare_runs(options: dict, log: Callable[[str], None]) -> list[Run]:
     source = data_source(options["data"])
-    scaled = [key for key in SCALED_OPTIONS if options[key] is None and SOURCE_DEFAULTS[source][key] is None]
+    scaled = scaled_options(options, source)
     stand_ins = {"epochs": 1, "batch_size": PAPER_BATCH_SIZE, "warmup_steps": 0}  # until the data is read
     for kind in (options["student"],) if options["student"] else STUDENT_KINDS:  # option errors before any data
         train_config({**options, **{key: stand_ins[key] for key in scaled}}, kind, 1 << 20, source)
     runs = []
     for task, train_data, test_data, kind, teacher_logits, files, task_options in _task_data(options, log):
-        if scaled:
-            chosen, text = scaled_run_defaults(train_data.n, **{key: options[key] for key in SCALED_OPTIONS})
-            log(text)
-            task_options = {**task_options, **chosen}
-        filled = run_options(task_options, kind, train_data.n, source)
-        fitted = fitted_defaults(filled, train_data.n)
-        if fitted:
-            log(f"  {task}: defaults fitted to its {train_data.n:,} training rows: " + ", ".join(
-                f"{_option(key)} {value} (default {filled[key]})" for key, value in fitted.items())
-                + f" (at least {MIN_FITTED_STEPS_PER_EPOCH} steps an epoch, lambda over at least half of them)")
-        task_options = {**task_options, **fitted}
+        task_options = fit_to_data(task_options, kind, train_data.n, source, log, task)
         config = train_config(task_options, kind, train_data.n, source)
         objectives = train_data.objectives if isinstance(train_data, ObjectiveData) else None
         methods = methods_for(train_data.schema, kind, config.sizes, options["methods"], objectives)

@@ -315,3 +315,25 @@ def test_run_settings_gives_each_labelled_configuration_its_records():
     by_label = {label: {r["method"]: r["auc"] for r in records if r["seed"] == 0} for label, records in results.items()}
     assert by_label["lambda 0.0"]["pfd"] == by_label["lambda 0.0"]["baseline"]  # lambda 0, no sharing: the baseline
     assert by_label["lambda 0.5"]["pfd"] != by_label["lambda 0.5"]["baseline"]
+
+
+@pytest.mark.parametrize("data", ["taobao", "saved"])
+def test_preset_config_is_the_configuration_the_command_trains(data, tmp_path):
+    """``preset_config`` scales and fits the defaults to the rows as ``pfd-ref run`` does: the
+    Taobao source leaves epochs, batch size and warm-up to the data (``preset_config`` raised a
+    TypeError there), and a small saved dataset gets the fitted batch size and warm-up."""
+    from pathlib import Path
+
+    from pfd_ref.cli import build_parser
+    from pfd_ref.experiment import prepare_runs, preset_config, resolve_options
+    if data == "taobao":
+        argv = ["run", "--data", "taobao", "--path", str(Path(__file__).parent / "data" / "userbehavior_generated.csv")]
+    else:
+        path = tmp_path / "small.npz"
+        tiny_dataset(np.random.default_rng(0), 900).save(path)
+        argv = ["run", "--data", str(path)]
+    runs = prepare_runs(resolve_options(vars(build_parser().parse_args(argv))))
+    source = {"taobao": "taobao", "saved": "saved"}[data]
+    for run in runs:
+        assert run.config == preset_config(run.config.student_kind, run.train.n, source=source), run.task
+    assert any(run.config.batch_size != 1024 for run in runs)
