@@ -61,7 +61,7 @@ from pfd_ref.distill import METHOD_RULES
 from pfd_ref.experiment import STUDENT_OF_TASK, preset_config, scaled_run_defaults
 from pfd_ref.files import check_output_file, write_atomically
 from pfd_ref.metrics import evaluate
-from pfd_ref.provenance import generator_source, provenance
+from pfd_ref.provenance import code_fingerprint, generator_source, provenance
 from pfd_ref.train import TrainConfig, predict, train, with_seed
 from pfd_ref.validation import check_scalar
 
@@ -622,7 +622,7 @@ def check_resumed_report(path, earlier) -> None:
     ``path`` holds) has what ``finished_results`` reads: an object whose ``scale`` is an object
     holding ``TRAINING_SCALE_KEYS`` and whose ``rows`` is an array of row records, each an object
     with the strings ``table`` and ``row``, an integer ``seed`` >= 0 and the numbers of
-    ``RESULT_KEYS`` (``teacher_auc`` may be null)."""
+    ``RESULT_KEYS`` (``teacher_auc`` may be null), and whose ``provenance.code`` is a string."""
     where = f"--resume: {path}"
     if not isinstance(earlier, dict):
         raise ValueError(f"{where} does not hold a `pfd-ref paper` report (a JSON object), but {_json_kind(earlier)}")
@@ -634,6 +634,10 @@ def check_resumed_report(path, earlier) -> None:
     missing = [key for key in TRAINING_SCALE_KEYS if key not in earlier["scale"]]
     if missing:
         raise ValueError(f"{where}: the field 'scale' lacks {', '.join(map(repr, missing))}")
+    code = earlier.get("provenance", {}).get("code") if isinstance(earlier.get("provenance"), dict) else None
+    if not isinstance(code, str):
+        raise ValueError(f"{where}: the report has no 'provenance.code' (the fingerprint of the code that made its "
+                         "trainings; written by this version on), so its trainings cannot be checked against this code")
     for i, record in enumerate(earlier["rows"]):
         field = f"{where}: rows[{i}]"
         if not isinstance(record, dict):
@@ -655,7 +659,9 @@ def finished_results(path, scale: Scale) -> dict:
     """``{(unit, seed): result}`` of the trainings a ``--json`` file of an earlier run of
     ``scale`` holds (its row records, of any table), for ``--resume``; empty when the file does
     not exist. ValueError naming ``--resume`` and the file when it is not JSON, does not hold a
-    report (``check_resumed_report`` names the field) or holds a run of another scale."""
+    report (``check_resumed_report`` names the field), holds a run of another scale, or was
+    made by other code (``provenance.code_fingerprint``: an edit to any source file of pfd_ref
+    or its kernels, committed or not, refuses it)."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -668,6 +674,13 @@ def finished_results(path, scale: Scale) -> dict:
     if not all(earlier["scale"][key] == record[key] for key in TRAINING_SCALE_KEYS):
         raise ValueError(f"--resume: {path} holds a run of another scale ({earlier['scale'].get('name')!r}: its "
                          f"{', '.join(TRAINING_SCALE_KEYS)} differ from this run's, {scale.name!r})")
+    code = code_fingerprint()
+    if earlier["provenance"]["code"] != code:
+        commit = (earlier["provenance"].get("git") or {}).get("commit")
+        raise ValueError(f"--resume: {path} was made by other code (code fingerprint {earlier['provenance']['code'][:12]}"
+                         f"{f', git commit {commit[:12]}' if isinstance(commit, str) else ''}; this code's is "
+                         f"{code[:12]}): its trainings cannot be paired with this code's; rerun without --resume, or "
+                         "resume with the code that made it")
     units = {row.key: row.unit for table in TABLE_TASK for row in table_rows(table, scale.lambdas)}
     return {(units[(r["table"], r["row"])], r["seed"]): {key: r[key] for key in RESULT_KEYS}
             for r in earlier["rows"] if (r["table"], r["row"]) in units}

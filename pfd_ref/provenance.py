@@ -9,6 +9,8 @@
      "threads":     BLAS (each loaded OpenBLAS: its thread count and build), Numba, the thread
                     environment variables,
      "git":         {"commit", "dirty"} of the checkout pfd_ref runs from, or null outside one,
+     "code":        code_fingerprint(): sha256 of pfd_ref's and its kernels' source files (the
+                    code that ran, with or without git, uncommitted edits included),
      "date":        UTC, ISO 8601}
 
 ``differences(provenances)`` lists the dotted keys whose values differ between records (what
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -119,13 +122,28 @@ def git_state(directory=None) -> dict | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
+def code_fingerprint() -> str:
+    """sha256 over every ``.py`` file of pfd_ref and of its kernels (each file's path relative
+    to its package, a NUL byte, then its bytes; files in sorted order): two results with the
+    same fingerprint were computed by the same code."""
+    import pfd_ref
+    import pfd_ref.kernels
+    digest = hashlib.sha256()
+    for package in (pfd_ref, pfd_ref.kernels):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance(config: dict, data_source: dict) -> dict:
     """The provenance block of a record (module docstring). ``config``: every option of the
     command with its value, JSON-serialisable; ``data_source``: ``file_source`` or
     ``generator_source`` (or a dict of several, e.g. data and teacher scores)."""
     return {
         "config": config, "data_source": data_source, "versions": package_versions(), "threads": thread_counts(),
-        "git": git_state(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(), "code": code_fingerprint(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

@@ -18,6 +18,7 @@ from scipy import stats
 from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
 from pfd_ref.distill import ModelSizes
+from pfd_ref.provenance import code_fingerprint
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"  # ../shared/PAPER.md of the checkout
 TINY = paper.Scale("tiny", SyntheticConfig(n_users=30, n_items=100, n_categories=10, n_shops=20, n_days=3, test_days=1,
@@ -333,7 +334,8 @@ def _resumable(**changes) -> dict:
     function of the report that changes it in place."""
     row = {"table": "2", "row": "baseline", "seed": 0, "auc": 0.6, "gauc": 0.6, "logloss": 0.5, "teacher_auc": None,
            "train_seconds": 1.0, "train_cpu_seconds": 1.0}
-    report = {"command": "pfd-ref paper", "scale": paper.scale_record(TINY), "rows": [row]}
+    report = {"command": "pfd-ref paper", "scale": paper.scale_record(TINY), "rows": [row],
+              "provenance": {"code": code_fingerprint(), "git": None}}
     for key, change in changes.items():
         if callable(change):
             change(report)
@@ -355,6 +357,10 @@ def _resumable(**changes) -> dict:
     (_resumable(row=lambda r: r["rows"][0].update(teacher_auc=True)), r"rows\[0\].teacher_auc is True, not a number"),
     (_resumable(row=lambda r: r["rows"][0].update(seed="0")), r"rows\[0\].seed is '0', not an integer >= 0"),
     (_resumable(row=lambda r: r["rows"][0].update(table=2)), r"rows\[0\].table is a number, not a string"),
+    (_resumable(drop=lambda r: r.pop("provenance")), "the report has no 'provenance.code'"),
+    (_resumable(provenance={"git": None}), "the report has no 'provenance.code'"),
+    (_resumable(provenance={"code": "0" * 64, "git": {"commit": "d558097" + "0" * 33, "dirty": False}}),
+     "was made by other code \\(code fingerprint 000000000000, git commit d55809700000; this code's is"),
 ])
 def test_a_malformed_resume_file_is_refused_naming_the_field_before_any_training(tmp_path, monkeypatch, report, message):
     monkeypatch.setattr(paper, "load_data", lambda *a: pytest.fail("data generated despite a bad --resume file"))

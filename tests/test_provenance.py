@@ -26,7 +26,7 @@ from pfd_ref.provenance import (differences, file_source, flatten, format_differ
 def test_provenance_block(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"pfd" * 1000)
     block = provenance({"options": {"lambda_": 0.5}}, {"data": file_source(tmp_path / "data.bin")})
-    assert set(block) == {"config", "data_source", "versions", "threads", "git", "date"}
+    assert set(block) == {"config", "data_source", "versions", "threads", "git", "code", "date"}
     assert block["data_source"]["data"]["sha256"] == hashlib.sha256(b"pfd" * 1000).hexdigest()
     assert block["versions"]["numpy"] == np.__version__ and block["versions"]["python"]
     assert isinstance(block["threads"]["numba"], int) and block["threads"]["numba"] >= 1

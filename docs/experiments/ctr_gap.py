@@ -32,7 +32,6 @@ the same configuration on the same code does not train again.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -44,12 +43,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-import pfd_ref  # noqa: E402
-import pfd_ref.kernels  # noqa: E402
 from pfd_ref.data.synthetic import SyntheticConfig, bayes_logits, generate  # noqa: E402
 from pfd_ref.experiment import preset_config  # noqa: E402
 from pfd_ref.files import write_atomically  # noqa: E402
 from pfd_ref.metrics import auc, paired_comparison  # noqa: E402
+from pfd_ref.provenance import code_fingerprint  # noqa: E402
 from pfd_ref.train import predict, train  # noqa: E402
 
 METHODS = ("baseline", "md", "pfd", "pfd+md")
@@ -86,17 +84,6 @@ TINY = Scale(data=SyntheticConfig(n_users=100, n_items=200, n_categories=12, n_s
              seeds=2, epochs=(1, 2), widths=((8,), (16, 8)), fit_epochs=2, size_factors=(1, 2), history_shares=(0.0, 1.0),
              model=dict(embed_dim=4, student_hidden=(8,), tower_out_dim=4, strong_hidden=(16, 8)), batch_size=256,
              simple_warmup=2)
-
-
-def code_fingerprint() -> str:
-    """sha256 of every ``.py`` file of pfd_ref and its kernels (paths and bytes, in sorted
-    order): a cached training is reused only by the code that made it."""
-    digest = hashlib.sha256()
-    for package in (pfd_ref, pfd_ref.kernels):
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 @dataclass
