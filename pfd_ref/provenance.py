@@ -23,6 +23,7 @@ import ctypes
 import datetime
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import subprocess
@@ -126,11 +127,9 @@ def code_fingerprint() -> str:
     """sha256 over every ``.py`` file of pfd_ref and of its kernels (each file's path relative
     to its package, a NUL byte, then its bytes; files in sorted order): two results with the
     same fingerprint were computed by the same code."""
-    import pfd_ref
-    import pfd_ref.kernels
     digest = hashlib.sha256()
-    for package in (pfd_ref, pfd_ref.kernels):
-        root = Path(package.__file__).parent
+    for package in ("pfd_ref", "pfd_ref.kernels"):  # found, not imported (the kernels load Numba)
+        root = Path(importlib.util.find_spec(package).origin).parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
