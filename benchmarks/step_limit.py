@@ -30,6 +30,31 @@ Throughputs and the bound (timed in the benchmark's run, beside the step):
     gemm_seconds(counts, dtype, repeats) -> {product: seconds}   NumPy's matmul at each of the step's shapes and layouts
     working_set_bandwidth(counts, repeats) -> GB/s               a triad over arrays as large as the resident state
     StepLimit.from_counts(...): seconds = sum(GEMM seconds) + bytes / bandwidth   (phases in sequence)
+
+The floor of a sync step with shared tables against the student's own step (issue 11's
+target: at most 1.3x the student step). With every table shared, the teacher adds no lookup,
+no scatter-add and no lazy row update of its own; what it must still add to the student's
+step is timed piece by piece (``teacher_increment``, run in the benchmark's round-robin
+beside the steps):
+
+    teacher_increment_sizes(student, teacher, batch) -> TeacherIncrement (pure, hand-checked)
+    teacher_increment(student, teacher, batch, dtype) -> {piece: callable}
+    floor seconds = student step + sum of the pieces' seconds      (``shared_step_floor``)
+
+* the teacher's matrix products, forward, weight gradients and input gradients (its
+  ``mlp_ranker_counts`` products, at their shapes and layouts, as ``gemm_seconds`` times them,
+  except that an outer product, the last layer's input gradient, is broadcast as
+  ``layers.linear_backward`` computes it);
+* the losses it brings: its own hard loss and the student's soft loss against it
+  (``losses.hard_loss``, ``losses.soft_loss``);
+* the sum of the two models' gradients of the shared tables' rows (one add of the
+  ``(n, embedded width)`` blocks, before the one scatter-add);
+* Adam's arithmetic on the teacher's own parameters: one dense Adam kernel pass
+  (``adam_update_``) over as many entries as its dense parameters and the rows of any table
+  it does not share.
+
+Everything else of the teacher (its bias additions and activations, the glue around its
+kernels) is left out, so the floor is a lower bound of any sync step with this teacher.
 """
 
 from __future__ import annotations
@@ -39,6 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.common import make_triad, time_side_by_side
+from pfd_ref import backend, losses
 
 OPTIMIZER_SLOTS = {"adam": 2, "adagrad": 1, "sgd": 0}  # state arrays per parameter entry
 
@@ -247,3 +273,71 @@ class StepLimit:
     @property
     def seconds(self) -> float:
         return self.gemm_seconds + self.other_seconds + self.bytes_seconds
+
+
+# ----------------------------------------------------------------------------- the sharing floor
+
+
+@dataclass(frozen=True)
+class TeacherIncrement:
+    """The sizes of what a sync step adds to the student's own step (module docstring):
+    the teacher's ``products``, the width of the shared tables' embedded columns whose two
+    gradients are summed (``shared_width``), the entries of the teacher's own parameters
+    that Adam updates (``adam_entries``: its dense parameters and the touched rows of the
+    tables it does not share), and the batch's ``n``."""
+
+    products: list
+    shared_width: int
+    adam_entries: int
+    n: int
+
+
+def teacher_increment_sizes(student, teacher, batch) -> TeacherIncrement:
+    """``TeacherIncrement`` of the ``MLPRanker`` pair ``(student, teacher)`` on ``batch``."""
+    counts = mlp_ranker_counts(teacher, batch)
+    student_tables = set(student.encoder.table_names.values())
+    shared = [name for name in teacher.encoder.table_names.values() if name in student_tables]
+    own_rows = sum(touched * width for name, (touched, _, width) in counts.touched_rows.items()
+                   if name not in student_tables)
+    return TeacherIncrement(counts.products, teacher.embed_dim * len(shared),
+                            sum(counts.dense_parameters.values()) + own_rows, batch.n)
+
+
+def teacher_increment(student, teacher, batch, dtype) -> dict[str, object]:
+    """The work a sync step with shared tables must add to the student's own step, as
+    no-argument callables ``{piece: callable}`` (see the module docstring) of the sizes of
+    ``teacher_increment_sizes``: the teacher's products, its hard loss and the student's
+    soft loss, the shared rows' gradient sum, and one dense Adam pass over the teacher's
+    own parameter entries. Operands are random numbers of ``dtype``, drawn once."""
+    rng = np.random.default_rng(0)
+    sizes = teacher_increment_sizes(student, teacher, batch)
+    operands = [_operands(product, dtype, rng) for product in sizes.products]
+
+    def products():
+        for a, b in operands:
+            np.multiply(a, b) if a.shape[1] == 1 else np.matmul(a, b)  # an outer product as the step does it
+
+    student_logits, teacher_logits = (rng.standard_normal(sizes.n).astype(dtype) for _ in range(2))
+
+    def losses_added():
+        losses.hard_loss(teacher_logits, batch.labels)
+        losses.soft_loss(student_logits, teacher_logits)
+
+    d_teacher, d_student = (rng.standard_normal((sizes.n, sizes.shared_width)).astype(dtype) for _ in range(2))
+    param, grad = (rng.standard_normal(sizes.adam_entries).astype(dtype) for _ in range(2))
+    m, v = np.zeros_like(param), np.zeros_like(param)
+
+    def adam_arithmetic():
+        backend.adam_update_(param, grad, m, v, 1e-3, 0.5, 0.9, 0.999, 1e-8)
+
+    return {"teacher's products (forward, weight and input gradients)": products,
+            "teacher's hard loss and the student's soft loss": losses_added,
+            "shared rows' gradient sum": lambda: d_teacher + d_student,
+            "Adam on the teacher's own parameters (one dense pass)": adam_arithmetic}
+
+
+def shared_step_floor(student_seconds: float, piece_seconds: dict[str, float]) -> tuple[float, float]:
+    """``(floor seconds, floor / student step)``: the student's step plus every piece of
+    ``teacher_increment`` (their measured seconds)."""
+    floor = student_seconds + sum(piece_seconds.values())
+    return floor, floor / student_seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.step_limit import StepCounts, step_counts
+from benchmarks.step_limit import StepCounts, shared_step_floor, step_counts, teacher_increment, teacher_increment_sizes
 from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.models import MLPRanker, TwoTower
 from pfd_ref.schema import FeatureSpec, Schema
@@ -90,3 +90,25 @@ def test_merging_counts_of_another_dtype_is_refused():
         StepCounts(4, 2).merged(StepCounts(8, 2))
     with pytest.raises(ValueError, match="optimizer"):
         step_counts(ranker("student", (USER,)), None, batch(), optimizer="rmsprop")
+
+
+def test_what_the_teacher_adds_by_hand():
+    student = ranker("student", (USER, RECENT, AGE), ("u", "m"))
+    teacher = ranker("teacher", (USER, RECENT, AGE, PRIVILEGED), ("u", "m"))
+    sizes = teacher_increment_sizes(student, teacher, batch())
+    # teacher sizes (7, 3, 1): forward, weight gradient, input gradient (4 embedded columns) per layer
+    assert [(p.m, p.k, p.n) for p in sizes.products] == [(4, 7, 3), (7, 4, 3), (4, 3, 4), (4, 3, 1), (3, 4, 1), (4, 1, 3)]
+    # u and m shared: 2 tables x 2 columns summed; Adam: W0 21 + b0 3 + W1 3 + b1 1 = 28 entries, no own table
+    assert (sizes.shared_width, sizes.adam_entries, sizes.n) == (4, 28, 4)
+    # nothing shared: no sum; the teacher's own touched rows (u 3, m 2, x 2 columns) join Adam's entries
+    alone = teacher_increment_sizes(ranker("student", (USER, RECENT, AGE)), ranker("teacher", (USER, RECENT, AGE, PRIVILEGED)),
+                                    batch())
+    assert (alone.shared_width, alone.adam_entries) == (0, 28 + 10)
+    pieces = teacher_increment(student, teacher, batch(), np.float32)
+    assert len(pieces) == 4
+    for call in pieces.values():
+        call()
+
+
+def test_the_floor_is_the_student_step_plus_the_pieces():
+    assert shared_step_floor(2.0, {"products": 0.5, "losses": 0.1, "sum": 0.1, "adam": 0.1}) == (2.8, 1.4)

@@ -3,7 +3,8 @@ reason said (no timing is asserted; the times below are made up)."""
 
 from __future__ import annotations
 
-from benchmarks.training import COMPILED_PEER, compile_line, compiled_peers, cxx_compiler, step_rows, targets
+from benchmarks.training import (COMPILED_PEER, FLOOR, compile_line, compiled_peers, cxx_compiler, sharing_floor, step_rows,
+                                 targets)
 
 NO_COMPILER = ("pfd-ref-test-no-such-compiler++",)
 TIMES = {("baseline", "pfd_ref"): 2e-3, ("baseline", "torch sparse"): 6e-3, ("baseline", "torch dense"): 4e-3,
@@ -47,3 +48,14 @@ def test_the_sharing_target_is_the_shared_step_over_the_student_step():
 
 def test_without_torch_the_reason_is_said():
     assert compiled_peers(None, {}, [])[1] == {"skipped": "torch is not installed"}
+
+
+def test_the_sharing_floor_is_printed_beside_the_measured_ratio():
+    times = {**TIMES, (FLOOR, "products"): 0.5e-3, (FLOOR, "losses"): 0.1e-3}
+    rows, (floor, ratio) = sharing_floor(times)
+    assert (round(floor, 9), round(ratio, 9)) == (2.6e-3, 1.3)
+    assert [row["part"] for row in rows][1:3] == ["+ products", "+ losses"]
+    assert round(rows[-1]["x student step"], 9) == 1.25  # the measured shared step beside it
+    found = [t for t in targets(TIMES, floor_ratio=1.4) if "floor" in t["target"]]
+    assert [(t["goal"], t["measured"], t["met"]) for t in found] == [("<= 1.3", 1.4, "no")]
+    assert not any("floor" in t["target"] for t in targets(TIMES))
