@@ -49,6 +49,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -754,11 +755,8 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
         finally:
             _DATA.clear()
     elif work:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=load_data, initargs=(scale.data, tasks)) as pool:
-            futures = {pool.submit(train_unit, unit, seed, scale): (unit, seed) for unit, seed in work}
-            for future in as_completed(futures):
-                finished(*futures[future], future.result())
+        run_in_pool(partial(train_unit, scale=scale), work, jobs, (load_data, (scale.data, tasks)),
+                    lambda item, result: finished(*item, result), lambda item: f"{item[0].describe()} seed {item[1]}")
     set_rows(row_records(plan, results))  # in the plan's order
     report["claims"] = evaluate_claims(claims_for(scale.lambdas), plan.rows, results, seeds)
     if "cost" in plan.tables:
@@ -767,6 +765,34 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     report["complete"], report["wall_seconds"] = True, time.perf_counter() - start
     save()
     return report
+
+
+def run_in_pool(function: Callable, work: list, jobs: int, initializer: tuple, finished: Callable,
+                describe: Callable) -> None:
+    """``function(*item)`` for every ``item`` of ``work`` (tuples), queued in that order on
+    ``jobs`` spawned worker processes (each started by ``initializer``, ``(function, args)``);
+    ``finished(item, result)`` in this process as each ends. On the first failure the queued
+    items are cancelled (never started), the running ones are waited for and their results
+    passed to ``finished`` too (nothing finished is lost), and RuntimeError naming the item
+    (``describe(item)``) is raised from the worker's exception."""
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=initializer[0],
+                               initargs=initializer[1])
+    try:
+        futures = {pool.submit(function, *item): item for item in work}
+        for future in as_completed(futures):
+            item = futures.pop(future)
+            if future.exception() is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                done = [(other, key) for other, key in futures.items() if not other.cancelled()]
+                for other, key in done:
+                    if other.exception() is None:
+                        finished(key, other.result())
+                raise RuntimeError(f"{describe(item)}: the training failed in a worker process "
+                                   f"({type(future.exception()).__name__}: {future.exception()}); "
+                                   f"{len(futures) - len(done)} queued training(s) cancelled") from future.exception()
+            finished(item, future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def cost_figure(scale: Scale) -> dict:

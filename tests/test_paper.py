@@ -19,6 +19,7 @@ from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
 from pfd_ref.distill import ModelSizes
 from pfd_ref.provenance import code_fingerprint
+from pool_stub import sleep_or_fail
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"  # ../shared/PAPER.md of the checkout
 TINY = paper.Scale("tiny", SyntheticConfig(n_users=30, n_items=100, n_categories=10, n_shops=20, n_days=3, test_days=1,
@@ -388,6 +389,17 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
     two = paper.run_paper(("2",), TINY, [0, 1], jobs=2)
     numbers = lambda report: sorted((r["row"], r["seed"], r["auc"], r["teacher_auc"]) for r in report["rows"])  # noqa: E731
     assert numbers(one) == numbers(two)
+
+
+def test_a_failed_training_in_a_worker_cancels_the_queue_and_keeps_what_finished(tmp_path):
+    work, finished = [(str(tmp_path), i) for i in range(40)], {}
+    with pytest.raises(RuntimeError, match=r"item 1: the training failed .*ArithmeticError: a broken training") as error:
+        paper.run_in_pool(sleep_or_fail, work, 2, (None, ()), lambda item, result: finished.update({item[1]: result}),
+                          lambda item: f"item {item[1]}")
+    assert isinstance(error.value.__cause__, ArithmeticError)
+    ran = {int(marker.name) for marker in tmp_path.iterdir()}
+    assert ran == set(finished) and all(finished[i] == i for i in ran)  # every training that ran was handed back
+    assert len(ran) <= 12  # the queue was cancelled (the old code ran all 39 others before raising)
 
 
 # --------------------------------------------------------------------------- the command
