@@ -140,8 +140,9 @@ class MethodRule:
     """What a method adds to the student.
 
     teacher : None (no teacher), ``"student"`` (the student's architecture), ``"strong"``
-        (an ``MLPRanker`` with ``sizes.strong_hidden``) or ``"mlp"`` (an ``MLPRanker`` with
-        ``sizes.student_hidden``);
+        (an ``MLPRanker`` with ``sizes.strong_hidden``) or ``"mlp"`` (an ``MLPRanker`` of the
+        student's widths: ``sizes.student_hidden``, and for a two-tower student
+        ``sizes.student_hidden + (sizes.tower_out_dim,)``, the widths of each of its towers);
     teacher_fields : the key of ``TEACHER_FIELDS`` naming the fields the teacher reads;
     teacher_row : the name under which the teacher's own scores are reported (not servable);
     auxiliary : the student gets auxiliary heads that predict the privileged features (mtl);
@@ -231,8 +232,11 @@ def build_models(schema: Schema, method: str, student_kind: str, sizes: ModelSiz
     def model(prefix: str, architecture: str, fields: tuple[FeatureSpec, ...]):
         if architecture == "strong":
             return MLPRanker(prefix, fields, sizes.embed_dim, sizes.strong_hidden, **layer_options)
-        if student_kind == "mlp" or architecture == "mlp":
+        if student_kind == "mlp":
             return MLPRanker(prefix, fields, sizes.embed_dim, sizes.student_hidden, **layer_options)
+        if architecture == "mlp":  # the widths of a two-tower student's tower: its hidden layers, then its output
+            return MLPRanker(prefix, fields, sizes.embed_dim, sizes.student_hidden + (sizes.tower_out_dim,),
+                             **layer_options)
         return TwoTower(prefix, tuple(f for f in fields if f.tower != "item"), tuple(f for f in fields if f.tower == "item"),
                         sizes.embed_dim, sizes.student_hidden, sizes.tower_out_dim, tower_norm=sizes.tower_norm,
                         tower_scale=sizes.tower_scale, **layer_options)

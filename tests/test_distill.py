@@ -54,8 +54,9 @@ def test_each_method_builds_the_documented_teacher(kind, method):
             assert names(teacher.user_fields) == names(student.user_fields) + privileged
         else:
             assert teacher.hidden == student.hidden
-    elif method == "lupi":  # an MLP of the student's widths over the privileged fields alone
-        assert isinstance(teacher, MLPRanker) and teacher.hidden == SMALL.student_hidden
+    elif method == "lupi":  # an MLP of the student's widths (a two-tower student's: a tower's) over the privileged fields
+        widths = SMALL.student_hidden + ((SMALL.tower_out_dim,) if kind == "two_tower" else ())
+        assert isinstance(teacher, MLPRanker) and teacher.hidden == widths
     else:  # md, pfd+md: the stronger MLP
         assert isinstance(teacher, MLPRanker) and teacher.hidden == SMALL.strong_hidden
     assert METHOD_RULES[method].teacher_row is not None

@@ -17,9 +17,10 @@ from scipy import stats
 
 from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
-from pfd_ref.distill import ModelSizes
+from pfd_ref.distill import ModelSizes, build_models
 from pfd_ref.provenance import code_fingerprint
 from pool_stub import sleep_or_fail
+from tiny import tiny_schema
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"  # ../shared/PAPER.md of the checkout
 TINY = paper.Scale("tiny", SyntheticConfig(n_users=30, n_items=100, n_categories=10, n_shops=20, n_days=3, test_days=1,
@@ -476,3 +477,5 @@ def test_paper_sizes_keep_the_papers_proportions():
     assert cvr.student_hidden == (512, 256, 128) and cvr.strong_hidden == (8192, 4096, 2048, 1024, 512, 256, 128)
     ctr = paper.paper_sizes("two_tower", 512, base)
     assert ctr.student_hidden == (512, 256) and ctr.tower_out_dim == 128 and ctr.strong_hidden == (512, 256, 128)
+    teachers = {method: build_models(tiny_schema(), method, "two_tower", ctr)[1].hidden for method in ("lupi", "md", "pfd+md")}
+    assert teachers == dict.fromkeys(("lupi", "md", "pfd+md"), (512, 256, 128))  # the paper's CTR MLP teachers
