@@ -37,6 +37,10 @@ is the largest part's p: an intersection-union test), does not hold when ``k`` t
 smallest part's p_against is below ALPHA (Bonferroni), and is not significant otherwise. ``m`` is 0 for "beats"; ``AUC_MARGIN`` for "within noise", "robust to
 lambda", "sync = async" and "not better than"; ``log(1 + NEAR_BASELINE_OVERHEAD)`` for "near
 the baseline's cost".
+
+Beside each claim's own verdict, ``add_family_wise`` gives the family-wise one: Holm's
+adjustment (``holm``) of every claim's p (and p_against) over the run's claims; under each
+equivalence part, ``tost_power`` says the largest paired sd its seeds could pass.
 """
 
 from __future__ import annotations
@@ -420,6 +424,43 @@ def claim_verdict(decisions, alpha: float = ALPHA) -> tuple[str, float, float]:
     return verdict, p, against
 
 
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjustment of ``m`` p values (a family of tests at one ``ALPHA``): with
+    ``p_(1) <= ... <= p_(m)`` sorted, ``p~_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``,
+    returned in the given order. Rejecting every ``p~ < ALPHA`` keeps the chance of any false
+    rejection in the family at most ``ALPHA`` (family-wise error rate), whatever their dependence."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def add_family_wise(claims: list[dict], alpha: float = ALPHA) -> None:
+    """Beside each claim record's own verdict (each claim at ``alpha`` alone), the family-wise
+    view over every claim of the run: ``holm_p`` = ``holm`` of the claims' ``p``,
+    ``holm_p_against`` = ``holm`` of their ``p_against`` (two families, one per direction), and
+    ``holm_verdict``: holds when holm_p < alpha, else does not hold when holm_p_against < alpha,
+    else not significant."""
+    for claim, p, against in zip(claims, holm([c["p"] for c in claims]), holm([c["p_against"] for c in claims])):
+        claim["holm_p"], claim["holm_p_against"] = p, against
+        claim["holm_verdict"] = "holds" if p < alpha else "does not hold" if against < alpha else "not significant"
+
+
+def tost_power(sd: float, n: int, margin: float, alpha: float = ALPHA) -> tuple[float, int | None]:
+    """What an equivalence part (TOST, margin ``m``) can show with ``n`` seeds: ``(max_sd,
+    seeds)``. Even with a mean paired difference of exactly 0 both one-sided tests reject only
+    when ``t = m sqrt(n) / sd > t_{1-alpha, n-1}``, so ``max_sd = m sqrt(n) / t_{1-alpha, n-1}``;
+    ``seeds``: the fewest seeds with which a paired sd of ``sd`` could pass (mean 0), None
+    beyond 10^4."""
+    max_sd = margin * math.sqrt(n) / float(stats.t.ppf(1 - alpha, n - 1))
+    for seeds in range(2, 10_001):
+        if sd < margin * math.sqrt(seeds) / float(stats.t.ppf(1 - alpha, seeds - 1)):
+            return max_sd, seeds
+    return max_sd, None
+
+
 def _metric_value(values: dict, metric: str) -> float | None:
     """``values`` (a result or the paper's numbers) on ``metric``; log_cpu_seconds from
     ``train_cpu_seconds`` or the paper's ``hours`` (its wall time on a cluster)."""
@@ -470,10 +511,15 @@ def evaluate_claims(claims, rows: dict, results: dict, seeds) -> list[dict]:
                           "margin": part.margin, "verdict": decision.verdict, "p": decision.p,
                           "p_against": decision.p_against, "ours": decision.mean, "ours_per_seed": per_seed,
                           "paper": paper, "paper_meets_claim": paper_meets(part, paper)})
+            if part.test == "equivalent":
+                sd = float(np.std(per_seed, ddof=1))
+                parts[-1]["tost"] = dict(zip(("max_sd", "seeds_needed"), tost_power(sd, len(per_seed), part.margin)),
+                                         sd=sd)
         verdict, p, against = claim_verdict(decisions)
         records.append({"table": claim.table, "claim": claim.text, "verdict": verdict, "p": p, "p_against": against,
                         "ours": [part["ours"] for part in parts], "paper": [part["paper"] for part in parts],
                         "parts": parts})
+    add_family_wise(records)
     return records
 
 
@@ -870,15 +916,24 @@ def format_claims(claims: list[dict]) -> list[str]:
     """One line per claim (table, verdict, p, text) and an indented line per part: its
     comparison, our mean over seeds, the paper's value, the part's own verdict."""
     lines = []
+    p_text = lambda verdict, p, against: f"p={p:.3g}" if verdict != "does not hold" else f"p_against={against:.3g}"  # noqa: E731
     for claim in claims:
-        p = f"p={claim['p']:.3g}" if claim["verdict"] != "does not hold" else f"p_against={claim['p_against']:.3g}"
-        lines.append(f"Table {claim['table']:<2} {claim['verdict']:<16} {p:<17} {claim['claim']}")
+        holm_text = f"{claim['holm_verdict']} ({p_text(claim['holm_verdict'], claim['holm_p'], claim['holm_p_against'])})"
+        lines.append(f"Table {claim['table']:<2} {claim['verdict']:<16} "
+                     f"{p_text(claim['verdict'], claim['p'], claim['p_against']):<17} {claim['claim']}; "
+                     f"Holm: {holm_text}")
         for part in claim["parts"]:
             meets = {True: "", False: " (the paper's own numbers do not meet this rule)", None: ""}[part["paper_meets_claim"]]
             lines.append(f"    {part['comparison']}: ours {_statistic_text(part, part['ours'])}, paper "
                          f"{_statistic_text(part, part['paper'])}; {part['test']}"
                          f"{'' if not part['margin'] else ' margin ' + _statistic_text(part, part['margin']).lstrip('+')}"
                          f": {part['verdict']} (p={part['p']:.3g}, p_against={part['p_against']:.3g}){meets}")
+            if "tost" in part:
+                tost, seeds = part["tost"], len(part["ours_per_seed"])
+                needed = "more than 10^4" if tost["seeds_needed"] is None else tost["seeds_needed"]
+                lines.append(f"      TOST power: with {seeds} seeds this part can hold only if the paired sd < "
+                             f"{tost['max_sd']:.4f} (ours {tost['sd']:.4f}; at ours it needs {needed} seeds, at "
+                             "a mean difference of 0)")
     return lines
 
 
@@ -920,6 +975,7 @@ def format_report(report: dict) -> str:
         lines += _table_lines(table, rows, [r for r in report["rows"] if r["table"] == table])
     if report["claims"]:
         lines += ["", f"Claims (paired over {len(report['seeds'])} seeds; one-sided t-tests, TOST for 'the same'; "
-                      f"p < {ALPHA}; AUC margin {AUC_MARGIN}; docs/paper.md, 'Verdicts')"]
+                      f"p < {ALPHA}; AUC margin {AUC_MARGIN}; docs/paper.md, 'Verdicts'); after each claim its "
+                      f"family-wise verdict, Holm-adjusted over the {len(report['claims'])} claims"]
         lines += format_claims(report["claims"])
     return "\n".join(lines)

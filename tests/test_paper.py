@@ -173,6 +173,29 @@ def test_a_claim_holds_when_every_part_holds_and_fails_by_bonferroni():
 # --------------------------------------------------------------------------- the plan
 
 
+def test_holm_adjusts_a_family_step_down():
+    # sorted 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1, raised to the running 0.06)
+    assert paper.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert paper.holm([0.5, 0.9]) == [1.0, 1.0] and paper.holm([]) == []
+    claims = [{"p": 0.001, "p_against": 1.0}, {"p": 0.04, "p_against": 0.9}, {"p": 0.9, "p_against": 0.02}]
+    paper.add_family_wise(claims)
+    assert [c["holm_verdict"] for c in claims] == ["holds", "not significant", "not significant"]
+    assert [c["holm_p"] for c in claims] == pytest.approx([0.003, 0.08, 0.9])
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_tost_power_is_the_sd_at_which_an_equivalence_of_mean_zero_starts_to_hold(n):
+    max_sd, _ = paper.tost_power(0.001, n, paper.AUC_MARGIN)
+    z = np.arange(n) - (n - 1) / 2
+    for factor, verdict in ((0.99, "holds"), (1.01, "not significant")):
+        d = z / np.std(z, ddof=1) * max_sd * factor  # mean 0, sd factor x max_sd
+        assert paper.decide(d, "equivalent", paper.AUC_MARGIN).verdict == verdict
+    sd = 0.005
+    seeds = paper.tost_power(sd, n, paper.AUC_MARGIN)[1]
+    assert paper.tost_power(sd, seeds, paper.AUC_MARGIN)[0] > sd >= paper.tost_power(sd, seeds - 1, paper.AUC_MARGIN)[0]
+    assert paper.tost_power(0.0021, 5, 0.002)[0] == pytest.approx(0.002 * 5 ** 0.5 / stats.t.ppf(0.95, 4))
+
+
 def test_tables_share_their_units():
     plan = paper.make_plan(paper.TABLES, paper.FULL, range(5))
     rows = plan.rows
@@ -245,6 +268,9 @@ def test_a_run_decides_every_claim_of_its_tables(tiny_run):
         assert claim["verdict"] in paper.VERDICTS and 0 <= claim["p"] <= 1 and 0 <= claim["p_against"] <= 1
         assert len(claim["ours"]) == len(claim["paper"]) == len(claim["parts"])
         assert all(len(part["ours_per_seed"]) == 2 for part in claim["parts"])
+        assert claim["holm_verdict"] in paper.VERDICTS and claim["holm_p"] >= claim["p"]
+        assert claim["holm_p_against"] >= claim["p_against"]
+        assert all(("tost" in part) == (part["test"] == "equivalent") for part in claim["parts"])
     text = paper.format_report(report)
     for table in report["tables"]:
         assert paper.TABLE_TITLES[table] in text
