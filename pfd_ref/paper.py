@@ -12,8 +12,10 @@ What is here, in the order a run uses it:
 * ``Claim``: the paper's claims as data, each a conjunction of ``Part``s (two rows compared on
   a metric, or a slope over lambda), and the verdict rule (``decide``, ``claim_verdict``).
 * ``run_paper``: train every unit of the selected tables for every seed (in ``jobs`` worker
-  processes), write the ``--json`` file after each finished unit, then decide the claims and
-  measure the cost figure; ``format_report`` prints it all.
+  processes), write the ``--json`` file after each finished unit, time the settings of Tables
+  7 / 8 again in a timing phase of their own (``time_manners``: seed by seed, warmed up, the
+  threads capped), then decide the claims and measure the cost figure; ``format_report``
+  prints it all.
 
 Settings: every unit uses ``experiment.preset_config`` with the ``paper`` preset (lambda 0.5,
 Adagrad with the learning-rate warm-up, the distillation warm-up scaled to the data, LeakyReLU
@@ -66,7 +68,7 @@ from pfd_ref.distill import METHOD_RULES
 from pfd_ref.experiment import STUDENT_OF_TASK, preset_config, scaled_run_defaults
 from pfd_ref.files import check_output_file, write_atomically
 from pfd_ref.metrics import evaluate
-from pfd_ref.provenance import code_fingerprint, generator_source, provenance
+from pfd_ref.provenance import THREAD_VARIABLES, code_fingerprint, generator_source, provenance
 from pfd_ref.train import TrainConfig, predict, train, with_seed
 from pfd_ref.validation import check_scalar
 
@@ -113,8 +115,8 @@ TABLE_TITLES = {
     "4": "Table 4: CVR (fine ranking, MLP student), test AUC",
     "5": "Table 5: CTR student AUC against lambda",
     "6": "Table 6: CVR student AUC against lambda",
-    "7": "Table 7: CTR, training manner of PFD+MD (time: this run, one machine, the same thread count)",
-    "8": "Table 8: CVR, training manner of PFD+MD and PFD (time: this run, one machine, the same thread count)",
+    "7": "Table 7: CTR, training manner of PFD+MD (time: the timing phase of this run, one machine)",
+    "8": "Table 8: CVR, training manner of PFD+MD and PFD (time: the timing phase of this run, one machine)",
     "cost": "§5.2: scoring one candidate, a tower mapping against an inner product",
 }
 METHOD_LABELS = {"baseline": "baseline", "mtl": "MTL", "lupi": "LUPI", "md": "MD", "pfd": "PFD", "pfd+md": "PFD+MD"}
@@ -544,9 +546,14 @@ def check_seeds(seeds: int) -> list[int]:
     return list(range(seeds))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use (its affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_jobs() -> int:
     """Worker processes by default: the CPUs this process may use, at most 4."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(4, usable_cpus()))
 
 
 @dataclass
@@ -739,8 +746,10 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     processes; 1: in this process), write ``json_path`` (when given) after each finished unit,
     decide the claims, measure the cost figure (table "cost"), and return the report:
     ``{"scale", "seeds", "tables", "jobs", "resumed", "rows", "claims", "cost", "complete",
-    "wall_seconds", "provenance"}``. The numbers do not depend on ``jobs`` (each unit is trained from its seed);
-    the times do (workers share the machine). ``log`` gets one progress line per finished unit.
+    "wall_seconds", "provenance"}`` (and "timing", ``time_manners``' record, when Table 7 or 8 is
+    run: their time columns and time claims come from it). The numbers do not depend on ``jobs``
+    (each unit is trained from its seed); the times do (workers share the machine; each of
+    ``jobs`` > 1 workers gets ``worker_threads(jobs)`` threads). ``log`` gets one progress line per finished unit.
     ``resume``: the trainings ``json_path`` already holds (``finished_results``) are kept, not
     repeated (the report's wall time is then this call's)."""
     log = log or (lambda line: None)
@@ -755,7 +764,8 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     start = time.perf_counter()
     tasks = tuple(dict.fromkeys(unit.task for unit in plan.units))
     report = {"command": "pfd-ref paper", "scale": scale_record(scale), "seeds": seeds,
-              "tables": list(plan.tables), "jobs": jobs, "rows": [], "claims": [], "cost": None, "complete": False,
+              "tables": list(plan.tables), "jobs": jobs, "worker_threads": worker_threads(jobs) if jobs > 1 else None,
+              "rows": [], "claims": [], "cost": None, "complete": False,
               "wall_seconds": None,
               "provenance": provenance({"options": options or {}, "backend": get_backend(), "jobs": jobs},
                                        generator_source("pfd_ref.data.synthetic.generate",
@@ -802,9 +812,19 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
             _DATA.clear()
     elif work:
         run_in_pool(partial(train_unit, scale=scale), work, jobs, (load_data, (scale.data, tasks)),
-                    lambda item, result: finished(*item, result), lambda item: f"{item[0].describe()} seed {item[1]}")
+                    lambda item, result: finished(*item, result), lambda item: f"{item[0].describe()} seed {item[1]}",
+                    worker_threads(jobs))
     set_rows(row_records(plan, results))  # in the plan's order
-    report["claims"] = evaluate_claims(claims_for(scale.lambdas), plan.rows, results, seeds)
+    timed = {}
+    if any(table in plan.tables for table in TIMED_TABLES):
+        log(f"timing phase: the settings of Tables {', '.join(t for t in TIMED_TABLES if t in plan.tables)} "
+            "trained again, seed by seed, for their times")
+        report["timing"], timed = time_manners(plan, scale, jobs, log)
+        # the timing trainings are the same trainings: their AUCs are those of the tables
+        report["timing"]["same_auc"] = all(timed[key]["auc"] == results[key]["auc"] for key in timed)
+    claim_results = {key: {**result, **{name: timed[key][name] for name in ("train_seconds", "train_cpu_seconds")}}
+                     if key in timed else result for key, result in results.items()}
+    report["claims"] = evaluate_claims(claims_for(scale.lambdas), plan.rows, claim_results, seeds)
     if "cost" in plan.tables:
         log("§5.2 cost figure: timing the tower against the inner product")
         report["cost"] = cost_figure(scale)
@@ -813,18 +833,108 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     return report
 
 
+def worker_threads(jobs: int) -> int:
+    """The BLAS and Numba threads of each of ``jobs`` worker processes: the CPUs this process
+    may use divided among them (at least 1), so that the workers do not compete for cores."""
+    return max(1, usable_cpus() // jobs)
+
+
+# The tables whose time columns and time claims compare training manners: their times come from a
+# timing phase of their own (time_manners), not from the trainings that give their AUCs.
+TIMED_TABLES = ("7", "8")
+
+
+def timing_order(plan: Plan) -> list[tuple[Unit, int]]:
+    """The trainings of the timing phase in the order they are queued: seed by seed, and within
+    one seed the units of the rows of each of ``TIMED_TABLES`` in the plan (baseline, Ind&Async,
+    Ind&Sync, Share&Sync, Share*&Sync or PFD Share&Sync) rotated by the seed's position, so
+    that every setting of a seed is timed next to the others, at the same load, and none is
+    always first."""
+    order = []
+    for position, seed in enumerate(plan.seeds):
+        for table in TIMED_TABLES:
+            units = [row.unit for row in plan.rows.values() if row.table == table]
+            if units:
+                k = position % len(units)
+                order += [(unit, seed) for unit in units[k:] + units[:k]]
+    return order
+
+
+def warm_up(data: SyntheticConfig, tasks, scale: Scale) -> None:
+    """``load_data``, then one untimed training of each task's baseline (seed 0): the kernels
+    loaded, BLAS's threads started and the memory touched before the first timed training
+    (the initializer of each worker of the timing phase)."""
+    load_data(data, tasks)
+    for task in tasks:
+        train_unit(make_unit(task, "baseline"), 0, scale)
+
+
+def time_unit(unit: Unit, seed: int, scale: Scale) -> dict:
+    """``train_unit`` (the same training, the same arithmetic) reduced to its times and AUC:
+    ``{"train_seconds", "train_cpu_seconds", "load_1min" (``os.getloadavg`` at its start), "auc"}``."""
+    load = os.getloadavg()[0]
+    result = train_unit(unit, seed, scale)
+    return {"train_seconds": result["train_seconds"], "train_cpu_seconds": result["train_cpu_seconds"],
+            "load_1min": load, "auc": result["auc"]}
+
+
+def time_manners(plan: Plan, scale: Scale, jobs: int, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """The timing phase: every training of ``timing_order`` again, in ``jobs`` processes (1: this
+    one) with ``worker_threads(jobs)`` threads each, each process warmed up first (``warm_up``).
+    Returns ``(record, times)``: the record for the report (``jobs``, ``threads_per_worker``,
+    ``load_1min`` at the start and end, one entry per (table, row, seed) with its times and the
+    1-minute load at its start) and ``{(unit, seed): time_unit's result}``."""
+    order = timing_order(plan)
+    tasks = tuple(dict.fromkeys(unit.task for unit, _ in order))
+    threads = worker_threads(jobs) if jobs > 1 else None
+    times, start_load = {}, os.getloadavg()[0]
+
+    def finished(item, result):
+        times[item] = result
+        log(f"timing {len(times)}/{len(order)}: {item[0].describe()} seed {item[1]}: {result['train_seconds']:.1f} s, "
+            f"CPU {result['train_cpu_seconds']:.1f} s, load {result['load_1min']:.1f}")
+    if jobs == 1:
+        warm_up(scale.data, tasks, scale)
+        try:
+            for item in order:
+                finished(item, time_unit(*item, scale))
+        finally:
+            _DATA.clear()
+    else:
+        run_in_pool(partial(time_unit, scale=scale), order, jobs, (warm_up, (scale.data, tasks, scale)),
+                    finished, lambda item: f"timing {item[0].describe()} seed {item[1]}", threads)
+    labels = {(row.table, row.unit): row.label for row in plan.rows.values() if row.table in TIMED_TABLES}
+    records = [{"table": table, "row": label, "seed": seed, **times[(unit, seed)]}
+               for (table, unit), label in labels.items() for seed in plan.seeds]
+    record = {"jobs": jobs, "threads_per_worker": threads, "load_1min": [start_load, os.getloadavg()[0]],
+              "records": records}
+    return record, times
+
+
 def run_in_pool(function: Callable, work: list, jobs: int, initializer: tuple, finished: Callable,
-                describe: Callable) -> None:
+                describe: Callable, threads: int | None = None) -> None:
     """``function(*item)`` for every ``item`` of ``work`` (tuples), queued in that order on
-    ``jobs`` spawned worker processes (each started by ``initializer``, ``(function, args)``);
+    ``jobs`` spawned worker processes (each started by ``initializer``, ``(function, args)``,
+    with ``threads`` BLAS and Numba threads: ``provenance.THREAD_VARIABLES`` set in their
+    environment, read when they import numpy and numba; None: this process's);
     ``finished(item, result)`` in this process as each ends. On the first failure the queued
     items are cancelled (never started), the running ones are waited for and their results
     passed to ``finished`` too (nothing finished is lost), and RuntimeError naming the item
     (``describe(item)``) is raised from the worker's exception."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    if threads is not None:
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=initializer[0],
                                initargs=initializer[1])
     try:
-        futures = {pool.submit(function, *item): item for item in work}
+        try:  # the workers are spawned by the first submits, so with this environment
+            futures = {pool.submit(function, *item): item for item in work}
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         for future in as_completed(futures):
             item = futures.pop(future)
             if future.exception() is not None:
@@ -963,16 +1073,29 @@ def format_report(report: dict) -> str:
                     if report.get("resumed") else ""))
     threads = report["provenance"]["threads"]
     blas = ",".join(str(t) for t in sorted({b["threads"] for b in threads["blas"]} - {None})) or "unknown"
-    lines.append(f"every training in a worker process with the same threads (BLAS {blas}, Numba {threads['numba']}); "
-                 "AUC, teacher AUC, wall s and CPU s: mean ± std over seeds; gain: paired over seeds against the "
-                 "table's baseline; the paper's numbers beside ours (docs/paper.md)")
+    where = (f"in one of {report['jobs']} worker processes with {report['worker_threads']} BLAS and Numba thread(s) "
+             "each" if report.get("worker_threads") else f"in this process (BLAS {blas}, Numba {threads['numba']} threads)")
+    lines.append(f"every training {where}; AUC, teacher AUC, wall s and CPU s: mean ± std over seeds; gain: paired "
+                 "over seeds against the table's baseline; the paper's numbers beside ours (docs/paper.md)")
+    timing = report.get("timing")
     for table in report["tables"]:
         lines += ["", TABLE_TITLES[table]]
         if table == "cost":
             lines += format_cost(report["cost"]) if report["cost"] else ["(not measured)"]
             continue
         rows = table_rows(table, tuple(scale["lambdas"]))
-        lines += _table_lines(table, rows, [r for r in report["rows"] if r["table"] == table])
+        records = [r for r in report["rows"] if r["table"] == table]
+        if table in TIMED_TABLES and timing:
+            times = {(r["row"], r["seed"]): r for r in timing["records"] if r["table"] == table}
+            records = [{**r, **{key: times[(r["row"], r["seed"])][key] for key in ("train_seconds", "train_cpu_seconds")}}
+                       for r in records]
+        lines += _table_lines(table, rows, records)
+        if table in TIMED_TABLES and timing:
+            loads = [r["load_1min"] for r in timing["records"] if r["table"] == table]
+            lines.append(f"times: the timing phase, every setting of a seed trained again next to the others (seed by "
+                         f"seed, after a warm-up), {timing['jobs']} process(es)"
+                         + (f" x {timing['threads_per_worker']} thread(s)" if timing["threads_per_worker"] else "")
+                         + f"; 1-minute load {min(loads):.1f}-{max(loads):.1f}; indicative only (docs/paper.md, 'Times')")
     if report["claims"]:
         lines += ["", f"Claims (paired over {len(report['seeds'])} seeds; one-sided t-tests, TOST for 'the same'; "
                       f"p < {ALPHA}; AUC margin {AUC_MARGIN}; docs/paper.md, 'Verdicts'); after each claim its "

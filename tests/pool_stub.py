@@ -14,3 +14,10 @@ def sleep_or_fail(marker_dir: str, index: int) -> int:
     time.sleep(0.2)
     Path(marker_dir, str(index)).touch()
     return index
+
+
+def thread_settings(index: int) -> dict:
+    """The thread variables of this worker's environment (``provenance.THREAD_VARIABLES``)."""
+    import os
+    return {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                    "NUMBA_NUM_THREADS")}

@@ -19,7 +19,7 @@ from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
 from pfd_ref.distill import ModelSizes, build_models
 from pfd_ref.provenance import code_fingerprint
-from pool_stub import sleep_or_fail
+from pool_stub import sleep_or_fail, thread_settings
 from tiny import tiny_schema
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"  # ../shared/PAPER.md of the checkout
@@ -427,6 +427,48 @@ def test_a_failed_training_in_a_worker_cancels_the_queue_and_keeps_what_finished
     ran = {int(marker.name) for marker in tmp_path.iterdir()}
     assert ran == set(finished) and all(finished[i] == i for i in ran)  # every training that ran was handed back
     assert len(ran) <= 12  # the queue was cancelled (the old code ran all 39 others before raising)
+
+
+def test_workers_get_their_share_of_the_cpus_as_threads(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    results = {}
+    paper.run_in_pool(thread_settings, [(i,) for i in range(6)], 2, (None, ()),
+                      lambda item, result: results.update({item: result}), str, threads=3)
+    assert len(results) == 6 and all(set(r.values()) == {"3"} for r in results.values())  # both workers
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "7" and "NUMBA_NUM_THREADS" not in os.environ  # this process's kept
+    cpus = len(os.sched_getaffinity(0))
+    assert paper.worker_threads(1) == cpus and paper.worker_threads(2) == max(1, cpus // 2)
+    assert paper.worker_threads(10 * cpus) == 1
+
+
+def test_the_timing_phase_times_the_settings_of_a_seed_together():
+    plan = paper.make_plan(("2", "7", "8"), TINY, [0, 1, 2])
+    order = paper.timing_order(plan)
+    ctr = [row.unit for row in plan.rows.values() if row.table == "7"]
+    cvr = [row.unit for row in plan.rows.values() if row.table == "8"]
+    assert len(ctr) == len(cvr) == 5 and len(order) == 3 * 10
+    for position, seed in enumerate((0, 1, 2)):
+        block = order[10 * position:10 * (position + 1)]
+        assert {s for _, s in block} == {seed}  # one seed at a time, every setting of it
+        assert [u for u, _ in block[:5]] == ctr[position:] + ctr[:position]  # rotated: no setting always first
+        assert [u for u, _ in block[5:]] == cvr[position:] + cvr[:position]
+    assert paper.timing_order(paper.make_plan(("2", "4", "5"), TINY, [0, 1])) == []
+
+
+def test_the_time_columns_and_claims_come_from_the_timing_phase(tiny_run):
+    report = tiny_run[0]
+    timing = report["timing"]
+    assert timing["same_auc"] is True and timing["jobs"] == 1 and len(timing["load_1min"]) == 2
+    assert sorted((r["table"], r["row"], r["seed"]) for r in timing["records"]) == sorted(
+        (r["table"], r["row"], r["seed"]) for r in report["rows"] if r["table"] in paper.TIMED_TABLES)
+    times = {(r["table"], r["row"], r["seed"]): r["train_cpu_seconds"] for r in timing["records"]}
+    claim = next(c for c in report["claims"] if c["table"] == "8" and c["claim"].startswith("sharing"))
+    part = claim["parts"][1]  # Share&Sync CPU time - baseline CPU time, per seed
+    assert part["ours_per_seed"] == [math.log(times[("8", "Share&Sync", s)]) - math.log(times[("8", "baseline", s)])
+                                     for s in (0, 1)]
+    text = paper.format_report(report)
+    assert text.count("times: the timing phase") == 2
 
 
 # --------------------------------------------------------------------------- the command
