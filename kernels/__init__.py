@@ -14,7 +14,8 @@ update a parameter and its optimizer state in place, in any layout.
 Numba's thread count follows ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``; BLAS
 (used for batched GEMM) follows its own ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``.
 Kernels are compiled on first use and cached on disk (``cache=True``);
-``compile_all()`` compiles them up front (docs/performance.md gives the times).
+``compile_all()`` compiles the float32 ones up front, ``compile_all(dtypes=("float32",
+"float64"))`` both dtypes (docs/performance.md, "Cold start", gives the times).
 """
 
 from __future__ import annotations
@@ -43,20 +44,45 @@ __all__ = [
 KERNEL_MODULES = {"serving": (scoring, mlp), "training": (activation, embedding, adam, adagrad), "readers": (text,)}
 
 
-def compile_all(dtypes=(np.float32, np.float64), uses=tuple(KERNEL_MODULES)) -> None:
+# What compile_all() compiles unless told otherwise: the speed dtype. The float64 kernels (the
+# oracle, `--dtype float64` runs) compile on first use, or up front with dtypes=.
+DEFAULT_DTYPES = (np.float32,)
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _float_type(dtype) -> type:
+    """``np.float32`` or ``np.float64`` for a dtype given as a type or a name; anything else
+    is refused, naming ``dtypes``."""
+    try:
+        kind = np.dtype(dtype).type
+    except TypeError:
+        kind = None
+    if kind not in FLOAT_DTYPES:
+        raise ValueError(f"dtypes: expected float32 or float64, got {dtype!r}")
+    return kind
+
+
+def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES)) -> None:
     """Compile (or load from Numba's cache) the kernels of every use in ``uses``
     (``KERNEL_MODULES``: "serving", the scoring, top-k and MLP kernels; "training", the
     embedding, Adam, Adagrad and ReLU/LeakyReLU-backward kernels; "readers", the log
-    readers' tokenizer) for every dtype in ``dtypes``: by default every kernel, for float32
-    and float64. Each kernel has one compiled signature per dtype (the tokenizer one in all)."""
+    readers' tokenizer) for every dtype in ``dtypes`` (float32 and/or float64, as types or
+    names). By default every kernel for float32 only, the dtype of speed; the float64
+    kernels (the oracle's, ``--dtype float64`` runs') compile on their first call, or up
+    front with ``compile_all(dtypes=("float32", "float64"))``. Each kernel has one compiled
+    signature per dtype (the tokenizer one in all)."""
+    for name, value in (("dtypes", dtypes), ("uses", uses)):
+        if isinstance(value, (str, bytes)):
+            raise ValueError(f"{name}: expected a sequence of names, got the single string {value!r}")
     for use in uses:
         if use not in KERNEL_MODULES:
             raise ValueError(f"uses: expected names from {', '.join(KERNEL_MODULES)}, got {use!r}")
+    types = [_float_type(dtype) for dtype in dtypes]
     if "readers" in uses:
         text.warm_up()
-    for dtype in dtypes:
+    for dtype in types:
         for use in uses:
             if use == "readers":
                 continue
             for module in KERNEL_MODULES[use]:
-                module.warm_up(np.dtype(dtype).type)
+                module.warm_up(dtype)
