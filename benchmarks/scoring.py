@@ -754,17 +754,36 @@ COLD_START_CODE = """
 import sys, time
 start = time.perf_counter()
 from pfd_ref import kernels
-imported = time.perf_counter()
+imported, imported_cpu = time.perf_counter(), time.process_time()
 import numpy as np
-kernels.compile_all(*eval(sys.argv[1]))
-done = time.perf_counter()
-print(imported - start, done - imported)
+exec(sys.argv[1])
+done, done_cpu = time.perf_counter(), time.process_time()
+print(imported - start, done - imported, done_cpu - imported_cpu)
 """
-# (compile_all's positional arguments, as Python source; the code before the change takes none)
+# The statement each variant times (after `from pfd_ref import kernels` and `import numpy as np`).
+COMPILE_ALL, BOTH_DTYPES = "compile_all() (its default: the float32 kernels)", "compile_all(dtypes=(float32, float64))"
 COLD_START_VARIANTS = {
-    "compile_all()": "()",
-    "float32 kernels only": "((np.float32,),)",
-    "float32 training kernels (pfd-ref run)": "((np.float32,), ('training',))",
+    COMPILE_ALL: "kernels.compile_all()",
+    BOTH_DTYPES: "kernels.compile_all(dtypes=(np.float32, np.float64))",
+    "float32 training kernels (pfd-ref run)": "kernels.compile_all((np.float32,), ('training',))",
+}
+# The code before: its compile_all() (every kernel for float32 and float64, the default up to
+# 226175c, which took no dtypes) and its float32 half alone (226175c's compile_all loop for
+# float32 with its default MLP depth 3, and the tokenizer), the same work as the float32 default.
+BASELINE_BOTH, BASELINE_FLOAT32 = "compile_all() at {} (float32 and float64)", "float32 kernels at {}"
+BASELINE_VARIANTS = {
+    BASELINE_BOTH: "kernels.compile_all()",
+    BASELINE_FLOAT32: """
+import inspect
+from pfd_ref.kernels import activation, adagrad, adam, embedding, mlp, scoring, text
+if "dtypes" in inspect.signature(kernels.compile_all).parameters:
+    kernels.compile_all(dtypes=(np.float32,))
+else:
+    for module in (scoring, embedding, adam, adagrad, activation):
+        module.warm_up(np.float32)
+    mlp.warm_up(np.float32, (3,))
+    text.warm_up()
+""",
 }
 
 
@@ -788,35 +807,39 @@ def stage_baseline(ref: str, directory: str) -> str:
 def bench_cold_start(repeats: int, baseline: str | None = None):
     """``compile_all()`` in a fresh process with an empty Numba cache, then again from that
     cache; ``repeats`` rounds, each with its own empty caches, the variants run one after the
-    other in every round (``COLD_START_VARIANTS``: every kernel for both dtypes, the float32
-    kernels alone, what ``pfd-ref run`` compiles; and, when ``baseline`` names a git commit,
-    that commit's ``compile_all()``, the code before a change). Reports medians and ranges."""
+    other in every round (``COLD_START_VARIANTS``: ``compile_all()``'s default, the float32
+    kernels; every kernel for both dtypes; what ``pfd-ref run`` compiles; and, when
+    ``baseline`` names a git commit, ``BASELINE_VARIANTS``: that commit's ``compile_all()``,
+    the code before a change, and its float32 half alone). Reports medians and ranges."""
     import tempfile
 
-    variants = {name: (arguments, None) for name, arguments in COLD_START_VARIANTS.items()}
+    variants = {name: (statement, None) for name, statement in COLD_START_VARIANTS.items()}
     with tempfile.TemporaryDirectory() as staged:
         if baseline is not None:
-            variants[f"compile_all() at {baseline}"] = ("()", stage_baseline(baseline, staged))
+            pythonpath = stage_baseline(baseline, staged)
+            variants.update({name.format(baseline): (statement, pythonpath) for name, statement in BASELINE_VARIANTS.items()})
         samples = {(name, state): [] for name in variants for state in ("cold", "warm")}
         for _ in range(repeats):
-            for name, (arguments, pythonpath) in variants.items():
+            for name, (statement, pythonpath) in variants.items():
                 with tempfile.TemporaryDirectory() as cache:
                     env = {"NUMBA_CACHE_DIR": cache, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
                     for state in ("cold", "warm"):
-                        output = run_python(COLD_START_CODE, env, [arguments])
+                        output = run_python(COLD_START_CODE, env, [statement])
                         samples[(name, state)].append([float(v) for v in output.split()])
     rows = []
     for (name, state), values in samples.items():
-        imports, compiles = zip(*values)
+        imports, compiles, cpus = zip(*values)
         rows.append(dict(run=name, cache="empty (compile)" if state == "cold" else "Numba's cache", repeats=repeats,
                          import_s=float(np.median(imports)), compile_s=float(np.median(compiles)),
-                         min_s=min(compiles), max_s=max(compiles)))
+                         min_s=min(compiles), max_s=max(compiles), compile_cpu_s=float(np.median(cpus))))
     print_table(
         "Cold start: the compile in a fresh process, each round with empty Numba caches, the variants one after the other "
-        "in every round; compile_s the median of the rounds (min_s, max_s their range); import_s is `from pfd_ref import "
-        f"kernels` (NumPy and Numba included). compile_all() compiles every kernel for float32 and float64; CPUs: "
+        "in every round; compile_s the median of the rounds (min_s, max_s their range), compile_cpu_s the median of the "
+        "process's CPU time for it (less sensitive to other processes' load); import_s is `from pfd_ref import "
+        f"kernels` (NumPy and Numba included). compile_all() compiles every kernel for float32 (the float64 ones "
+        "compile on first use, or with dtypes=); the code before compiled both dtypes; CPUs: "
         f"{len(os.sched_getaffinity(0))}",
-        ["run", "cache", "repeats", "import_s", "compile_s", "min_s", "max_s"],
+        ["run", "cache", "repeats", "import_s", "compile_s", "min_s", "max_s", "compile_cpu_s"],
         rows,
     )
     return rows
@@ -959,15 +982,29 @@ def targets(results: dict) -> list[dict]:
 def cold_start_targets(cold: list[dict], baseline: str | None) -> list[dict]:
     """The cold-start targets: ``compile_all()`` from an empty cache in at most half of the
     time of the code before the change (when ``baseline`` was measured), from the cache in at
-    most 0.5 s."""
+    most 0.5 s. The target's ratio is of ``compile_all()`` as each side documents it (now the
+    float32 kernels, before both dtypes); so that it is not bought by compiling less unseen,
+    the same work on both sides is compared too: both dtypes, and the float32 kernels alone."""
     median = {(row["run"], row["cache"]): row["compile_s"] for row in cold}
-    compiled, cached = median[("compile_all()", "empty (compile)")], median[("compile_all()", "Numba's cache")]
     checks = []
+
+    def check(target, measured):
+        checks.append(dict(target=target, measured=measured, goal="<= 0.5", met="yes" if measured <= 0.5 else "NO"))
+
     if baseline is not None:
-        ratio = compiled / median[(f"compile_all() at {baseline}", "empty (compile)")]
-        checks.append(dict(target=f"compile_all, empty cache / the same at {baseline}", measured=ratio, goal="<= 0.5",
-                           met="yes" if ratio <= 0.5 else "NO"))
-    checks.append(dict(target="compile_all, from cache (s)", measured=cached, goal="<= 0.5", met="yes" if cached <= 0.5 else "NO"))
+        compiled = {name: median[(name.format(baseline), "empty (compile)")] for name in (COMPILE_ALL, BOTH_DTYPES,
+                                                                                           BASELINE_BOTH, BASELINE_FLOAT32)}
+        cpu = {(row["run"], row["cache"]): row["compile_cpu_s"] for row in cold}
+        check(f"empty cache: {COMPILE_ALL} / compile_all() at {baseline} (both dtypes): the target",
+              compiled[COMPILE_ALL] / compiled[BASELINE_BOTH])
+        check(f"empty cache, CPU time: {COMPILE_ALL} / compile_all() at {baseline} (both dtypes)",
+              cpu[(COMPILE_ALL, "empty (compile)")] / cpu[(BASELINE_BOTH.format(baseline), "empty (compile)")])
+        check(f"empty cache, the same work: {BOTH_DTYPES} / compile_all() at {baseline}",
+              compiled[BOTH_DTYPES] / compiled[BASELINE_BOTH])
+        check(f"empty cache, the same work: {COMPILE_ALL} / float32 kernels at {baseline}",
+              compiled[COMPILE_ALL] / compiled[BASELINE_FLOAT32])
+    check(f"from the cache (s): {COMPILE_ALL}: the target", median[(COMPILE_ALL, "Numba's cache")])
+    check(f"from the cache (s): {BOTH_DTYPES}", median[(BOTH_DTYPES, "Numba's cache")])
     return checks
 
 
