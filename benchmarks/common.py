@@ -87,13 +87,14 @@ def write_json(path: str, payload: dict) -> None:
     print(f"\nwrote {path}")
 
 
-def run_python(code: str, env: dict | None = None, args: list[str] | None = None) -> str:
-    """Run ``code`` with ``args`` in a fresh interpreter (``env`` added to this environment);
-    return stdout."""
+def run_python(code: str, env: dict | None = None, args: list[str] | None = None, cwd: str | None = None) -> str:
+    """Run ``code`` with ``args`` in a fresh interpreter (``env`` added to this environment)
+    in directory ``cwd`` (this one when None; ``python -c`` puts it first on ``sys.path``,
+    before ``PYTHONPATH``); return stdout."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     done = subprocess.run([sys.executable, "-c", code, *(args or [])], env=full_env, check=True, capture_output=True,
-                          text=True)
+                          text=True, cwd=cwd)
     return done.stdout
 
 

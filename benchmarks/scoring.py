@@ -758,7 +758,7 @@ imported, imported_cpu = time.perf_counter(), time.process_time()
 import numpy as np
 exec(sys.argv[1])
 done, done_cpu = time.perf_counter(), time.process_time()
-print(imported - start, done - imported, done_cpu - imported_cpu)
+print(imported - start, done - imported, done_cpu - imported_cpu, kernels.__file__)
 """
 # The statement each variant times (after `from pfd_ref import kernels` and `import numpy as np`).
 COMPILE_ALL, BOTH_DTYPES = "compile_all() (its default: the float32 kernels)", "compile_all(dtypes=(float32, float64))"
@@ -790,7 +790,8 @@ else:
 def stage_baseline(ref: str, directory: str) -> str:
     """The package at git commit ``ref``, laid out for ``PYTHONPATH`` (``kernels/`` placed as
     ``pfd_ref/kernels``, as the installed package has it) under ``directory``; returns the
-    path to put on ``PYTHONPATH``."""
+    path to put on ``PYTHONPATH`` and to run in (``python -c`` puts the working directory
+    first on ``sys.path``: run in this checkout, it imported this checkout's pfd_ref)."""
     import io
     import shutil
     import subprocess
@@ -813,6 +814,9 @@ def bench_cold_start(repeats: int, baseline: str | None = None):
     the code before a change, and its float32 half alone). Reports medians and ranges."""
     import tempfile
 
+    import pfd_ref
+
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(pfd_ref.__file__)))
     variants = {name: (statement, None) for name, statement in COLD_START_VARIANTS.items()}
     with tempfile.TemporaryDirectory() as staged:
         if baseline is not None:
@@ -824,8 +828,11 @@ def bench_cold_start(repeats: int, baseline: str | None = None):
                 with tempfile.TemporaryDirectory() as cache:
                     env = {"NUMBA_CACHE_DIR": cache, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
                     for state in ("cold", "warm"):
-                        output = run_python(COLD_START_CODE, env, [statement])
-                        samples[(name, state)].append([float(v) for v in output.split()])
+                        *seconds, kernels_file = run_python(COLD_START_CODE, env, [statement], cwd=pythonpath).split()
+                        if not kernels_file.startswith((pythonpath or checkout) + os.sep):
+                            raise RuntimeError(f"cold start {name!r} imported the kernels from {kernels_file}, "
+                                               f"not from {pythonpath or checkout}")
+                        samples[(name, state)].append([float(v) for v in seconds])
     rows = []
     for (name, state), values in samples.items():
         imports, compiles, cpus = zip(*values)
