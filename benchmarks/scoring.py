@@ -991,27 +991,28 @@ def cold_start_targets(cold: list[dict], baseline: str | None) -> list[dict]:
     time of the code before the change (when ``baseline`` was measured), from the cache in at
     most 0.5 s. The target's ratio is of ``compile_all()`` as each side documents it (now the
     float32 kernels, before both dtypes); so that it is not bought by compiling less unseen,
-    the same work on both sides is compared too: both dtypes, and the float32 kernels alone."""
-    median = {(row["run"], row["cache"]): row["compile_s"] for row in cold}
+    the same work on both sides is compared too: both dtypes, and the float32 kernels alone.
+    ``measured`` is of the wall-clock medians (the issue's measure, ``met`` judges it);
+    ``cpu_time`` the same of the CPU-time medians, less sensitive to other processes."""
+    median = {(row["run"], row["cache"]): row for row in cold}
     checks = []
 
-    def check(target, measured):
-        checks.append(dict(target=target, measured=measured, goal="<= 0.5", met="yes" if measured <= 0.5 else "NO"))
+    def check(target, run, cache, over=None):
+        wall, cpu = median[(run, cache)]["compile_s"], median[(run, cache)]["compile_cpu_s"]
+        if over is not None:
+            wall, cpu = wall / median[(over, cache)]["compile_s"], cpu / median[(over, cache)]["compile_cpu_s"]
+        checks.append(dict(target=target, measured=wall, cpu_time=cpu, goal="<= 0.5", met="yes" if wall <= 0.5 else "NO"))
 
+    empty, cached = "empty (compile)", "Numba's cache"
     if baseline is not None:
-        compiled = {name: median[(name.format(baseline), "empty (compile)")] for name in (COMPILE_ALL, BOTH_DTYPES,
-                                                                                           BASELINE_BOTH, BASELINE_FLOAT32)}
-        cpu = {(row["run"], row["cache"]): row["compile_cpu_s"] for row in cold}
-        check(f"empty cache: {COMPILE_ALL} / compile_all() at {baseline} (both dtypes): the target",
-              compiled[COMPILE_ALL] / compiled[BASELINE_BOTH])
-        check(f"empty cache, CPU time: {COMPILE_ALL} / compile_all() at {baseline} (both dtypes)",
-              cpu[(COMPILE_ALL, "empty (compile)")] / cpu[(BASELINE_BOTH.format(baseline), "empty (compile)")])
-        check(f"empty cache, the same work: {BOTH_DTYPES} / compile_all() at {baseline}",
-              compiled[BOTH_DTYPES] / compiled[BASELINE_BOTH])
-        check(f"empty cache, the same work: {COMPILE_ALL} / float32 kernels at {baseline}",
-              compiled[COMPILE_ALL] / compiled[BASELINE_FLOAT32])
-    check(f"from the cache (s): {COMPILE_ALL}: the target", median[(COMPILE_ALL, "Numba's cache")])
-    check(f"from the cache (s): {BOTH_DTYPES}", median[(BOTH_DTYPES, "Numba's cache")])
+        check(f"empty cache: {COMPILE_ALL} / compile_all() at {baseline} (both dtypes): the target", COMPILE_ALL, empty,
+              BASELINE_BOTH.format(baseline))
+        check(f"empty cache, the same work: {BOTH_DTYPES} / compile_all() at {baseline}", BOTH_DTYPES, empty,
+              BASELINE_BOTH.format(baseline))
+        check(f"empty cache, the same work: {COMPILE_ALL} / float32 kernels at {baseline}", COMPILE_ALL, empty,
+              BASELINE_FLOAT32.format(baseline))
+    check(f"from the cache (s): {COMPILE_ALL}: the target", COMPILE_ALL, cached)
+    check(f"from the cache (s): {BOTH_DTYPES}", BOTH_DTYPES, cached)
     return checks
 
 
@@ -1115,7 +1116,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only is None or "cold_start" in args.only.split(","):
         cold = bench_cold_start(1 if args.quick else 5, args.cold_start_baseline)
         payload["cold_start"], payload["cold_start_targets"] = cold, cold_start_targets(cold, args.cold_start_baseline)
-        print_table("Cold-start targets", ["target", "measured", "goal", "met"], payload["cold_start_targets"])
+        print_table("Cold-start targets", ["target", "measured", "cpu_time", "goal", "met"], payload["cold_start_targets"])
     if args.json:
         write_json(args.json, payload)
 
