@@ -19,6 +19,7 @@ API:
     set_threads(threads)                    child: Numba (and torch, if installed) thread counts
     import_torch()                          the torch module, or None when not installed
     time_side_by_side(candidates, repeats)  {name: median seconds per call}
+    evict_caches()                          push what was read before out of the CPU's caches
     memory_bandwidth(threads)               {"triad_GBps": ..., "read_1_stream_GBps": ...}
     make_triad(threads) / make_read(array)  (callable, bytes) to time beside a kernel
     make_gather_reads(table, ids)           ({name: callable}, bytes): reading random rows
@@ -129,22 +130,28 @@ def _seconds_per_call(fn: Callable[[], object], number: int) -> float:
 
 
 def time_side_by_side(
-    candidates: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.002
+    candidates: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.002,
+    cold_caches: bool = False,
 ) -> dict[str, float]:
     """Median seconds per call of every candidate, measured round-robin.
 
     Each candidate is called once to warm up (compilation, caches, page faults), then
     timed once to choose how many calls make one sample (at least ``min_sample_s``);
     then ``repeats`` rounds each take one sample of every candidate in turn.
+    ``cold_caches``: every sample is one call, and before it (untimed) ``evict_caches``
+    reads a buffer larger than the CPU's caches, so that no candidate finds in cache what
+    the candidate before it read (reads of the same random rows, say).
     """
     numbers = {}
     for name, fn in candidates.items():
         fn()
         single = _seconds_per_call(fn, 1)
-        numbers[name] = max(1, math.ceil(min_sample_s / max(single, 1e-9)))
+        numbers[name] = 1 if cold_caches else max(1, math.ceil(min_sample_s / max(single, 1e-9)))
     samples = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            if cold_caches:
+                evict_caches()
             samples[name].append(_seconds_per_call(fn, numbers[name]))
     return {name: float(np.median(values)) for name, values in samples.items()}
 
@@ -164,6 +171,17 @@ def _read_sum(a):
     for i in range(a.shape[0]):
         total += a[i]
     return total
+
+
+_EVICTION_BUFFER = []  # created on first use: 128 MB, four times the 32 MiB L3 of the benchmark machine
+
+
+def evict_caches() -> None:
+    """Read 128 MB once (a float64 sum), which pushes whatever a kernel read before out of
+    the CPU's caches (L3 32 MiB on the benchmark machine)."""
+    if not _EVICTION_BUFFER:
+        _EVICTION_BUFFER.append(np.ones(16_000_000))
+    _read_sum(_EVICTION_BUFFER[0])
 
 
 def make_triad(threads: int, elements: int = 8_000_000) -> tuple[Callable[[], object], int]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -403,7 +405,9 @@ def bench_coarse_ranking(cfg, rng, torch):
         if torch is not None:
             t_ids, t_user = torch.from_numpy(ids), torch.from_numpy(user)
             candidates["torch"] = lambda: torch.topk(torch.mv(torch.index_select(t_items, 0, t_ids), t_user), k)
-        t = time_side_by_side(candidates, cfg["repeats"])
+        # every call cold: a request's candidates are not in cache, and a read must not find
+        # the rows the candidate before it read (same rows: the reads follow one another)
+        t = time_side_by_side(candidates, cfg["repeats"], cold_caches=True)
         limit = min(t[name] for name in reads)
         rows.append(dict(
             N=items.shape[0], huge_pages_GB=huge_pages_gb, candidates=c, d=TOWER_D, k=k, kernel_ms=ms(t["kernel"]),
@@ -417,7 +421,8 @@ def bench_coarse_ranking(cfg, rng, torch):
         "(kernel: top_k_items(..., candidates=ids), gather + score + select in one pass; numpy: take + @ + "
         "argpartition + sort of the k; torch: index_select + mv + topk). gather_limit: the fastest read of the same "
         "rows alone in the same rounds (limit_by: a Numba sum of 4 or 8 random rows at a time, or of one row at a time "
-        "with the rows 8 or 16 ahead prefetched, or np.take into a buffer); GBps = c d 4 bytes / time; huge_pages_GB: "
+        "with the rows 8 or 16 ahead prefetched, or np.take into a buffer); every call one sample, after reading 128 MB "
+        "to empty the caches (cold rows for every candidate alike); GBps = c d 4 bytes / time; huge_pages_GB: "
         "the process's memory in 2 MiB pages (AnonHugePages), the catalogue's share of which sets the TLB misses of random rows",
         ["N", "huge_pages_GB", "candidates", "d", "k", "kernel_ms", "GBps", "gather_limit_GBps", "limit_by", "pct_limit", "numpy_ms",
          "x_numpy", "torch_ms", "x_torch"],
@@ -866,25 +871,54 @@ def write_catalogue_file(path: str, gigabytes: float, d: int = TOWER_D) -> None:
 
 
 def bench_out_of_core(path: str, rounds: int):
-    """One scan of a memory-mapped catalogue that exceeds the page cache
-    (``pfd_ref.catalogue.top_k_from_file``: blocks, fused top-k, a reader thread ahead) for one
-    user and for a batch of 16 (GEMM per block), against reading the same file front to back
-    in the same rounds, two ways (the faster is the file's sequential read bandwidth, the
-    limit): ``readinto`` a 64 MiB buffer, and touching one byte of every page of its memory
-    map in one thread (``ItemVectorFile.touch``). Every pass reads the disk: the file is
-    larger than the machine's memory."""
+    """One scan of a catalogue file that exceeds the page cache
+    (``pfd_ref.catalogue.top_k_from_file``: blocks read directly from the disk by a reader
+    thread ahead of the fused top-k) for one user and for a batch of 16 (GEMM per block),
+    against reading the same file front to back in the same rounds, four ways (the fastest
+    is the file's sequential read bandwidth, the limit): ``readinto`` a 64 MiB buffer through
+    the page cache, the same with direct reads (``O_DIRECT``, as the scan reads), direct reads
+    by two threads (two reads in flight), and touching
+    one byte of every page of its memory map in one thread. Before every pass the file's
+    pages are dropped from the page cache (``POSIX_FADV_DONTNEED``, this file only), so no
+    pass finds what the pass before it read; the file is larger than the machine's memory
+    besides."""
     size = os.path.getsize(path)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    buffer = bytearray(64 << 20)
+    # the scan's own kind of buffer (aligned, in 2 MiB pages: catalogue.aligned_buffer), 64 MiB as its blocks
+    buffer = catalogue.aligned_buffer(catalogue.BLOCK_BYTES)
+    direct_buffers = [catalogue.aligned_buffer(catalogue.BLOCK_BYTES) for _ in range(2)]
 
     def read_file():
         with open(path, "rb", buffering=0) as handle:
             while handle.readinto(buffer):
                 pass
 
+    def read_file_direct():
+        with open(os.open(path, os.O_RDONLY | os.O_DIRECT), "rb", buffering=0) as handle:
+            while handle.readinto(direct_buffers[0]):
+                pass
+
+    def read_file_direct_2():
+        """Two direct reads in flight: two threads, each reading every other 64 MiB."""
+        handle = os.open(path, os.O_RDONLY | os.O_DIRECT)
+
+        def every_other(first: int) -> None:
+            for start in range(first * len(direct_buffers[first]), size, 2 * len(direct_buffers[first])):
+                os.preadv(handle, [direct_buffers[first]], start)
+
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(every_other, (0, 1)))
+        finally:
+            os.close(handle)
+
     def touch_file():
         with catalogue.ItemVectorFile(path) as opened:
-            opened.touch(0, opened.vectors.shape[0])
+            opened.vectors.reshape(-1).view(np.uint8)[::mmap.PAGESIZE].sum()
+
+    def drop_cached_pages():
+        with open(path, "rb") as handle:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     with catalogue.ItemVectorFile(path) as opened:
         d = opened.vectors.shape[1]
@@ -892,6 +926,8 @@ def bench_out_of_core(path: str, rounds: int):
     user, users = rng.standard_normal(d).astype(DTYPE), rng.standard_normal((16, d)).astype(DTYPE)
     candidates = {
         "read_readinto": read_file,
+        "read_direct": read_file_direct,
+        "read_direct_2": read_file_direct_2,
         "read_mmap_touch": touch_file,
         "top_k_1_user": lambda: catalogue.top_k_from_file(path, user, K),
         "top_k_16_users": lambda: catalogue.top_k_from_file(path, users, K),
@@ -899,19 +935,23 @@ def bench_out_of_core(path: str, rounds: int):
     samples = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            drop_cached_pages()
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
             print(f"  {name}: {size / samples[name][-1] / 1e9:.2f} GB/s", flush=True)
     median = {name: float(np.median(values)) for name, values in samples.items()}
-    read_s = min(median["read_readinto"], median["read_mmap_touch"])
+    read_s = min(median[name] for name in candidates if name.startswith("read_"))
     rows = [dict(run=name, file_GB=size / 1e9, memory_GB=memory / 1e9, rounds=rounds, median_s=median[name],
                  GBps=size / median[name] / 1e9, read_GBps=size / read_s / 1e9, pct_read=100 * read_s / median[name])
             for name in samples]
     print_table(
-        f"Catalogue larger than memory: one scan of a memory-mapped .npy of item vectors (top_k_from_file, k = {K}) "
-        "against reading the file front to back in the same rounds (read_GBps: the faster of readinto and touching "
-        "the pages of its map, the limit); the file exceeds the machine's memory, so every pass reads the disk",
+        f"Catalogue larger than memory: one scan of an .npy of item vectors (top_k_from_file, k = {K}: direct reads by a "
+        "reader thread ahead of the fused top-k) against reading the file front to back in the same rounds (read_GBps: "
+        "the fastest of readinto through the page cache, readinto with O_DIRECT by one thread or by two and touching the pages "
+        "of its map: the "
+        "limit); the file's cached pages are dropped before every pass and it exceeds the machine's memory, so every "
+        "pass reads the disk",
         ["run", "file_GB", "memory_GB", "rounds", "median_s", "GBps", "read_GBps", "pct_read"],
         rows,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 
@@ -51,10 +53,60 @@ def _scan_in_blocks_equals_the_in_memory_top_k(vector_file, vectors, block_bytes
 
 def test_the_map_is_private_and_blocks_cover_every_row_once(vector_file, vectors):
     with catalogue.ItemVectorFile(vector_file, dtype=np.float32, dim=12) as opened:
-        starts = [(a, block.shape[0]) for a, block in opened.blocks(1000)]
+        starts = []
+        for a, block in opened.blocks(1000):  # rows of 48 bytes after a 128-byte header: unaligned to the reads
+            starts.append((a, block.shape[0]))
+            np.testing.assert_array_equal(block, vectors[a:a + 1000])
         opened.vectors[0, 0] = 123.0  # private map: never reaches the file
     assert starts == [(a, min(1000, 5003 - a)) for a in range(0, 5003, 1000)]
     np.testing.assert_array_equal(np.load(vector_file), vectors)
+
+
+def _refuse_direct_open(monkeypatch):
+    real_open = catalogue.os.open
+
+    def open_without_direct(path, flags, *args):
+        if flags & getattr(catalogue.os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(catalogue.os, "open", open_without_direct)
+
+
+def test_a_file_system_without_direct_reads_is_read_through_the_cache(vector_file, vectors, monkeypatch):
+    """Where O_DIRECT is refused at open (tmpfs, some network file systems) or at the first
+    read, the scan reads through the page cache and gives the same result."""
+    _refuse_direct_open(monkeypatch)
+    with catalogue._BlockReader(vector_file) as reader:
+        assert not reader.direct
+    user = np.random.default_rng(3).standard_normal(12).astype(np.float32)
+    with using("numba"):
+        got = catalogue.top_k_from_file(vector_file, user, 40, block_bytes=12 * 4 * 333)
+        for a, b in zip(got, kernels.top_k_items(vectors, user, 40)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_direct_reads_refused_at_the_first_read_fall_back_to_cached_reads(vector_file, vectors):
+    class RefusingHandle:
+        closed = False
+
+        def seek(self, offset):
+            pass
+
+        def readinto(self, view):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        def close(self):
+            self.closed = True
+
+    with catalogue._BlockReader(vector_file) as reader:
+        refusing = reader.handle = RefusingHandle()
+        reader.direct = True
+        buffer = catalogue.aligned_buffer(2 * catalogue.DIRECT_ALIGN)
+        reader.read_into(buffer, catalogue.DIRECT_ALIGN, 100)
+        assert refusing.closed and not reader.direct
+    raw = vector_file.read_bytes()
+    assert bytes(buffer[:100]) == raw[catalogue.DIRECT_ALIGN:catalogue.DIRECT_ALIGN + 100]
 
 
 def _write(path, array, fortran=False):
