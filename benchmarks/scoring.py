@@ -580,7 +580,7 @@ def bench_tower_cost(cfg, limits):
 def _counting_path(ids, grads, vocab):
     """``kernels.embedding``'s counting path, forced: one scratch entry per table row."""
     one_per_row = np.arange(ids.shape[0] + 1, dtype=np.int64)
-    return kernels.embedding._coalesce_counted(ids, one_per_row, grads, False, vocab)
+    return kernels.embedding._coalesce_counted("ids", ids, one_per_row, grads, 0, grads.shape[1], False, vocab)
 
 
 def _np_unique_path(ids, grads, vocab):
