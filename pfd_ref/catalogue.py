@@ -1,28 +1,28 @@
-"""Item vectors in a memory-mapped ``.npy`` file: catalogues larger than memory.
+"""Item vectors in an ``.npy`` file: catalogues larger than memory.
 
 A two-tower student scores ``<u, v_i> + b`` against precomputed item vectors ``v`` (N, k).
 When ``v`` does not fit in memory (50M items x 128 float32 is 25.6 GB), it lives in an
 ``.npy`` file: ``save_item_vectors`` writes one (atomically, block by block), and
-``top_k_from_file`` memory-maps it and scores it in blocks of about ``BLOCK_BYTES`` with the
+``top_k_from_file`` reads it and scores it in blocks of about ``BLOCK_BYTES`` with the
 fused top-k (the ``top_k_item_blocks`` kernel: one heap per user carried across the blocks;
 through ``pfd_ref.backend``).
 While a block is scored, a reader thread reads the next one from the file into the second
-of two reused buffers, so the disk works while the CPU scores. It reads directly from the
-disk (``O_DIRECT``, where the system and the file system allow it; plain reads otherwise):
-large aligned reads that the device serves many requests at a time, no page faults, no
-copy through the page cache, and no pages of other programs evicted to make room for a
-file that would not fit anyway. One scan reads the file once, front to back: its time is
-the file's sequential read time when scoring is faster than the disk
-(docs/performance.md, "Catalogues larger than memory", measures both. Touching the pages
-of a memory map from a reader thread, the way before, measured 0.78 of the file's read
-bandwidth; page faults and the page cache's read-ahead cost more than the disk's time).
+of two reused buffers (``aligned_buffer``; the scan's memory is these two blocks), so the
+disk works while the CPU scores. It reads directly from the disk (``O_DIRECT``, where the
+system and the file system allow it; plain reads through the page cache otherwise): large
+aligned reads, no page faults, no copy through the page cache, and no pages of other
+programs evicted for a file that would not fit anyway. One scan reads the file once, front
+to back: its time is the file's sequential read time when scoring is faster than the disk
+(docs/performance.md, "Catalogues larger than memory", measures both; a reader thread that
+touched the pages of a memory map, the way before, reached 0.78 of the read bandwidth).
 
 ``ItemVectorFile.vectors`` is the whole file memory-mapped, for random access (the rows of
-a request's candidates). The map is private (``MAP_PRIVATE``): the array is writeable, so the kernels see the same
-array type as for an in-memory catalogue, but nothing written to it reaches the file. It is
-also ``MAP_NORESERVE``: pfd_ref never writes to it, so no memory is set aside for copies of
-its pages; without it Linux's default overcommit heuristic refuses (``ENOMEM``) a private
-writeable map larger than memory + swap, the very files this module is for.
+a request's candidates). The map is private (``MAP_PRIVATE``): the array is writeable, so
+the kernels see the same array type as for an in-memory catalogue, but nothing written to
+it reaches the file. It is also ``MAP_NORESERVE``: pfd_ref never writes to it, so no memory
+is set aside for copies of its pages; without it Linux's default overcommit heuristic
+refuses (``ENOMEM``) a private writeable map larger than memory + swap, the very files this
+module is for.
 Item ``i`` of a file is its row ``i``.
 """
 
