@@ -171,6 +171,22 @@ def aligned_buffer(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+def open_direct(path):
+    """``path`` opened for direct reads (``O_DIRECT``: a raw binary file object), or None
+    where the system or the file system refuses them (``EINVAL``: tmpfs, some network file
+    systems). Direct reads must start at multiples of ``DIRECT_ALIGN`` in the file, read
+    multiples of it, and go to buffers whose address is a multiple of it
+    (``aligned_buffer``). Other failures raise ``ValueError`` naming the file."""
+    if not hasattr(os, "O_DIRECT"):
+        return None
+    try:
+        return open(os.open(path, os.O_RDONLY | os.O_DIRECT), "rb", buffering=0)
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return None
+        raise ValueError(f"{path}: cannot open the item vectors ({err.strerror})") from None
+
+
 class _BlockReader:
     """Reads byte ranges of a file into aligned buffers: directly from the disk
     (``O_DIRECT``) where the system allows it, else through the page cache (with a hint that
@@ -180,15 +196,8 @@ class _BlockReader:
 
     def __init__(self, path: Path):
         self.path = path
-        self.handle = None
-        self.direct = False
-        if hasattr(os, "O_DIRECT"):
-            try:
-                self.handle = open(os.open(path, os.O_RDONLY | os.O_DIRECT), "rb", buffering=0)
-                self.direct = True
-            except OSError as err:
-                if err.errno != errno.EINVAL:  # EINVAL: this file system refuses direct reads
-                    raise ValueError(f"{path}: cannot open the item vectors ({err.strerror})") from None
+        self.handle = open_direct(path)
+        self.direct = self.handle is not None
         if self.handle is None:
             self._open_buffered()
 

@@ -1,5 +1,6 @@
 """benchmarks.scoring's FAISS section: skipped, the reason said, without faiss; with it, the
-peer returns the kernel's top-k (no timing is asserted). The cold-start targets' ratios."""
+peer returns the kernel's top-k (no timing is asserted). The cold-start targets' ratios.
+Timing from cold caches, and the file-scan section's limit (the fastest read of the same file)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,32 @@ def test_cold_start_targets_divide_the_default_and_the_same_work_by_the_baseline
                       (0.45, 0.1, "yes")]
     assert [row["target"] for row in scoring.cold_start_targets(rows, None)] == [
         f"from the cache (s): {scoring.COMPILE_ALL}: the target", f"from the cache (s): {scoring.BOTH_DTYPES}"]
+
+
+def test_cold_caches_empties_the_caches_before_every_timed_call(monkeypatch):
+    from benchmarks import common
+
+    log = []
+    monkeypatch.setattr(common, "evict_caches", lambda: log.append("evict"))
+    common.time_side_by_side({"a": lambda: log.append("a"), "b": lambda: log.append("b")}, 3, cold_caches=True)
+    warm_up = ["a", "a", "b", "b"]  # each: one warm-up call and one call that sizes the sample
+    assert log == warm_up + ["evict", "a", "evict", "b"] * 3
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_the_file_scan_section_compares_the_scan_with_the_fastest_read_of_the_same_file(tmp_path, capsys, monkeypatch,
+                                                                                         direct):
+    path = tmp_path / "catalogue.npy"
+    scoring.write_catalogue_file(str(path), 0.002, d=16)
+    if not direct:  # a file system that refuses O_DIRECT: the direct reads leave the limit, said so
+        monkeypatch.setattr(scoring.catalogue, "open_direct", lambda path: None)
+    elif scoring.catalogue.open_direct(path) is None:
+        pytest.skip("this file system refuses direct reads")
+    rows = scoring.bench_out_of_core(str(path), 1)
+    reads = [row for row in rows if row["run"].startswith("read_")]
+    direct_reads = {"read_direct", "read_direct_2"} if direct else set()
+    assert {row["run"] for row in rows} == {"read_readinto", "read_mmap_touch", "top_k_1_user", "top_k_16_users"} | direct_reads
+    assert ("direct reads (O_DIRECT) are refused" in capsys.readouterr().out) != direct
+    fastest = min(row["median_s"] for row in reads)
+    for row in rows:
+        assert row["pct_read"] == pytest.approx(100 * fastest / row["median_s"])
