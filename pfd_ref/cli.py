@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a CSV file with the header user,item: rank only each user's candidates (one request "
                             "per user; items are catalogue keys, or rows of --item-vectors)")
     score.add_argument("--item-vectors", type=Path, default=None,
-                       help="two-tower students: score the item vectors of this .npy file (N, k), memory-mapped and "
-                            "read in blocks (catalogues larger than memory); items are reported by row number")
+                       help="two-tower students: score the item vectors of this .npy file (N, k), read in blocks "
+                            "(catalogues larger than memory; the rows of --candidates from a memory map of it); items "
+                            "are reported by row number")
     score.add_argument("--out", type=Path, default=None, help="write a CSV (user,rank,item,score) instead of printing")
     table = commands.add_parser("table", help="print the tables of saved runs (`run --json` files, merged) and "
                                               "what differs between the runs")
