@@ -20,6 +20,8 @@ Kernels are compiled on first use and cached on disk (``cache=True``);
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from . import activation, adagrad, adam, embedding, mlp, scoring, text
@@ -54,7 +56,7 @@ def _float_type(dtype) -> type:
     """``np.float32`` or ``np.float64`` for a dtype given as a type or a name; anything else
     is refused, naming ``dtypes``."""
     try:
-        kind = np.dtype(dtype).type
+        kind = None if dtype is None else np.dtype(dtype).type  # np.dtype(None) is float64
     except TypeError:
         kind = None
     if kind not in FLOAT_DTYPES:
@@ -74,6 +76,9 @@ def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES)) -> None:
     for name, value in (("dtypes", dtypes), ("uses", uses)):
         if isinstance(value, (str, bytes)):
             raise ValueError(f"{name}: expected a sequence of names, got the single string {value!r}")
+        if isinstance(value, type) or not isinstance(value, Iterable):
+            raise ValueError(f"{name}: expected a sequence, got {value!r}")
+    dtypes, uses = tuple(dtypes), tuple(uses)  # an iterator is read once, by the checks
     for use in uses:
         if use not in KERNEL_MODULES:
             raise ValueError(f"uses: expected names from {', '.join(KERNEL_MODULES)}, got {use!r}")

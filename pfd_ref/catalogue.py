@@ -28,6 +28,7 @@ Item ``i`` of a file is its row ``i``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -270,4 +271,5 @@ def top_k_from_file(path, users: np.ndarray, k: int, block_bytes: int = BLOCK_BY
         raise ValueError(f"users: expected a float32 or float64 array (d,) or (m, d), got {users.dtype} {users.shape}")
     with ItemVectorFile(path, dtype=users.dtype, dim=users.shape[-1]) as catalogue:
         block_rows = max(1, block_bytes // max(1, catalogue.vectors.shape[1] * catalogue.vectors.itemsize))
-        return backend.top_k_item_blocks(catalogue.blocks(block_rows), users, k)
+        with contextlib.closing(catalogue.blocks(block_rows)) as blocks:  # its reader ends with the scan, even on an error
+            return backend.top_k_item_blocks(blocks, users, k)

@@ -414,8 +414,8 @@ def fitted_defaults(options: dict, n_train: int) -> dict:
 
     * ``batch_size``: with fewer than ``MIN_FITTED_STEPS_PER_EPOCH`` batches per epoch,
       ``max(1, n_train // MIN_FITTED_STEPS_PER_EPOCH)``, which gives at least that many (one row a
-      batch below it); with batch normalisation then grown by one until no epoch ends in a
-      batch of one row;
+      batch below it); with batch normalisation at least 2 (``min(2, n_train)``) and then grown
+      by one until no epoch ends in a batch of one row;
     * ``warmup_steps``: at most half of the student's steps (``epochs`` passes in batches of
       the batch size above), so that lambda applies for the other half.
 
@@ -424,7 +424,8 @@ def fitted_defaults(options: dict, n_train: int) -> dict:
     fitted = {}
     batch_size = options["batch_size"]
     if "batch_size" in defaulted and -(-n_train // batch_size) < MIN_FITTED_STEPS_PER_EPOCH:
-        batch_size = max(1, n_train // MIN_FITTED_STEPS_PER_EPOCH)
+        smallest = min(2, n_train) if options["batch_norm"] else 1  # batch norm needs two rows a batch
+        batch_size = max(smallest, n_train // MIN_FITTED_STEPS_PER_EPOCH)
         while options["batch_norm"] and n_train % batch_size == 1 and batch_size < n_train:
             batch_size += 1
         fitted["batch_size"] = batch_size

@@ -68,7 +68,7 @@ from pfd_ref.distill import METHOD_RULES
 from pfd_ref.experiment import STUDENT_OF_TASK, preset_config, scaled_run_defaults
 from pfd_ref.files import check_output_file, write_atomically
 from pfd_ref.metrics import evaluate
-from pfd_ref.provenance import THREAD_VARIABLES, code_fingerprint, generator_source, provenance
+from pfd_ref.provenance import THREAD_VARIABLES, code_fingerprint, generator_source, package_versions, provenance
 from pfd_ref.train import TrainConfig, predict, train, with_seed
 from pfd_ref.validation import check_scalar
 
@@ -658,6 +658,9 @@ def scale_record(scale: Scale) -> dict:
 TRAINING_SCALE_KEYS = ("data", "widths", "batch_size")
 
 
+# The libraries whose version can change a training's numbers: a --resume file must name the same.
+ARITHMETIC_PACKAGES = ("python", "numpy", "scipy", "numba")
+
 RESULT_KEYS = ("auc", "gauc", "logloss", "teacher_auc", "train_seconds", "train_cpu_seconds")
 
 
@@ -715,7 +718,8 @@ def finished_results(path, scale: Scale) -> dict:
     not exist. ValueError naming ``--resume`` and the file when it is not JSON, does not hold a
     report (``check_resumed_report`` names the field), holds a run of another scale, or was
     made by other code (``provenance.code_fingerprint``: an edit to any source file of pfd_ref
-    or its kernels, committed or not, refuses it)."""
+    or its kernels, committed or not, refuses it) or with other versions of
+    ``ARITHMETIC_PACKAGES``."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -735,6 +739,14 @@ def finished_results(path, scale: Scale) -> dict:
                          f"{f', git commit {commit[:12]}' if isinstance(commit, str) else ''}; this code's is "
                          f"{code[:12]}): its trainings cannot be paired with this code's; rerun without --resume, or "
                          "resume with the code that made it")
+    earlier_versions, versions = earlier["provenance"].get("versions"), package_versions()
+    changed = [name for name in ARITHMETIC_PACKAGES
+               if not isinstance(earlier_versions, dict) or earlier_versions.get(name) != versions.get(name)]
+    if changed:
+        was = earlier_versions if isinstance(earlier_versions, dict) else {}
+        raise ValueError(f"--resume: {path} was made with other libraries ("
+                         + ", ".join(f"{name} {was.get(name)} there, {versions.get(name)} here" for name in changed)
+                         + "): their arithmetic may differ, so its trainings cannot be paired with this run's")
     units = {row.key: row.unit for table in TABLE_TASK for row in table_rows(table, scale.lambdas)}
     return {(units[(r["table"], r["row"])], r["seed"]): {key: r[key] for key in RESULT_KEYS}
             for r in earlier["rows"] if (r["table"], r["row"]) in units}
@@ -922,12 +934,13 @@ def run_in_pool(function: Callable, work: list, jobs: int, initializer: tuple, f
     passed to ``finished`` too (nothing finished is lost), and RuntimeError naming the item
     (``describe(item)``) is raised from the worker's exception."""
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    if threads is not None:
-        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=initializer[0],
-                               initargs=initializer[1])
+    pool = None
     try:
         try:  # the workers are spawned by the first submits, so with this environment
+            if threads is not None:
+                os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=initializer[0], initargs=initializer[1])
             futures = {pool.submit(function, *item): item for item in work}
         finally:
             for name, value in saved.items():
@@ -948,7 +961,8 @@ def run_in_pool(function: Callable, work: list, jobs: int, initializer: tuple, f
                                    f"{len(futures) - len(done)} queued training(s) cancelled") from future.exception()
             finished(item, future.result())
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def cost_figure(scale: Scale) -> dict:

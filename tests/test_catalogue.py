@@ -163,3 +163,18 @@ def test_a_file_larger_than_memory_and_swap_opens(tmp_path):
     with catalogue.ItemVectorFile(path, dtype=np.float32, dim=128) as opened:
         assert opened.vectors.shape == (1 << 31, 128)
         np.testing.assert_array_equal(opened.vectors[-1], np.zeros(128, np.float32))
+
+
+def test_a_scan_that_fails_ends_its_reader_at_once(vector_file, vectors, monkeypatch):
+    """A scoring error mid-scan closes the block reader (its thread and its file) before the
+    error reaches the caller, not when the held traceback is released."""
+    import threading
+
+    def fail_after_one_block(blocks, users, k):
+        next(iter(blocks))
+        raise ArithmeticError("scoring failed")
+    monkeypatch.setattr(catalogue.backend, "top_k_item_blocks", fail_after_one_block)
+    before = threading.active_count()
+    with pytest.raises(ArithmeticError) as held:
+        catalogue.top_k_from_file(vector_file, vectors[0], 3, block_bytes=vectors.shape[1] * vectors.itemsize)
+    assert held.value is not None and threading.active_count() == before

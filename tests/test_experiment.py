@@ -269,6 +269,16 @@ def test_a_fitted_batch_size_never_leaves_a_batch_of_one_row_with_batch_norm():
     assert with_norm == 21 and 401 % with_norm != 1
 
 
+@pytest.mark.parametrize("n_train", [2, 3, 30, 39])
+def test_a_fitted_batch_size_has_two_rows_with_batch_norm(n_train):
+    """Below 40 rows ``n // 20`` is 1, which batch normalisation refuses: the run would have
+    failed naming --batch-size, an option the user never gave."""
+    from pfd_ref.experiment import fitted_defaults, preset_config
+    batch = fitted_defaults(_resolved("saved", batch_norm=True), n_train)["batch_size"]
+    assert batch >= 2 and n_train % batch != 1
+    assert preset_config("mlp", n_train).batch_size == batch
+
+
 # --------------------------------------------------------------------------- records read back
 
 

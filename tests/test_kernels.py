@@ -522,10 +522,21 @@ def test_compile_all_compiles_every_kernel_module_for_float32_and_for_both_dtype
 
 @pytest.mark.parametrize("dtypes, expected", [(("float16",), "got 'float16'"), ((np.int64,), "got <class 'numpy.int64'>"),
                                               (("float32", "no such dtype"), "got 'no such dtype'"),
-                                              ("float32", "the single string 'float32'")])
+                                              ("float32", "the single string 'float32'"),
+                                              ((None,), "got None"), (np.float32, "expected a sequence")])
 def test_compile_all_refuses_a_dtype_other_than_float32_or_float64(dtypes, expected):
     with pytest.raises(ValueError, match=f"dtypes: .*{re.escape(expected)}"):
         kernels.compile_all(dtypes, uses=("serving",))
+
+
+def test_compile_all_reads_an_iterator_of_uses_once(monkeypatch):
+    """The checks read ``uses``; an iterator read by them compiled nothing, silently."""
+    warmed = []
+    monkeypatch.setattr(kernels.text, "warm_up", lambda: warmed.append("text"))
+    for module in kernels.KERNEL_MODULES["serving"]:
+        monkeypatch.setattr(module, "warm_up", lambda dtype, name=module.__name__: warmed.append(name))
+    kernels.compile_all(iter(["float32"]), uses=iter(["readers", "serving"]))
+    assert "text" in warmed and len(warmed) == 1 + len(kernels.KERNEL_MODULES["serving"])
 
 
 def test_kernels_import_nothing_from_pfd_ref():
@@ -534,7 +545,7 @@ def test_kernels_import_nothing_from_pfd_ref():
     Numba's own LLVM binding: the prefetch hint of the candidates' loop)."""
     import ast
     from pathlib import Path
-    allowed = {"__future__", "numbers", "threading", "concurrent", "numpy", "numba", "llvmlite"}
+    allowed = {"__future__", "collections", "numbers", "threading", "concurrent", "numpy", "numba", "llvmlite"}
     folder = Path(kernels.__file__).parent
     for path in sorted(folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -18,7 +18,7 @@ from scipy import stats
 from pfd_ref import cli, files, paper
 from pfd_ref.data.synthetic import SyntheticConfig
 from pfd_ref.distill import ModelSizes, build_models
-from pfd_ref.provenance import code_fingerprint
+from pfd_ref.provenance import code_fingerprint, package_versions
 from pool_stub import sleep_or_fail, thread_settings
 from tiny import tiny_schema
 
@@ -363,7 +363,7 @@ def _resumable(**changes) -> dict:
     row = {"table": "2", "row": "baseline", "seed": 0, "auc": 0.6, "gauc": 0.6, "logloss": 0.5, "teacher_auc": None,
            "train_seconds": 1.0, "train_cpu_seconds": 1.0}
     report = {"command": "pfd-ref paper", "scale": paper.scale_record(TINY), "rows": [row],
-              "provenance": {"code": code_fingerprint(), "git": None}}
+              "provenance": {"code": code_fingerprint(), "git": None, "versions": package_versions()}}
     for key, change in changes.items():
         if callable(change):
             change(report)
@@ -389,6 +389,9 @@ def _resumable(**changes) -> dict:
     (_resumable(provenance={"git": None}), "the report has no 'provenance.code'"),
     (_resumable(provenance={"code": "0" * 64, "git": {"commit": "d558097" + "0" * 33, "dirty": False}}),
      "was made by other code \\(code fingerprint 000000000000, git commit d55809700000; this code's is"),
+    (_resumable(provenance={"code": code_fingerprint(), "git": None,
+                            "versions": {**package_versions(), "numpy": "1.0.0"}}),
+     "was made with other libraries \\(numpy 1.0.0 there, "),
 ])
 def test_a_malformed_resume_file_is_refused_naming_the_field_before_any_training(tmp_path, monkeypatch, report, message):
     monkeypatch.setattr(paper, "load_data", lambda *a: pytest.fail("data generated despite a bad --resume file"))
@@ -547,3 +550,17 @@ def test_paper_sizes_keep_the_papers_proportions():
     assert ctr.student_hidden == (512, 256) and ctr.tower_out_dim == 128 and ctr.strong_hidden == (512, 256, 128)
     teachers = {method: build_models(tiny_schema(), method, "two_tower", ctr)[1].hidden for method in ("lupi", "md", "pfd+md")}
     assert teachers == dict.fromkeys(("lupi", "md", "pfd+md"), (512, 256, 128))  # the paper's CTR MLP teachers
+
+
+def test_the_thread_variables_are_restored_when_the_pool_cannot_start(monkeypatch):
+    """``run_in_pool`` sets the workers' thread variables in this process's environment while it
+    spawns them; a pool that fails to start must not leave them set."""
+    from pfd_ref.provenance import THREAD_VARIABLES
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+    def refused(*args, **kwargs):
+        raise OSError("no processes")
+    monkeypatch.setattr(paper, "ProcessPoolExecutor", refused)
+    with pytest.raises(OSError):
+        paper.run_in_pool(thread_settings, [(0,)], 2, (None, ()), lambda item, result: None, str, threads=7)
+    assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == before
