@@ -26,6 +26,7 @@ import numpy as np
 
 from . import activation, adagrad, adam, embedding, mlp, scoring, text
 from .activation import leaky_relu_backward, relu_backward
+from .checks import FLOAT_DTYPES
 from .adagrad import sparse_adagrad_rows_update_
 from .adam import adam_update_, sparse_adam_rows_update_
 from .embedding import coalesce_pooled_rows, coalesce_rows, gather_rows, pool_rows
@@ -49,7 +50,6 @@ KERNEL_MODULES = {"serving": (scoring, mlp), "training": (activation, embedding,
 # What compile_all() compiles unless told otherwise: the speed dtype. The float64 kernels (the
 # oracle, `--dtype float64` runs) compile on first use, or up front with dtypes=.
 DEFAULT_DTYPES = (np.float32,)
-FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def _float_type(dtype) -> type:
@@ -59,7 +59,7 @@ def _float_type(dtype) -> type:
         kind = None if dtype is None else np.dtype(dtype).type  # np.dtype(None) is float64
     except TypeError:
         kind = None
-    if kind not in FLOAT_DTYPES:
+    if kind is None or kind not in FLOAT_DTYPES:  # None == np.dtype(float64) is True in NumPy
         raise ValueError(f"dtypes: expected float32 or float64, got {dtype!r}")
     return kind
 

@@ -10,9 +10,11 @@ The MLP input in place: a model's input row is the concatenation of its fields' 
 (``pfd_ref.models.FieldEncoder``). The lookups write each field's rows straight into its
 column block of that input (``out``, ``start``), and the scatter-adds read each field's
 block of the input's gradient in place (``start``, ``width``), so neither a concatenation
-nor a copy of a strided block is made (docs/performance.md, "Training step"). Each kernel
-checks the ids it indexes with as it reads them (one pass, no NumPy reductions), and
-writes nothing when one lies outside the table.
+nor a copy of a strided block is made (docs/performance.md, "Training step"). ``gather_rows``
+and the counting scatter-add check the ids they index with as they read them (one pass, no
+NumPy reduction) and write nothing when one lies outside the table; ``pool_rows`` and the
+``np.unique`` scatter-add of large tables check them first with ``check_ids`` (a min and a
+max).
 
 Summation orders, and so the bits:
 

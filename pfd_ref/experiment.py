@@ -295,7 +295,9 @@ def check_objective_options(options: dict, source: str) -> None:
 def scaled_warmup_steps(n_rows: int, batch_size: int) -> int:
     """The paper's distillation warm-up k and learning-rate warm-up scaled to ``n_rows``
     training rows: ``round(PAPER_WARMUP_FRACTION * steps of one epoch)``, at least 1 (the
-    paper: 10^6 steps, about a tenth of one pass over its 1-day CTR data)."""
+    paper: 10^6 steps, about a tenth of one pass over its 1-day CTR data). ValueError naming
+    ``batch_size`` unless it is an integer >= 1."""
+    check_scalar("batch_size", batch_size, int, low=1)
     return max(1, round(PAPER_WARMUP_FRACTION * steps(n_rows, batch_size, 1)))
 
 

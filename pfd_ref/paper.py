@@ -392,6 +392,12 @@ class Decision:
     mean: float
 
 
+def verdict_of(p: float, against: float, alpha: float = ALPHA) -> str:
+    """``holds`` when ``p < alpha``, else ``does not hold`` when ``against < alpha``, else
+    ``not significant`` (a part's, a claim's and a family-wise verdict alike)."""
+    return "holds" if p < alpha else "does not hold" if against < alpha else "not significant"
+
+
 def decide(d, test: str, margin: float = 0.0, alpha: float = ALPHA) -> Decision:
     """The verdict on per-seed statistics ``d`` ``(n,)``, n >= 2 (module docstring's table):
     ``greater``: mean(d) > margin; ``less``: mean(d) < margin; ``equivalent``: |mean(d)| < margin
@@ -411,8 +417,7 @@ def decide(d, test: str, margin: float = 0.0, alpha: float = ALPHA) -> Decision:
         against = min(1.0, 2 * min(_one_sided_p(d, margin, "greater"), _one_sided_p(d, -margin, "less")))
     else:
         raise ValueError(f"test: expected one of {TESTS}, got {test!r}")
-    verdict = "holds" if p < alpha else "does not hold" if against < alpha else "not significant"
-    return Decision(verdict, p, against, float(d.mean()))
+    return Decision(verdict_of(p, against, alpha), p, against, float(d.mean()))
 
 
 def claim_verdict(decisions, alpha: float = ALPHA) -> tuple[str, float, float]:
@@ -422,8 +427,7 @@ def claim_verdict(decisions, alpha: float = ALPHA) -> tuple[str, float, float]:
     ``holds`` when p < alpha, else ``does not hold`` when p_against < alpha, else ``not significant``."""
     p = max(d.p for d in decisions)
     against = min(1.0, len(decisions) * min(d.p_against for d in decisions))
-    verdict = "holds" if p < alpha else "does not hold" if against < alpha else "not significant"
-    return verdict, p, against
+    return verdict_of(p, against, alpha), p, against
 
 
 def holm(p_values) -> list[float]:
@@ -447,7 +451,7 @@ def add_family_wise(claims: list[dict], alpha: float = ALPHA) -> None:
     else not significant."""
     for claim, p, against in zip(claims, holm([c["p"] for c in claims]), holm([c["p_against"] for c in claims])):
         claim["holm_p"], claim["holm_p_against"] = p, against
-        claim["holm_verdict"] = "holds" if p < alpha else "does not hold" if against < alpha else "not significant"
+        claim["holm_verdict"] = verdict_of(p, against, alpha)
 
 
 def tost_power(sd: float, n: int, margin: float, alpha: float = ALPHA) -> tuple[float, int | None]:

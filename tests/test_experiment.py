@@ -347,3 +347,12 @@ def test_preset_config_is_the_configuration_the_command_trains(data, tmp_path):
     for run in runs:
         assert run.config == preset_config(run.config.student_kind, run.train.n, source=source), run.task
     assert any(run.config.batch_size != 1024 for run in runs)
+
+
+def test_a_batch_size_below_one_is_refused_where_the_warm_up_divides_by_it():
+    """``preset_config(..., batch_size=0)`` raised a ZeroDivisionError in ``scaled_warmup_steps``
+    (only ``pfd-ref run`` checked it, through ``RUN_OPTION_BOUNDS``)."""
+    from pfd_ref.experiment import preset_config, scaled_warmup_steps
+    for call in (lambda: preset_config("mlp", 1000, batch_size=0), lambda: scaled_warmup_steps(1000, 0)):
+        with pytest.raises(ValueError, match="^batch_size: expected an integer >= 1, got 0"):
+            call()
