@@ -3,12 +3,14 @@ file of benchmarks.scoring, the generated log of benchmarks.loader): exit 2, the
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
 import pytest
 
 from benchmarks import common, loader, scoring, training
+from pfd_ref import files
 
 
 def _reached(name):
@@ -43,11 +45,17 @@ def test_a_bad_json_path_is_refused_before_the_benchmark_runs(tmp_path, monkeypa
 
 
 def test_an_unwritable_json_directory_is_refused(tmp_path, monkeypatch, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into a read-only directory")
     monkeypatch.setattr(common, "run_per_thread_count", _reached("run_per_thread_count"))
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes into a read-only directory: the refusal the file system would give
+        create = files._create
+
+        def refused(path):
+            if path.parent == locked:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return create(path)
+        monkeypatch.setattr(files, "_create", refused)
     with pytest.raises(SystemExit):
         training.main(["--json", str(locked / "out.json")])
     assert "--json: cannot write in" in capsys.readouterr().err

@@ -26,6 +26,34 @@ def test_with_faiss_its_top_k_is_the_kernels():
     assert all(row["ids_agree"] == 1.0 and row["kernel_ms"] > 0 and row["faiss_ms"] > 0 for row in rows)
 
 
+class _ExactFlatIP:
+    """A stand-in for FAISS's ``IndexFlatIP`` (exact inner-product search in NumPy), ``reverse``:
+    the worst k instead of the best, for the test that the section's agreement can fail."""
+
+    def __init__(self, d, reverse=False):
+        self.items, self.reverse = np.empty((0, d), np.float32), reverse
+
+    def add(self, items):
+        self.items = np.vstack([self.items, items])
+
+    def search(self, queries, k):
+        scores = np.atleast_2d(queries) @ self.items.T
+        ids = np.argsort(scores if self.reverse else -scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, ids, axis=1), ids
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_faiss_section_compares_the_kernels_top_k_with_the_peers(reverse):
+    """Without faiss installed (CI), the section's comparison runs against an exact flat index
+    in NumPy: full agreement with it, none with one that returns the worst k."""
+    from types import SimpleNamespace
+    stub = SimpleNamespace(IndexFlatIP=lambda d: _ExactFlatIP(d, reverse), omp_set_num_threads=lambda n: None,
+                           __version__="(an exact NumPy stand-in)")
+    rows = scoring.bench_faiss(TINY, np.random.default_rng(0), 1, stub)
+    assert [(row["users"], row["N"]) for row in rows] == [(1, 500), (4, 300)]
+    assert all(row["ids_agree"] == (0.0 if reverse else 1.0) for row in rows), rows
+
+
 def test_cold_start_targets_divide_the_default_and_the_same_work_by_the_baselines():
     """The target's ratio is compile_all()'s default over the baseline's compile_all() (both
     dtypes); the same-work ratios put both dtypes over both dtypes and float32 over the
