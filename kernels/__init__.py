@@ -20,11 +20,12 @@ Kernels are compiled on first use and cached on disk (``cache=True``);
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import numpy as np
 
-from . import activation, adagrad, adam, embedding, mlp, scoring, text
+from . import activation, adagrad, adam, compiling, embedding, mlp, scoring, text
 from .activation import leaky_relu_backward, relu_backward
 from .checks import FLOAT_DTYPES
 from .adagrad import sparse_adagrad_rows_update_
@@ -51,6 +52,13 @@ KERNEL_MODULES = {"serving": (scoring, mlp), "training": (activation, embedding,
 # oracle, `--dtype float64` runs) compile on first use, or up front with dtypes=.
 DEFAULT_DTYPES = (np.float32,)
 
+# The order compile_all takes the kernel modules in: the cheapest first (it tells whether the
+# cache is cold, so whether to start a worker), then the costliest first, so that the last
+# modules, taken by whichever process is free, are short (compile seconds per module and
+# dtype in docs/performance.md, "Cold start": scoring 1.5, embedding 1.3, text 1.1 with
+# Numba's start-up, mlp 0.8, adam 0.4, activation 0.3, adagrad 0.2).
+COMPILE_ORDER = (adagrad, scoring, embedding, text, mlp, adam, activation)
+
 
 def _float_type(dtype) -> type:
     """``np.float32`` or ``np.float64`` for a dtype given as a type or a name; anything else
@@ -64,7 +72,7 @@ def _float_type(dtype) -> type:
     return kind
 
 
-def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES)) -> None:
+def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES), workers=None) -> None:
     """Compile (or load from Numba's cache) the kernels of every use in ``uses``
     (``KERNEL_MODULES``: "serving", the scoring, top-k and MLP kernels; "training", the
     embedding, Adam, Adagrad and ReLU/LeakyReLU-backward kernels; "readers", the log
@@ -72,7 +80,12 @@ def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES)) -> None:
     names). By default every kernel for float32 only, the dtype of speed; the float64
     kernels (the oracle's, ``--dtype float64`` runs') compile on their first call, or up
     front with ``compile_all(dtypes=("float32", "float64"))``. Each kernel has one compiled
-    signature per dtype (the tokenizer one in all)."""
+    signature per dtype (the tokenizer one in all).
+
+    ``workers``: how many processes compile, this one included, when the cache is cold
+    (``compiling.compile_units``: the others compile whole modules into Numba's cache, and
+    this process loads them); None for 2 where this process may use 2 CPUs or more, else 1.
+    1 compiles everything here; from a warm cache no process is started whatever it is."""
     for name, value in (("dtypes", dtypes), ("uses", uses)):
         if isinstance(value, (str, bytes)):
             raise ValueError(f"{name}: expected a sequence of names, got the single string {value!r}")
@@ -82,12 +95,10 @@ def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES)) -> None:
     for use in uses:
         if use not in KERNEL_MODULES:
             raise ValueError(f"uses: expected names from {', '.join(KERNEL_MODULES)}, got {use!r}")
-    types = [_float_type(dtype) for dtype in dtypes]
-    if "readers" in uses:
-        text.warm_up()
-    for dtype in types:
-        for use in uses:
-            if use == "readers":
-                continue
-            for module in KERNEL_MODULES[use]:
-                module.warm_up(dtype)
+    types = list(dict.fromkeys(_float_type(dtype) for dtype in dtypes))
+    if workers is None:
+        workers = min(2, compiling.available_cpus())
+    elif isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise ValueError(f"workers: expected an integer >= 1 or None, got {workers!r}")
+    wanted = {module for use in uses for module in KERNEL_MODULES[use]}
+    compiling.compile_units([module for module in COMPILE_ORDER if module in wanted], types, int(workers))

@@ -57,14 +57,16 @@ def test_the_faiss_section_compares_the_kernels_top_k_with_the_peers(reverse):
 def test_cold_start_targets_divide_the_default_and_the_same_work_by_the_baselines():
     """The target's ratio is compile_all()'s default over the baseline's compile_all() (both
     dtypes); the same-work ratios put both dtypes over both dtypes and float32 over the
-    baseline's float32 half; each number distinct, so that a mixed-up pair is caught."""
+    baseline's float32 half; the one-process ratio compile_all(workers=1) over the baseline's
+    compile_all(); each number distinct, so that a mixed-up pair is caught."""
     times = {scoring.COMPILE_ALL: (6.0, 0.3, 5.0), scoring.BOTH_DTYPES: (12.0, 0.45, 10.0),
+             scoring.COMPILE_ALL_HERE: (9.0, 0.35, 4.0),
              scoring.BASELINE_BOTH.format("abc"): (16.0, 0.6, 15.0), scoring.BASELINE_FLOAT32.format("abc"): (8.0, 0.4, 7.0)}
     rows = [dict(run=run, cache=cache, compile_s=values[i], compile_cpu_s=values[2] if i == 0 else 0.1)
             for run, values in times.items() for i, cache in enumerate(("empty (compile)", "Numba's cache"))]
     checks = [(row["measured"], row["cpu_time"], row["met"]) for row in scoring.cold_start_targets(rows, "abc")]
-    assert checks == [(6 / 16, 5 / 15, "yes"), (12 / 16, 10 / 15, "NO"), (6 / 8, 5 / 7, "NO"), (0.3, 0.1, "yes"),
-                      (0.45, 0.1, "yes")]
+    assert checks == [(6 / 16, 5 / 15, "yes"), (12 / 16, 10 / 15, "NO"), (6 / 8, 5 / 7, "NO"), (9 / 16, 4 / 15, "NO"),
+                      (0.3, 0.1, "yes"), (0.45, 0.1, "yes")]
     assert [row["target"] for row in scoring.cold_start_targets(rows, None)] == [
         f"from the cache (s): {scoring.COMPILE_ALL}: the target", f"from the cache (s): {scoring.BOTH_DTYPES}"]
 
