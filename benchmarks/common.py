@@ -340,13 +340,15 @@ def print_table(title: str, columns: list[str], rows: list[dict]) -> None:
 
 
 def parse_and_run(module: str, description: str, quick_help: str, run, argv=None, add_arguments=None,
-                  sections: tuple[str, ...] = ()):
+                  sections: tuple[str, ...] = (), before_run=None):
     """The shared command line of a benchmark module: ``--quick``, ``--threads 1,2``,
     ``--json PATH``, ``--only`` (when the module names its ``sections``; then it is
     ``run(threads, quick, only)``), and the parent-only options ``add_arguments(parser)``
     adds. Runs ``run(threads, quick)`` in one child process per thread count
     (``run_per_thread_count``) and returns ``(args, runs)``; in a child process it writes
-    its result for the parent and returns None."""
+    its result for the parent and returns None. In the parent, once every option has been
+    parsed and checked, ``before_run(args, parser)`` runs before the first child (it may
+    refuse an option with ``parser.error``)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("--quick", action="store_true", help=quick_help)
@@ -358,7 +360,12 @@ def parse_and_run(module: str, description: str, quick_help: str, run, argv=None
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    counts = [int(t) for t in args.threads.split(",")]
+    try:
+        counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        parser.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
+    if any(count < 1 for count in counts):
+        parser.error(f"--threads: expected thread counts >= 1, got {args.threads!r}")
     only = None
     if sections and args.only is not None:
         only = tuple(name for name in args.only.split(",") if name)
@@ -369,6 +376,8 @@ def parse_and_run(module: str, description: str, quick_help: str, run, argv=None
         with open(args.child_json, "w") as handle:
             json.dump(run(counts[0], args.quick, only) if sections else run(counts[0], args.quick), handle)
         return None
+    if before_run is not None:
+        before_run(args, parser)
     child_argv = (["--quick"] if args.quick else []) + (["--only", args.only] if only is not None else [])
     return args, run_per_thread_count(module, child_argv, counts)
 

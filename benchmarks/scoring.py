@@ -14,10 +14,10 @@ section is, with the reason printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import mmap
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -802,7 +802,6 @@ def stage_baseline(ref: str, directory: str) -> str:
     first on ``sys.path``: run in this checkout, it imported this checkout's pfd_ref)."""
     import io
     import shutil
-    import subprocess
     import tarfile
 
     root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
@@ -1143,23 +1142,29 @@ def add_arguments(parser) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     check_json_argument("benchmarks.scoring", argv)  # before the catalogue file is written
-    written = None
-    if CHILD_FLAG not in argv:  # the parent writes the file (when absent) and deletes what it wrote
-        before = argparse.ArgumentParser(add_help=False)
-        before.add_argument("--catalogue-file", default=None)
-        before.add_argument("--catalogue-gb", type=float, default=CATALOGUE_GB)
-        known, _ = before.parse_known_args(argv)
-        if known.catalogue_file:
-            if not os.path.exists(known.catalogue_file):
-                write_catalogue_file(known.catalogue_file, known.catalogue_gb)
-                written = known.catalogue_file
-            os.environ[CATALOGUE_VARIABLE] = os.path.abspath(known.catalogue_file)
+    written = []
+
+    def before_run(args, parser) -> None:
+        """Check the parent's own options, then write the catalogue file when it is absent
+        (deleted after the runs)."""
+        if args.catalogue_gb <= 0:
+            parser.error(f"--catalogue-gb: expected a size > 0, got {args.catalogue_gb:g}")
+        if args.cold_start_baseline is not None and subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", f"{args.cold_start_baseline}^{{commit}}"],
+                capture_output=True).returncode != 0:
+            parser.error(f"--cold-start-baseline: {args.cold_start_baseline!r} names no commit of this repository")
+        if args.catalogue_file:
+            if not os.path.exists(args.catalogue_file):
+                write_catalogue_file(args.catalogue_file, args.catalogue_gb)
+                written.append(args.catalogue_file)
+            os.environ[CATALOGUE_VARIABLE] = os.path.abspath(args.catalogue_file)
+
     try:
         parsed = parse_and_run("benchmarks.scoring", __doc__.splitlines()[0], "small sizes, fewer repeats (about a minute)",
-                               run, argv, add_arguments, SECTIONS)
+                               run, argv, add_arguments, SECTIONS, before_run)
     finally:
-        if written is not None:
-            os.unlink(written)
+        for path in written:
+            os.unlink(path)
     if parsed is None:
         return
     args, runs = parsed

@@ -68,3 +68,31 @@ def test_a_good_json_path_lets_the_benchmark_run(tmp_path, monkeypatch):
     training.main(["--json", str(tmp_path / "out.json"), "--threads", "1"])
     assert runs == ["benchmarks.training"] and (tmp_path / "out.json").exists()
     common.check_json_argument("benchmarks.training", ["--json", str(tmp_path), common.CHILD_FLAG, "x"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--only", "no_such_section"], "--only: unknown section"),
+    (["--threads", "1,x"], "--threads: expected comma-separated integers, got '1,x'"),
+    (["--threads", "0"], "--threads: expected thread counts >= 1, got '0'"),
+    (["--catalogue-gb", "0"], "--catalogue-gb: expected a size > 0, got 0"),
+    (["--cold-start-baseline", "no-such-commit"], "--cold-start-baseline: 'no-such-commit' names no commit"),
+])
+def test_the_scoring_benchmark_checks_every_option_before_writing_its_catalogue_file(tmp_path, monkeypatch, capsys,
+                                                                                     extra, message):
+    """A malformed option is refused (exit 2, named) before the catalogue file, minutes of
+    writing, is written, and before anything runs."""
+    monkeypatch.setattr(common, "run_per_thread_count", _reached("run_per_thread_count"))
+    monkeypatch.setattr(scoring, "write_catalogue_file", _reached("write_catalogue_file"))
+    with pytest.raises(SystemExit) as exit_info:
+        scoring.main(["--catalogue-file", str(tmp_path / "catalogue.npy"), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_scoring_benchmark_writes_its_absent_catalogue_file_and_deletes_it_after_the_runs(tmp_path, monkeypatch):
+    path = tmp_path / "catalogue.npy"
+    events = []
+    monkeypatch.setattr(scoring, "write_catalogue_file", lambda name, gigabytes: events.append("write") or path.touch())
+    monkeypatch.setattr(common, "run_per_thread_count",
+                        lambda module, argv, counts: events.append(("run", path.exists())) or [{}])
+    scoring.main(["--catalogue-file", str(path), "--only", "coarse_ranking", "--threads", "1"])
+    assert events == ["write", ("run", True)] and not path.exists()
