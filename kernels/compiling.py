@@ -106,6 +106,10 @@ def _warm(module, dtypes) -> None:
         module.warm_up(dtype)
 
 
+def _module_name(module) -> str:
+    return module.__name__.rsplit(".", 1)[1]
+
+
 def _module(name: str):
     return importlib.import_module(f"{__package__}.{name}")
 
@@ -145,7 +149,7 @@ def compile_units(modules, dtypes, workers: int) -> dict:
     processes (this one included) when the first module missed the cache. Returns ``{module
     name: "here" | "worker"}``: "worker" for the modules a worker compiled (this process then
     loaded them from the cache), "here" for the others (all of them when a worker failed)."""
-    names = [module.__name__.rsplit(".", 1)[1] for module in modules]
+    names = [_module_name(module) for module in modules]
     if workers < 2 or len(modules) < 2:
         for module in modules:
             _warm(module, dtypes)
