@@ -30,25 +30,38 @@ import numpy as np
 
 
 
-def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """``log s(x) = -log(1 + exp(-x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
+def exp_minus_abs(x: np.ndarray) -> np.ndarray:
+    """``e = exp(-|x|)``, elementwise, in ``(0, 1]`` (0 where it underflows): what
+    ``sigmoid`` and ``log_sigmoid`` evaluate ``x`` and ``-x`` through (``|-x| = |x|``, so one
+    ``e`` serves both signs; the losses compute it once per input and pass it on).
 
     x : float32/float64 array of any shape (not checked). Returns the same shape and dtype.
-    Derivative (used by the losses): ``d/dx log s(x) = 1 - s(x) = s(-x)``.
     """
-    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+    return np.exp(-np.abs(x))
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+def log_sigmoid(x: np.ndarray, e: np.ndarray | None = None) -> np.ndarray:
+    """``log s(x) = -log(1 + exp(-x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
+
+    x : float32/float64 array of any shape (not checked); e : ``exp_minus_abs(x)`` (or of
+    ``-x``, the same values) when the caller has it, else None. Returns the same shape and
+    dtype as ``x``. Derivative (used by the losses): ``d/dx log s(x) = 1 - s(x) = s(-x)``.
+    """
+    return np.minimum(x, 0) - np.log1p(exp_minus_abs(x) if e is None else e)
+
+
+def sigmoid(x: np.ndarray, e: np.ndarray | None = None) -> np.ndarray:
     """``s(x) = 1 / (1 + exp(-x))``, evaluated as ``1 / (1 + e)`` for ``x >= 0`` and
     ``e / (1 + e)`` for ``x < 0`` with ``e = exp(-|x|)``.
 
-    x : float32/float64 array of any shape (not checked). Returns the same shape and dtype,
-    in ``[0, 1]``. Derivative: ``s'(x) = s(x) s(-x)``. The scoring kernel's scalar twin is
-    ``pfd_ref.kernels.mlp.sigmoid`` (the same formula, within 4 ulp: libm's ``exp``).
+    x : float32/float64 array of any shape (not checked); e : ``exp_minus_abs(x)`` (or of
+    ``-x``, the same values) when the caller has it, else None. Returns the same shape and
+    dtype as ``x``, in ``[0, 1]``. Derivative: ``s'(x) = s(x) s(-x)``. The scoring kernel's
+    scalar twin is ``pfd_ref.kernels.mlp.sigmoid`` (the same formula, within 4 ulp: libm's ``exp``).
     """
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    e = exp_minus_abs(x) if e is None else e
+    denominator = 1 + e
+    return np.where(x >= 0, 1 / denominator, e / denominator)
 
 
 def _weighted_mean(terms: np.ndarray, weights: np.ndarray | None):
@@ -80,8 +93,9 @@ def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):
     n = logits.shape[0]
     sign = 2 * np.asarray(labels, dtype=logits.dtype) - 1
     signed_logits = sign * logits
-    loss = _weighted_mean(-log_sigmoid(signed_logits), weights)
-    d_logits = -sign * sigmoid(-signed_logits) / n
+    e = exp_minus_abs(signed_logits)  # of -signed_logits too
+    loss = _weighted_mean(-log_sigmoid(signed_logits, e), weights)
+    d_logits = -sign * sigmoid(-signed_logits, e) / n
     if weights is not None:
         d_logits *= weights
     return loss, d_logits
@@ -114,19 +128,21 @@ def soft_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, temperatur
     """
     n = student_logits.shape[0]
     scaled_student, scaled_teacher = student_logits / temperature, teacher_logits / temperature
-    teacher_prob = sigmoid(scaled_teacher)
-    teacher_complement = sigmoid(-scaled_teacher)  # 1 - p without cancellation when p is near 1
-    cross_entropy = -(teacher_prob * log_sigmoid(scaled_student) + teacher_complement * log_sigmoid(-scaled_student))
+    e_teacher, e_student = exp_minus_abs(scaled_teacher), exp_minus_abs(scaled_student)  # one per input and both signs
+    teacher_prob = sigmoid(scaled_teacher, e_teacher)
+    teacher_complement = sigmoid(-scaled_teacher, e_teacher)  # 1 - p without cancellation when p is near 1
+    cross_entropy = -(teacher_prob * log_sigmoid(scaled_student, e_student)
+                      + teacher_complement * log_sigmoid(-scaled_student, e_student))
     loss = _weighted_mean(temperature**2 * cross_entropy, weights)
     d_student = temperature * sigmoid_difference(student_logits, teacher_logits, temperature, teacher_prob,
-                                                 teacher_complement) / n
+                                                 teacher_complement, e_student) / n
     if weights is not None:
         d_student *= weights
     return loss, d_student
 
 
 def sigmoid_difference(z: np.ndarray, t: np.ndarray, temperature: float = 1.0, p: np.ndarray | None = None,
-                       p_complement: np.ndarray | None = None) -> np.ndarray:
+                       p_complement: np.ndarray | None = None, e_student: np.ndarray | None = None) -> np.ndarray:
     """``q - p = s(z/T) - s(t/T)`` to full relative precision, elementwise:
 
         q - p =  q (1 - p) (1 - exp(-(z - t)/T))     where z >= t
@@ -138,17 +154,19 @@ def sigmoid_difference(z: np.ndarray, t: np.ndarray, temperature: float = 1.0, p
     dtype's precision (in float32, 10% at ``T = 1`` and 27% at ``T = 1e3`` where ``|z - t|``
     is 1e-3 and the logits large; a few ulps here). Exactly 0 where ``z == t``.
 
-    z, t : arrays of one float dtype and shape; temperature : ``T > 0``; ``p = s(t/T)`` and
-    ``p_complement = s(-t/T)`` when already computed. Returns the shape and dtype of ``z``.
+    z, t : arrays of one float dtype and shape; temperature : ``T > 0``; ``p = s(t/T)``,
+    ``p_complement = s(-t/T)`` and ``e_student = exp_minus_abs(z/T)`` when already computed.
+    Returns the shape and dtype of ``z``.
     """
     scaled_student = z / temperature
     p = sigmoid(t / temperature) if p is None else p
     p_complement = sigmoid(-t / temperature) if p_complement is None else p_complement
+    e_student = exp_minus_abs(scaled_student) if e_student is None else e_student
     with np.errstate(over="ignore"):  # |z - t| beyond the dtype's range: expm1(-inf) = -1, exact
         shrink = -np.expm1(-np.abs(z - t) / temperature)
     above = z >= t
-    return np.where(above, sigmoid(scaled_student) * p_complement * shrink,
-                    -(p * sigmoid(-scaled_student) * shrink))
+    return np.where(above, sigmoid(scaled_student, e_student) * p_complement * shrink,
+                    -(p * sigmoid(-scaled_student, e_student) * shrink))
 
 
 def squared_error_loss(predictions: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None):

@@ -45,39 +45,67 @@ def _check_step_inputs(params: dict, grads: dict) -> None:
     dtype differs from the parameter's, or it holds a NaN or an infinity, or a row-sparse
     gradient's rows are not unique, sorted and inside the table.
 
-    The structure is checked gradient by gradient; the values and the rows of all gradients
-    are checked together (``_first_nonfinite``, ``_first_unsorted``), two NumPy passes in all
-    instead of a few per gradient (a step has 15-30 of them), and only a failure looks for
-    the gradient to name."""
+    The structure is checked gradient by gradient, first by one test of the common case
+    (``_fits``: an array of the parameter's dtype and shape, or a row-sparse gradient of its
+    table), and only a gradient that fails it by the checks that name what is wrong
+    (``_check_gradient``); the values and the rows of all gradients are checked together
+    (``_first_nonfinite``, ``_first_unsorted``), two NumPy passes in all instead of a few per
+    gradient (a step has 15-30 of them), and only a failure looks for the gradient to name."""
     values, sparse = [], []
     for name, grad in grads.items():
-        if name not in params:
-            raise ValueError(f"grads[{name!r}]: no parameter of that name in params")
-        param = params[name]
-        if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
-            raise ValueError(f"params[{name!r}]: expected a float32 or float64 numpy array")
-        label = f"grads[{name!r}]"
+        param = params.get(name)
+        if not _fits(param, grad):
+            _check_gradient(name, name in params, param, grad)
         if isinstance(grad, RowSparseGrad):
-            check_float_dtype(label + ".values", grad.values, param.dtype)
-            if grad.values.ndim != 2:
-                raise ValueError(f"{label}.values: expected 2 dimension(s), got shape {grad.values.shape}")
-            if grad.shape != param.shape:
-                raise ValueError(f"{label}: row-sparse gradient of a table of shape {grad.shape}, "
-                                 f"parameter has shape {param.shape}")
-            rows = grad.rows
-            if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "iu" or rows.shape != (grad.values.shape[0],):
-                raise ValueError(f"{label}.rows: expected one integer row id per gradient row, "
-                                 f"got {getattr(rows, 'dtype', type(rows).__name__)} {np.shape(rows)}")
-            if rows.size and (rows[0] < 0 or rows[-1] >= grad.num_rows):
-                raise _bad_rows(label, grad.num_rows)
-            values.append((label + ".values", grad.values))
-            sparse.append((label, grad))
+            values.append((name, ".values", grad.values))
+            sparse.append((name, grad))
         else:
-            check_float_dtype(label, grad, param.dtype)
-            check_shape(label, grad, param.shape)
-            values.append((label, grad))
+            values.append((name, "", grad))
     _first_nonfinite(values)
     _first_unsorted(sparse)
+
+
+def _fits(param, grad) -> bool:
+    """Whether ``grad`` is, without doubt, a gradient ``Optimizer.step`` takes for ``param``: a
+    float32/float64 array of ``param``'s dtype and shape, or a ``RowSparseGrad`` of its
+    table (values ``(m, d)`` of its dtype, one integer row per value row, the first and last
+    inside the table). The cheap test of every gradient; anything else goes to ``_check_gradient``."""
+    if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
+        return False
+    if not isinstance(grad, RowSparseGrad):
+        return isinstance(grad, np.ndarray) and grad.dtype == param.dtype and grad.shape == param.shape
+    values, rows = grad.values, grad.rows
+    return (isinstance(values, np.ndarray) and values.dtype == param.dtype and values.ndim == 2
+            and (grad.num_rows, values.shape[1]) == param.shape and isinstance(rows, np.ndarray)
+            and rows.dtype.kind in "iu" and rows.shape == (values.shape[0],)
+            and (rows.size == 0 or (rows[0] >= 0 and rows[-1] < grad.num_rows)))
+
+
+def _check_gradient(name: str, present: bool, param, grad) -> None:
+    """Raise ValueError naming the entry when ``grad`` has no parameter (``present`` False),
+    the parameter ``param`` is not a float array, or ``grad``'s structure does not fit it
+    (``_check_step_inputs``'s list, values and row order aside)."""
+    if not present:
+        raise ValueError(f"grads[{name!r}]: no parameter of that name in params")
+    if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"params[{name!r}]: expected a float32 or float64 numpy array")
+    label = f"grads[{name!r}]"
+    if not isinstance(grad, RowSparseGrad):
+        check_float_dtype(label, grad, param.dtype)
+        check_shape(label, grad, param.shape)
+        return
+    check_float_dtype(label + ".values", grad.values, param.dtype)
+    if grad.values.ndim != 2:
+        raise ValueError(f"{label}.values: expected 2 dimension(s), got shape {grad.values.shape}")
+    if grad.shape != param.shape:
+        raise ValueError(f"{label}: row-sparse gradient of a table of shape {grad.shape}, "
+                         f"parameter has shape {param.shape}")
+    rows = grad.rows
+    if not isinstance(rows, np.ndarray) or rows.dtype.kind not in "iu" or rows.shape != (grad.values.shape[0],):
+        raise ValueError(f"{label}.rows: expected one integer row id per gradient row, "
+                         f"got {getattr(rows, 'dtype', type(rows).__name__)} {np.shape(rows)}")
+    if rows.size and (rows[0] < 0 or rows[-1] >= grad.num_rows):
+        raise _bad_rows(label, grad.num_rows)
 
 
 def _bad_rows(label: str, num_rows: int) -> ValueError:
@@ -85,17 +113,19 @@ def _bad_rows(label: str, num_rows: int) -> ValueError:
 
 
 def _first_nonfinite(arrays: list) -> None:
-    """Raise ValueError naming the first ``(label, array)`` of ``arrays`` that holds a NaN or
-    an infinity: one pass over all of them concatenated (a NaN or an infinity stays one in the
-    common dtype), then, only on a failure, a pass per array to find it."""
-    if not arrays or np.isfinite(np.concatenate([array.reshape(-1) for _, array in arrays])).all():
+    """Raise ValueError naming the first ``(name, suffix, array)`` of ``arrays`` (a dense
+    gradient, suffix "", or a row-sparse one's values, ".values") that holds a NaN or an
+    infinity, as ``grads['<name>']<suffix>``: one pass over all of them concatenated (a NaN or
+    an infinity stays one in the common dtype), then, only on a failure, a pass per array to
+    find it."""
+    if not arrays or np.isfinite(np.concatenate([array.reshape(-1) for _, _, array in arrays])).all():
         return
-    for label, array in arrays:
-        check_float_array(label, array)
+    for name, suffix, array in arrays:
+        check_float_array(f"grads[{name!r}]{suffix}", array)
 
 
 def _first_unsorted(sparse: list) -> None:
-    """Raise ValueError naming the first ``(label, RowSparseGrad)`` of ``sparse`` whose rows
+    """Raise ValueError naming the first ``(name, RowSparseGrad)`` of ``sparse`` whose rows
     do not strictly increase: one ``np.diff`` over all rows concatenated, the steps across two
     gradients' rows ignored."""
     lengths = [grad.rows.shape[0] for _, grad in sparse]
@@ -106,9 +136,9 @@ def _first_unsorted(sparse: list) -> None:
     steps[boundaries[(boundaries > 0) & (boundaries <= steps.shape[0])] - 1] = 1  # a step from one gradient to the next
     if (steps > 0).all():
         return
-    for label, grad in sparse:
+    for name, grad in sparse:
         if np.any(grad.rows[1:] <= grad.rows[:-1]):
-            raise _bad_rows(label, grad.num_rows)
+            raise _bad_rows(f"grads[{name!r}]", grad.num_rows)
 
 
 def _touched_row_grad(grad: RowSparseGrad, param_rows: np.ndarray, l2: float) -> np.ndarray:
