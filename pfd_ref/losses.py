@@ -70,7 +70,7 @@ def _weighted_mean(terms: np.ndarray, weights: np.ndarray | None):
     float32 (float64 terms are summed exactly as before: the same operations)."""
     wide = terms.astype(np.float64, copy=False)
     weighted = wide if weights is None else weights.astype(np.float64, copy=False) * wide
-    return (np.sum(weighted) / terms.shape[0]).astype(terms.dtype)
+    return (weighted.sum() / terms.shape[0]).astype(terms.dtype)
 
 
 def hard_loss(logits: np.ndarray, labels, weights: np.ndarray | None = None):

@@ -207,6 +207,21 @@ def test_relu_values_and_zero_derivative_at_zero():
     np.testing.assert_array_equal(layers.relu_backward(np.array([5.0, 5.0, 5.0]), x), [0.0, 0.0, 5.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1024, 64), (5, 33), (7,), ()])
+def test_relu_forward_gives_the_bits_of_maximum_against_a_scalar_zero(dtype, shape):
+    # relu_forward broadcasts a row of zeros (a faster NumPy loop); the bits must be those of
+    # np.maximum(x, 0), signed zeros and NaNs (their signs and payloads) included
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    nans = np.array([0x7FC00001, 0xFFC00123] if dtype == np.float32 else [0x7FF8000000000001, 0xFFF8000000000123],
+                    bits).view(dtype)
+    specials = np.concatenate([np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-40, -1e-40, 1.5, -1.5], dtype),
+                               nans])
+    x = np.random.default_rng(0).choice(specials, size=shape).astype(dtype)
+    assert layers.relu_forward(x).dtype == dtype
+    assert layers.relu_forward(x).tobytes() == np.maximum(x, 0).tobytes()
+
+
 # --------------------------------------------------------------------------- leaky relu
 
 
