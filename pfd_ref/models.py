@@ -161,6 +161,14 @@ class FieldEncoder:
         self.embed_dim = int(embed_dim)
         self.table_names = {f.name: table_names[f.name] for f in self.fields if f.kind != "dense"}
         self.output_dim = sum(self.embed_dim if f.kind != "dense" else f.width for f in self.fields)
+        blocks, start = [], 0
+        for f in self.fields:
+            width = f.width if f.kind == "dense" else self.embed_dim
+            blocks.append((f, start, width))
+            start += width
+        # (field, start, width) of each field's column block x[:, start:start + width]
+        self.field_columns = tuple(blocks)
+        self._shared_tables = frozenset(name for name in self.table_names.values() if is_shared_table(name))
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         """Embedding tables ``~ N(0, EMBEDDING_INIT_STD^2)``, shape ``(vocab_size, embed_dim)``."""
@@ -180,15 +188,6 @@ class FieldEncoder:
             raise ValueError(f"params[{name!r}]: expected a {dtype} array of shape {shape}, got {got}")
         return table
 
-    def field_columns(self) -> list[tuple[FeatureSpec, int, int]]:
-        """``(field, start, width)`` of each field's column block ``x[:, start:start + width]``."""
-        blocks, start = [], 0
-        for f in self.fields:
-            width = f.width if f.kind == "dense" else self.embed_dim
-            blocks.append((f, start, width))
-            start += width
-        return blocks
-
     def forward(self, params: dict, batch: Dataset, dtype: np.dtype,
                 shared: "SharedTables | None" = None) -> tuple[np.ndarray, tuple]:
         """Return ``x`` of shape ``(n, output_dim)`` in ``dtype`` (the model's), and a cache.
@@ -203,12 +202,12 @@ class FieldEncoder:
         columns = [_batch_column(batch, f) for f in self.fields]
         first = columns[0]
         x = np.empty((first.n if isinstance(first, MultiIds) else first.shape[0], self.output_dim), dtype)
-        for (f, start, width), column in zip(self.field_columns(), columns):
+        for (f, start, width), column in zip(self.field_columns, columns):
             if f.kind == "dense":
                 x[:, start:start + width] = column.reshape(x.shape[0], width)  # cast to dtype as astype does
                 continue
             name, table = self.table_names[f.name], self._table(params, f, dtype)
-            if shared is not None and is_shared_table(name):
+            if shared is not None and name in self._shared_tables:
                 def look_up():  # into this x; the block is what the other model copies
                     return embedding_rows(f, table, column, x, start)[:, start:start + width]  # noqa: B023 (called at once)
                 rows = shared.rows(name, look_up)
@@ -225,11 +224,11 @@ class FieldEncoder:
         columns, shared = cache
         grads = {}
         d_x = np.ascontiguousarray(d_x)
-        for (f, start, width), column in zip(self.field_columns(), columns):
+        for (f, start, width), column in zip(self.field_columns, columns):
             if f.kind == "dense":
                 continue
             name = self.table_names[f.name]
-            if shared is not None and is_shared_table(name):
+            if shared is not None and name in self._shared_tables:
                 shared.add_gradient(name, f, column, d_x[:, start:start + width])
             else:
                 grads[name] = table_gradient(f, column, d_x, start, width)

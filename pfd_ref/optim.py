@@ -270,22 +270,25 @@ class Adam(_Optimizer):
         self.state: dict[str, dict] = {}
 
     def _update(self, params: dict, grads: dict, lr: float) -> None:
-        beta1, beta2, eps = self.beta1, self.beta2, self.eps
+        beta1, beta2, eps, l2, lazy = self.beta1, self.beta2, self.eps, self.l2_embeddings, self.sparse == "lazy"
+        sizes = {}  # step count t -> its step sizes (the parameters of a step mostly share one t)
         for name, grad in grads.items():
             param = params[name]
-            if name not in self.state:  # allocate the moments once, on a parameter's first step
-                self.state[name] = {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
-            state = self.state[name]
+            state = self.state.get(name)
+            if state is None:  # allocate the moments once, on a parameter's first step
+                state = self.state[name] = {"step": 0, "m": np.zeros_like(param), "v": np.zeros_like(param)}
             state["step"] += 1
             t, m, v = state["step"], state["m"], state["v"]
-            if isinstance(grad, RowSparseGrad) and self.sparse == "lazy":
-                step_size = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)  # SparseAdam's, in Python floats
-                backend.sparse_adam_rows_update_(param, m, v, grad.rows, grad.values, step_size, beta1, beta2, eps,
-                                                 self.l2_embeddings)
-                continue
+            if t not in sizes:  # in Python floats: SparseAdam's step size, then Adam's two
+                sizes[t] = (lr * math.sqrt(1 - beta2**t) / (1 - beta1**t), lr / (1 - beta1**t), (1 - beta2**t) ** 0.5)
+            lazy_step_size, step_size, bias_correction2_sqrt = sizes[t]
             if isinstance(grad, RowSparseGrad):
-                grad = _densified(grad, param, self.l2_embeddings)
-            backend.adam_update_(param, grad, m, v, lr / (1 - beta1**t), (1 - beta2**t) ** 0.5, beta1, beta2, eps)
+                if lazy:
+                    backend.sparse_adam_rows_update_(param, m, v, grad.rows, grad.values, lazy_step_size, beta1, beta2,
+                                                     eps, l2)
+                    continue
+                grad = _densified(grad, param, l2)
+            backend.adam_update_(param, grad, m, v, step_size, bias_correction2_sqrt, beta1, beta2, eps)
 
 
 class Adagrad(_Optimizer):
