@@ -435,6 +435,52 @@ def test_mlp_forward_is_linear_relu_chain_with_linear_output():
     np.testing.assert_array_equal(single, layers.linear_forward(x, weights[0], biases[0]))
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_mlp_backward_reads_the_derivative_from_the_hidden_outputs_with_the_bits_of_the_pre_activations(activation):
+    # mlp_forward overwrites each pre-activation a_j with act(a_j) and mlp_backward reads act'
+    # from h_{j+1} = act(a_j): the gradients must be, bit for bit, those of the recursion that
+    # keeps a_j, on pre-activations with exact zeros (-0.0 too), negatives and ties
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 3))
+    weights, biases = random_mlp(rng, [3, 4, 5, 1])
+    weights[0][:, 0] = 0.0  # a_0[:, 0] = b_0[0]: set to -0.0, then +0.0 on every row
+    biases[0][0], biases[0][1] = -0.0, 0.0
+    weights[0][:, 1] = 0.0
+    slope = 0.0 if activation == "relu" else layers.LEAKY_RELU_SLOPE
+    act = layers.relu_forward if activation == "relu" else layers.leaky_relu_forward
+    backward = layers.relu_backward if activation == "relu" else (lambda d, a: layers.leaky_relu_backward(d, a, slope))
+    pre, hidden, h = [], [x], x
+    for j, (w, b) in enumerate(zip(weights, biases)):
+        a = layers.linear_forward(h, w, b)
+        pre.append(a)
+        h = a if j == len(weights) - 1 else act(a)
+        hidden.append(h)
+    assert (pre[0][:, 0] == 0).all() and (pre[0] < 0).any()
+    d_out = rng.standard_normal((16, 1))
+    d_a, expected = d_out, {}
+    for j in reversed(range(len(weights))):
+        d_h, expected[f"W{j}"], expected[f"b{j}"] = layers.linear_backward(d_a, hidden[j], weights[j])
+        if j > 0:
+            d_a = backward(d_h, pre[j - 1])
+    out, cache = layers.mlp_forward(x, weights, biases, activation)
+    assert out.tobytes() == h.tobytes()
+    assert all(cache.inputs[j].tobytes() == hidden[j].tobytes() for j in range(len(weights)))
+    d_x, d_weights, d_biases, _ = layers.mlp_backward(d_out, cache)
+    assert d_x.tobytes() == d_h.tobytes()
+    for j in range(len(weights)):
+        assert d_weights[j].tobytes() == expected[f"W{j}"].tobytes()
+        assert d_biases[j].tobytes() == expected[f"b{j}"].tobytes()
+
+
+@pytest.mark.parametrize("forward", [layers.relu_forward, layers.leaky_relu_forward])
+def test_activation_forward_in_place_gives_the_bits_of_a_new_array(forward):
+    x = np.random.default_rng(5).standard_normal((9, 7)).astype(np.float32)
+    x[0, :3] = [0.0, -0.0, np.nan]
+    expected = forward(x)
+    assert forward(x, out=x) is x
+    assert x.tobytes() == expected.tobytes()
+
+
 # --------------------------------------------------------------------------- inner product
 
 
