@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import numerical_gradient, relative_error
-from pfd_ref.losses import (hard_loss, log_sigmoid, sigmoid, sigmoid_difference, soft_loss, softmax_loss,
+from pfd_ref.losses import (exp_minus_abs, hard_loss, log_sigmoid, sigmoid, sigmoid_difference, soft_loss, softmax_loss,
                             squared_error_loss)
 
 DTYPES = [np.float32, np.float64]
@@ -109,6 +109,26 @@ def test_sigmoid_and_log_sigmoid_match_the_reference_at_extreme_and_random_value
     np.testing.assert_allclose(log_s, [float(-ref_softplus(-_dec(v))) for v in x], rtol=rtol, atol=1e-300)
     np.testing.assert_allclose(s, [float(ref_sigmoid(_dec(v))) for v in x], rtol=rtol, atol=1e-37)
     assert np.all((s >= 0) & (s <= 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_exp_minus_abs_serves_x_and_minus_x_with_the_bits_of_computing_it_again(dtype):
+    # the losses compute e = exp(-|x|) once and pass it to sigmoid / log_sigmoid of x and -x, and
+    # to sigmoid_difference: every result must be the one computed without it, bit for bit
+    rng = np.random.default_rng(7)
+    x = np.concatenate([np.array([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 1e4, -1e4], dtype),
+                        (rng.standard_normal(200) * 20).astype(dtype)])
+    e = exp_minus_abs(x)
+    assert e.dtype == dtype and exp_minus_abs(-x).tobytes() == e.tobytes()
+    for signed in (x, -x):
+        assert sigmoid(signed, e).tobytes() == sigmoid(signed).tobytes()
+        assert log_sigmoid(signed, e).tobytes() == log_sigmoid(signed).tobytes()
+    t = (rng.standard_normal(x.shape[0]) * 20).astype(dtype)
+    for temperature in (1.0, 3.0):
+        e_t = exp_minus_abs(t / temperature)
+        given = sigmoid_difference(x, t, temperature, sigmoid(t / temperature, e_t), sigmoid(-t / temperature, e_t),
+                                   exp_minus_abs(x / temperature))
+        assert given.tobytes() == sigmoid_difference(x, t, temperature).tobytes()
 
 
 @settings(max_examples=15, deadline=None)
