@@ -126,15 +126,17 @@ def _first_nonfinite(arrays: list) -> None:
 
 def _first_unsorted(sparse: list) -> None:
     """Raise ValueError naming the first ``(name, RowSparseGrad)`` of ``sparse`` whose rows
-    do not strictly increase: one ``np.diff`` over all rows concatenated, the steps across two
-    gradients' rows ignored."""
+    do not strictly increase: one comparison of neighbours over all rows concatenated, the
+    pairs across two gradients' rows ignored (a comparison, not a difference, which unsigned
+    rows would wrap around)."""
     lengths = [grad.rows.shape[0] for _, grad in sparse]
     if sum(lengths) < 2:
         return
-    steps = np.diff(np.concatenate([grad.rows for _, grad in sparse]))
+    rows = np.concatenate([grad.rows for _, grad in sparse])
+    increasing = rows[1:] > rows[:-1]
     boundaries = np.cumsum(lengths)[:-1]
-    steps[boundaries[(boundaries > 0) & (boundaries <= steps.shape[0])] - 1] = 1  # a step from one gradient to the next
-    if (steps > 0).all():
+    increasing[boundaries[(boundaries > 0) & (boundaries <= increasing.shape[0])] - 1] = True  # one gradient to the next
+    if increasing.all():
         return
     for name, grad in sparse:
         if np.any(grad.rows[1:] <= grad.rows[:-1]):

@@ -336,6 +336,17 @@ def test_step_checks_the_values_and_rows_of_all_gradients_together_and_names_the
         Adam(0.1).step(params, {**good, "w": np.array([1.0, np.nan])})
 
 
+def test_step_refuses_decreasing_unsigned_rows_before_updating_any_table():
+    # with unsigned rows a difference of neighbours wraps around (1 - 2 is 2**64 - 1 > 0): the
+    # row-order pass must compare them, name the gradient and leave every table as it was
+    params = {"a": np.zeros((V, D)), "b": np.zeros((V, D))}
+    grads = {"a": RowSparseGrad(np.array([0, 1], np.uint64), np.ones((2, D)), V),
+             "b": RowSparseGrad(np.array([2, 1], np.uint64), np.ones((2, D)), V)}
+    with pytest.raises(ValueError, match=r"^grads\['b'\]\.rows: must be unique, sorted"):
+        Adam(0.1).step(params, grads)
+    np.testing.assert_array_equal(params["a"], 0.0)
+
+
 def test_step_validates_every_gradient_before_updating_any():
     params = {"w": np.zeros(2), "e": np.zeros((V, D))}
     with pytest.raises(ValueError, match=r"^grads\['missing'\]"):
