@@ -55,8 +55,9 @@ DEFAULT_DTYPES = (np.float32,)
 # The order compile_all takes the kernel modules in: the cheapest first (it tells whether the
 # cache is cold, so whether to start a worker), then the costliest first, so that the last
 # modules, taken by whichever process is free, are short (compile seconds per module and
-# dtype in docs/performance.md, "Cold start": scoring 1.5, embedding 1.3, text 1.1 with
-# Numba's start-up, mlp 0.8, adam 0.4, activation 0.3, adagrad 0.2).
+# dtype, float32, from the per-function table of docs/performance.md, "Cold start": scoring
+# 1.9, embedding 1.5, text 1.3 with Numba's start-up, mlp 0.65, adam 0.4, activation 0.4,
+# adagrad 0.2).
 COMPILE_ORDER = (adagrad, scoring, embedding, text, mlp, adam, activation)
 
 
