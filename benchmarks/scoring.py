@@ -1147,7 +1147,7 @@ def main(argv: list[str] | None = None) -> None:
     def before_run(args, parser) -> None:
         """Check the parent's own options, then write the catalogue file when it is absent
         (deleted after the runs)."""
-        if args.catalogue_gb <= 0:
+        if not args.catalogue_gb > 0:  # NaN too
             parser.error(f"--catalogue-gb: expected a size > 0, got {args.catalogue_gb:g}")
         if args.cold_start_baseline is not None and subprocess.run(
                 ["git", "rev-parse", "--verify", "--quiet", f"{args.cold_start_baseline}^{{commit}}"],

@@ -21,6 +21,7 @@ Kernels are compiled on first use and cached on disk (``cache=True``);
 from __future__ import annotations
 
 import numbers
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -59,6 +60,7 @@ DEFAULT_DTYPES = (np.float32,)
 # 1.9, embedding 1.5, text 1.3 with Numba's start-up, mlp 0.65, adam 0.4, activation 0.4,
 # adagrad 0.2).
 COMPILE_ORDER = (adagrad, scoring, embedding, text, mlp, adam, activation)
+_COMPILING = threading.Lock()  # one compile_all at a time in this process
 
 
 def _float_type(dtype) -> type:
@@ -102,4 +104,5 @@ def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES), workers=None)
     elif isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
         raise ValueError(f"workers: expected an integer >= 1 or None, got {workers!r}")
     wanted = {module for use in uses for module in KERNEL_MODULES[use]}
-    compiling.compile_units([module for module in COMPILE_ORDER if module in wanted], types, int(workers))
+    with _COMPILING:  # two threads' workers could add different signatures of one function to its cache index at once
+        compiling.compile_units([module for module in COMPILE_ORDER if module in wanted], types, int(workers))

@@ -14,18 +14,24 @@ a temporary directory, so each unit is claimed exactly once); else (a warm cache
 them before they have written anything, and takes the other units itself. A worker's compiled
 code reaches the caller through Numba's on-disk cache (``cache=True``): after the workers
 have exited, the caller runs their units too, which loads them from the cache, or compiles
-what a failed worker left undone. The caller's result does not depend on the workers: they
+what a failed worker left undone. A worker left with no module to take (the caller took them
+all) is killed rather than waited for: it can have written nothing. The caller's result does not depend on the workers: they
 can only save it time.
 
 Why whole modules: Numba's cache index of a jitted function is read, extended and written back
 without a lock, and an entry names a data file by number, so two processes adding *different*
 signatures of one function at the same moment can pair one signature with the other's code.
 A module with all its dtypes is compiled by one process only, and no two kernel modules share a
-jitted function (``heap``'s belongs to ``scoring``; tests/test_kernels.py checks it).
+jitted function (``heap``'s belongs to ``scoring``; tests/test_compiling.py checks it).
 
 Cost, measured in docs/performance.md ("Cold start"): a worker pays its own interpreter, imports
 and Numba start-up (about 1 s of CPU time), so the CPU time of a cold ``compile_all()`` grows
-while its wall-clock time shrinks; from a warm cache no worker is started.
+while its wall-clock time shrinks; from a warm cache no worker is started (with
+``NUMBA_OPT=0`` Numba refuses to cache some scoring and MLP kernels, so a cache holds no index
+for them: a call whose first module is among them compiles that module every time, and
+shares the rest with a worker as from a cold cache). On a busy machine, whose second CPU is taken, two processes are
+slower than one: ``compile_all(workers=1)``. ``compile_all`` runs one call at a time in a
+process (a lock), so that two threads' workers never compile one module at once.
 """
 
 from __future__ import annotations
@@ -147,17 +153,19 @@ def compile_units(modules, dtypes, workers: int) -> dict:
     """Compile (or load from Numba's cache) every module of ``modules`` (kernel modules, in
     the order to take them) for ``dtypes`` (NumPy float types), with up to ``workers``
     processes (this one included) when the first module missed the cache. Returns ``{module
-    name: "here" | "worker"}``: "worker" for the modules a worker compiled (this process then
-    loaded them from the cache), "here" for the others (all of them when a worker failed)."""
+    name: "here" | "worker"}``: "worker" for the modules a worker compiled and this process
+    then loaded from the cache without compiling anything, "here" for the others (compiled or
+    loaded here first, or compiled here after all: a failed worker, a cache the worker could
+    not write)."""
     names = [_module_name(module) for module in modules]
-    if workers < 2 or len(modules) < 2:
+    if workers < 2 or len(modules) < 2 or not dtypes or not sys.executable:
         for module in modules:
             _warm(module, dtypes)
         return dict.fromkeys(names, "here")
     done = {names[0]: "here"}
     rest = list(zip(names[1:], modules[1:]))
     with tempfile.TemporaryDirectory(prefix="pfd_ref-compile-") as claims, \
-            tempfile.TemporaryFile("w+") as log:
+            tempfile.TemporaryFile("w+b") as log:
         def start() -> list:
             processes = []
             try:
@@ -169,6 +177,7 @@ def compile_units(modules, dtypes, workers: int) -> dict:
             return processes
 
         started = start() if not cached(modules[0]) else []  # their start-up overlaps the first module's
+        stopped = False  # killed by this process before they could write anything
         try:
             misses = cache_misses(modules)
             _warm(modules[0], dtypes)
@@ -176,18 +185,23 @@ def compile_units(modules, dtypes, workers: int) -> dict:
             if cold and not started:  # a stale cache: its files were there
                 started = start()
             for process in started:
-                if cold:
-                    try:
-                        process.stdin.write(GO)
-                        process.stdin.close()
-                    except OSError:  # it has already ended: reported below by its status
-                        pass
-                else:
+                if not cold:
+                    stopped = True
                     process.kill()  # still in its start-up: it has written nothing
+                    continue
+                try:
+                    process.stdin.write(GO)
+                    process.stdin.close()
+                except OSError:  # it has already ended: reported below by its status
+                    pass
             for name, module in rest:
                 if not cold or claim(claims, name):
                     _warm(module, dtypes)
                     done[name] = "here"
+            if len(done) == len(names):  # every module taken here: a worker has none and writes nothing
+                stopped = True
+                for process in started:
+                    process.kill()
         except BaseException:
             for process in started:
                 process.kill()
@@ -196,15 +210,16 @@ def compile_units(modules, dtypes, workers: int) -> dict:
             for process in started:
                 process.stdin.close()  # a worker still waiting for GO ends
                 process.wait()
-        failed = [process.returncode for process in started if cold and process.returncode != 0]
+        failed = [] if stopped else [process.returncode for process in started if process.returncode != 0]
         if failed:
             log.seek(0)
-            lines = log.read().strip().splitlines()
+            lines = log.read().decode(errors="replace").strip().splitlines()
             warnings.warn(f"kernels.compile_all: a compile worker exited with status {failed[0]}"
                           f"{': ' + lines[-1] if lines else ''}; its modules are compiled in this process",
                           RuntimeWarning, stacklevel=3)
     for name, module in rest:
         if name not in done:
+            misses = cache_misses([module])
             _warm(module, dtypes)  # from the cache the workers wrote, or compiled here if one failed
-            done[name] = "here" if failed else "worker"
+            done[name] = "worker" if cache_misses([module]) == misses else "here"
     return done

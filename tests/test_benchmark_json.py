@@ -75,6 +75,7 @@ def test_a_good_json_path_lets_the_benchmark_run(tmp_path, monkeypatch):
     (["--threads", "1,x"], "--threads: expected comma-separated integers, got '1,x'"),
     (["--threads", "0"], "--threads: expected thread counts >= 1, got '0'"),
     (["--catalogue-gb", "0"], "--catalogue-gb: expected a size > 0, got 0"),
+    (["--catalogue-gb", "nan"], "--catalogue-gb: expected a size > 0, got nan"),
     (["--cold-start-baseline", "no-such-commit"], "--cold-start-baseline: 'no-such-commit' names no commit"),
 ])
 def test_the_scoring_benchmark_checks_every_option_before_writing_its_catalogue_file(tmp_path, monkeypatch, capsys,
