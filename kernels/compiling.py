@@ -139,51 +139,67 @@ def worker(argv: list) -> int:
     return 0
 
 
-def _start_worker(claims: str, dtypes, units, log) -> subprocess.Popen:
-    """A worker process with this interpreter, this process's import path and environment;
-    its output goes to the open file ``log``."""
+def _start_workers(count: int, claims: str, dtypes, units, log) -> list:
+    """``count`` worker processes with this interpreter, this process's import path and
+    environment, their output in the open file ``log``; as many as could be started (a
+    ``RuntimeWarning`` for the rest: their modules are compiled here)."""
     path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
     env = {**os.environ, "PYTHONPATH": path}
-    names = ",".join(dtype.__name__ for dtype in dtypes)
-    return subprocess.Popen([sys.executable, "-c", WORKER_CODE, claims, _package_dir(), names, *units],
-                            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env)
+    arguments = [sys.executable, "-c", WORKER_CODE, claims, _package_dir(), ",".join(d.__name__ for d in dtypes), *units]
+    processes = []
+    try:
+        for _ in range(count):
+            processes.append(subprocess.Popen(arguments, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                              env=env))
+    except OSError as error:  # no process to be had
+        warnings.warn(f"kernels.compile_all: could not start a compile worker ({error}); compiling in this process",
+                      RuntimeWarning, stacklevel=5)
+    return processes
 
 
 def compile_units(modules, dtypes, workers: int) -> dict:
     """Compile (or load from Numba's cache) every module of ``modules`` (kernel modules, in
     the order to take them) for ``dtypes`` (NumPy float types), with up to ``workers``
-    processes (this one included) when the first module missed the cache. Returns ``{module
+    processes (this one included) when the first module misses the cache. Returns ``{module
     name: "here" | "worker"}``: "worker" for the modules a worker compiled and this process
     then loaded from the cache without compiling anything, "here" for the others (compiled or
     loaded here first, or compiled here after all: a failed worker, a cache the worker could
-    not write)."""
-    names = [_module_name(module) for module in modules]
+    not write). A cache with the first module's index files starts no process and writes no
+    file unless that module misses."""
     if workers < 2 or len(modules) < 2 or not dtypes or not sys.executable:
-        for module in modules:
-            _warm(module, dtypes)
-        return dict.fromkeys(names, "here")
-    done = {names[0]: "here"}
-    rest = list(zip(names[1:], modules[1:]))
-    with tempfile.TemporaryDirectory(prefix="pfd_ref-compile-") as claims, \
-            tempfile.TemporaryFile("w+b") as log:
-        def start() -> list:
-            processes = []
-            try:
-                for _ in range(workers - 1):
-                    processes.append(_start_worker(claims, dtypes, [name for name, _ in rest], log))
-            except OSError as error:  # no process to be had: the others compile here
-                warnings.warn(f"kernels.compile_all: could not start a compile worker ({error}); compiling in this "
-                              "process", RuntimeWarning, stacklevel=4)
-            return processes
+        return _compile_here(modules, dtypes)
+    first, rest = modules[0], [(_module_name(module), module) for module in modules[1:]]
+    if not cached(first):  # cold: the workers' start-up overlaps the first module's compile
+        return {_module_name(first): "here", **_compile_shared(first, rest, dtypes, workers)}
+    misses = cache_misses([first])
+    _warm(first, dtypes)
+    if cache_misses([first]) > misses:  # a stale cache: its index files were there
+        return {_module_name(first): "here", **_compile_shared(None, rest, dtypes, workers)}
+    return {_module_name(first): "here", **_compile_here(modules[1:], dtypes)}
 
-        started = start() if not cached(modules[0]) else []  # their start-up overlaps the first module's
+
+def _compile_here(modules, dtypes) -> dict:
+    """Every module of ``modules`` in this process."""
+    for module in modules:
+        _warm(module, dtypes)
+    return dict.fromkeys(map(_module_name, modules), "here")
+
+
+def _compile_shared(first, rest, dtypes, workers: int) -> dict:
+    """``compile_units``'s shared compile: the workers start while this process takes
+    ``first`` (None: already taken, and it missed); if it missed, every process claims and
+    compiles modules of ``rest`` (``[(name, module)]``) one at a time, else the workers are
+    killed and ``rest`` is taken here; then this process loads what the workers compiled."""
+    done = {}
+    with tempfile.TemporaryDirectory(prefix="pfd_ref-compile-") as claims, tempfile.TemporaryFile("w+b") as log:
+        started = _start_workers(workers - 1, claims, dtypes, [name for name, _ in rest], log)
         stopped = False  # killed by this process before they could write anything
         try:
-            misses = cache_misses(modules)
-            _warm(modules[0], dtypes)
-            cold = cache_misses(modules) > misses
-            if cold and not started:  # a stale cache: its files were there
-                started = start()
+            cold = True
+            if first is not None:
+                misses = cache_misses([first])
+                _warm(first, dtypes)
+                cold = cache_misses([first]) > misses
             for process in started:
                 if not cold:
                     stopped = True
@@ -198,7 +214,7 @@ def compile_units(modules, dtypes, workers: int) -> dict:
                 if not cold or claim(claims, name):
                     _warm(module, dtypes)
                     done[name] = "here"
-            if len(done) == len(names):  # every module taken here: a worker has none and writes nothing
+            if len(done) == len(rest):  # every module taken here: a worker has none and writes nothing
                 stopped = True
                 for process in started:
                     process.kill()
@@ -216,7 +232,7 @@ def compile_units(modules, dtypes, workers: int) -> dict:
             lines = log.read().decode(errors="replace").strip().splitlines()
             warnings.warn(f"kernels.compile_all: a compile worker exited with status {failed[0]}"
                           f"{': ' + lines[-1] if lines else ''}; its modules are compiled in this process",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=4)
     for name, module in rest:
         if name not in done:
             misses = cache_misses([module])

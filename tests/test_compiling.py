@@ -24,16 +24,16 @@ from pfd_ref.kernels import compiling
 # In a fresh process: compile_units over one use's modules (optionally with `cached` forced
 # to True: an index file that turns out stale), print where each module went and whether every
 # kernel then has its float32 signature in this process; then the same from that warm cache in
-# another fresh process, where starting a process raises.
+# another fresh process, where starting a process or making a temporary directory or file raises.
 COLD_THEN_WARM = """
-import json, subprocess, sys, warnings
+import json, subprocess, sys, tempfile, warnings
 import numpy as np
 from pfd_ref import kernels
 from pfd_ref.kernels import compiling
 if sys.argv[1] == "warm":
     def refuse(*args, **kwargs):
-        raise AssertionError("a worker was started from a warm cache")
-    subprocess.Popen = refuse
+        raise AssertionError("a worker was started, or a claims directory or log made, from a warm cache")
+    subprocess.Popen = tempfile.TemporaryDirectory = tempfile.TemporaryFile = refuse
 if sys.argv[2] == "stale":
     compiling.cached = lambda module: True
 if sys.argv[1] == "cold":  # this process leaves the last module to the worker: a share that does not hang on speed
@@ -72,8 +72,8 @@ def cold_compile_checks(result: dict) -> None:
 
 
 def test_a_cold_compile_shares_the_modules_with_a_worker_and_a_warm_one_starts_none(tmp_path):
-    """Cold, as cold_compile_checks says. Warm: every module here, no process started (Popen
-    raises in that process)."""
+    """Cold, as cold_compile_checks says. Warm: every module here, no process started and no
+    temporary file made (Popen and tempfile's makers raise in that process)."""
     cold_compile_checks(run_compile(tmp_path, "cold", "fresh", "ok", "training"))
     warm = run_compile(tmp_path, "warm", "fresh", "ok", "training")
     assert set(warm["where"].values()) == {"here"} and warm["compiled"] and warm["warnings"] == []
@@ -112,16 +112,16 @@ def test_an_error_here_kills_the_workers(monkeypatch):
     """The first module's compile fails: the started workers are killed (not left to end on
     their own when their input closes) and waited for, and the error reaches the caller."""
     started = []
-    start = compiling._start_worker
+    start = compiling._start_workers
 
     def record(*args):
-        started.append(start(*args))
-        return started[-1]
+        started.extend(start(*args))
+        return started
 
     def fail(dtype):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compiling, "_start_worker", record)
+    monkeypatch.setattr(compiling, "_start_workers", record)
     monkeypatch.setattr(compiling, "cached", lambda module: False)
     first = types.SimpleNamespace(__name__="pfd_ref.kernels.first", warm_up=fail)
     second = types.SimpleNamespace(__name__="pfd_ref.kernels.second", warm_up=lambda dtype: None)
