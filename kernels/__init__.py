@@ -28,7 +28,7 @@ import numpy as np
 
 from . import activation, adagrad, adam, compiling, embedding, mlp, scoring, text
 from .activation import leaky_relu_backward, relu_backward
-from .checks import FLOAT_DTYPES
+from .checks import float_dtype
 from .adagrad import sparse_adagrad_rows_update_
 from .adam import adam_update_, sparse_adam_rows_update_
 from .embedding import coalesce_pooled_rows, coalesce_rows, gather_rows, pool_rows
@@ -63,18 +63,6 @@ COMPILE_ORDER = (adagrad, scoring, embedding, text, mlp, adam, activation)
 _COMPILING = threading.Lock()  # one compile_all at a time in this process
 
 
-def _float_type(dtype) -> type:
-    """``np.float32`` or ``np.float64`` for a dtype given as a type or a name; anything else
-    is refused, naming ``dtypes``."""
-    try:
-        kind = None if dtype is None else np.dtype(dtype).type  # np.dtype(None) is float64
-    except TypeError:
-        kind = None
-    if kind is None or kind not in FLOAT_DTYPES:  # None == np.dtype(float64) is True in NumPy
-        raise ValueError(f"dtypes: expected float32 or float64, got {dtype!r}")
-    return kind
-
-
 def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES), workers=None) -> None:
     """Compile (or load from Numba's cache) the kernels of every use in ``uses``
     (``KERNEL_MODULES``: "serving", the scoring, top-k and MLP kernels; "training", the
@@ -98,7 +86,7 @@ def compile_all(dtypes=DEFAULT_DTYPES, uses=tuple(KERNEL_MODULES), workers=None)
     for use in uses:
         if use not in KERNEL_MODULES:
             raise ValueError(f"uses: expected names from {', '.join(KERNEL_MODULES)}, got {use!r}")
-    types = list(dict.fromkeys(_float_type(dtype) for dtype in dtypes))
+    types = list(dict.fromkeys(float_dtype("dtypes", dtype).type for dtype in dtypes))
     if workers is None:
         workers = min(2, compiling.available_cpus())
     elif isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:

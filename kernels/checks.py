@@ -65,6 +65,19 @@ def check_pooling(pooling) -> str:
     return check_choice("pooling", pooling, POOLINGS)
 
 
+def float_dtype(name: str, dtype) -> np.dtype:
+    """``np.dtype(dtype)`` when it is float32 or float64 (given as a type, a name or a dtype);
+    else ValueError naming ``name``, ``None`` included (``np.dtype(None)`` is float64, and
+    ``None == np.dtype(float64)`` holds in NumPy, so a membership test alone lets it through)."""
+    try:
+        found = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found not in FLOAT_DTYPES:
+        raise ValueError(f"{name}: expected float32 or float64, got {dtype!r}")
+    return found
+
+
 def check_float_dtype(name: str, x, dtype=None) -> np.ndarray:
     """Raise unless ``x`` is an ndarray of float32 or float64 (of ``dtype`` when given)."""
     if not isinstance(x, np.ndarray):

@@ -40,7 +40,7 @@ import numpy as np
 
 from pfd_ref import backend
 from pfd_ref.files import write_atomically
-from pfd_ref.validation import FLOAT_DTYPES
+from pfd_ref.validation import FLOAT_DTYPES, float_dtype
 
 BLOCK_BYTES = 64 << 20  # rows scored per block: 64 MiB of item vectors
 # Direct reads (O_DIRECT) need file offsets, lengths and buffer addresses that are multiples
@@ -55,9 +55,7 @@ def save_item_vectors(path, blocks, num_rows: int, dim: int, dtype) -> Path:
     file ``path``, from ``blocks``: one array or an iterable of ``(rows_b, dim)`` arrays in row
     order, ``sum(rows_b) = num_rows``. Written atomically (``pfd_ref.files.write_atomically``:
     a temporary file renamed), so ``path`` never holds a partial file. Returns the path."""
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    dtype = float_dtype("dtype", dtype)
     if isinstance(blocks, np.ndarray):
         blocks = [blocks]
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (int(num_rows), int(dim))}

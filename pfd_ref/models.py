@@ -41,18 +41,11 @@ from pfd_ref.data import Dataset, MultiIds
 from pfd_ref.schema import FeatureSpec
 from pfd_ref.sparse import RowSparseGrad
 from pfd_ref.validation import (FLOAT_DTYPES, check_choice, check_float_array, check_float_dtype, check_ids, check_offsets,
-                                check_scalar, check_shape)
+                                check_scalar, check_shape, float_dtype)
 
 EMBEDDING_INIT_STD = 0.05
 TOWER_NORMS = ("none", "l2")  # the two-tower output normalisation: none, or u / max(||u||, eps)
 SHARED_PREFIX = "shared"  # the owner of a table that teacher and student share
-
-
-def _check_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
-    return dtype
 
 
 def _batch_column(batch, field: FeatureSpec):
@@ -451,7 +444,7 @@ class MLPRanker:
         return [*self.encoder.table_names.values(), *self.mlp.param_names()]
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
-        dtype = _check_dtype(dtype)
+        dtype = float_dtype("dtype", dtype)
         return {**self.encoder.init_params(rng, dtype), **self.mlp.init_params(rng, dtype)}
 
     def forward(self, params: dict, batch: Dataset, training: bool = False,
@@ -554,7 +547,7 @@ class TwoTower:
         return names + ([f"{self.prefix}.bias"] if self.bias else [])
 
     def init_params(self, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
-        dtype = _check_dtype(dtype)
+        dtype = float_dtype("dtype", dtype)
         params = {
             **self.user_encoder.init_params(rng, dtype), **self.item_encoder.init_params(rng, dtype),
             **self.user_mlp.init_params(rng, dtype), **self.item_mlp.init_params(rng, dtype),

@@ -26,6 +26,7 @@ from pfd_ref.kernels.checks import (  # noqa: F401 (re-exported: the one definit
     check_pooling,
     check_same_dtype,
     check_scalar,
+    float_dtype,
 )
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pfd_ref import validation as v
+from pfd_ref.validation import float_dtype
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -164,3 +165,29 @@ def test_check_ids_accepts_exactly_the_in_range_arrays(ids, num_rows):
     else:
         with pytest.raises(ValueError, match="^ids: id -?[0-9]+ is outside"):
             v.check_ids("ids", ids, num_rows)
+
+
+@pytest.mark.parametrize("spec, expected", [("float32", np.float32), (np.float64, np.float64),
+                                            (np.dtype("float32"), np.float32)])
+def test_float_dtype_takes_float32_and_float64_given_any_way(spec, expected):
+    assert float_dtype("dtype", spec) == np.dtype(expected)
+
+
+@pytest.mark.parametrize("where", ["kernels.compile_all", "model init_params", "catalogue.save_item_vectors"])
+@pytest.mark.parametrize("spec", [None, "int64", "no such dtype", np.float16])
+def test_every_dtype_argument_refuses_none_and_non_floats_naming_itself(tmp_path, where, spec):
+    """One rule (float_dtype) at every entry that takes a dtype: None was float64 at two of
+    them (np.dtype(None) is float64), refused at the third."""
+    from pfd_ref import catalogue, kernels
+    from pfd_ref.schema import FeatureSpec
+    from pfd_ref.models import MLPRanker
+    model = MLPRanker("m", (FeatureSpec("x", "dense", "regular", "user", width=2),), embed_dim=3, hidden=(3,))
+    calls = {
+        "kernels.compile_all": (lambda: kernels.compile_all((spec,)), "dtypes"),
+        "model init_params": (lambda: model.init_params(np.random.default_rng(0), spec), "dtype"),
+        "catalogue.save_item_vectors": (lambda: catalogue.save_item_vectors(tmp_path / "v.npy", np.ones((2, 2)), 2, 2,
+                                                                           spec), "dtype"),
+    }
+    call, name = calls[where]
+    with pytest.raises(ValueError, match=f"^{name}: expected float32 or float64, got"):
+        call()
