@@ -551,7 +551,9 @@ def check_seeds(seeds: int) -> list[int]:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may use (its affinity where the platform has one)."""
+    """The CPUs this process may use (its affinity where the platform has one). The kernels'
+    compile has its own (``kernels.compiling.available_cpus``): pfd_ref reaches the kernels
+    only through ``pfd_ref.backend`` and their checks, and the kernels import nothing of pfd_ref."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -632,10 +634,15 @@ def row_record(row: Row, seed: int, result: dict) -> dict:
             "seed": seed, **result, "paper": row.paper}
 
 
-def row_records(plan: Plan, results: dict) -> list[dict]:
+def row_records(plan: Plan, results: dict, timed: dict | None = None) -> list[dict]:
     """``row_record`` of every (row, seed) of ``plan`` whose unit has finished, in the plan's
-    order (row by row, seed by seed)."""
-    return [row_record(row, seed, results[(row.unit, seed)])
+    order (row by row, seed by seed); a row of ``TIMED_TABLES`` takes its ``TIME_FIELDS``
+    from ``timed`` (the timing phase's ``{(unit, seed): times}``) where it has them."""
+    def result(row, seed):
+        found = results[(row.unit, seed)]
+        times = (timed or {}).get((row.unit, seed)) if row.table in TIMED_TABLES else None
+        return found if times is None else {**found, **{name: times[name] for name in TIME_FIELDS}}
+    return [row_record(row, seed, result(row, seed))
             for row in plan.rows.values() for seed in plan.seeds if (row.unit, seed) in results]
 
 
@@ -779,8 +786,9 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     plan = make_plan(tables, scale, seeds)
     start = time.perf_counter()
     tasks = tuple(dict.fromkeys(unit.task for unit in plan.units))
+    threads = worker_threads(jobs) if jobs > 1 else None
     report = {"command": "pfd-ref paper", "scale": scale_record(scale), "seeds": seeds,
-              "tables": list(plan.tables), "jobs": jobs, "worker_threads": worker_threads(jobs) if jobs > 1 else None,
+              "tables": list(plan.tables), "jobs": jobs, "worker_threads": threads,
               "rows": [], "claims": [], "cost": None, "complete": False,
               "wall_seconds": None,
               "provenance": provenance({"options": options or {}, "backend": get_backend(), "jobs": jobs},
@@ -829,17 +837,19 @@ def run_paper(tables, scale: Scale, seeds, jobs: int = 1, json_path=None, log: C
     elif work:
         run_in_pool(partial(train_unit, scale=scale), work, jobs, (load_data, (scale.data, tasks)),
                     lambda item, result: finished(*item, result), lambda item: f"{item[0].describe()} seed {item[1]}",
-                    worker_threads(jobs))
+                    threads)
     set_rows(row_records(plan, results))  # in the plan's order
     timed = {}
     if any(table in plan.tables for table in TIMED_TABLES):
         log(f"timing phase: the settings of Tables {', '.join(t for t in TIMED_TABLES if t in plan.tables)} "
             "trained again, seed by seed, for their times")
-        report["timing"], timed = time_manners(plan, scale, jobs, log)
+        report["timing"] = {}
+        timed = time_manners(plan, scale, jobs, threads, log, report["timing"], save)
         # the timing trainings are the same trainings: their AUCs are those of the tables
         report["timing"]["same_auc"] = all(timed[key]["auc"] == results[key]["auc"] for key in timed)
-    claim_results = {key: {**result, **{name: timed[key][name] for name in ("train_seconds", "train_cpu_seconds")}}
-                     if key in timed else result for key, result in results.items()}
+        set_rows(row_records(plan, results, timed))  # Tables 7 and 8 with the timing phase's times
+    claim_results = {key: {**result, **{name: timed[key][name] for name in TIME_FIELDS}} if key in timed else result
+                     for key, result in results.items()}
     report["claims"] = evaluate_claims(claims_for(scale.lambdas), plan.rows, claim_results, seeds)
     if "cost" in plan.tables:
         log("§5.2 cost figure: timing the tower against the inner product")
@@ -858,6 +868,7 @@ def worker_threads(jobs: int) -> int:
 # The tables whose time columns and time claims compare training manners: their times come from a
 # timing phase of their own (time_manners), not from the trainings that give their AUCs.
 TIMED_TABLES = ("7", "8")
+TIME_FIELDS = ("train_seconds", "train_cpu_seconds")  # what the timing phase replaces in their rows
 
 
 def timing_order(plan: Plan) -> list[tuple[Unit, int]]:
@@ -894,19 +905,29 @@ def time_unit(unit: Unit, seed: int, scale: Scale) -> dict:
             "load_1min": load, "auc": result["auc"]}
 
 
-def time_manners(plan: Plan, scale: Scale, jobs: int, log: Callable[[str], None]) -> tuple[dict, dict]:
+def time_manners(plan: Plan, scale: Scale, jobs: int, threads: int | None, log: Callable[[str], None], record: dict,
+                 save: Callable[[], None]) -> dict:
     """The timing phase: every training of ``timing_order`` again, in ``jobs`` processes (1: this
-    one) with ``worker_threads(jobs)`` threads each, each process warmed up first (``warm_up``).
-    Returns ``(record, times)``: the record for the report (``jobs``, ``threads_per_worker``,
-    ``load_1min`` at the start and end, one entry per (table, row, seed) with its times and the
-    1-minute load at its start) and ``{(unit, seed): time_unit's result}``."""
+    one) with ``threads`` BLAS and Numba threads each (None: this process's), each process
+    warmed up first (``warm_up``). Fills ``record``, the report's, and calls ``save`` after
+    each timed training (nothing timed is lost on a crash; ``complete`` False until the end):
+    ``jobs``, ``threads_per_worker``, ``load_1min`` at the start (and the end), one entry per
+    (table, row, seed) with its times and the 1-minute load at its start (in the order they
+    finished, then the plan's). Returns ``{(unit, seed): time_unit's result}``."""
     order = timing_order(plan)
     tasks = tuple(dict.fromkeys(unit.task for unit, _ in order))
-    threads = worker_threads(jobs) if jobs > 1 else None
-    times, start_load = {}, os.getloadavg()[0]
+    times = {}
+    labels = {(row.table, row.unit): row.label for row in plan.rows.values() if row.table in TIMED_TABLES}
+    record.update(jobs=jobs, threads_per_worker=threads, load_1min=[os.getloadavg()[0]], records=[], complete=False)
+
+    def entries(items) -> list:
+        return [{"table": table, "row": label, "seed": seed, **times[(unit, seed)]}
+                for (table, unit), label in labels.items() for seed in plan.seeds if (unit, seed) in items]
 
     def finished(item, result):
         times[item] = result
+        record["records"] += entries({item})
+        save()
         log(f"timing {len(times)}/{len(order)}: {item[0].describe()} seed {item[1]}: {result['train_seconds']:.1f} s, "
             f"CPU {result['train_cpu_seconds']:.1f} s, load {result['load_1min']:.1f}")
     if jobs == 1:
@@ -919,12 +940,9 @@ def time_manners(plan: Plan, scale: Scale, jobs: int, log: Callable[[str], None]
     else:
         run_in_pool(partial(time_unit, scale=scale), order, jobs, (warm_up, (scale.data, tasks, scale)),
                     finished, lambda item: f"timing {item[0].describe()} seed {item[1]}", threads)
-    labels = {(row.table, row.unit): row.label for row in plan.rows.values() if row.table in TIMED_TABLES}
-    records = [{"table": table, "row": label, "seed": seed, **times[(unit, seed)]}
-               for (table, unit), label in labels.items() for seed in plan.seeds]
-    record = {"jobs": jobs, "threads_per_worker": threads, "load_1min": [start_load, os.getloadavg()[0]],
-              "records": records}
-    return record, times
+    record.update(records=entries(times), complete=True)
+    record["load_1min"].append(os.getloadavg()[0])
+    return times
 
 
 def run_in_pool(function: Callable, work: list, jobs: int, initializer: tuple, finished: Callable,
@@ -1102,18 +1120,16 @@ def format_report(report: dict) -> str:
             lines += format_cost(report["cost"]) if report["cost"] else ["(not measured)"]
             continue
         rows = table_rows(table, tuple(scale["lambdas"]))
-        records = [r for r in report["rows"] if r["table"] == table]
-        if table in TIMED_TABLES and timing:
-            times = {(r["row"], r["seed"]): r for r in timing["records"] if r["table"] == table}
-            records = [{**r, **{key: times[(r["row"], r["seed"])][key] for key in ("train_seconds", "train_cpu_seconds")}}
-                       for r in records]
-        lines += _table_lines(table, rows, records)
+        lines += _table_lines(table, rows, [r for r in report["rows"] if r["table"] == table])
         if table in TIMED_TABLES and timing:
             loads = [r["load_1min"] for r in timing["records"] if r["table"] == table]
             lines.append(f"times: the timing phase, every setting of a seed trained again next to the others (seed by "
                          f"seed, after a warm-up), {timing['jobs']} process(es)"
                          + (f" x {timing['threads_per_worker']} thread(s)" if timing["threads_per_worker"] else "")
                          + f"; 1-minute load {min(loads):.1f}-{max(loads):.1f}; indicative only (docs/paper.md, 'Times')")
+            if timing.get("same_auc") is False:
+                lines.append("WARNING: a training of the timing phase gave another AUC than the table's: the two did "
+                             "not compute the same (report timing.same_auc)")
     if report["claims"]:
         lines += ["", f"Claims (paired over {len(report['seeds'])} seeds; one-sided t-tests, TOST for 'the same'; "
                       f"p < {ALPHA}; AUC margin {AUC_MARGIN}; docs/paper.md, 'Verdicts'); after each claim its "

@@ -564,3 +564,57 @@ def test_the_thread_variables_are_restored_when_the_pool_cannot_start(monkeypatc
     with pytest.raises(OSError):
         paper.run_in_pool(thread_settings, [(0,)], 2, (None, ()), lambda item, result: None, str, threads=7)
     assert {name: os.environ.get(name) for name in THREAD_VARIABLES} == before
+
+
+def test_run_paper_gives_every_pool_its_share_of_the_cpus_as_threads(monkeypatch):
+    """Both pools of a --jobs 2 run (the trainings and the timing phase) are given
+    ``worker_threads(2)`` threads, and the report says so; the pools run in this process here,
+    recording what they were given."""
+    given = []
+
+    def in_this_process(function, work, jobs, initializer, finished, describe, threads=None):
+        given.append((jobs, threads))
+        initializer[0](*initializer[1])
+        try:
+            for item in work:
+                finished(item, function(*item))
+        finally:
+            paper._DATA.clear()
+
+    monkeypatch.setattr(paper, "run_in_pool", in_this_process)
+    monkeypatch.setattr(paper, "usable_cpus", lambda: 4)
+    report = paper.run_paper(("8",), TINY, [0, 1], jobs=2)
+    assert given == [(2, 2), (2, 2)]
+    assert report["worker_threads"] == 2 and report["timing"]["threads_per_worker"] == 2
+
+
+def test_the_timing_phase_is_saved_after_every_timed_training(tmp_path, monkeypatch):
+    """A crash in the timing phase keeps what it timed: the JSON holds the finished timing
+    records, marked incomplete; a finished run's rows of Table 8 carry the timing phase's times."""
+    path = tmp_path / "run.json"
+    time_unit, calls = paper.time_unit, []
+
+    def crash_on_the_fourth(unit, seed, scale):
+        calls.append(unit)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return time_unit(unit, seed, scale)
+
+    monkeypatch.setattr(paper, "time_unit", crash_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        paper.run_paper(("8",), TINY, [0, 1], jobs=1, json_path=path)
+    saved = json.loads(path.read_text())
+    assert saved["complete"] is False and saved["timing"]["complete"] is False
+    assert len(saved["timing"]["records"]) == 3
+    monkeypatch.setattr(paper, "time_unit", time_unit)
+    report = paper.run_paper(("8",), TINY, [0, 1], jobs=1, json_path=path, resume=True)
+    times = {(r["row"], r["seed"]): r["train_cpu_seconds"] for r in report["timing"]["records"]}
+    assert report["timing"]["complete"] is True and len(times) == 10
+    assert all(r["train_cpu_seconds"] == times[(r["row"], r["seed"])] for r in report["rows"] if r["table"] == "8")
+
+
+def test_a_timing_phase_with_other_aucs_is_printed_as_a_warning(tiny_run):
+    report = json.loads(json.dumps(tiny_run[0]))
+    assert "WARNING: a training of the timing phase" not in paper.format_report(report)
+    report["timing"]["same_auc"] = False
+    assert paper.format_report(report).count("WARNING: a training of the timing phase gave another AUC") == 2
