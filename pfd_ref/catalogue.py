@@ -91,7 +91,7 @@ class ItemVectorFile:
         try:
             handle = open(self.path, "rb")
         except OSError as err:
-            raise ValueError(f"{self.path}: cannot open the item vectors ({err.strerror})") from None
+            raise _cannot_open(self.path, err) from None
         with handle:
             shape, dtype_in_file, offset = _read_npy_header(self.path, handle)
             size = os.fstat(handle.fileno()).st_size
@@ -170,6 +170,11 @@ def aligned_buffer(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+def _cannot_open(path, error: OSError) -> ValueError:
+    """The error for an item-vector file that cannot be opened: its path and the system's reason."""
+    return ValueError(f"{path}: cannot open the item vectors ({error.strerror})")
+
+
 def open_direct(path):
     """``path`` opened for direct reads (``O_DIRECT``: a raw binary file object), or None
     where the system or the file system refuses them (``EINVAL``: tmpfs, some network file
@@ -183,7 +188,7 @@ def open_direct(path):
     except OSError as err:
         if err.errno == errno.EINVAL:
             return None
-        raise ValueError(f"{path}: cannot open the item vectors ({err.strerror})") from None
+        raise _cannot_open(path, err) from None
 
 
 class _BlockReader:
@@ -207,7 +212,7 @@ class _BlockReader:
         try:
             self.handle = open(self.path, "rb", buffering=0)
         except OSError as err:
-            raise ValueError(f"{self.path}: cannot open the item vectors ({err.strerror})") from None
+            raise _cannot_open(self.path, err) from None
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self.handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
 

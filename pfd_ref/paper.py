@@ -460,11 +460,10 @@ def tost_power(sd: float, n: int, margin: float, alpha: float = ALPHA) -> tuple[
     when ``t = m sqrt(n) / sd > t_{1-alpha, n-1}``, so ``max_sd = m sqrt(n) / t_{1-alpha, n-1}``;
     ``seeds``: the fewest seeds with which a paired sd of ``sd`` could pass (mean 0), None
     beyond 10^4."""
-    max_sd = margin * math.sqrt(n) / float(stats.t.ppf(1 - alpha, n - 1))
-    for seeds in range(2, 10_001):
-        if sd < margin * math.sqrt(seeds) / float(stats.t.ppf(1 - alpha, seeds - 1)):
-            return max_sd, seeds
-    return max_sd, None
+    def largest_sd(seeds: int) -> float:
+        return margin * math.sqrt(seeds) / float(stats.t.ppf(1 - alpha, seeds - 1))
+
+    return largest_sd(n), next((seeds for seeds in range(2, 10_001) if sd < largest_sd(seeds)), None)
 
 
 def _metric_value(values: dict, metric: str) -> float | None:
